@@ -1,0 +1,87 @@
+"""`mtp <stage>`: every pipeline stage as a plain command (Snakemake rules call these).
+
+Each stage module provides `add_arguments(parser)` and `run(args)`; this file only
+wires them up and turns UserError into one line on stderr with exit status 2.
+"""
+import argparse
+import importlib
+import os
+import sys
+
+from mtp import UserError, __version__
+
+# name -> (module, one-line help)
+STAGES = {
+    "init": ("mtp.tracking_cli", "create the MLflow store, experiment and the study's parent run (rule init_tracking)"),
+    "tokenize": ("mtp.data_cli", "tokenize a dataset of the config into results/data/<dataset>/ (rule tokenize_corpus)"),
+    "train": ("mtp.train", "train one model of the sweep, resuming from its last checkpoint (rule train_model)"),
+    "export": ("mtp.export", "export a trained model as a Hugging Face / vLLM directory (rule export_model)"),
+    "decode": ("mtp.decode", "time greedy vs self-speculative decoding natively (rule time_decoding)"),
+    "vllm": ("mtp.vllm_stage", "time the model inside vLLM: no speculation, own heads, ngram, draft model (rule time_vllm)"),
+    "eval": ("mtp.evals.cli", "score a model: code (HumanEval/MBPP pass@k), polynomial, induction"),
+    "report": ("mtp.report", "tables, plots and the claims check of the whole study (rule build_report)"),
+    "bench": ("mtp.bench", "benchmarks: train (memory, step time, FLOP/s), decode, vllm; prints one JSON line"),
+    "ui": ("mtp.tracking_cli", "open a light MLflow UI on 127.0.0.1"),
+}
+
+EPILOG = """Every stage reads the study config (default: config.yaml; Snakemake passes
+<results>/config.yaml, the resolved config of the run). `mtp <stage> --help` explains a stage.
+Documentation: README.md."""
+
+
+def add_config_arg(p):
+    p.add_argument("--config", default="config.yaml", metavar="YAML",
+                   help="study config (default: %(default)s; Snakemake passes <results>/config.yaml)")
+
+
+def add_model_args(p):
+    """--dataset/--size/--n: which model of the sweep."""
+    p.add_argument("--dataset", required=True, help="dataset name from the config's `datasets`")
+    p.add_argument("--size", required=True, help="size preset, e.g. 1M (see mtp/model.py PRESETS)")
+    p.add_argument("--n", type=int, required=True, help="number of output heads of the model")
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(
+        prog="mtp", description="Multi-token prediction (Gloeckle et al., ICML 2024): train n-head models, "
+        "decode self-speculatively, score benchmarks, report.", epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"mtp {__version__}")
+    sub = parser.add_subparsers(dest="stage", metavar="<stage>")
+    for name, (module, help_) in STAGES.items():
+        p = sub.add_parser(name, help=help_, description=help_)
+        p.set_defaults(_module=module, _stage=name)
+        try:
+            mod = importlib.import_module(module)
+        except ModuleNotFoundError as e:
+            if e.name != module:
+                raise
+            p.set_defaults(_missing=True)
+            continue
+        mod.add_arguments(p) if name != "ui" else mod.add_ui_arguments(p)
+    return parser
+
+
+def main(argv=None):
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not args.stage:
+        parser.print_help()
+        return 2
+    if getattr(args, "_missing", False):
+        print(f"mtp {args.stage}: this stage is not built yet (see README, 'Status')", file=sys.stderr)
+        return 3
+    mod = importlib.import_module(args._module)
+    try:
+        result = mod.run_ui(args) if args.stage == "ui" else mod.run(args)
+    except UserError as e:
+        print(f"mtp {args.stage}: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"mtp {args.stage}: interrupted", file=sys.stderr)
+        return 130
+    return result or 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,135 @@
+"""Load, complete and check a study config (JSON Schema 2020-12 + the checks a schema cannot say)."""
+from pathlib import Path
+
+import jsonschema
+import yaml
+
+from mtp import UserError
+
+SCHEMA_PATH = Path(__file__).with_name("config.schema.yaml")
+
+
+def schema():
+    return yaml.safe_load(SCHEMA_PATH.read_text())
+
+
+def _with_defaults(cls):
+    """A validator class that also fills in each property's `default` (as Snakemake's validate does)."""
+    validate_props = cls.VALIDATORS["properties"]
+
+    def properties(validator, props, instance, schema):
+        if isinstance(instance, dict):
+            for key, sub in props.items():
+                if isinstance(sub, dict) and "default" in sub and key not in instance:
+                    instance[key] = yaml.safe_load(yaml.safe_dump(sub["default"]))  # deep copy
+        yield from validate_props(validator, props, instance, schema)
+
+    return jsonschema.validators.extend(cls, {"properties": properties})
+
+
+_Validator = _with_defaults(jsonschema.Draft202012Validator)
+
+
+def _field(error):
+    return ".".join(str(p) for p in error.absolute_path) or "(top level)"
+
+
+def validate(cfg, source="config"):
+    """Fill defaults in place and check `cfg`; raise UserError naming the first bad field."""
+    if not isinstance(cfg, dict):
+        raise UserError(f"{source}: the config must be a mapping of keys to values, got {type(cfg).__name__}")
+    errors = sorted(_Validator(schema()).iter_errors(cfg), key=lambda e: len(list(e.absolute_path)))
+    if errors:
+        e = errors[0]
+        raise UserError(f"{source}: field '{_field(e)}': {e.message} (see workflow/schemas/config.schema.yaml)")
+    _check_semantics(cfg, source)
+    return cfg
+
+
+def _check_semantics(cfg, source):
+    from mtp.model import preset  # torch is imported only once a config is complete
+    for i, sweep in enumerate(cfg["sweeps"]):
+        where = f"{source}: field 'sweeps.{i}"
+        if sweep["dataset"] not in cfg["datasets"]:
+            raise UserError(f"{where}.dataset': unknown dataset '{sweep['dataset']}'; "
+                            f"defined datasets: {', '.join(cfg['datasets'])}")
+        train = train_config(cfg, sweep)
+        errors = list(_Validator(schema()["$defs"]["train"]).iter_errors(train))
+        if errors:
+            raise UserError(f"{where}.train.{_field(errors[0])}': {errors[0].message}")
+        for size in sweep["sizes"]:
+            spec = preset(size, cfg["model_presets"], where=f"{where}.sizes'")
+            for n in sweep["n_heads"]:
+                if n >= spec["n_layers"]:
+                    raise UserError(f"{where}.n_heads': n={n} needs more than {n} layers but size '{size}' has "
+                                    f"{spec['n_layers']} (a model of L layers has a trunk of L-n and n head blocks); "
+                                    f"use n < {spec['n_layers']} or a deeper preset")
+            if train["seq_len"] > spec.get("max_seq_len", 4096):
+                raise UserError(f"{where}.train.seq_len': {train['seq_len']} exceeds size '{size}' "
+                                f"max_seq_len {spec.get('max_seq_len', 4096)}")
+
+
+def load(path, overrides=None):
+    """Read a YAML config file, apply `overrides` (a dict merged on top), validate."""
+    path = Path(path)
+    try:
+        cfg = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise UserError(f"{path}: config file not found") from None
+    except yaml.YAMLError as e:
+        raise UserError(f"{path}: not valid YAML: {str(e).splitlines()[0]}") from None
+    if overrides:
+        cfg = merge(cfg or {}, overrides)
+    return validate(cfg if cfg is not None else {}, source=str(path))
+
+
+def merge(base, over):
+    out = dict(base)
+    for k, v in over.items():
+        out[k] = merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def train_config(cfg, sweep):
+    return {**cfg["train"], **sweep.get("train", {})}
+
+
+def models(cfg):
+    """Every model of the study: dicts with dataset, size, n, train (merged), dir."""
+    seen, out = set(), []
+    for sweep in cfg["sweeps"]:
+        for size in sweep["sizes"]:
+            for n in sweep["n_heads"]:
+                key = (sweep["dataset"], size, n)
+                if key in seen:
+                    continue
+                seen.add(key)
+                out.append({"dataset": sweep["dataset"], "size": size, "n": n,
+                            "train": train_config(cfg, sweep), "dir": str(model_dir(cfg, *key))})
+    return out
+
+
+def find_model(cfg, dataset, size, n):
+    for m in models(cfg):
+        if (m["dataset"], m["size"], m["n"]) == (dataset, size, int(n)):
+            return m
+    raise UserError(f"model {dataset}/{size}-n{n} is not in the config's sweeps; "
+                    f"known: {', '.join(model_name(m) for m in models(cfg))}")
+
+
+def model_name(m):
+    return f"{m['dataset']}/{m['size']}-n{m['n']}"
+
+
+def data_dir(cfg, dataset):
+    return Path(cfg["results"]) / "data" / dataset
+
+
+def model_dir(cfg, dataset, size, n):
+    return Path(cfg["results"]) / "models" / dataset / f"{size}-n{n}"
+
+
+def task_of(dataset_cfg):
+    """Which evaluation a dataset's models get: its source kind for synthetic data, else code."""
+    kind = dataset_cfg["source"]["kind"]
+    return kind if kind in ("polynomial", "induction") else "code"

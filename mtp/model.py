@@ -1,0 +1,222 @@
+"""Multi-token prediction transformer (Gloeckle et al. 2024, Fig. 1).
+
+A shared trunk of L-n Llama-style blocks maps tokens to z; n independent heads (one
+block each, or a d x d linear map for head_type="linear") map z to h_i; ONE shared final
+RMSNorm and ONE shared unembedding (untied from the input embedding) map h_i to logits.
+Head i (1-based) predicts the token i positions ahead; head 1 is the next-token head.
+"""
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from mtp import UserError
+
+# dim / layers / attention heads. Synthetic-task sizes and code sizes from the paper
+# (Section 4, Table S7); "debug" for tests.
+PRESETS = {
+    "debug": dict(dim=32, n_layers=4, n_attn_heads=2),
+    "1M": dict(dim=128, n_layers=5, n_attn_heads=4),
+    "3M": dict(dim=256, n_layers=4, n_attn_heads=8),
+    "10M": dict(dim=384, n_layers=6, n_attn_heads=8),
+    "30M": dict(dim=512, n_layers=10, n_attn_heads=8),
+    "100M": dict(dim=768, n_layers=14, n_attn_heads=12),
+    "300M": dict(dim=1024, n_layers=25, n_attn_heads=16),
+    "0.3B": dict(dim=1024, n_layers=18, n_attn_heads=8),
+    "0.6B": dict(dim=1280, n_layers=27, n_attn_heads=10),
+    "1.3B": dict(dim=2048, n_layers=24, n_attn_heads=16),
+}
+
+
+def preset(name, extra=None, where="size"):
+    table = {**PRESETS, **(extra or {})}
+    if name not in table:
+        raise UserError(f"{where}: unknown size preset '{name}'; known: {', '.join(table)} "
+                        f"(add your own under model_presets)")
+    return table[name]
+
+
+@dataclass
+class ModelConfig:
+    vocab_size: int
+    dim: int
+    n_layers: int
+    n_attn_heads: int
+    n_future: int = 1
+    head_type: str = "transformer"
+    max_seq_len: int = 4096
+    norm_eps: float = 1e-5
+    rope_theta: float = 10000.0
+
+    def __post_init__(self):
+        if self.n_future < 1:
+            raise UserError(f"n_future (n heads) must be >= 1, got {self.n_future}")
+        if self.head_type not in ("transformer", "linear"):
+            raise UserError(f"head_type must be 'transformer' or 'linear', got '{self.head_type}'")
+        if self.head_type == "transformer" and self.n_future >= self.n_layers:
+            raise UserError(f"n={self.n_future} heads needs more than {self.n_future} layers, the model has "
+                            f"{self.n_layers}; use a deeper size or fewer heads")
+        if self.dim % self.n_attn_heads:
+            raise UserError(f"dim {self.dim} is not divisible by n_attn_heads {self.n_attn_heads}")
+
+    @property
+    def n_trunk(self):
+        """Trunk depth: L-n for transformer heads (parameter matching), L for linear heads."""
+        return self.n_layers - self.n_future if self.head_type == "transformer" else self.n_layers
+
+    @property
+    def hidden_dim(self):
+        return 32 * math.ceil(8 * self.dim / 3 / 32)  # SwiGLU width, as in Llama
+
+    @classmethod
+    def from_preset(cls, name, vocab_size, n_future=1, head_type="transformer", extra=None):
+        spec = dict(preset(name, extra))
+        return cls(vocab_size=vocab_size, n_future=n_future, head_type=head_type, **spec)
+
+
+class RMSNorm(nn.Module):
+    def __init__(self, dim, eps):
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(dim))
+
+    def forward(self, x):
+        xf = x.float()
+        return (xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + self.eps)).type_as(x) * self.weight
+
+
+def rope_tables(cfg, pos):
+    """cos/sin for integer positions `pos` (any shape) -> (*pos.shape, head_dim/2)."""
+    hs = cfg.dim // cfg.n_attn_heads
+    inv = 1.0 / (cfg.rope_theta ** (torch.arange(0, hs, 2, device=pos.device, dtype=torch.float32) / hs))
+    ang = pos.float()[..., None] * inv
+    return ang.cos(), ang.sin()
+
+
+def apply_rope(x, cos, sin):
+    """x (B, nh, T, hs); cos/sin (T, hs/2) or (B, T, hs/2). Llama's rotate-half convention."""
+    if cos.dim() == 3:
+        cos, sin = cos[:, None], sin[:, None]  # (B, 1, T, hs/2)
+    x1, x2 = x.float().chunk(2, dim=-1)
+    out = torch.cat([x1 * cos - x2 * sin, x2 * cos + x1 * sin], dim=-1)
+    return out.type_as(x)
+
+
+class Attention(nn.Module):
+    def __init__(self, cfg):
+        super().__init__()
+        self.nh, self.hs = cfg.n_attn_heads, cfg.dim // cfg.n_attn_heads
+        self.wq = nn.Linear(cfg.dim, cfg.dim, bias=False)
+        self.wk = nn.Linear(cfg.dim, cfg.dim, bias=False)
+        self.wv = nn.Linear(cfg.dim, cfg.dim, bias=False)
+        self.wo = nn.Linear(cfg.dim, cfg.dim, bias=False)
+
+    def forward(self, x, cos, sin, kv=None, mask=None):
+        """kv: a cache with update(k, v) -> (all keys, all values); mask: bool (B, 1, T, S), True = attend."""
+        B, T, C = x.shape
+        q = self.wq(x).view(B, T, self.nh, self.hs).transpose(1, 2)  # (B, nh, T, hs)
+        k = self.wk(x).view(B, T, self.nh, self.hs).transpose(1, 2)  # (B, nh, T, hs)
+        v = self.wv(x).view(B, T, self.nh, self.hs).transpose(1, 2)  # (B, nh, T, hs)
+        q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
+        if kv is not None:
+            k, v = kv.update(k, v)  # (B, nh, S, hs)
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=mask is None)
+        return self.wo(y.transpose(1, 2).reshape(B, T, C))  # (B, T, C)
+
+
+class MLP(nn.Module):
+    def __init__(self, cfg):
+        super().__init__()
+        self.w1 = nn.Linear(cfg.dim, cfg.hidden_dim, bias=False)
+        self.w3 = nn.Linear(cfg.dim, cfg.hidden_dim, bias=False)
+        self.w2 = nn.Linear(cfg.hidden_dim, cfg.dim, bias=False)
+
+    def forward(self, x):
+        return self.w2(F.silu(self.w1(x)) * self.w3(x))
+
+
+class Block(nn.Module):
+    def __init__(self, cfg):
+        super().__init__()
+        self.attn_norm = RMSNorm(cfg.dim, cfg.norm_eps)
+        self.attn = Attention(cfg)
+        self.mlp_norm = RMSNorm(cfg.dim, cfg.norm_eps)
+        self.mlp = MLP(cfg)
+
+    def forward(self, x, cos, sin, kv=None, mask=None):
+        x = x + self.attn(self.attn_norm(x), cos, sin, kv, mask)
+        return x + self.mlp(self.mlp_norm(x))
+
+
+class LinearHead(nn.Module):
+    """The paper's Table S4 alternative: a d x d linear map on z (no attention, no cache)."""
+
+    def __init__(self, cfg):
+        super().__init__()
+        self.proj = nn.Linear(cfg.dim, cfg.dim, bias=False)
+
+    def forward(self, x, cos=None, sin=None, kv=None, mask=None):
+        return self.proj(x)
+
+
+class MTPModel(nn.Module):
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.tok_emb = nn.Embedding(cfg.vocab_size, cfg.dim)
+        self.trunk = nn.ModuleList([Block(cfg) for _ in range(cfg.n_trunk)])
+        head_cls = Block if cfg.head_type == "transformer" else LinearHead
+        self.heads = nn.ModuleList([head_cls(cfg) for _ in range(cfg.n_future)])
+        self.norm = RMSNorm(cfg.dim, cfg.norm_eps)
+        self.lm_head = nn.Linear(cfg.dim, cfg.vocab_size, bias=False)
+        self.apply(self._init)
+        for name, p in self.named_parameters():  # scaled residual projections (GPT-2)
+            if name.endswith(("wo.weight", "w2.weight")):
+                nn.init.normal_(p, std=0.02 / math.sqrt(2 * cfg.n_layers))
+
+    @staticmethod
+    def _init(m):
+        if isinstance(m, (nn.Linear, nn.Embedding)):
+            nn.init.normal_(m.weight, std=0.02)
+
+    def rope(self, T, pos=None, device=None):
+        """cos/sin for positions `pos` (B, T), or 0..T-1 when pos is None."""
+        last = T - 1 if pos is None else int(pos.max())
+        if last >= self.cfg.max_seq_len:
+            raise UserError(f"position {last} exceeds the model's max_seq_len {self.cfg.max_seq_len}")
+        return rope_tables(self.cfg, torch.arange(T, device=device) if pos is None else pos)
+
+    def forward_trunk(self, idx, cos, sin, kvs=None, mask=None):
+        """idx (B, T) -> z (B, T, C). kvs: one cache per trunk block, or None."""
+        x = self.tok_emb(idx)  # (B, T, C)
+        for i, block in enumerate(self.trunk):
+            x = block(x, cos, sin, None if kvs is None else kvs[i], mask)
+        return x
+
+    def forward_head(self, i, z, cos, sin, kv=None, mask=None):
+        """Head i (0-based, so head i+1 of the paper): z (B, T, C) -> logits (B, T, V)."""
+        return self.lm_head(self.norm(self.heads[i](z, cos, sin, kv, mask)))
+
+    def forward(self, idx, heads=None):
+        """idx (B, T) -> list of logits (B, T, V), one per head in `heads` (default: all)."""
+        B, T = idx.shape
+        cos, sin = self.rope(T, device=idx.device)
+        z = self.forward_trunk(idx, cos, sin)
+        return [self.forward_head(i, z, cos, sin) for i in (range(self.cfg.n_future) if heads is None else heads)]
+
+    def param_counts(self):
+        count = lambda mod: sum(p.numel() for p in mod.parameters())
+        total = count(self)
+        out = {"params_total": total,
+               "params_non_embedding": total - count(self.tok_emb) - count(self.lm_head),
+               "params_trunk": count(self.trunk)}
+        for i, h in enumerate(self.heads):
+            out[f"params_head_{i + 1}"] = count(h)
+        return out
+
+
+def head_losses(logits, targets):
+    """Cross-entropy of each head's logits (B, T, V) against its targets (B, T)."""
+    return [F.cross_entropy(lg.float().flatten(0, 1), tg.flatten()) for lg, tg in zip(logits, targets)]

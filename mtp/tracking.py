@@ -1,0 +1,222 @@
+"""MLflow behind one small interface. The only module of mtp that imports mlflow.
+
+One experiment per study, one parent run per results directory (created by
+`init_tracking`, recorded in <results>/mlflow/parent.json), one child run per job,
+tagged with stage, dataset, size, n, config digest and git commit.
+"""
+import contextlib
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+from mtp import UserError
+from mtp.io import digest, read_json, write_json
+
+DEFAULT_URI = "sqlite:///mlflow.db"
+
+
+def uri(cfg):
+    """MLFLOW_TRACKING_URI > config tracking.uri > sqlite:///mlflow.db in the working directory."""
+    return os.environ.get("MLFLOW_TRACKING_URI") or cfg["tracking"]["uri"] or DEFAULT_URI
+
+
+def _mlflow(cfg):
+    import logging
+
+    import mlflow
+    logging.getLogger("mlflow").setLevel(logging.WARNING)
+    mlflow.set_tracking_uri(uri(cfg))
+    return mlflow
+
+
+def _retry(fn, what, tries=8):
+    """Run fn(); retry transient store errors (SQLite 'database is locked'); clear error if the server is down."""
+    for attempt in range(tries):
+        try:
+            return fn()
+        except Exception as e:  # noqa: BLE001 - mlflow raises many kinds; we re-raise below
+            text = str(e)
+            if "locked" in text and attempt < tries - 1:
+                time.sleep(0.2 * 2 ** attempt)
+                continue
+            if any(s in text for s in ("Connection refused", "Max retries exceeded", "Failed to establish")):
+                raise UserError(f"MLflow tracking server unreachable while trying to {what} ({text.splitlines()[0][:160]}); "
+                                f"start it or unset MLFLOW_TRACKING_URI") from None
+            raise
+
+
+def parent_file(cfg):
+    return Path(cfg["results"]) / "mlflow" / "parent.json"
+
+
+def git_commit():
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10,
+                             cwd=Path(__file__).parent)
+        return out.stdout.strip() or "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def init(cfg):
+    """Create (or upgrade) the store, the experiment and this study's parent run. Run alone, before any job."""
+    mlflow = _mlflow(cfg)
+    client = mlflow.MlflowClient()
+    results = str(Path(cfg["results"]).resolve())
+
+    def setup():
+        exp = client.get_experiment_by_name(cfg["tracking"]["experiment"])
+        exp_id = exp.experiment_id if exp else client.create_experiment(cfg["tracking"]["experiment"])
+        found = client.search_runs([exp_id], filter_string=f"tags.`mtp.results` = '{results}' and tags.`mtp.role` = 'study'",
+                                   max_results=1)
+        if found:
+            return exp_id, found[0].info.run_id
+        run = client.create_run(exp_id, run_name=f"study {Path(results).name}",
+                                tags={"mtp.role": "study", "mtp.results": results, "mtp.git_commit": git_commit()})
+        return exp_id, run.info.run_id
+
+    exp_id, run_id = _retry(setup, "create the study's parent run")
+    _retry(lambda: client.set_tag(run_id, "mtp.config_digest", digest(cfg)), "tag the parent run")
+    info = {"tracking_uri": uri(cfg), "experiment_id": exp_id, "parent_run_id": run_id, "results": results}
+    write_json(parent_file(cfg), info)
+    return info
+
+
+def _parent(cfg):
+    path = parent_file(cfg)
+    if not path.exists():
+        return init(cfg)  # a stage run by hand, outside Snakemake
+    info = read_json(path)
+    if info["tracking_uri"] != uri(cfg):
+        return init(cfg)  # the user pointed this study at another store
+    return info
+
+
+class Run:
+    """A child run: what stages call to record their work."""
+
+    def __init__(self, mlflow, run_id):
+        self._mlflow, self._client, self.run_id = mlflow, mlflow.MlflowClient(), run_id
+
+    def log(self, metrics, step=None):
+        metrics = {k: float(v) for k, v in metrics.items() if v is not None}
+        if metrics:
+            ts = int(time.time() * 1000)
+            from mlflow.entities import Metric
+            batch = [Metric(k, v, ts, step or 0) for k, v in metrics.items()]
+            _retry(lambda: self._client.log_batch(self.run_id, metrics=batch), "log metrics")
+
+    def params(self, params):
+        from mlflow.entities import Param
+        flat = _flatten(params)
+        items = [Param(k, str(v)[:6000]) for k, v in flat.items()]
+        for i in range(0, len(items), 100):
+            _retry(lambda: self._client.log_batch(self.run_id, params=items[i:i + 100]), "log params")
+
+    def tags(self, tags):
+        for k, v in tags.items():
+            _retry(lambda: self._client.set_tag(self.run_id, k, str(v)), "set a tag")
+
+    def artifact(self, path, folder=None):
+        _retry(lambda: self._client.log_artifact(self.run_id, str(path), folder), f"log artifact {path}")
+
+    def artifacts(self, path, folder=None):
+        _retry(lambda: self._client.log_artifacts(self.run_id, str(path), folder), f"log artifacts {path}")
+
+    def dataset(self, name, source, data_digest, context="training"):
+        from mlflow.data.http_dataset_source import HTTPDatasetSource
+        from mlflow.data.meta_dataset import MetaDataset
+        from mlflow.entities import DatasetInput, InputTag
+        entity = MetaDataset(source=HTTPDatasetSource(url=str(source)), name=name, digest=data_digest[:36])._to_mlflow_entity()
+        inputs = [DatasetInput(entity, [InputTag("mlflow.data.context", context)])]
+        _retry(lambda: self._client.log_inputs(self.run_id, datasets=inputs), "log the dataset input")
+
+
+def _flatten(d, prefix=""):
+    out = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict):
+            out.update(_flatten(v, key + "."))
+        else:
+            out[key] = v
+    return out
+
+
+@contextlib.contextmanager
+def child_run(cfg, stage, **keys):
+    """Open a child run of the study's parent for one job; mark it FINISHED, FAILED or KILLED.
+
+    keys (dataset, size, n, ...) become tags; an earlier run of the same job is tagged
+    `mtp.superseded` (and marked KILLED if it was left RUNNING by a killed process).
+    """
+    mlflow = _mlflow(cfg)
+    client = mlflow.MlflowClient()
+    parent = _parent(cfg)
+    job = digest({"stage": stage, **keys})
+    tags = {"mlflow.parentRunId": parent["parent_run_id"], "mtp.stage": stage, "mtp.job": job,
+            "mtp.config_digest": digest(cfg), "mtp.git_commit": git_commit(),
+            **{f"mtp.{k}": str(v) for k, v in keys.items()}}
+    name = " ".join([stage] + [str(v) for v in keys.values()])
+
+    def start():
+        older = client.search_runs([parent["experiment_id"]],
+                                   filter_string=f"tags.`mtp.job` = '{job}' and tags.`mlflow.parentRunId` = '{parent['parent_run_id']}'")
+        run = client.create_run(parent["experiment_id"], run_name=name, tags=tags)
+        for r in older:
+            client.set_tag(r.info.run_id, "mtp.superseded", run.info.run_id)
+            if r.info.status == "RUNNING":
+                client.set_terminated(r.info.run_id, "KILLED")
+        return run.info.run_id
+
+    run_id = _retry(start, f"open the {stage} run")
+    previous = signal.getsignal(signal.SIGTERM)
+    signal.signal(signal.SIGTERM, _raise_killed)  # Snakemake stops jobs with SIGTERM
+    status = "FAILED"
+    try:
+        yield Run(mlflow, run_id)
+        status = "FINISHED"
+    except (KeyboardInterrupt, _Killed):
+        status = "KILLED"
+        raise
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        _retry(lambda: client.set_terminated(run_id, status), "close the run")
+
+
+class _Killed(BaseException):
+    pass
+
+
+def _raise_killed(signum, frame):
+    raise _Killed(f"killed by signal {signum}")
+
+
+def log_parent_artifacts(cfg, path, folder=None):
+    """Log a folder (e.g. the report) to the study's parent run."""
+    mlflow = _mlflow(cfg)
+    parent = _parent(cfg)
+    _retry(lambda: mlflow.MlflowClient().log_artifacts(parent["parent_run_id"], str(path), folder), "log the report")
+
+
+def find_run(cfg, stage, **keys):
+    """Run id of the latest non-superseded child run for this job, or None."""
+    mlflow = _mlflow(cfg)
+    parent = _parent(cfg)
+    job = digest({"stage": stage, **keys})
+    runs = _retry(lambda: mlflow.MlflowClient().search_runs(
+        [parent["experiment_id"]], filter_string=f"tags.`mtp.job` = '{job}'", order_by=["attributes.start_time DESC"],
+        max_results=1), "find a run")
+    return runs[0].info.run_id if runs else None
+
+
+def ui(cfg, port=5000):
+    """A light MLflow UI on 127.0.0.1 (one worker, job execution off: ~0.5 GB instead of ~3.5 GB)."""
+    import sys
+    env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+    cmd = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri(cfg), "--host", "127.0.0.1",
+           "--port", str(port), "--workers", "1"]
+    print(f"MLflow UI at http://127.0.0.1:{port}  (store: {uri(cfg)}; Ctrl-C to stop)", flush=True)
+    return subprocess.call(cmd, env=env)

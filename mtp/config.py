@@ -133,3 +133,32 @@ def task_of(dataset_cfg):
     """Which evaluation a dataset's models get: its source kind for synthetic data, else code."""
     kind = dataset_cfg["source"]["kind"]
     return kind if kind in ("polynomial", "induction") else "code"
+
+
+def draft_model_for(cfg, m):
+    """The smallest (fewest parameters) n=1 model of m's dataset: vLLM's draft_model baseline, or None."""
+    from mtp.model import preset
+    cands = [c for c in models(cfg) if c["dataset"] == m["dataset"] and c["n"] == 1]
+    if not cands:
+        return None
+    def cost(c):
+        p = preset(c["size"], cfg["model_presets"])
+        return p["dim"] ** 2 * p["n_layers"]
+    return min(cands, key=cost)
+
+
+def launcher(cfg, dataset, size, n):
+    """`mtp`, or torchrun with one process per GPU when the model's train.gpus > 1."""
+    gpus = find_model(cfg, dataset, size, n)["train"]["gpus"]
+    return f"torchrun --standalone --nproc_per_node={gpus} --no-python mtp" if gpus > 1 else "mtp"
+
+
+def write_resolved(cfg):
+    """Write the complete config to <results>/config.yaml (only when it changed); return its path."""
+    from mtp.io import write_text
+    path = Path(cfg["results"]) / "config.yaml"
+    text = "# Resolved config of the last Snakemake run (defaults filled in). Written by the Snakefile.\n" + \
+        yaml.safe_dump(cfg, sort_keys=False)
+    if not path.exists() or path.read_text() != text:
+        write_text(path, text)
+    return str(path)

@@ -1,0 +1,364 @@
+"""The train stage: one model of the n x size sweep, memory-efficient multi-head backward.
+
+Memory-efficient step (paper Section 2 / Fig. 2): forward the trunk once, detach z, then
+for each head in turn forward + backward (accumulating dL/dz, freeing that head's logits),
+finally backprop dL/dz through the trunk. Peak memory O(V + d) instead of O(nV + d);
+the gradients are those of the plain sum of head losses (`backward: naive`).
+
+Data: at step s the global batch is a fixed function of (seed, s), so a resumed run, or
+a run on another number of processes, sees exactly the same windows. Under torchrun each
+process takes its slice and gradients are summed with all_reduce (data parallel).
+"""
+import math
+import os
+import resource
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from mtp import UserError, checkpoint
+from mtp.cli import add_config_arg, add_model_args
+from mtp.io import write_json
+from mtp.model import ModelConfig, MTPModel
+
+
+# ---------------------------------------------------------------- the step
+
+def head_targets(w, n):
+    """Windows w (B, T+n) -> input (B, T) and n targets (B, T); head i+1 predicts w[t+i+1]."""
+    T = w.shape[1] - n
+    return w[:, :T], [w[:, i + 1:i + 1 + T] for i in range(n)]
+
+
+def mtp_backward(model, x, ys, mode="memory_efficient", scale=1.0, autocast=None):
+    """Forward + backward of the summed head losses on one micro-batch; returns each head's loss (detached)."""
+    B, T = x.shape
+    ctx = autocast or torch.autocast(x.device.type, enabled=False)
+    cos, sin = model.rope(T, device=x.device)
+    with ctx:
+        z = model.forward_trunk(x, cos, sin)  # (B, T, C)
+    if mode == "naive":
+        with ctx:
+            losses = [F.cross_entropy(model.forward_head(i, z, cos, sin).float().flatten(0, 1), y.flatten())
+                      for i, y in enumerate(ys)]
+        (sum(losses) * scale).backward()
+        return [l.detach() for l in losses]
+    zd = z.detach().requires_grad_(True)
+    losses = []
+    for i, y in enumerate(ys):
+        with ctx:
+            logits = model.forward_head(i, zd, cos, sin)  # (B, T, V)
+        loss = F.cross_entropy(logits.float().flatten(0, 1), y.flatten())
+        (loss * scale).backward()  # accumulates dL/dz in zd.grad; frees this head's logits
+        losses.append(loss.detach())
+        del logits, loss
+    z.backward(zd.grad)
+    return losses
+
+
+def lr_at(step, tc, total):
+    """Linear warm-up, then cosine decay to min_lr_ratio * lr."""
+    if step < tc["warmup_steps"]:
+        return tc["lr"] * (step + 1) / tc["warmup_steps"]
+    frac = (step - tc["warmup_steps"]) / max(1, total - tc["warmup_steps"])
+    return tc["lr"] * (tc["min_lr_ratio"] + (1 - tc["min_lr_ratio"]) * 0.5 * (1 + math.cos(math.pi * min(1.0, frac))))
+
+
+def make_optimizer(model, tc):
+    decay = [p for n, p in model.named_parameters() if p.dim() >= 2]
+    no_decay = [p for n, p in model.named_parameters() if p.dim() < 2]
+    return torch.optim.AdamW([{"params": decay, "weight_decay": tc["weight_decay"]},
+                              {"params": no_decay, "weight_decay": 0.0}], lr=tc["lr"], betas=(0.9, 0.95),
+                             fused=False)
+
+
+def global_starts(seed, step, count, n_tokens, length):
+    """Start offsets of the `count` windows of step `step`: a pure function of (seed, step)."""
+    if n_tokens <= length:
+        raise UserError(f"the train split has {n_tokens} tokens, fewer than one window of {length}; "
+                        f"use a larger corpus or a smaller train.seq_len")
+    return np.random.default_rng([seed, step]).integers(0, n_tokens - length, size=count)
+
+
+# ---------------------------------------------------------------- set-up
+
+def pick_device(tc):
+    if tc["device"] != "auto":
+        return torch.device(tc["device"])
+    if torch.cuda.is_available():
+        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
+    return torch.device("cpu")
+
+
+def pick_dtype(tc, device):
+    """auto: bf16 autocast on CUDA; on CPU bf16 where the CPU has native bf16 matmuls (AMX or
+    AVX512-BF16: 2-3x the fp32 matmul rate, see benchmarks/RESULTS.md), else float32."""
+    if tc["dtype"] != "auto":
+        return getattr(torch, tc["dtype"])
+    if device.type == "cuda":
+        return torch.bfloat16
+    return torch.bfloat16 if _cpu_has_fast_bf16() else torch.float32
+
+
+def _cpu_has_fast_bf16():
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+        return "amx_bf16" in flags or "avx512_bf16" in flags
+    except OSError:
+        return False
+
+
+def autocast_for(device, dtype):
+    return torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32)
+
+
+class Dist:
+    """Data parallelism under torchrun (NCCL on GPUs, gloo on CPU); a no-op otherwise."""
+
+    def __init__(self, device):
+        self.world = int(os.environ.get("WORLD_SIZE", 1))
+        self.rank = int(os.environ.get("RANK", 0))
+        if self.world > 1:
+            import torch.distributed as dist
+            dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+            self.dist = dist
+
+    def all_reduce_grads(self, model):
+        if self.world == 1:
+            return
+        grads = [p.grad for p in model.parameters() if p.grad is not None]
+        flat = torch.cat([g.flatten() for g in grads])
+        self.dist.all_reduce(flat)
+        offset = 0
+        for g in grads:
+            g.copy_(flat[offset:offset + g.numel()].view_as(g))
+            offset += g.numel()
+
+    def mean(self, t):
+        if self.world > 1:
+            self.dist.all_reduce(t)
+            t /= self.world
+        return t
+
+    def close(self):
+        if self.world > 1:
+            self.dist.destroy_process_group()
+
+
+def total_steps(tc, world):
+    if tc["tokens"]:
+        per_step = tc["batch_size"] * tc["grad_accum"] * world * tc["seq_len"]
+        return max(1, math.ceil(tc["tokens"] / per_step))
+    return tc["max_steps"]
+
+
+def peak_mem_bytes(device):
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device)
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+@torch.no_grad()
+def evaluate(model, val, tc, n, device, autocast):
+    """Mean validation loss per head on fixed, evenly spaced windows of the val split."""
+    model.eval()
+    length = tc["seq_len"] + n
+    count = tc["eval_batches"] * tc["batch_size"]
+    if len(val.tokens) <= length:
+        raise UserError(f"the val split has {len(val.tokens)} tokens, fewer than one window of {length}; "
+                        f"raise val_fraction or lower train.seq_len")
+    starts = np.linspace(0, len(val.tokens) - length - 1, count).astype(np.int64)
+    sums = torch.zeros(n)
+    for i in range(0, count, tc["batch_size"]):
+        w = torch.from_numpy(val.windows(starts[i:i + tc["batch_size"]], length)).to(device)
+        x, ys = head_targets(w, n)
+        with autocast:
+            logits = model(x)
+        sums += torch.stack([F.cross_entropy(lg.float().flatten(0, 1), y.flatten()).cpu() for lg, y in zip(logits, ys)])
+    model.train()
+    return (sums / tc["eval_batches"]).tolist()
+
+
+# ---------------------------------------------------------------- checkpoints
+
+def _ckpts(folder):
+    return sorted(Path(folder).glob("step-*.pt"), key=lambda p: int(p.stem.split("-")[1]))
+
+
+def latest_checkpoint(folder):
+    """The newest checkpoint whose sha256 matches its sidecar; broken ones are skipped."""
+    for path in reversed(_ckpts(folder)):
+        if checkpoint.is_valid(path):
+            return path
+    return None
+
+
+def save_checkpoint(folder, step, model, opt, state):
+    path = Path(folder) / f"step-{step:07d}.pt"
+    checkpoint.save(path, {"model": model.state_dict(), "optimizer": opt.state_dict(), "step": step,
+                           "torch_rng": torch.get_rng_state(), "state": state}, meta={"step": step})
+    for old in _ckpts(folder)[:-2]:  # keep the two newest
+        old.unlink(missing_ok=True)
+        old.with_suffix(".json").unlink(missing_ok=True)
+    return path
+
+
+# ---------------------------------------------------------------- the stage
+
+def train(cfg, entry, progress=True):
+    """Train model `entry` (an item of mtp.config.models(cfg)); returns the metrics dict."""
+    from mtp import tracking
+    from mtp.config import data_dir
+    from mtp.data import TokenData
+
+    tc, n = entry["train"], entry["n"]
+    out = Path(entry["dir"])
+    device = pick_device(tc)
+    dist = Dist(device)
+    dtype = pick_dtype(tc, device)
+    autocast = autocast_for(device, dtype)
+    ddir = data_dir(cfg, entry["dataset"])
+    train_data, val_data = TokenData(ddir, "train", verify=True), TokenData(ddir, "val", verify=True)
+
+    torch.manual_seed(cfg["seed"])
+    mcfg = ModelConfig.from_preset(entry["size"], train_data.vocab_size, n_future=n, head_type=tc["head_type"],
+                                   extra=cfg["model_presets"])
+    if tc["seq_len"] > mcfg.max_seq_len:
+        raise UserError(f"train.seq_len {tc['seq_len']} exceeds the model's max_seq_len {mcfg.max_seq_len}")
+    train_data.check_vocab(mcfg.vocab_size)
+    model = MTPModel(mcfg).to(device)
+    if tc["compile"]:
+        for block in [*model.trunk, *model.heads]:
+            block.compile()
+    opt = make_optimizer(model, tc)
+    steps = total_steps(tc, dist.world)
+    ckdir = out / "ckpt"
+    state = {"history": {"step": [], "loss": [], "lr": [], **{f"loss_head_{i + 1}": [] for i in range(n)}},
+             "val": {"step": [], **{f"val_loss_head_{i + 1}": [] for i in range(n)}},
+             "tokens_seen": 0, "wall_s": 0.0}
+    start = 0
+    last = latest_checkpoint(ckdir)
+    if last is not None:
+        ck = checkpoint.load(last, map_location=device)
+        model.load_state_dict(ck["model"])
+        opt.load_state_dict(ck["optimizer"])
+        torch.set_rng_state(ck["torch_rng"])
+        state, start = ck["state"], ck["step"]
+        if dist.rank == 0:
+            print(f"resuming {out} from {last.name} (step {start}/{steps})", flush=True)
+
+    per_micro = tc["batch_size"]
+    per_step = per_micro * tc["grad_accum"] * dist.world
+    length = tc["seq_len"] + n
+    scale = 1.0 / (tc["grad_accum"] * dist.world)
+    log_every = max(1, steps // 100)
+    params = {"model": {**mcfg.__dict__, "size": entry["size"]}, "train": tc, "dataset": entry["dataset"],
+              "device": str(device), "dtype": str(dtype).replace("torch.", ""), "world_size": dist.world,
+              "steps": steps, "seed": cfg["seed"]}
+
+    def run_loop(run):
+        nonlocal start
+        counts = model.param_counts()
+        if run:
+            run.params(params)
+            run.log(counts)
+        bar = tqdm(total=steps, initial=start, desc=f"train {entry['dataset']}/{entry['size']}-n{n}",
+                   disable=not progress or dist.rank != 0 or None, unit="step")
+        t_last, tokens_last = time.perf_counter(), 0
+        for step in range(start, steps):
+            t0 = time.perf_counter()
+            lr = lr_at(step, tc, steps)
+            for g in opt.param_groups:
+                g["lr"] = lr
+            starts = global_starts(cfg["seed"], step, per_step, len(train_data.tokens), length)
+            losses = torch.zeros(n)
+            for j in range(tc["grad_accum"]):
+                lo = (j * dist.world + dist.rank) * per_micro
+                w = torch.from_numpy(train_data.windows(starts[lo:lo + per_micro], length)).to(device, non_blocking=True)
+                x, ys = head_targets(w, n)
+                losses += torch.stack(mtp_backward(model, x, ys, tc["backward"], scale, autocast)).float().cpu()
+            dist.all_reduce_grads(model)
+            grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), tc["grad_clip"])
+            losses = dist.mean(losses / tc["grad_accum"])
+            total = float(losses.sum())
+            if not math.isfinite(total) or not math.isfinite(float(grad_norm)):
+                kept = latest_checkpoint(ckdir)
+                raise UserError(f"loss became {total} at step {step} (grad norm {float(grad_norm)}); training stopped. "
+                                f"Last good checkpoint: {kept or 'none'}. Lower train.lr or check the data")
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+            state["tokens_seen"] += per_step * tc["seq_len"]
+            dt = time.perf_counter() - t0
+            state["wall_s"] += dt
+            tokens_last += per_step * tc["seq_len"]
+            done = step + 1
+            if done % log_every == 0 or done == steps:
+                elapsed = time.perf_counter() - t_last
+                tps = tokens_last / elapsed
+                t_last, tokens_last = time.perf_counter(), 0
+                metrics = {"loss": total, "lr": lr, "grad_norm": float(grad_norm), "tokens_per_s": tps,
+                           "peak_mem_bytes": peak_mem_bytes(device), "step_time_s": dt,
+                           **{f"loss_head_{i + 1}": float(l) for i, l in enumerate(losses)}}
+                h = state["history"]
+                h["step"].append(done)
+                for k in ("loss", "lr", *[f"loss_head_{i + 1}" for i in range(n)]):
+                    h[k].append(metrics[k])
+                if run:
+                    run.log(metrics, step=done)
+                bar.set_postfix(loss=f"{total:.3f}", tok_s=f"{tps:,.0f}")
+            if done % tc["eval_every"] == 0 or done == steps:
+                vl = evaluate(model, val_data, tc, n, device, autocast)
+                state["val"]["step"].append(done)
+                for i, v in enumerate(vl):
+                    state["val"][f"val_loss_head_{i + 1}"].append(v)
+                if run:
+                    run.log({f"val_loss_head_{i + 1}": v for i, v in enumerate(vl)}, step=done)
+            if dist.rank == 0 and (done % tc["checkpoint_every"] == 0 or done == steps):
+                save_checkpoint(ckdir, done, model, opt, state)
+            bar.update(1)
+        bar.close()
+        return counts
+
+    if dist.rank != 0:
+        run_loop(None)
+        dist.close()
+        return None
+    with tracking.child_run(cfg, "train", dataset=entry["dataset"], size=entry["size"], n=n) as run:
+        counts = run_loop(run)
+        val = {k: v[-1] for k, v in state["val"].items() if k != "step" and v}
+        bpb = val["val_loss_head_1"] / math.log(2) / val_data.bytes_per_token
+        metrics = {"dataset": entry["dataset"], "size": entry["size"], "n": n, "steps": steps,
+                   "tokens_seen": state["tokens_seen"], "wall_s": state["wall_s"], **counts, **val,
+                   "val_bits_per_byte": bpb, "peak_mem_bytes": peak_mem_bytes(device),
+                   "step_time_s": state["wall_s"] / max(1, steps), "device": str(device),
+                   "dtype": params["dtype"], "history": state["history"], "val_history": state["val"],
+                   "train_run_id": run.run_id}
+        checkpoint.save_model(out, model, {"dataset": entry["dataset"], "size": entry["size"], "n": n,
+                                           "data_dir": str(ddir), "step": steps, "tokens_seen": state["tokens_seen"],
+                                           "train_run_id": run.run_id})
+        write_json(out / "metrics.json", metrics)
+        run.log({"val_bits_per_byte": bpb, "tokens_seen": state["tokens_seen"], "wall_s": state["wall_s"]}, step=steps)
+        run.artifact(out / "metrics.json")
+        run.artifact(out / checkpoint.MODEL_FILE, "checkpoint")
+    dist.close()
+    return metrics
+
+
+def add_arguments(p):
+    add_config_arg(p)
+    add_model_args(p)
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def run(args):
+    from mtp import config
+    cfg = config.load(args.config)
+    entry = config.find_model(cfg, args.dataset, args.size, args.n)
+    m = train(cfg, entry, progress=not args.no_progress)
+    if m:
+        print(f"{entry['dataset']}/{entry['size']}-n{entry['n']}: val loss head 1 {m['val_loss_head_1']:.4f} "
+              f"({m['val_bits_per_byte']:.3f} bits/byte), {m['tokens_seen']:,} tokens in {m['wall_s']:.0f} s")

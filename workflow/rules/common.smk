@@ -1,0 +1,54 @@
+# Sweep expansion and input functions only.
+import mtp.config
+from mtp.io import digest
+
+mtp.config.validate(config, source="config")  # checks a schema cannot state (n < layers, known sizes)
+RESULTS = config["results"]
+MODELS = mtp.config.models(config)
+CFG = mtp.config.write_resolved(config)  # <results>/config.yaml: what every `mtp` call reads
+
+
+def R(path):
+    return f"{RESULTS}/{path}"
+
+
+def model_path(m, name):
+    return f"{m['dir']}/{name}"
+
+
+def section(*keys):
+    """Digest of config sections: a rule's params, so that only a relevant change reruns it."""
+    return digest([config.get(k) for k in keys])
+
+
+def models_where(pred):
+    return [m for m in MODELS if pred(m)]
+
+
+def task(m):
+    return mtp.config.task_of(config["datasets"][m["dataset"]])
+
+
+def draft_model(m):
+    """The sweep's smallest n=1 model on the same dataset: vLLM's draft_model baseline."""
+    return mtp.config.draft_model_for(config, m)
+
+
+def report_inputs():
+    """Every per-model result the enabled stages produce (the report aggregates them)."""
+    out = [model_path(m, "metrics.json") for m in MODELS]
+    if config["decode"]["enabled"]:
+        out += [model_path(m, "decode.json") for m in MODELS]
+    if config["vllm"]["enabled"]:
+        out += [model_path(m, "vllm.json") for m in MODELS if task(m) == "code"]
+    if config["eval"]["code"]["enabled"]:
+        out += [model_path(m, "eval_code.json") for m in MODELS if task(m) == "code"]
+    if config["eval"]["synthetic"]["enabled"]:
+        out += [model_path(m, f"eval_{task(m)}.json") for m in MODELS if task(m) != "code"]
+    return out
+
+
+wildcard_constraints:
+    dataset=r"[A-Za-z0-9_.-]+",
+    size=r"[A-Za-z0-9_.]+(-[A-Za-z0-9_.]+)*?",
+    n=r"\d+",

@@ -1,0 +1,24 @@
+rule init_tracking:
+    output:
+        R("mlflow/parent.json"),
+    log:
+        R("logs/init_tracking.log"),
+    params:
+        cfg=section("tracking", "results"),
+    localrule: True
+    shell:
+        "mtp init --config {CFG} 2>&1 | tee {log}"
+
+
+rule tokenize_corpus:
+    input:
+        R("mlflow/parent.json"),
+    output:
+        multiext(R("data/{dataset}/"), "train.bin", "val.bin", "tokenizer.json", "meta.json"),
+    log:
+        R("logs/tokenize_corpus/{dataset}.log"),
+    params:
+        cfg=lambda w: digest([config["datasets"][w.dataset], config["seed"]]),
+    threads: 2
+    shell:
+        "OMP_NUM_THREADS={threads} RAYON_NUM_THREADS={threads} mtp tokenize --config {CFG} --dataset {wildcards.dataset} 2>&1 | tee {log}"

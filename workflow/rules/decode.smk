@@ -1,0 +1,15 @@
+rule time_decoding:
+    input:
+        R("models/{dataset}/{size}-n{n}/model.pt"),
+    output:
+        R("models/{dataset}/{size}-n{n}/decode.json"),
+    log:
+        R("logs/time_decoding/{dataset}/{size}-n{n}.log"),
+    params:
+        cfg=section("decode"),
+    threads: 2
+    resources:
+        gpu=0,
+    shell:
+        "OMP_NUM_THREADS={threads} mtp decode --config {CFG} --dataset {wildcards.dataset} --size {wildcards.size} "
+        "--n {wildcards.n} 2>&1 | tee {log}"

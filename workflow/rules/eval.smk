@@ -1,0 +1,30 @@
+rule score_code:
+    input:
+        R("models/{dataset}/{size}-n{n}/model.pt"),
+    output:
+        R("models/{dataset}/{size}-n{n}/eval_code.json"),
+    log:
+        R("logs/score_code/{dataset}/{size}-n{n}.log"),
+    params:
+        cfg=lambda w: digest([config["eval"]["code"], config["seed"]]),
+    threads: 2
+    shell:
+        "OMP_NUM_THREADS={threads} mtp eval code --config {CFG} --dataset {wildcards.dataset} --size {wildcards.size} "
+        "--n {wildcards.n} 2>&1 | tee {log}"
+
+
+rule score_synthetic:
+    input:
+        R("models/{dataset}/{size}-n{n}/model.pt"),
+    output:
+        R("models/{dataset}/{size}-n{n}/eval_{task}.json"),
+    log:
+        R("logs/score_{task}/{dataset}/{size}-n{n}.log"),
+    params:
+        cfg=lambda w: digest([config["eval"]["synthetic"], config["seed"]]),
+    wildcard_constraints:
+        task="polynomial|induction",
+    threads: 2
+    shell:
+        "OMP_NUM_THREADS={threads} mtp eval {wildcards.task} --config {CFG} --dataset {wildcards.dataset} "
+        "--size {wildcards.size} --n {wildcards.n} 2>&1 | tee {log}"

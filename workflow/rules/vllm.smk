@@ -1,0 +1,22 @@
+def vllm_inputs(w):
+    m = mtp.config.find_model(config, w.dataset, w.size, w.n)
+    out = [model_path(m, "hf/config.json"), model_path(m, "decode.json")]
+    d = draft_model(m)
+    if config["vllm"]["draft_model"] and d is not None:
+        out.append(model_path(d, "hf/config.json"))
+    return out
+
+
+rule time_vllm:
+    input:
+        vllm_inputs,
+    output:
+        R("models/{dataset}/{size}-n{n}/vllm.json"),
+    log:
+        R("logs/time_vllm/{dataset}/{size}-n{n}.log"),
+    params:
+        cfg=section("vllm", "decode"),
+    threads: 2
+    shell:
+        "OMP_NUM_THREADS={threads} mtp vllm --config {CFG} --dataset {wildcards.dataset} --size {wildcards.size} "
+        "--n {wildcards.n} 2>&1 | tee {log}"

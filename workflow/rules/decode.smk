@@ -12,4 +12,4 @@ rule time_decoding:
         gpu=0,
     shell:
         "OMP_NUM_THREADS={threads} mtp decode --config {CFG} --dataset {wildcards.dataset} --size {wildcards.size} "
-        "--n {wildcards.n} 2>&1 | tee {log}"
+        "--n-heads {wildcards.n} 2>&1 | tee {log}"

@@ -10,7 +10,7 @@ rule score_code:
     threads: 2
     shell:
         "OMP_NUM_THREADS={threads} mtp eval code --config {CFG} --dataset {wildcards.dataset} --size {wildcards.size} "
-        "--n {wildcards.n} 2>&1 | tee {log}"
+        "--n-heads {wildcards.n} 2>&1 | tee {log}"
 
 
 rule score_synthetic:
@@ -27,4 +27,4 @@ rule score_synthetic:
     threads: 2
     shell:
         "OMP_NUM_THREADS={threads} mtp eval {wildcards.task} --config {CFG} --dataset {wildcards.dataset} "
-        "--size {wildcards.size} --n {wildcards.n} 2>&1 | tee {log}"
+        "--size {wildcards.size} --n-heads {wildcards.n} 2>&1 | tee {log}"

@@ -19,7 +19,7 @@ rule train_model:
         gpu=lambda w: mtp.config.find_model(config, w.dataset, w.size, w.n)["train"]["gpus"],
     shell:
         "OMP_NUM_THREADS={threads} {params.launcher} train --config {CFG} --dataset {wildcards.dataset} "
-        "--size {wildcards.size} --n {wildcards.n} 2>&1 | tee {log}"
+        "--size {wildcards.size} --n-heads {wildcards.n} 2>&1 | tee {log}"
 
 
 rule export_model:
@@ -30,4 +30,4 @@ rule export_model:
     log:
         R("logs/export_model/{dataset}/{size}-n{n}.log"),
     shell:
-        "mtp export --config {CFG} --dataset {wildcards.dataset} --size {wildcards.size} --n {wildcards.n} 2>&1 | tee {log}"
+        "mtp export --config {CFG} --dataset {wildcards.dataset} --size {wildcards.size} --n-heads {wildcards.n} 2>&1 | tee {log}"

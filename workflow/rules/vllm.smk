@@ -19,4 +19,4 @@ rule time_vllm:
     threads: 2
     shell:
         "OMP_NUM_THREADS={threads} mtp vllm --config {CFG} --dataset {wildcards.dataset} --size {wildcards.size} "
-        "--n {wildcards.n} 2>&1 | tee {log}"
+        "--n-heads {wildcards.n} 2>&1 | tee {log}"

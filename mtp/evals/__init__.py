@@ -1,0 +1,1 @@
+"""Evaluations: code benchmarks (HumanEval, MBPP) and the synthetic tasks (polynomial, induction)."""

@@ -1,0 +1,79 @@
+import subprocess
+import sys
+
+import pytest
+import yaml
+from hypothesis import given, settings, strategies as st
+
+from mtp import UserError, config
+from conftest import ROOT
+
+
+def default():
+    return yaml.safe_load((ROOT / "config.yaml").read_text())
+
+
+def test_default_and_test_configs_validate():
+    cfg = config.validate(default())
+    assert len(config.models(cfg)) >= 6
+    assert {m["n"] for m in config.models(cfg)} >= {1, 2, 4, 8}
+    config.load(ROOT / ".test" / "config.yaml")
+
+
+@pytest.mark.parametrize("change, field", [
+    (lambda c: c.update(unknown_key=1), "unknown_key"),
+    (lambda c: c["train"].update(lr="fast"), "train.lr"),
+    (lambda c: c["train"].update(batch_size=-3), "train.batch_size"),
+    (lambda c: c["sweeps"][0].update(n_heads=[]), "sweeps.0.n_heads"),
+    (lambda c: c["sweeps"][0].update(sizes=["huge"]), "sweeps.0.sizes"),
+    (lambda c: c["sweeps"][0].update(n_heads=[12]), "sweeps.0.n_heads"),
+    (lambda c: c["sweeps"][0].update(dataset="nope"), "sweeps.0.dataset"),
+    (lambda c: c["datasets"]["code"]["source"].update(kind="ftp"), "datasets.code.source.kind"),
+    (lambda c: c["datasets"]["code"]["tokenizer"].update(vocab_size=10), "datasets.code.tokenizer.vocab_size"),
+    (lambda c: c.update(sweeps=[]), "sweeps"),
+])
+def test_bad_configs_name_the_field(change, field):
+    cfg = default()
+    change(cfg)
+    with pytest.raises(UserError) as e:
+        config.validate(cfg)
+    assert f"'{field}" in str(e.value)
+    assert "\n" not in str(e.value)
+
+
+VALUES = st.one_of(st.none(), st.booleans(), st.integers(-5, 5), st.text(max_size=5), st.lists(st.integers(-2, 2), max_size=2))
+
+
+@settings(max_examples=60, deadline=None)
+@given(section=st.sampled_from(["train", "decode", "vllm", "seed", "results"]), key=st.text(min_size=1, max_size=8),
+       value=VALUES)
+def test_random_bad_values_never_crash(section, key, value):
+    """Any value anywhere: either a valid config or a UserError, never another exception."""
+    cfg = default()
+    if isinstance(cfg.get(section), dict):
+        cfg[section][key] = value
+    else:
+        cfg[section] = value
+    try:
+        config.validate(cfg)
+    except UserError as e:
+        assert "\n" not in str(e)
+
+
+def test_cli_reports_config_errors_in_one_line(tmp_path):
+    bad = default()
+    bad["train"]["seq_len"] = "long"
+    (tmp_path / "bad.yaml").write_text(yaml.safe_dump(bad))
+    out = subprocess.run([sys.executable, "-m", "mtp.cli", "tokenize", "--config", str(tmp_path / "bad.yaml"),
+                          "--dataset", "code"], capture_output=True, text=True)
+    assert out.returncode == 2
+    assert "train.seq_len" in out.stderr and "Traceback" not in out.stderr
+    assert len(out.stderr.strip().splitlines()) == 1
+
+
+def test_help_explains_every_stage():
+    out = subprocess.run([sys.executable, "-m", "mtp.cli", "--help"], capture_output=True, text=True)
+    for stage in ("tokenize", "train", "decode", "vllm", "eval", "report", "export", "bench", "ui"):
+        assert stage in out.stdout
+    out = subprocess.run([sys.executable, "-m", "mtp.cli", "tokenize", "--help"], capture_output=True, text=True)
+    assert "--dataset" in out.stdout and out.returncode == 0

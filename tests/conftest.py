@@ -25,6 +25,9 @@ def workdir(tmp_path):
     """A copy of the workflow (Snakefile, rules, configs) to run Snakemake in."""
     for item in ("Snakefile", "workflow", "config.yaml", ".test"):
         src = ROOT / item
-        (shutil.copytree if src.is_dir() else shutil.copy)(src, tmp_path / item, symlinks=True)
+        if src.is_dir():
+            shutil.copytree(src, tmp_path / item, symlinks=True, ignore=shutil.ignore_patterns("results", "mlflow.db*"))
+        else:
+            shutil.copy(src, tmp_path / item)
     (tmp_path / "mtp").symlink_to(ROOT / "mtp")  # the schema symlink points into the package
     return tmp_path

@@ -1,0 +1,559 @@
+"""Greedy and self-speculative decoding for MTPModel (gpt-fast style), and the `mtp decode` stage.
+
+Self-speculative decoding (Stern et al. 2018 blockwise parallel decoding; Gloeckle et al.
+2024 Section 3.2). Row state: the cache holds positions 0..c-1, token x (position c) is
+known but not yet fed, and drafts d_1..d_k are guesses for positions c+1..c+k.
+One *decode forward* feeds the block [x, d_1..d_k] at positions c..c+k through the trunk and
+heads 1..k+1. Head 1 at block index j gives g_j, the greedy token for position c+j+1.
+Draft d_j is accepted when d_1..d_j all equal g_0..g_{j-1}; with a accepted drafts the row
+gains the a+1 tokens g_0..g_a (the accepted drafts plus the bonus token g_a), its cache keeps
+positions c..c+a and rolls back the k-a rejected ones, and heads 2..k+1 at block index a
+(the last accepted position) propose the next drafts. Heads k+2..n are never run.
+The output is the greedy output of head 1 (lossless), up to float rounding on exact ties.
+
+Counting (every metric below means exactly this):
+- prefill: the first forward over the prompt; it yields the first token and the first drafts.
+  It is never counted as a decode forward.
+- row-step: one row taking part in one decode forward. A batch of B rows makes B row-steps
+  per decode forward; finished rows leave the batch at once (the batch is compacted).
+- accepted drafts a of a row-step: as above, 0 <= a <= drafts verified in that step.
+  They are counted as accepted even where they fall past max_new_tokens or after an eod and
+  are then dropped from the output (vLLM counts drafts verified past max_tokens the same way).
+- tokens per forward = sum over row-steps of (1 + a) / number of row-steps: the paper's
+  "tokens per forward" (prefill excluded); exactly 1 for autoregressive decoding.
+- acceptance rate at draft position j = row-steps with a >= j / row-steps that verified a
+  j-th draft.
+- accepted-length histogram: hist[a] = row-steps that accepted exactly a drafts.
+- tokens/s = output tokens (after truncation at eod / max_new_tokens, summed over prompts)
+  / wall seconds of the whole generation (prefill included), median of `repeats`.
+- speed-up = speculative tokens/s / autoregressive tokens/s at the same batch size.
+
+Stopping: a row stops once it has max_new_tokens new tokens, when it produces eod_id
+(eod excluded from the output), or when prompt + output fills the context (max_seq_len).
+A decode forward is run only for rows that have not stopped, so drafts are verified past
+max_new_tokens only inside the row's last forward, never in an extra one; drafts of the
+prefill or of the last forward that are never verified are not counted. Near the end of the
+context the block is narrowed so that no position reaches max_seq_len.
+"""
+import statistics
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from mtp import UserError
+
+# ---------------------------------------------------------------- KV cache
+
+
+class LayerCache:
+    """K/V of one attention layer: preallocated (B, nh, S, hs) buffers, written at the rows' positions."""
+
+    def __init__(self, owner, nh, hs):
+        B, S = owner.lengths.shape[0], owner.capacity
+        self.owner = owner
+        self.k = torch.zeros(B, nh, S, hs, dtype=owner.dtype, device=owner.lengths.device)
+        self.v = torch.zeros_like(self.k)
+
+    def update(self, k, v):
+        """k, v (B, nh, T, hs) at the positions of the owner's current step -> all keys/values (B, nh, S', hs)."""
+        rows, pos, S = self.owner.step  # (B, T), (B, T), int
+        self.k[rows, :, pos] = k.transpose(1, 2)  # (B, T, nh, hs)
+        self.v[rows, :, pos] = v.transpose(1, 2)
+        return self.k[:, :, :S], self.v[:, :, :S]  # (B, nh, S', hs)
+
+    def keep(self, rows):
+        self.k, self.v = self.k[rows], self.v[rows]
+
+
+class KVCache:
+    """Every attention layer's cache for a batch: the trunk blocks and the transformer head blocks.
+
+    lengths (B,): how many positions each row holds (0..lengths-1); it is also the position of
+    the next token a row is fed. `begin(T)` fixes the positions lengths..lengths+T-1 that every
+    layer's update() writes in a forward; then `advance(T)` commits them and `rollback(n)`
+    (per row) discards the last n. Discarded entries stay in the buffers, masked, until overwritten.
+    """
+
+    def __init__(self, model, batch, capacity, heads=(0,)):
+        cfg = model.cfg
+        p = next(model.parameters())
+        self.capacity, self.dtype = capacity, p.dtype
+        self.lengths = torch.zeros(batch, dtype=torch.long, device=p.device)
+        nh, hs = cfg.n_attn_heads, cfg.dim // cfg.n_attn_heads
+        self.trunk = [LayerCache(self, nh, hs) for _ in model.trunk]
+        self.heads = {i: LayerCache(self, nh, hs) if cfg.head_type == "transformer" else None for i in heads}
+        self.step = None  # (rows, positions, keys span) of the forward under way
+
+    def begin(self, T):
+        """Start a forward of T tokens per row -> (positions (B, T), mask (B, 1, T, S'))."""
+        B = self.lengths.shape[0]
+        S = int(self.lengths.max()) + T  # keys attended: up to the longest row's last new position
+        if S > self.capacity:
+            raise ValueError(f"KV cache overflow: {S} positions needed, capacity {self.capacity}")
+        pos = self.positions(T)  # (B, T)
+        rows = torch.arange(B, device=pos.device)[:, None].expand(B, T)  # (B, T)
+        self.step = rows, pos, S
+        keys = torch.arange(S, device=pos.device)  # (S',)
+        mask = keys[None, None, :] <= pos[:, :, None]  # (B, T, S'): query t of row b sees keys <= lengths[b] + t
+        return pos, mask[:, None]  # (B, T), (B, 1, T, S')
+
+    def positions(self, T):
+        return self.lengths[:, None] + torch.arange(T, device=self.lengths.device)  # (B, T)
+
+    def advance(self, n):
+        """Commit the next n positions of each row (n: int or (B,) tensor)."""
+        self.lengths = self.lengths + n
+        self.step = None
+
+    def rollback(self, n):
+        """Forget the last n positions of each row (n: int or (B,) tensor)."""
+        lengths = self.lengths - n
+        if int(lengths.min()) < 0:
+            raise ValueError("rollback past the start of the cache")
+        self.lengths = lengths
+
+    def keep(self, rows):
+        """Keep only batch rows `rows` (a (B',) index tensor), in that order."""
+        self.lengths = self.lengths[rows]
+        for layer in [*self.trunk, *self.heads.values()]:
+            if layer is not None:
+                layer.keep(rows)
+
+
+# ---------------------------------------------------------------- forward pieces
+
+
+def forward(model, cache, idx, heads):
+    """Feed idx (B, T) at each row's next positions; commit them in the cache.
+
+    -> hidden states of heads `heads` (0-based), each (B, T, C), before the final norm.
+    """
+    B, T = idx.shape
+    pos, mask = cache.begin(T)  # (B, T), (B, 1, T, S')
+    cos, sin = model.rope(T, pos)  # (B, T, hs/2)
+    z = model.forward_trunk(idx, cos, sin, cache.trunk, mask)  # (B, T, C)
+    hs = [model.heads[i](z, cos, sin, cache.heads[i], mask) for i in heads]
+    cache.advance(T)
+    return hs
+
+
+def unembed(model, h):
+    """Hidden state (..., C) -> logits (..., V): the shared final norm and unembedding (as forward_head)."""
+    return model.lm_head(model.norm(h))
+
+
+def at(h, j):
+    """h (B, T, C), j (B,) -> h[b, j[b]] (B, C)."""
+    return h[torch.arange(h.shape[0], device=h.device), j]
+
+
+def choose(logits, temperature=0.0, generator=None):
+    """logits (B, V) -> tokens (B,): argmax, or a sample at `temperature`."""
+    if temperature == 0:
+        return logits.argmax(-1)
+    probs = torch.softmax(logits.float() / temperature, dim=-1)
+    return torch.multinomial(probs, 1, generator=generator)[:, 0]
+
+
+def propose(model, draft_hs, j):
+    """Drafts from heads 2..k+1 at block index j (B,) -> (B, k) tokens for the positions after x."""
+    if not draft_hs:
+        return torch.zeros(j.shape[0], 0, dtype=torch.long, device=j.device)
+    h = torch.stack([at(hd, j) for hd in draft_hs], dim=1)  # (B, k, C)
+    return unembed(model, h).argmax(-1)  # (B, k)
+
+
+def verify(block, g):
+    """block (B, T) = [x, d_1..d_{T-1}], g (B, T) head-1 greedy tokens -> accepted drafts a (B,)."""
+    match = block[:, 1:] == g[:, :-1]  # (B, T-1): d_j == g_{j-1}
+    return match.long().cumprod(dim=1).sum(dim=1)  # longest all-true prefix
+
+
+def prefill(model, cache, prompts, heads):
+    """Right-padded prompts through the model; rows keep only their own prompt in the cache.
+
+    -> (hidden states of `heads` each (B, Pmax, C), index of each row's last prompt token (B,)).
+    """
+    dev = cache.lengths.device
+    lens = torch.tensor([len(p) for p in prompts], device=dev)
+    idx = torch.zeros(len(prompts), int(lens.max()), dtype=torch.long, device=dev)  # (B, Pmax), pad = 0
+    for b, p in enumerate(prompts):
+        idx[b, :len(p)] = torch.tensor(p, dtype=torch.long)
+    hs = forward(model, cache, idx, heads)
+    cache.rollback(idx.shape[1] - lens)  # the pads
+    return hs, lens - 1
+
+
+def start(model, cache, prompts, k, temperature=0.0, generator=None):
+    """Prefill -> (x (B,) first new token, drafts (B, k))."""
+    hs, last = prefill(model, cache, prompts, range(k + 1))
+    x = choose(unembed(model, at(hs[0], last)), temperature, generator)
+    return x, propose(model, hs[1:], last)
+
+
+def ar_step(model, cache, x, temperature=0.0, generator=None):
+    """One autoregressive decode forward with head 1 only: x (B,) -> next tokens (B,)."""
+    h, = forward(model, cache, x[:, None], [0])  # (B, 1, C)
+    return choose(unembed(model, h[:, -1]), temperature, generator)
+
+
+def spec_step(model, cache, x, drafts):
+    """One speculative decode forward: verify, accept, roll back, propose.
+
+    x (B,) pending tokens, drafts (B, j) with j <= k -> (g (B, j+1), a (B,), x_next (B,), drafts_next (B, k)):
+    row b gains tokens g[b, :a[b]+1]; x_next = g[b, a[b]] is its new pending token.
+    """
+    block = torch.cat([x[:, None], drafts], dim=1)  # (B, T)
+    B, T = block.shape
+    hs = forward(model, cache, block, list(cache.heads))  # heads 1..k+1
+    g = unembed(model, hs[0]).argmax(-1)  # (B, T)
+    a = verify(block, g)
+    cache.rollback(T - 1 - a)
+    return g, a, g.gather(1, a[:, None])[:, 0], propose(model, hs[1:], a)
+
+
+# ---------------------------------------------------------------- the decoding loop
+
+
+@dataclass
+class Stats:
+    """What one decoding run did; see the module docstring for the exact definitions."""
+    k: int
+    prompts: int = 0
+    new_tokens: int = 0  # output tokens after truncation
+    forwards: int = 0  # batched decode forwards (prefill excluded)
+    prefills: int = 0
+    row_steps: int = 0
+    step_tokens: int = 0  # sum over row-steps of 1 + accepted drafts
+    verified_per_pos: list = field(default_factory=list)
+    accepted_per_pos: list = field(default_factory=list)
+    accepted_hist: list = field(default_factory=list)
+
+    def __post_init__(self):
+        self.verified_per_pos = self.verified_per_pos or [0] * self.k
+        self.accepted_per_pos = self.accepted_per_pos or [0] * self.k
+        self.accepted_hist = self.accepted_hist or [0] * (self.k + 1)
+
+    @property
+    def tokens_per_forward(self):
+        return self.step_tokens / self.row_steps if self.row_steps else None
+
+    @property
+    def accept_rate_per_pos(self):
+        return [a / v if v else None for a, v in zip(self.accepted_per_pos, self.verified_per_pos)]
+
+    def add(self, other):
+        for name in ("prompts", "new_tokens", "forwards", "prefills", "row_steps", "step_tokens"):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        for name in ("verified_per_pos", "accepted_per_pos", "accepted_hist"):
+            setattr(self, name, [u + v for u, v in zip(getattr(self, name), getattr(other, name))])
+
+    def as_dict(self):
+        return {"draft_tokens": self.k, "prompts": self.prompts, "new_tokens": self.new_tokens,
+                "forwards": self.forwards, "prefills": self.prefills, "row_steps": self.row_steps,
+                "step_tokens": self.step_tokens, "tokens_per_forward": self.tokens_per_forward,
+                "verified_per_pos": self.verified_per_pos, "accepted_per_pos": self.accepted_per_pos,
+                "accept_rate_per_pos": self.accept_rate_per_pos, "accepted_hist": self.accepted_hist}
+
+
+def check_prompts(model, prompts):
+    V, L = model.cfg.vocab_size, model.cfg.max_seq_len
+    for i, p in enumerate(prompts):
+        if len(p) == 0:
+            raise UserError(f"prompt {i} is empty; decoding needs at least one prompt token")
+        if len(p) >= L:
+            raise UserError(f"prompt {i} has {len(p)} tokens, the model's context (max_seq_len) is {L}: "
+                            f"no room to generate; shorten the prompt to at most {L - 1} tokens")
+        if min(p) < 0 or max(p) >= V:
+            raise UserError(f"prompt {i} holds token id {max(p) if max(p) >= V else min(p)} outside the "
+                            f"model's vocabulary 0..{V - 1}")
+
+
+def check_draft_tokens(model, k):
+    """k drafted tokens (None = n-1) -> int, checked against the model's heads."""
+    n = model.cfg.n_future
+    k = n - 1 if k is None else int(k)
+    if k < 0 or k > n - 1:
+        fix = "the model has one head and drafts nothing: use null" if n == 1 else f"use 1..{n - 1} or null (= n-1)"
+        raise UserError(f"decode.draft_tokens: {k} drafted tokens need {k + 1} heads but the model has n={n}; {fix}")
+    return k
+
+
+@torch.inference_mode()
+def decode_batch(model, prompts, max_new_tokens, eod_id=None, k=0, temperature=0.0, generator=None):
+    """Decode one batch of prompts; k = 0: autoregressive with head 1, k >= 1: self-speculative greedy.
+
+    -> (new tokens per prompt, Stats). Rows progress independently (ragged); finished rows leave.
+    """
+    if k and temperature != 0:
+        raise ValueError("self-speculative decoding here is greedy only (temperature 0)")
+    B, L = len(prompts), model.cfg.max_seq_len
+    stats = Stats(k=k, prompts=B, prefills=1)
+    lens = [len(p) for p in prompts]
+    capacity = min(max(lens) + max_new_tokens + k, L)
+    cache = KVCache(model, B, capacity, heads=range(k + 1))
+    out = [[] for _ in prompts]
+    x, drafts = start(model, cache, prompts, k, temperature, generator)
+    rows = list(range(B))  # batch row -> prompt index
+    new = x[:, None]  # (B, n_new) tokens gained per row
+    n_new = [1] * B
+    while True:
+        keep = []
+        for r, (toks, m) in enumerate(zip(new.tolist(), n_new)):
+            i = rows[r]
+            done = False
+            for t in toks[:m]:
+                if t == eod_id:
+                    done = True
+                    break
+                out[i].append(t)
+                if len(out[i]) >= max_new_tokens or lens[i] + len(out[i]) >= L:
+                    done = True
+                    break
+            if not done:
+                keep.append(r)
+        if not keep:
+            break
+        if len(keep) < len(rows):  # compact: finished rows leave the batch
+            sel = torch.tensor(keep, device=x.device)
+            cache.keep(sel)
+            x, drafts, rows = x[sel], drafts[sel], [rows[r] for r in keep]
+        stats.forwards += 1
+        stats.row_steps += len(rows)
+        if k == 0:
+            x = ar_step(model, cache, x, temperature, generator)
+            new, n_new = x[:, None], [1] * len(rows)
+            stats.step_tokens += len(rows)
+            continue
+        j = min(k, L - 1 - int(cache.lengths.max()))  # drafts this step; positions stay < max_seq_len
+        new, a, x, drafts = spec_step(model, cache, x, drafts[:, :j])
+        n_new = (a + 1).tolist()
+        stats.step_tokens += sum(n_new)
+        for m in n_new:
+            stats.accepted_hist[m - 1] += 1
+            for p in range(j):
+                stats.verified_per_pos[p] += 1
+                stats.accepted_per_pos[p] += int(p < m - 1)
+    stats.new_tokens = sum(len(o) for o in out)
+    return out, stats
+
+
+def decode(model, prompts, max_new_tokens, eod_id=None, draft_tokens=0, batch_size=8, temperature=0.0, seed=0):
+    """Decode prompts in consecutive batches of batch_size -> (new tokens per prompt, summed Stats).
+
+    draft_tokens: 0 = autoregressive with head 1 only; k >= 1 (or None = n-1) = self-speculative greedy.
+    """
+    check_prompts(model, prompts)
+    k = check_draft_tokens(model, draft_tokens)
+    if max_new_tokens < 1:
+        raise UserError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
+    dev = next(model.parameters()).device
+    gen = torch.Generator(device=dev).manual_seed(seed) if temperature else None
+    outs, total = [], Stats(k=k)
+    for lo in range(0, len(prompts), batch_size):
+        o, s = decode_batch(model, prompts[lo:lo + batch_size], max_new_tokens, eod_id, k, temperature, gen)
+        outs += o
+        total.add(s)
+    return outs, total
+
+
+def generate(model, prompts, max_new_tokens, eod_id, temperature=0.0, seed=0, batch_size=8):
+    """New tokens for each prompt (stopping before eod_id or at max_new_tokens).
+
+    Greedy (temperature 0) uses self-speculative decoding with every head when the model has
+    n > 1 (same output as head-1 greedy decoding); temperature > 0 samples from head 1,
+    autoregressively, with a generator seeded by `seed`.
+    """
+    if not prompts:
+        return []
+    k = model.cfg.n_future - 1 if temperature == 0 else 0
+    return decode(model, prompts, max_new_tokens, eod_id, k, batch_size, temperature, seed)[0]
+
+
+def acceptance_counts(model, prompts, max_new_tokens, eod_id=None, draft_tokens=None):
+    """Per prompt, alone (batch 1): the speculative decoder's counts, named as vLLM's spec-decode metrics.
+
+    -> list of {"num_drafts": decode forwards (each verifies a block of drafts),
+    "num_draft_tokens": drafts verified, "num_accepted_tokens": drafts accepted,
+    "num_accepted_tokens_per_pos": [accepted at draft position 1..k], "tokens": new tokens}.
+    A forward runs only while the prompt has fewer than max_new_tokens new tokens (and no eod);
+    its whole block of k drafts is verified, and drafts accepted past max_new_tokens (or after
+    eod) are counted as accepted though dropped from "tokens" (vLLM's rule). The drafts made by
+    the last forward are never verified and not counted. Drafts are fewer than k only where the
+    block would pass max_seq_len.
+    """
+    if not prompts:
+        raise UserError("acceptance_counts: no prompts given")
+    out = []
+    for p in prompts:
+        toks, s = decode(model, [p], max_new_tokens, eod_id, draft_tokens, batch_size=1)
+        out.append({"num_drafts": s.row_steps, "num_draft_tokens": sum(s.verified_per_pos),
+                    "num_accepted_tokens": sum(s.accepted_per_pos),
+                    "num_accepted_tokens_per_pos": s.accepted_per_pos, "tokens": toks[0]})
+    return out
+
+
+# ---------------------------------------------------------------- timing
+
+
+def _sync(model):
+    dev = next(model.parameters()).device
+    if dev.type == "cuda":
+        torch.cuda.synchronize(dev)
+
+
+def _time(model, prompts, max_new_tokens, eod_id, k, batch_size, repeats):
+    """Median wall seconds of `repeats` runs (after one untimed warm-up on the first batch) + the last output."""
+    decode(model, prompts[:batch_size], max_new_tokens, eod_id, k, batch_size)
+    times = []
+    for _ in range(repeats):
+        _sync(model)
+        t0 = time.perf_counter()
+        outs, stats = decode(model, prompts, max_new_tokens, eod_id, k, batch_size)
+        _sync(model)
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times), times, outs, stats
+
+
+def bench(model, prompts, batch_sizes, max_new_tokens, repeats, draft_tokens=None, eod_id=None):
+    """Time autoregressive vs self-speculative greedy decoding of `prompts` at each batch size.
+
+    -> {"n", "draft_tokens", "speculative" (False for n=1: baseline only), "note",
+        "per_batch": [{"batch_size", "ar": {...}, "spec": {...} or None, "speedup", "tokens_per_forward",
+                       "lossless": spec output == AR output}],
+        "metrics": flat {name: value} with stable names (decode_speedup_b1, ...)}.
+    eod_id None: every prompt gets exactly max_new_tokens (comparable across models).
+    """
+    if not prompts:
+        raise UserError("decode: no prompts to time (num_prompts must be >= 1)")
+    check_prompts(model, prompts)
+    n = model.cfg.n_future
+    k = check_draft_tokens(model, draft_tokens)
+    model.eval()
+    result = {"n": n, "draft_tokens": k, "speculative": k > 0, "max_new_tokens": max_new_tokens,
+              "num_prompts": len(prompts), "repeats": repeats, "stop_at_eod": eod_id is not None,
+              "threads": torch.get_num_threads(), "device": str(next(model.parameters()).device),
+              "note": "" if k else "n=1: one head, nothing to draft; autoregressive baseline only",
+              "per_batch": [], "metrics": {}}
+    metrics = result["metrics"]
+    for bs in batch_sizes:
+        row = {"batch_size": bs}
+        sec, times, ar_out, ar_stats = _time(model, prompts, max_new_tokens, eod_id, 0, bs, repeats)
+        row["ar"] = {"seconds": sec, "seconds_all": times, "tokens_per_s": ar_stats.new_tokens / sec,
+                     **ar_stats.as_dict()}
+        metrics[f"decode_ar_tokens_per_s_b{bs}"] = row["ar"]["tokens_per_s"]
+        row["spec"] = row["speedup"] = row["tokens_per_forward"] = row["lossless"] = None
+        if k:
+            sec, times, sp_out, sp_stats = _time(model, prompts, max_new_tokens, eod_id, k, bs, repeats)
+            row["spec"] = {"seconds": sec, "seconds_all": times, "tokens_per_s": sp_stats.new_tokens / sec,
+                           **sp_stats.as_dict()}
+            row["speedup"] = row["spec"]["tokens_per_s"] / row["ar"]["tokens_per_s"]
+            row["tokens_per_forward"] = sp_stats.tokens_per_forward
+            row["lossless"] = sp_out == ar_out
+            row["mismatched_prompts"] = sum(a != b for a, b in zip(sp_out, ar_out))
+            metrics.update({f"decode_spec_tokens_per_s_b{bs}": row["spec"]["tokens_per_s"],
+                            f"decode_speedup_b{bs}": row["speedup"],
+                            f"decode_tokens_per_forward_b{bs}": row["tokens_per_forward"],
+                            f"decode_lossless_b{bs}": float(row["lossless"])})
+            for j, rate in enumerate(sp_stats.accept_rate_per_pos, 1):
+                metrics[f"decode_accept_rate_pos{j}_b{bs}"] = rate
+        result["per_batch"].append(row)
+    first = result["per_batch"][0]
+    if k:  # headline acceptance: the first configured batch size
+        for j, rate in enumerate(first["spec"]["accept_rate_per_pos"], 1):
+            metrics[f"decode_accept_rate_pos{j}"] = rate
+        metrics["decode_tokens_per_forward"] = first["tokens_per_forward"]
+    return result
+
+
+# ---------------------------------------------------------------- the stage
+
+
+def val_prompts(data, num_prompts, prompt_len):
+    """num_prompts windows of prompt_len tokens, evenly spaced over the split (deterministic)."""
+    N = len(data.tokens)
+    if N < prompt_len:
+        raise UserError(f"decode.prompt_len: {prompt_len} tokens but the val split holds only {N}; "
+                        f"lower prompt_len or add validation data")
+    last = N - prompt_len
+    starts = [round(i * last / max(num_prompts - 1, 1)) for i in range(num_prompts)]
+    return data.windows(starts, prompt_len).tolist()
+
+
+def add_arguments(p):
+    from mtp.cli import add_config_arg, add_model_args
+    add_config_arg(p)
+    add_model_args(p)
+    p.add_argument("--device", default="cpu", help="torch device to time on (default %(default)s; the rule "
+                   "time_decoding reserves no GPU)")
+
+
+def bench_model(cfg, entry, device="cpu"):
+    """Time one trained model of the study (an item of mtp.config.models) on its val prompts.
+
+    -> (bench result with dataset/size/prompt_len/train_run_id added, payload of the checkpoint).
+    """
+    from mtp import checkpoint
+    from mtp.data import TokenData
+    dc = cfg["decode"]
+    model, payload = checkpoint.load_model(entry["dir"], device=device)
+    k = check_draft_tokens(model, dc["draft_tokens"] if model.cfg.n_future > 1 else 0)
+    if dc["prompt_len"] >= model.cfg.max_seq_len:
+        raise UserError(f"decode.prompt_len: {dc['prompt_len']} tokens do not fit the model's context "
+                        f"(max_seq_len {model.cfg.max_seq_len}) with room to generate")
+    prompts = val_prompts(TokenData(payload["data_dir"], "val"), dc["num_prompts"], dc["prompt_len"])
+    result = bench(model, prompts, dc["batch_sizes"], dc["max_new_tokens"], dc["repeats"], k)
+    result.update({"dataset": entry["dataset"], "size": entry["size"], "prompt_len": dc["prompt_len"],
+                   "train_run_id": payload.get("train_run_id")})
+    return result, payload
+
+
+def bench_study(cfg, device="cpu"):
+    """`mtp bench decode`: bench every trained model of the study with n > 1 -> one summary dict.
+
+    -> {"models": {"<dataset>/<size>-n<n>": {"n", "draft_tokens", "per_batch": [{"batch_size", "speedup",
+    "tokens_per_forward", "lossless"}], "metrics"}}, "skipped": [models without a checkpoint]}.
+    """
+    from mtp import checkpoint, config
+    out = {"models": {}, "skipped": []}
+    for entry in config.models(cfg):
+        name = config.model_name(entry)
+        if entry["n"] == 1:
+            continue
+        if not checkpoint.is_valid(Path(entry["dir"]) / checkpoint.MODEL_FILE):
+            out["skipped"].append(name)
+            continue
+        r, _ = bench_model(cfg, entry, device)
+        out["models"][name] = {"n": r["n"], "draft_tokens": r["draft_tokens"], "metrics": r["metrics"],
+                               "per_batch": [{key: row[key] for key in ("batch_size", "speedup", "tokens_per_forward",
+                                                                         "lossless")} for row in r["per_batch"]]}
+    if not out["models"]:
+        raise UserError("bench decode: no trained model with n > 1 in this study's results; train one first "
+                        "(snakemake ... or `mtp train`)")
+    return out
+
+
+def run(args):
+    from mtp import config, tracking
+    from mtp.io import write_json
+    cfg = config.load(args.config)
+    entry = config.find_model(cfg, args.dataset, args.size, args.n)
+    with tracking.child_run(cfg, "decode", dataset=args.dataset, size=args.size, n=args.n) as run:
+        result, payload = bench_model(cfg, entry, args.device)
+        run.tags({"mtp.train_run_id": payload.get("train_run_id", "")})
+        run.params({"decode": cfg["decode"], "draft_tokens_used": result["draft_tokens"], "device": args.device,
+                    "threads": torch.get_num_threads()})
+        path = Path(entry["dir"]) / "decode.json"
+        write_json(path, result)
+        run.log(result["metrics"])
+        run.artifact(path)
+    for row in result["per_batch"]:
+        line = f"batch {row['batch_size']}: AR {row['ar']['tokens_per_s']:.1f} tok/s"
+        if row["spec"]:
+            line += (f", speculative {row['spec']['tokens_per_s']:.1f} tok/s, speed-up {row['speedup']:.2f}x, "
+                     f"{row['tokens_per_forward']:.2f} tokens/forward, lossless {row['lossless']}")
+        print(line)
+    if not result["speculative"]:
+        print(f"{args.dataset}/{args.size}-n{args.n}: {result['note']}")

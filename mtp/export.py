@@ -1,0 +1,171 @@
+"""`mtp export`: a trained model as a Hugging Face / vLLM directory (rule export_model).
+
+<model dir>/hf/ is a plain Llama checkpoint for trunk + head 1, so `transformers` loads it
+as `LlamaForCausalLM` and reproduces head 1's logits exactly:
+
+    ours                          hf/model.safetensors
+    tok_emb                       model.embed_tokens
+    trunk.{i}, i < L-n            model.layers.{i}
+    heads.0   (head 1)            model.layers.{L-n}
+    heads.{j}, j >= 1 (head j+1)  model.extra_heads.{j-1}     (Meta's release calls them extra_heads)
+    norm, lm_head                 model.norm, lm_head
+    inside a block: attn_norm -> input_layernorm, attn.wq/wk/wv/wo -> self_attn.q/k/v/o_proj,
+                    mlp_norm -> post_attention_layernorm, mlp.w1/w3/w2 -> mlp.gate/up/down_proj
+
+config.json is a LlamaConfig with num_hidden_layers = L-n+1 (trunk + head 1), the extra field
+`n_future_tokens` = n and `architectures` = ["MTPLlamaForCausalLM"] (mtp/vllm_plugin) for n > 1,
+["LlamaForCausalLM"] for n = 1. transformers ignores `extra_heads` (unexpected keys).
+The tokenizer is our tokenizer.json as a PreTrainedTokenizerFast with eos = <|eod|>.
+
+<model dir>/hf-drafter/ (n > 1 only) is the drafter's own config (vLLM `medusa` slot, arch
+`MTPDrafter`) plus a copy of lm_head: it reads heads 2..n's normed hidden states from the
+target's output and applies the shared unembedding.
+"""
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+from mtp import UserError
+
+DRAFTER_ARCH = "MTPDrafter"
+TARGET_ARCH = "MTPLlamaForCausalLM"
+
+_BLOCK = {"attn_norm.weight": "input_layernorm.weight", "mlp_norm.weight": "post_attention_layernorm.weight",
+          "attn.wq.weight": "self_attn.q_proj.weight", "attn.wk.weight": "self_attn.k_proj.weight",
+          "attn.wv.weight": "self_attn.v_proj.weight", "attn.wo.weight": "self_attn.o_proj.weight",
+          "mlp.w1.weight": "mlp.gate_proj.weight", "mlp.w3.weight": "mlp.up_proj.weight",
+          "mlp.w2.weight": "mlp.down_proj.weight"}
+
+
+def hf_name(name, n_trunk):
+    """Our state_dict key -> the exported (HF Llama + extra_heads) key."""
+    top = {"tok_emb.weight": "model.embed_tokens.weight", "norm.weight": "model.norm.weight",
+           "lm_head.weight": "lm_head.weight"}
+    if name in top:
+        return top[name]
+    group, idx, rest = name.split(".", 2)
+    idx = int(idx)
+    if group == "trunk":
+        prefix = f"model.layers.{idx}"
+    elif group == "heads":
+        prefix = f"model.layers.{n_trunk}" if idx == 0 else f"model.extra_heads.{idx - 1}"
+    else:
+        raise ValueError(f"unexpected parameter {name}")
+    return f"{prefix}.{_BLOCK[rest]}"
+
+
+def hf_config(cfg, tok, extra=None):
+    """transformers.LlamaConfig for trunk + head 1, with n_future_tokens = n."""
+    from transformers import LlamaConfig
+    return LlamaConfig(
+        architectures=[TARGET_ARCH if cfg.n_future > 1 else "LlamaForCausalLM"],
+        vocab_size=cfg.vocab_size, hidden_size=cfg.dim, intermediate_size=cfg.hidden_dim,
+        num_hidden_layers=cfg.n_trunk + 1, num_attention_heads=cfg.n_attn_heads,
+        num_key_value_heads=cfg.n_attn_heads, head_dim=cfg.dim // cfg.n_attn_heads, hidden_act="silu",
+        max_position_embeddings=cfg.max_seq_len, rms_norm_eps=cfg.norm_eps,
+        rope_parameters={"rope_type": "default", "rope_theta": cfg.rope_theta},
+        tie_word_embeddings=False, attention_bias=False, mlp_bias=False,
+        bos_token_id=None, eos_token_id=tok.eod_id, pad_token_id=None, dtype="float32",
+        n_future_tokens=cfg.n_future, **(extra or {}))
+
+
+def drafter_config(cfg):
+    """config.json of hf-drafter/ (read by vLLM as a MedusaConfig: keys holding 'num' are renamed, keep them few).
+
+    hidden_size is the width of what the drafter reads: n normed hidden states side by side
+    (MedusaProposer's warm-up feeds zeros of that width). num_heads = n-1 is the most drafts;
+    vLLM sets it to num_speculative_tokens.
+    """
+    return {"model_type": "medusa", "architectures": [DRAFTER_ARCH], "hidden_size": cfg.n_future * cfg.dim,
+            "head_hidden_size": cfg.dim, "n_future_tokens": cfg.n_future, "vocab_size": cfg.vocab_size,
+            "num_heads": cfg.n_future - 1, "num_hidden_layers": 1, "dtype": "float32"}
+
+
+def export(model_dir, out_dir=None, drafter_dir=None):
+    """Write <model_dir>/hf (and hf-drafter for n > 1). Returns {"hf": path, "drafter": path or None}."""
+    import json
+
+    import torch
+    from safetensors.torch import save_file
+    from transformers import PreTrainedTokenizerFast
+
+    from mtp.checkpoint import load_model
+    from mtp.tokenizer import EOD, Tokenizer
+
+    model_dir = Path(model_dir)
+    out_dir = Path(out_dir) if out_dir else model_dir / "hf"
+    drafter_dir = Path(drafter_dir) if drafter_dir else out_dir.with_name(out_dir.name + "-drafter")
+    model, payload = load_model(model_dir)
+    cfg = model.cfg
+    if cfg.head_type != "transformer":
+        raise UserError(f"{model_dir}: head_type '{cfg.head_type}': export supports transformer heads only "
+                        f"(vLLM serves each head as a decoder layer)")
+    tok_path = Path(payload["data_dir"]) / "tokenizer.json"
+    tok = Tokenizer.load(tok_path)
+    if tok.vocab_size > cfg.vocab_size:
+        raise UserError(f"{tok_path}: tokenizer has {tok.vocab_size} tokens, the model only {cfg.vocab_size}")
+
+    tensors = {hf_name(k, cfg.n_trunk): v.detach().to(torch.float32).contiguous() for k, v in model.state_dict().items()}
+    source = {k: payload.get(k) for k in ("dataset", "size", "n", "train_run_id")}
+    with _atomic_dir(out_dir) as tmp:
+        save_file(tensors, str(tmp / "model.safetensors"), metadata={"format": "pt"})
+        hf_config(cfg, tok, {"mtp_source": source}).save_pretrained(tmp)
+        hf_tok = PreTrainedTokenizerFast(tokenizer_file=str(tok_path), eos_token=EOD)
+        hf_tok.model_max_length = cfg.max_seq_len
+        hf_tok.save_pretrained(tmp)
+        _portable_tokenizer_class(tmp / "tokenizer_config.json")
+    if cfg.n_future == 1:
+        return {"hf": str(out_dir), "drafter": None}
+    with _atomic_dir(drafter_dir) as tmp:
+        save_file({"lm_head.weight": tensors["lm_head.weight"]}, str(tmp / "model.safetensors"), metadata={"format": "pt"})
+        (tmp / "config.json").write_text(json.dumps(drafter_config(cfg), indent=2) + "\n")
+    return {"hf": str(out_dir), "drafter": str(drafter_dir)}
+
+
+def _portable_tokenizer_class(path):
+    """transformers 5 writes its new class name TokenizersBackend; 4.x (CUDA vLLM images) knows PreTrainedTokenizerFast."""
+    import json
+    conf = json.loads(path.read_text())
+    conf["tokenizer_class"] = "PreTrainedTokenizerFast"
+    path.write_text(json.dumps(conf, indent=2) + "\n")
+
+
+class _atomic_dir:
+    """Build a folder in a temporary sibling; replace `path` with it only on success."""
+
+    def __init__(self, path):
+        self.path = Path(path)
+
+    def __enter__(self):
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.tmp = Path(tempfile.mkdtemp(prefix=f".{self.path.name}.", dir=self.path.parent))
+        os.chmod(self.tmp, 0o755)
+        return self.tmp
+
+    def __exit__(self, exc_type, exc, tb):
+        if exc_type is not None:
+            shutil.rmtree(self.tmp, ignore_errors=True)
+            return False
+        for f in self.tmp.iterdir():
+            os.chmod(f, 0o644)
+        old = self.path.with_name(f".{self.path.name}.old.{os.getpid()}")
+        if self.path.exists():
+            os.replace(self.path, old)
+        os.replace(self.tmp, self.path)
+        shutil.rmtree(old, ignore_errors=True)
+        return False
+
+
+def add_arguments(p):
+    from mtp.cli import add_config_arg, add_model_args
+    add_config_arg(p)
+    add_model_args(p)
+
+
+def run(args):
+    from mtp import config
+    cfg = config.load(args.config)
+    m = config.find_model(cfg, args.dataset, args.size, args.n)
+    out = export(m["dir"])
+    print(f"{config.model_name(m)}: exported to {out['hf']}" + (f" and {out['drafter']}" if out["drafter"] else ""))

@@ -1,0 +1,444 @@
+"""`mtp vllm` (rule time_vllm): the exported model served by vLLM, with and without speculation.
+
+One `LLM()` per configuration (start-up is timed apart; generation alone is timed):
+  nospec     trunk + head 1 only (`mtp_serve_heads: 1`: the plain Llama model), no speculation
+  heads_k{k} our heads: target serves heads 1..k+1, drafter (medusa slot) drafts k tokens, k = 1..n-1
+  ngram      vLLM's prompt-lookup drafter on the nospec target
+  draft      vLLM's `draft_model` drafter: the sweep's smallest n=1 model of the same dataset
+A model with n = 1 gets the baselines only.
+
+Prompts, lengths and stopping are the native decode stage's (mtp/decode.py: val_prompts,
+decode.num_prompts / prompt_len / max_new_tokens, no stop at eod): token ids in, exactly
+max_new_tokens out (ignore_eos). At batch size B the prompts go in consecutive batches of B
+(one `generate` call each), as natively. Per configuration and batch size: tokens/s (median
+of vllm.repeats, after one untimed warm-up batch), their spread, speed-up vs nospec, and from
+the differences of `llm.get_metrics()` around the timed runs: acceptance rate (accepted /
+drafted), mean acceptance length (1 + accepted / drafts: tokens per target forward) and the
+acceptance rate per draft position (accepted at position j / drafts).
+
+Cross-checks (a mismatch fails the stage with a diff, after nothing is written):
+- every configuration's output, at every batch size, equals native greedy decoding of head 1
+  (mtp.decode.decode with draft_tokens=0, batch 1);
+- our heads at batch 1, per prompt: vLLM's num_drafts, num_draft_tokens, num_accepted_tokens
+  and num_accepted_tokens_per_pos equal mtp.decode.acceptance_counts on the same prompts.
+  For these to be comparable the native engine continues past max_tokens exactly as vLLM does:
+  a decode forward runs only while the prompt has fewer than max_new_tokens new tokens; that
+  forward verifies its full block of k drafts even when fewer than k+1 tokens are still wanted,
+  and drafts it accepts past max_new_tokens count as accepted though dropped from the output;
+  no forward runs after max_new_tokens is reached, so the drafts proposed by the last forward
+  (and the prefill's drafts of a 1-token request) are never verified nor counted; the prefill
+  is not a draft step. vLLM's max_model_len is set so that no block is narrowed near the end.
+
+Like for like, every configuration runs with the same engine settings: float32 (as the native
+check), no prefix caching (repeats must not reuse the prompt's KV), no detokenization (token ids
+only, like the native timer) and no async scheduling (vLLM 0.32 disables it for the medusa and
+ngram drafters; left on, it would speed up nospec and draft only).
+vLLM spawns an engine-core process and a worker process: both are shut down after each
+configuration (also on errors and on SIGTERM through tracking.child_run), so no vLLM process
+outlives the stage. The `mtp` console script guards `main()` with `if __name__ == "__main__"`,
+so VLLM_WORKER_MULTIPROC_METHOD=spawn works as well as vLLM's default fork.
+"""
+import contextlib
+import gc
+import os
+import statistics
+import time
+from pathlib import Path
+
+from mtp import UserError
+
+COUNTERS = ("num_drafts", "num_draft_tokens", "num_accepted_tokens", "num_accepted_tokens_per_pos")
+
+
+# ---------------------------------------------------------------- vLLM set-up
+
+
+def import_vllm():
+    """-> the vllm module with our plugin registered, or a UserError saying how to install it."""
+    os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")
+    try:
+        import vllm
+    except ImportError as e:
+        raise UserError(f"vLLM is not installed ({e}); install it with pip install -e '.[cpu]' "
+                        f"(or '.[cuda]' on CUDA machines)") from None
+    from importlib.metadata import entry_points
+    if not any(ep.value == "mtp.vllm_plugin:register" for ep in entry_points(group="vllm.general_plugins")):
+        raise UserError("the mtp vLLM plugin entry point is not installed (vLLM's worker processes need it); "
+                        "reinstall with pip install -e '.[cpu]'")
+    from mtp.vllm_plugin import register
+    register()
+    return vllm
+
+
+def check_head_dim(model_cfg, where):
+    """vLLM's CPU attention kernels support a fixed list of head sizes; say so before start-up fails."""
+    from vllm.platforms import current_platform
+    if not current_platform.is_cpu():
+        return
+    from vllm.v1.attention.backends.cpu_attn import CPUAttentionBackend
+    hs, ok = model_cfg.dim // model_cfg.n_attn_heads, CPUAttentionBackend.get_supported_head_sizes()
+    if hs not in ok:
+        raise UserError(f"{where}: head_dim {hs} (dim {model_cfg.dim} / {model_cfg.n_attn_heads} attention heads) "
+                        f"is not supported by vLLM's CPU attention (supported: {ok}); use a size preset whose "
+                        f"dim / n_attn_heads is one of these")
+
+
+def ensure_exported(model_dir):
+    """Export <model_dir>/hf (and hf-drafter) unless present and newer than the checkpoint."""
+    from mtp.checkpoint import MODEL_FILE
+    from mtp.export import export
+    model_dir = Path(model_dir)
+    ckpt, conf = model_dir / MODEL_FILE, model_dir / "hf" / "config.json"
+    if not ckpt.exists():
+        raise UserError(f"{ckpt}: checkpoint not found (train the model first)")
+    fresh = conf.exists() and conf.stat().st_mtime >= ckpt.stat().st_mtime
+    drafter = model_dir / "hf-drafter"
+    if fresh and (drafter / "config.json").exists() == drafter.exists():
+        return {"hf": str(model_dir / "hf"), "drafter": str(drafter) if drafter.exists() else None}
+    return export(model_dir)
+
+
+def engine_args(hf, model_cfg, max_model_len, max_batch, enforce_eager):
+    """LLM() arguments shared by every configuration."""
+    per_token = 2 * (model_cfg.n_layers + 1) * model_cfg.dim * 4  # K and V, float32, every layer, + slack
+    kv_bytes = max(64 << 20, 2 * per_token * max_model_len * max_batch)
+    return dict(model=hf, tokenizer=hf, dtype="float32", seed=0, max_model_len=max_model_len,
+                max_num_seqs=max(max_batch, 1), kv_cache_memory_bytes=kv_bytes, enable_prefix_caching=False,
+                async_scheduling=False, enforce_eager=enforce_eager, disable_log_stats=False)
+
+
+@contextlib.contextmanager
+def started(vllm, **kwargs):
+    """An LLM() whose engine-core and worker processes are shut down on exit, whatever happens."""
+    llm = vllm.LLM(**kwargs)
+    try:
+        yield llm
+    finally:
+        llm.llm_engine.engine_core.shutdown()
+        del llm
+        gc.collect()
+
+
+def spec_counters(llm):
+    """Cumulative speculative-decoding counters (summed over engines); zeros without speculation."""
+    out = {"num_drafts": 0, "num_draft_tokens": 0, "num_accepted_tokens": 0, "num_accepted_tokens_per_pos": []}
+    for m in llm.get_metrics():
+        key = m.name.removeprefix("vllm:spec_decode_")
+        if key not in out:
+            continue
+        if isinstance(out[key], list):
+            vals = list(m.values)
+            out[key] = [a + b for a, b in zip(out[key] + [0] * len(vals), vals)]
+        else:
+            out[key] += m.value
+    return out
+
+
+def _minus(after, before):
+    out = {k: after[k] - before[k] for k in COUNTERS[:3]}
+    per = before["num_accepted_tokens_per_pos"]
+    out["num_accepted_tokens_per_pos"] = [a - (per[i] if i < len(per) else 0)
+                                          for i, a in enumerate(after["num_accepted_tokens_per_pos"])]
+    return out
+
+
+def _plus(a, b):
+    if a is None:
+        return b
+    out = {k: a[k] + b[k] for k in COUNTERS[:3]}
+    pa, pb = a["num_accepted_tokens_per_pos"], b["num_accepted_tokens_per_pos"]
+    pa, pb = pa + [0] * (len(pb) - len(pa)), pb + [0] * (len(pa) - len(pb))
+    out["num_accepted_tokens_per_pos"] = [x + y for x, y in zip(pa, pb)]
+    return out
+
+
+# ---------------------------------------------------------------- measuring
+
+
+def configurations(n, exported, vc, ks, draft_hf):
+    """[(name, k, hf_overrides, speculative_config)] in run order; nospec first (the reference)."""
+    base = {"mtp_serve_heads": 1}
+    out = [("nospec", 0, base, None)]
+    for k in ks:
+        out.append((f"heads_k{k}", k, {"mtp_serve_heads": k + 1},
+                    {"method": "medusa", "model": exported["drafter"], "num_speculative_tokens": k}))
+    kb = vc["num_speculative_tokens_baselines"]
+    if vc["ngram"]:
+        out.append(("ngram", kb, base, {"method": "ngram", "num_speculative_tokens": kb,
+                                        "prompt_lookup_max": vc["ngram_prompt_lookup_max"],
+                                        "prompt_lookup_min": min(vc["ngram_prompt_lookup_min"],
+                                                                 vc["ngram_prompt_lookup_max"])}))
+    if draft_hf:
+        out.append(("draft", kb, base, {"method": "draft_model", "model": draft_hf, "num_speculative_tokens": kb}))
+    return out
+
+
+def run_config(vllm, args, prompts, max_new_tokens, batch_sizes, repeats):
+    """Start one LLM, decode each prompt alone (untimed: per-prompt outputs and counters), then time
+    every batch size. -> {"startup_s", "per_prompt": [...], "per_batch": [...]}."""
+    sp = vllm.SamplingParams(temperature=0.0, max_tokens=max_new_tokens, ignore_eos=True, detokenize=False)
+
+    def gen(llm, batch):
+        outs = llm.generate([{"prompt_token_ids": p} for p in batch], sp, use_tqdm=False)
+        return [list(o.outputs[0].token_ids) for o in outs]
+
+    t0 = time.perf_counter()
+    with started(vllm, **args) as llm:
+        startup = time.perf_counter() - t0
+        per_prompt = []
+        for p in prompts:
+            before = spec_counters(llm)
+            toks, = gen(llm, [p])
+            per_prompt.append({"tokens": toks, **_minus(spec_counters(llm), before)})
+        per_batch = []
+        for bs in batch_sizes:
+            gen(llm, prompts[:bs])  # warm-up at this batch shape
+            times, counts, outs = [], None, None
+            for _ in range(repeats):
+                before = spec_counters(llm)
+                t = time.perf_counter()
+                outs = [o for lo in range(0, len(prompts), bs) for o in gen(llm, prompts[lo:lo + bs])]
+                times.append(time.perf_counter() - t)
+                counts = _plus(counts, _minus(spec_counters(llm), before))
+            per_batch.append(summarize(bs, times, outs, counts))
+    return {"startup_s": startup, "per_prompt": per_prompt, "per_batch": per_batch}
+
+
+def summarize(bs, times, outs, counts):
+    """Timing and acceptance of one batch size; counts are summed over the repeats."""
+    tokens = sum(len(o) for o in outs)
+    tps = [tokens / t for t in times]
+    row = {"batch_size": bs, "seconds": statistics.median(times), "seconds_all": times, "new_tokens": tokens,
+           "tokens_per_s": tokens / statistics.median(times), "tokens_per_s_all": tps,
+           "tokens_per_s_min": min(tps), "tokens_per_s_max": max(tps),
+           "tokens_per_s_stdev": statistics.stdev(tps) if len(tps) > 1 else 0.0,
+           "outputs": outs, "repeats": len(times), **counts}
+    d, acc = counts["num_drafts"], counts["num_accepted_tokens"]
+    row["acceptance_rate"] = acc / counts["num_draft_tokens"] if counts["num_draft_tokens"] else None
+    row["mean_acceptance_length"] = 1 + acc / d if d else None
+    row["acceptance_rate_per_pos"] = [a / d for a in counts["num_accepted_tokens_per_pos"]] if d else []
+    return row
+
+
+def measure(cfg, entry, batch_sizes, repeats, ks=None):
+    """Every configuration of one model of the sweep, cross-checked against the native engine.
+
+    ks: our-heads draft lengths (default 1..n-1). -> the vllm.json dict (without the check's diff).
+    """
+    from mtp import checkpoint, config
+    from mtp import decode as D
+    from mtp.data import TokenData
+
+    vllm = import_vllm()
+    vc, dc = cfg["vllm"], cfg["decode"]
+    name = config.model_name(entry)
+    model, payload = checkpoint.load_model(entry["dir"])
+    n = model.cfg.n_future
+    if model.cfg.head_type != "transformer":
+        raise UserError(f"{name}: head_type '{model.cfg.head_type}': export supports transformer heads only, "
+                        f"so vLLM cannot serve this model")
+    check_head_dim(model.cfg, name)
+    ks = list(range(1, n)) if ks is None else [k for k in ks if 1 <= k < n]
+    exported = ensure_exported(entry["dir"])
+    draft, note = _draft_model(cfg, entry, vc)
+    if draft:
+        draft_model, _ = checkpoint.load_model(draft["dir"])
+        check_head_dim(draft_model.cfg, config.model_name(draft))
+        if draft_model.cfg.vocab_size != model.cfg.vocab_size:
+            raise UserError(f"draft model {config.model_name(draft)}: vocab {draft_model.cfg.vocab_size} != "
+                            f"{model.cfg.vocab_size} of {name}")
+        draft = {**draft, "hf": ensure_exported(draft["dir"])["hf"]}
+    if n == 1:
+        note = "n=1: one head, nothing to draft; baselines only. " + note
+    prompts = D.val_prompts(TokenData(payload["data_dir"], "val"), dc["num_prompts"], dc["prompt_len"])
+    D.check_prompts(model, prompts)
+    max_new = dc["max_new_tokens"]
+    longest = max([*ks, vc["num_speculative_tokens_baselines"], 0])
+    max_model_len = min(model.cfg.max_seq_len, dc["prompt_len"] + max_new + longest + 16)
+    if dc["prompt_len"] + max_new > max_model_len:
+        raise UserError(f"decode.prompt_len + decode.max_new_tokens = {dc['prompt_len'] + max_new} exceeds "
+                        f"{name}'s context (max_seq_len {model.cfg.max_seq_len})")
+    base = engine_args(exported["hf"], model.cfg, max_model_len, max(batch_sizes), vc["enforce_eager"])
+    runs = []
+    for cname, k, overrides, spec in configurations(n, exported, vc, ks, draft and draft["hf"]):
+        print(f"vllm {name}: {cname} ...", flush=True)
+        r = run_config(vllm, {**base, "hf_overrides": overrides, "speculative_config": spec}, prompts, max_new,
+                       batch_sizes, repeats)
+        runs.append({"name": cname, "k": k, "method": spec["method"] if spec else None,
+                     "speculative_config": spec, **r})
+    ref = {row["batch_size"]: row["tokens_per_s"] for row in runs[0]["per_batch"]}
+    for r in runs:
+        for row in r["per_batch"]:
+            row["speedup"] = row["tokens_per_s"] / ref[row["batch_size"]]
+
+    # cross-checks against the native engine (after vLLM: nothing forks after torch ran here)
+    native = D.decode(model, prompts, max_new, None, 0, batch_size=1)[0]
+    native_counts = {k: D.acceptance_counts(model, prompts, max_new, None, k) for k in ks}
+    problems = crosscheck(native, native_counts, runs)
+    result = {
+        "dataset": entry["dataset"], "size": entry["size"], "n": n, "train_run_id": payload.get("train_run_id"),
+        "vllm_version": vllm.__version__, "device": _device(vllm), "dtype": "float32",
+        "enforce_eager": vc["enforce_eager"], "num_prompts": len(prompts), "prompt_len": dc["prompt_len"],
+        "max_new_tokens": max_new, "batch_sizes": batch_sizes, "repeats": repeats, "max_model_len": max_model_len,
+        "draft_model": config.model_name(draft) if draft else None, "note": note.strip(),
+        "export": exported, "configs": runs,
+        "crosscheck": {"ok": not problems, "problems": problems, "native_greedy": native,
+                       "native_counts": {str(k): [{c: x[c] for c in COUNTERS} for x in v]
+                                         for k, v in native_counts.items()}},
+    }
+    result["metrics"] = flat_metrics(result)
+    return result
+
+
+def _draft_model(cfg, entry, vc):
+    """-> (the sweep's smallest n=1 model of the same dataset or None, note)."""
+    from mtp import config
+    from mtp.model import preset
+    if not vc["draft_model"]:
+        return None, "draft_model baseline off (vllm.draft_model: false)."
+    cands = [m for m in config.models(cfg) if m["dataset"] == entry["dataset"] and m["n"] == 1]
+    if not cands:
+        return None, f"no n=1 model of dataset {entry['dataset']} in the sweep: no draft_model baseline."
+
+    def size(m):
+        p = preset(m["size"], cfg["model_presets"])
+        return p["n_layers"] * p["dim"] ** 2, m["size"]
+
+    draft = min(cands, key=size)
+    if (draft["size"], draft["n"]) == (entry["size"], entry["n"]):
+        return None, "this is the sweep's smallest n=1 model of its dataset: no smaller draft model."
+    return draft, ""
+
+
+def _device(vllm):
+    from vllm.platforms import current_platform
+    return current_platform.device_type
+
+
+def crosscheck(native, native_counts, runs):
+    """-> list of mismatch descriptions (empty: vLLM agrees with the native engine)."""
+    problems = []
+
+    def tokens(where, got):
+        for i, (a, b) in enumerate(zip(native, got)):
+            if a != b:
+                j = next((t for t, (x, y) in enumerate(zip(a, b)) if x != y), min(len(a), len(b)))
+                problems.append(f"{where}, prompt {i}: outputs differ from native greedy at new token {j}: "
+                                f"native {a[j:j + 8]} vs vLLM {b[j:j + 8]} (lengths {len(a)} vs {len(b)})")
+        if len(got) != len(native):
+            problems.append(f"{where}: {len(got)} outputs for {len(native)} prompts")
+
+    for r in runs:
+        tokens(f"{r['name']} batch 1 (alone)", [p["tokens"] for p in r["per_prompt"]])
+        for row in r["per_batch"]:
+            tokens(f"{r['name']} batch {row['batch_size']}", row["outputs"])
+        if r["name"].startswith("heads_k"):
+            for i, (nat, got) in enumerate(zip(native_counts[r["k"]], r["per_prompt"])):
+                a, b = {c: nat[c] for c in COUNTERS}, {c: got[c] for c in COUNTERS}
+                if a != b:
+                    problems.append(f"{r['name']} batch 1, prompt {i}: acceptance counts differ: native {a} vs vLLM {b}")
+    return problems
+
+
+def flat_metrics(result):
+    """MLflow metrics with stable names: vllm_<config>_<what>_b<batch>."""
+    out = {}
+    for r in result["configs"]:
+        out[f"vllm_{r['name']}_startup_s"] = r["startup_s"]
+        for row in r["per_batch"]:
+            b, p = row["batch_size"], f"vllm_{r['name']}"
+            out[f"{p}_tokens_per_s_b{b}"] = row["tokens_per_s"]
+            out[f"{p}_tokens_per_s_stdev_b{b}"] = row["tokens_per_s_stdev"]
+            if r["name"] != "nospec":
+                out[f"{p}_speedup_b{b}"] = row["speedup"]
+                out[f"{p}_accept_rate_b{b}"] = row["acceptance_rate"]
+                out[f"{p}_mean_accept_len_b{b}"] = row["mean_acceptance_length"]
+                for j, rate in enumerate(row["acceptance_rate_per_pos"], 1):
+                    out[f"{p}_accept_rate_pos{j}_b{b}"] = rate
+    out["vllm_crosscheck_ok"] = float(result["crosscheck"]["ok"])
+    return out
+
+
+def _fail_on_mismatch(result):
+    problems = result["crosscheck"]["problems"]
+    if problems:
+        shown = "\n  ".join(problems[:10])
+        more = f"\n  ... and {len(problems) - 10} more" if len(problems) > 10 else ""
+        raise UserError(f"vLLM disagrees with the native engine ({len(problems)} mismatches):\n  {shown}{more}")
+
+
+# ---------------------------------------------------------------- the stage and the benchmark
+
+
+def add_arguments(p):
+    from mtp.cli import add_config_arg, add_model_args
+    add_config_arg(p)
+    add_model_args(p)
+
+
+def run(args):
+    from mtp import config, tracking
+    from mtp.io import write_json
+    cfg = config.load(args.config)
+    entry = config.find_model(cfg, args.dataset, args.size, args.n)
+    vc = cfg["vllm"]
+    with tracking.child_run(cfg, "vllm", dataset=args.dataset, size=args.size, n=args.n) as run_:
+        run_.params({"vllm": vc, "decode.num_prompts": cfg["decode"]["num_prompts"],
+                     "decode.prompt_len": cfg["decode"]["prompt_len"],
+                     "decode.max_new_tokens": cfg["decode"]["max_new_tokens"]})
+        result = measure(cfg, entry, vc["batch_sizes"], vc["repeats"])
+        run_.tags({"mtp.train_run_id": result["train_run_id"] or "", "mtp.vllm_version": result["vllm_version"]})
+        run_.log(result["metrics"])
+        _fail_on_mismatch(result)
+        path = Path(entry["dir"]) / "vllm.json"
+        write_json(path, result)
+        run_.artifact(path)
+    for r in result["configs"]:
+        for row in r["per_batch"]:
+            line = f"{r['name']:>10} batch {row['batch_size']}: {row['tokens_per_s']:8.1f} tok/s"
+            if r["name"] != "nospec":
+                line += f", speed-up {row['speedup']:.2f}x"
+                if row["mean_acceptance_length"] is not None:
+                    line += (f", acceptance {row['acceptance_rate']:.2f}, "
+                             f"{row['mean_acceptance_length']:.2f} tokens/forward")
+            print(line)
+    if result["note"]:
+        print(f"{config.model_name(entry)}: {result['note']}")
+    print(f"cross-checks against the native engine: ok; wrote {path}")
+
+
+def bench(cfg, dataset, size, n, batch_sizes=(1, 8)):
+    """tokens/s of nospec, our heads (k = n-1), ngram and the draft model at each batch size.
+
+    -> {"heads_vs_nospec_b1", "ngram_vs_nospec_b1", "draft_vs_nospec_b1", ... "_b8", tokens/s of each,
+    "model", "vllm_version", "device"}; a ratio is None where its configuration did not run.
+    """
+    from mtp import config
+    entry = config.find_model(cfg, dataset, size, n)
+    if int(n) < 2:
+        raise UserError(f"bench vllm needs a model with n > 1 heads, got {config.model_name(entry)}")
+    bcfg = config.merge(cfg, {"vllm": {"ngram": True, "draft_model": True}})
+    result = measure(bcfg, entry, list(batch_sizes), cfg["vllm"]["repeats"], ks=[int(n) - 1])
+    _fail_on_mismatch(result)
+    out = {"model": config.model_name(entry), "vllm_version": result["vllm_version"], "device": result["device"],
+           "draft_model": result["draft_model"]}
+    by_name = {("heads" if r["name"].startswith("heads_k") else r["name"]): r for r in result["configs"]}
+    for b in batch_sizes:
+        for key in ("nospec", "heads", "ngram", "draft"):
+            row = next((x for x in by_name[key]["per_batch"] if x["batch_size"] == b), None) if key in by_name else None
+            out[f"{key}_tokens_per_s_b{b}"] = row and row["tokens_per_s"]
+            if key != "nospec":
+                out[f"{key}_vs_nospec_b{b}"] = row and row["speedup"]
+    return out
+
+
+def bench_study(cfg):
+    """`mtp bench vllm`: bench() on the study's trained model with the most heads (ties: the first in the sweep)."""
+    from mtp import config
+    from mtp.checkpoint import MODEL_FILE
+    trained = [m for m in config.models(cfg) if m["n"] > 1 and (Path(m["dir"]) / MODEL_FILE).exists()]
+    if not trained:
+        raise UserError("bench vllm: no trained model with n > 1 heads in this study; train one first "
+                        "(snakemake ... or mtp train)")
+    m = max(trained, key=lambda m: m["n"])
+    return bench(cfg, m["dataset"], m["size"], m["n"])

@@ -1,0 +1,328 @@
+"""Decoding: greedy via the KV cache == naive recompute; self-speculative == greedy (lossless);
+cache rollback; exact tokens-per-forward on hand-made models; the stage; error cases.
+
+Models are float32 and tiny. Two kinds:
+- `random_model`: default init with the unembedding scaled up (logit gaps >> float rounding,
+  so argmax never sits on a near-tie); its heads disagree, so drafts are (almost) always rejected.
+- `shift_model`: hand-made, head i predicts token (x + offset_i) mod V from the current token x
+  (one-hot embedding, identity trunk, each head a permutation); with offset_i = i every draft is
+  right. `noise` adds Gaussian noise to every weight, which gives a mix of accepted lengths and
+  ragged progress across rows: the lossless tests run on these over several seeds.
+"""
+import json
+import math
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+
+from mtp import UserError
+from mtp import decode as D
+from mtp.model import ModelConfig, MTPModel
+
+V = 16
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    # tiny matmuls: several threads only contend (30x slower on a loaded 2-core machine)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def random_model(n, head_type="transformer", seed=0, V=V, max_seq_len=256):
+    torch.manual_seed(seed)
+    cfg = ModelConfig(vocab_size=V, dim=32, n_layers=n + 2, n_attn_heads=2, n_future=n, head_type=head_type,
+                      max_seq_len=max_seq_len)
+    m = MTPModel(cfg).eval()
+    with torch.no_grad():
+        m.lm_head.weight.mul_(100)
+    return m
+
+
+def shift_model(n, head_type="transformer", offsets=None, noise=0.0, seed=0, max_seq_len=256):
+    """Head i (1-based) predicts (x + offsets[i-1]) mod V from the current token x; offsets default 1..n."""
+    offsets = offsets or list(range(1, n + 1))
+    dim = 32
+    cfg = ModelConfig(vocab_size=V, dim=dim, n_layers=n + 2 if head_type == "transformer" else 2, n_attn_heads=2,
+                      n_future=n, head_type=head_type, max_seq_len=max_seq_len)
+    torch.manual_seed(seed)
+    m = MTPModel(cfg).eval()
+    eye = torch.eye(dim)
+    with torch.no_grad():
+        m.tok_emb.weight.copy_(eye[:V])  # one-hot tokens
+        m.lm_head.weight.copy_(10 * eye[:V])
+        for block in m.trunk:  # identity trunk: z = emb(x)
+            block.attn.wo.weight.zero_()
+            block.mlp.w2.weight.zero_()
+        for head, off in zip(m.heads, offsets):
+            perm = torch.zeros(dim, dim)
+            perm[(torch.arange(V) + off) % V, torch.arange(V)] = 1.0  # e_x -> e_{x+off}
+            if head_type == "linear":
+                head.proj.weight.copy_(perm)
+                continue
+            head.attn.wo.weight.zero_()
+            for w in (head.mlp.w1.weight, head.mlp.w3.weight, head.mlp.w2.weight):
+                w.zero_()
+            head.mlp.w1.weight[:dim] = eye  # hidden unit x fires for token x only
+            head.mlp.w3.weight[:dim] = eye
+            head.mlp.w2.weight[:, :dim] = perm  # ... and writes e_{x+off}, which outweighs the residual e_x
+        g = torch.Generator().manual_seed(seed)
+        for p in m.parameters():
+            p.add_(noise * torch.randn(p.shape, generator=g))
+    return m
+
+
+def naive_greedy(model, prompt, max_new_tokens):
+    """Greedy head-1 decoding by recomputing the whole sequence with model.forward (no cache)."""
+    seq = list(prompt)
+    with torch.no_grad():
+        for _ in range(max_new_tokens):
+            seq.append(int(model(torch.tensor([seq]), heads=[0])[0][0, -1].argmax()))
+    return seq[len(prompt):]
+
+
+def prompts_for(seed, count=5):
+    g = torch.Generator().manual_seed(seed)
+    lens = torch.randint(1, 12, (count,), generator=g).tolist()
+    return [torch.randint(0, V, (L,), generator=g).tolist() for L in lens]
+
+
+@pytest.mark.parametrize("head_type", ["transformer", "linear"])
+def test_cached_greedy_matches_naive_recompute(head_type):
+    for model in (random_model(2, head_type), shift_model(2, head_type, noise=0.1, seed=3)):
+        prompts = prompts_for(1, count=3)
+        out, stats = D.decode(model, prompts, 12, draft_tokens=0, batch_size=3)
+        assert out == [naive_greedy(model, p, 12) for p in prompts]
+        assert stats.tokens_per_forward == 1.0
+
+
+@pytest.mark.parametrize("head_type", ["transformer", "linear"])
+@pytest.mark.parametrize("n", [2, 4, 8])
+def test_speculative_is_lossless(n, head_type):
+    hist = [0] * n
+    runs = [(shift_model(n, head_type, noise=0.1, seed=seed), seed) for seed in range(3)]
+    runs.append((random_model(n, head_type, seed=0), 0))
+    for model, seed in runs:
+        prompts = prompts_for(seed)
+        ar, _ = D.decode(model, prompts, 20, draft_tokens=0, batch_size=1)
+        for k, bs in [(n - 1, 1), (n - 1, 5)] + [(1, 5)] * (seed == 0 and n > 2):  # batch 1; a ragged batch
+            spec, stats = D.decode(model, prompts, 20, draft_tokens=k, batch_size=bs)
+            assert spec == ar, (seed, k, bs)
+            if k == n - 1:
+                hist = [h + s for h, s in zip(hist, stats.accepted_hist)]
+    assert D.decode(model, prompts, 20, draft_tokens=0, batch_size=5)[0] == ar
+    # the runs above exercised rejection, partial and full acceptance
+    assert hist[0] > 0 and sum(hist[1:]) > 0 and sum(1 for h in hist if h) >= min(n, 3), hist
+
+
+def test_ragged_rows_progress_independently():
+    model = shift_model(4, noise=0.1, seed=1)
+    prompts = prompts_for(1, count=6)
+    per_prompt = D.acceptance_counts(model, prompts, 20)
+    assert len({c["num_drafts"] for c in per_prompt}) > 1  # rows need different numbers of forwards
+    out, stats = D.decode(model, prompts, 20, draft_tokens=3, batch_size=6)
+    assert out == [c["tokens"] for c in per_prompt]
+    # no row waits for another: row-steps of the batch = sum of each prompt's own forwards
+    assert stats.row_steps == sum(c["num_drafts"] for c in per_prompt)
+    assert stats.forwards == max(c["num_drafts"] for c in per_prompt)
+    assert sum(stats.accepted_per_pos) == sum(c["num_accepted_tokens"] for c in per_prompt)
+
+
+def _plain_cache(model, seqs, k):
+    """A cache filled by feeding each row's tokens one at a time through the trunk and heads 1..k+1."""
+    caches = []
+    for s in seqs:
+        cache = D.KVCache(model, 1, len(s) + 1, heads=range(k + 1))
+        for t in s:
+            D.forward(model, cache, torch.tensor([[t]]), range(k + 1))
+        caches.append(cache)
+    return caches
+
+
+@pytest.mark.parametrize("head_type", ["transformer", "linear"])
+def test_rollback_leaves_cache_as_plain_decoding(head_type):
+    model, k = shift_model(4, head_type, noise=0.1, seed=2), 3
+    prompts = prompts_for(2, count=4)
+    B = len(prompts)
+    cache = D.KVCache(model, B, 64, heads=range(k + 1))
+    with torch.inference_mode():
+        x, drafts = D.start(model, cache, prompts, k)
+        seqs = [list(p) for p in prompts]  # tokens whose K/V the cache must hold
+        pending = x.tolist()
+        rolled = 0
+        for _ in range(6):
+            g, a, x, drafts = D.spec_step(model, cache, x, drafts)
+            rolled += int((k - a).sum())
+            for b in range(B):
+                seqs[b] += [pending[b]] + g[b, :int(a[b])].tolist()
+            pending = x.tolist()
+        plain = _plain_cache(model, seqs, k)
+    assert rolled > 0  # some rows really rolled back
+    assert cache.lengths.tolist() == [len(s) for s in seqs]
+    assert len(set(cache.lengths.tolist())) > 1  # ragged
+    for b, ref in enumerate(plain):
+        c = len(seqs[b])
+        layers = list(zip(cache.trunk, ref.trunk)) + [(cache.heads[i], ref.heads[i]) for i in range(k + 1)]
+        for mine, theirs in layers:
+            if mine is None:  # linear heads keep no cache
+                assert theirs is None and head_type == "linear"
+                continue
+            torch.testing.assert_close(mine.k[b, :, :c], theirs.k[0, :, :c], atol=1e-5, rtol=1e-5)
+            torch.testing.assert_close(mine.v[b, :, :c], theirs.v[0, :, :c], atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("head_type", ["transformer", "linear"])
+def test_tokens_per_forward_exact(head_type):
+    n, N = 4, 21
+    right = shift_model(n, head_type)
+    wrong = shift_model(n, head_type, offsets=[1, 3, 4, 5])  # heads 2..4 always off by one
+    half = shift_model(n, head_type, offsets=[1, 2, 4, 5])  # head 2 right, heads 3, 4 wrong
+    prompts = [[3], [0, 5, 9], [7, 7]]
+    expected = [[(p[-1] + i) % V for i in range(1, N + 1)] for p in prompts]
+    for k in (1, 2, 3):
+        out, s = D.decode(right, prompts, N, draft_tokens=k, batch_size=3)
+        assert out == expected
+        assert s.tokens_per_forward == k + 1
+        assert s.accept_rate_per_pos == [1.0] * k
+        assert s.accepted_hist == [0] * k + [s.row_steps]
+        assert s.row_steps == len(prompts) * math.ceil((N - 1) / (k + 1))  # the prefill gave the first token
+    out, s = D.decode(wrong, prompts, N, draft_tokens=3, batch_size=3)
+    assert out == expected and s.tokens_per_forward == 1.0 and s.accept_rate_per_pos == [0.0] * 3
+    assert s.row_steps == len(prompts) * (N - 1)
+    out, s = D.decode(half, prompts, N, draft_tokens=3, batch_size=2)
+    assert out == expected and s.tokens_per_forward == 2.0 and s.accept_rate_per_pos == [1.0, 0.0, 0.0]
+    counts = D.acceptance_counts(right, [[3]], 10)[0]
+    # 9 tokens after the prefill's first: 3 forwards of 4; the last accepts 3 drafts though 2 are dropped
+    assert counts["num_drafts"] == 3 and counts["num_accepted_tokens"] == 9
+    assert counts["num_accepted_tokens_per_pos"] == [3, 3, 3] and counts["num_draft_tokens"] == 9
+    assert counts["tokens"] == expected[0][:10]
+
+
+def test_stops_at_eod_and_context_end():
+    model = shift_model(4, max_seq_len=12)
+    for k in (0, 3):
+        out, _ = D.decode(model, [[3], [9, 10]], 20, eod_id=7, draft_tokens=k, batch_size=2)
+        assert out == [[4, 5, 6], [11, 12, 13, 14, 15, 0, 1, 2, 3, 4]]  # second: the context (12) is full
+        out, _ = D.decode(model, [[6]], 5, eod_id=7, draft_tokens=k)
+        assert out == [[]]
+    assert D.generate(model, [[3], [1]], 3, eod_id=5) == [[4], [2, 3, 4]]
+
+
+def test_generate_sampling_is_seeded():
+    model = random_model(2, V=16)
+    with torch.no_grad():
+        model.lm_head.weight.div_(100)  # flat distributions
+    prompts = [[1, 2], [3]]
+    a = D.generate(model, prompts, 10, eod_id=None, temperature=1.0, seed=5, batch_size=2)
+    assert a == D.generate(model, prompts, 10, eod_id=None, temperature=1.0, seed=5, batch_size=2)
+    assert a != D.generate(model, prompts, 10, eod_id=None, temperature=1.0, seed=6, batch_size=2)
+    assert all(len(o) == 10 and all(0 <= t < 16 for t in o) for o in a)
+    assert D.generate(model, [], 10, eod_id=0) == []
+
+
+def test_errors():
+    model = random_model(2, max_seq_len=16)
+    with pytest.raises(UserError, match="draft_tokens"):
+        D.decode(model, [[1]], 4, draft_tokens=2)
+    with pytest.raises(UserError, match="max_seq_len"):
+        D.decode(model, [list(range(16))], 4)
+    with pytest.raises(UserError, match="empty"):
+        D.decode(model, [[1], []], 4)
+    with pytest.raises(UserError, match="vocabulary"):
+        D.decode(model, [[V]], 4)
+    with pytest.raises(UserError, match="no prompts"):
+        D.bench(model, [], [1], 4, 1)
+    cache = D.KVCache(model, 1, 8)
+    with pytest.raises(ValueError, match="rollback"):
+        cache.rollback(1)
+    assert cache.lengths.tolist() == [0]
+    with pytest.raises(ValueError, match="overflow"):
+        D.forward(model, cache, torch.zeros(1, 9, dtype=torch.long), [0])
+
+
+def test_bench_reports_each_batch_size():
+    model = shift_model(4, noise=0.1, seed=0)
+    r = D.bench(model, prompts_for(0, count=4), [1, 2], 12, repeats=1)
+    assert [row["batch_size"] for row in r["per_batch"]] == [1, 2]
+    for row in r["per_batch"]:
+        assert row["lossless"] and row["speedup"] > 0 and row["tokens_per_forward"] >= 1
+        assert row["ar"]["new_tokens"] == row["spec"]["new_tokens"] == 4 * 12
+    for name in ("decode_speedup_b1", "decode_tokens_per_forward_b2", "decode_ar_tokens_per_s_b1",
+                 "decode_spec_tokens_per_s_b2", "decode_accept_rate_pos3"):
+        assert name in r["metrics"]
+    base = D.bench(shift_model(1), [[1, 2]], [1], 4, repeats=1)
+    assert not base["speculative"] and "n=1" in base["note"] and base["per_batch"][0]["speedup"] is None
+    assert "decode_speedup_b1" not in base["metrics"]
+
+
+class FakeRun:
+    def __init__(self):
+        self.metrics, self.tags_, self.artifacts, self.params_ = {}, {}, [], {}
+
+    def log(self, metrics, step=None):
+        self.metrics.update(metrics)
+
+    def tags(self, tags):
+        self.tags_.update(tags)
+
+    def params(self, params):
+        self.params_.update(params)
+
+    def artifact(self, path, folder=None):
+        self.artifacts.append(str(path))
+
+
+@pytest.mark.parametrize("n", [1, 2])
+def test_stage_writes_decode_json(tmp_path, monkeypatch, n):
+    import contextlib
+
+    import yaml
+
+    from mtp import checkpoint, config, tracking
+    data_dir = tmp_path / "results" / "data" / "toy"
+    data_dir.mkdir(parents=True)
+    val = (np.arange(400) % V).astype(np.uint16)
+    val.tofile(data_dir / "val.bin")
+    (data_dir / "meta.json").write_text(json.dumps({"dtype": "uint16", "tokens_val": 400, "bytes_val": 400,
+                                                    "vocab_size": V}))
+    cfg_path = tmp_path / "config.yaml"
+    cfg_path.write_text(yaml.safe_dump({
+        "results": str(tmp_path / "results"), "train": {},
+        "model_presets": {"toy": {"dim": 32, "n_layers": 6 if n > 1 else 2, "n_attn_heads": 2}},
+        "datasets": {"toy": {"source": {"kind": "stdlib"}}},
+        "sweeps": [{"dataset": "toy", "sizes": ["toy"], "n_heads": [n]}],
+        "decode": {"num_prompts": 3, "prompt_len": 5, "max_new_tokens": 6, "batch_sizes": [1, 2], "repeats": 1}}))
+    cfg = config.load(cfg_path)
+    model_dir = config.find_model(cfg, "toy", "toy", n)["dir"]
+    model = shift_model(n, noise=0.05) if n > 1 else shift_model(1)
+    checkpoint.save_model(model_dir, model, {"dataset": "toy", "size": "toy", "n": n, "data_dir": str(data_dir),
+                                             "train_run_id": "abc"})
+    runs = []
+
+    @contextlib.contextmanager
+    def fake_child_run(cfg, stage, **keys):
+        runs.append((stage, keys, FakeRun()))
+        yield runs[-1][2]
+
+    monkeypatch.setattr(tracking, "child_run", fake_child_run)
+    D.run(SimpleNamespace(config=str(cfg_path), dataset="toy", size="toy", n=n, device="cpu"))
+    result = json.loads((tmp_path / "results" / "models" / "toy" / f"toy-n{n}" / "decode.json").read_text())
+    (stage, keys, run), = runs
+    assert stage == "decode" and keys == {"dataset": "toy", "size": "toy", "n": n}
+    assert run.tags_["mtp.train_run_id"] == "abc" and run.artifacts[0].endswith("decode.json")
+    assert run.metrics == pytest.approx(result["metrics"])
+    assert [r["batch_size"] for r in result["per_batch"]] == [1, 2]
+    if n == 1:
+        assert not result["speculative"] and "decode_ar_tokens_per_s_b2" in run.metrics
+        with pytest.raises(UserError, match="no trained model with n > 1"):
+            D.bench_study(cfg)
+    else:
+        assert result["per_batch"][0]["lossless"] and "decode_speedup_b2" in run.metrics
+        assert result["draft_tokens"] == 1
+        summary = D.bench_study(cfg)["models"]["toy/toy-n2"]
+        assert [r["batch_size"] for r in summary["per_batch"]] == [1, 2]
+        assert summary["per_batch"][0]["tokens_per_forward"] >= 1

@@ -1,0 +1,38 @@
+"""The Snakemake pipeline itself: the DAG of the default study, and the tiny study run for real."""
+import subprocess
+
+import pytest
+
+from conftest import BIN
+
+RULES = ["init_tracking", "tokenize_corpus", "train_model", "export_model", "time_decoding", "time_vllm",
+         "score_code", "score_synthetic", "build_report"]
+
+
+def snakemake(workdir, *args, cwd_dir=None):
+    return subprocess.run([str(BIN / "snakemake"), "--cores", "2", *args], cwd=cwd_dir or workdir,
+                          capture_output=True, text=True, env=_env(), timeout=1500)
+
+
+def _env():
+    import os
+    return {**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}"}
+
+
+def test_default_study_dry_run_lists_every_rule(workdir):
+    out = snakemake(workdir, "-n", "--quiet", "rules")
+    assert out.returncode == 0, out.stderr[-3000:]
+    for rule in RULES:
+        assert rule in out.stdout, rule
+
+
+@pytest.mark.slow
+def test_tiny_study_runs_and_second_run_has_nothing_to_do(workdir):
+    first = snakemake(workdir, "--directory", ".test")
+    assert first.returncode == 0, (first.stdout + first.stderr)[-5000:]
+    results = workdir / ".test" / "results"
+    assert (results / "report" / "index.html").exists()
+    assert (results / "models" / "code" / "micro-n2" / "decode.json").exists()
+    second = snakemake(workdir, "--directory", ".test")
+    assert second.returncode == 0
+    assert "Nothing to be done" in second.stdout + second.stderr

@@ -1,0 +1,320 @@
+"""The report: verdict rules in both directions, a full synthetic study, a partial one, the rule's outputs.
+
+Result files are fake but in the real writers' formats: decode.json comes from mtp.decode.bench on
+tiny random models (numbers then set), polynomial metrics from mtp.evals.polynomial.summary, pass@k
+from mtp.evals.passk; metrics.json, eval_code.json and eval_induction.json mirror train.py, code.py
+and induction.py key for key; vllm.json follows the shape documented in mtp/report.py.
+"""
+import copy
+import functools
+import json
+import re
+from html.parser import HTMLParser
+from pathlib import Path
+
+import pytest
+import torch
+
+from mtp import config, report
+from mtp.io import write_json
+
+from conftest import ROOT
+
+R, N, C, D = report.REPRODUCED, report.NOT_AT_SCALE, report.CONTRADICTED, report.NO_DATA
+VOCAB = 512
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+# ---------------------------------------------------------------- the rules, both directions
+
+def test_memory_rule():
+    assert report.verdict_memory_flat(1.02) == R
+    assert report.verdict_memory_flat(2.5) == C
+    assert report.verdict_memory_flat(None) == D
+
+
+def test_overhead_rule():
+    assert report.verdict_training_overhead(1.1) == R
+    assert report.verdict_training_overhead(2.0, predicted=1.9) == N
+    assert report.verdict_training_overhead(3.0, predicted=1.9) == C
+    assert report.verdict_training_overhead(3.0) == C
+    assert report.verdict_training_overhead(None) == D
+
+
+def test_tokens_per_forward_rule():
+    assert report.verdict_tokens_per_forward_grow([[(1, 1.0), (2, 1.7), (4, 2.6)], [(1, 1.0), (2, 1.5)]]) == R
+    assert report.verdict_tokens_per_forward_grow([[(1, 1.0), (2, 1.7), (4, 1.6)]]) == C
+    assert report.verdict_tokens_per_forward_grow([[(1, 1.0), (2, 1.01), (4, 1.02)]]) == N
+    assert report.verdict_tokens_per_forward_grow([[(1, 1.0)]]) == D
+    assert report.verdict_tokens_per_forward_grow([]) == D
+
+
+def test_byte_level_rule():
+    assert report.verdict_byte_level_gain_largest(3.0, 1.8) == R
+    assert report.verdict_byte_level_gain_largest(1.5, 1.8) == C
+    assert report.verdict_byte_level_gain_largest(0.7, 0.9) == N
+    assert report.verdict_byte_level_gain_largest(None, 1.8) == D
+
+
+def test_paired_rule():
+    assert report.verdict_paired([0.1, 0.2, -0.05]) == R
+    assert report.verdict_paired([-0.1, -0.2, 0.05]) == C
+    assert report.verdict_paired([0.0, 0.0, 0.1], margin=0.0) == N
+    assert report.verdict_paired([0.005, -0.005], margin=0.01) == N
+    assert report.verdict_paired([None]) == D
+
+
+def test_every_m_rule():
+    assert report.verdict_every_m({1: [0.2, 0.1], 2: [0.05], 6: [0.02]}) == R
+    assert report.verdict_every_m({1: [0.2], 2: [0.0], 6: [0.0]}) == N  # not at every m
+    assert report.verdict_every_m({1: [-0.2], 2: [-0.1], 6: [0.1]}) == C
+    assert report.verdict_every_m({}) == D
+
+
+def test_lossless_rule():
+    assert report.verdict_lossless([True, True]) == R
+    assert report.verdict_lossless([True, False]) == C
+    assert report.verdict_lossless([None]) == D
+
+
+def test_every_rule_states_its_rule():
+    for name in dir(report):
+        if name.startswith("verdict_"):
+            doc = getattr(report, name).__doc__
+            assert doc and "Reproduced" in doc and "no data" in doc, name
+
+
+# ---------------------------------------------------------------- a synthetic study in the writers' formats
+
+def study_cfg(tmp_path, **enabled):
+    raw = {"results": str(tmp_path / "results"), "seed": 0,
+           "tracking": {"uri": f"sqlite:///{tmp_path / 'mlflow.db'}", "experiment": "mtp-test-report"},
+           "model_presets": {"micro": {"dim": 32, "n_layers": 5, "n_attn_heads": 2},
+                             "mini": {"dim": 64, "n_layers": 5, "n_attn_heads": 2},
+                             "deep": {"dim": 32, "n_layers": 10, "n_attn_heads": 2}},
+           "datasets": {"code": {"source": {"kind": "stdlib"}, "tokenizer": {"kind": "bpe", "vocab_size": VOCAB}},
+                        "code-bytes": {"source": {"kind": "stdlib"}, "tokenizer": {"kind": "byte"}},
+                        "poly": {"source": {"kind": "polynomial"}, "tokenizer": {"kind": "byte"}},
+                        "ind": {"source": {"kind": "induction"}, "tokenizer": {"kind": "byte"}}},
+           "sweeps": [{"dataset": "code", "sizes": ["micro", "mini"], "n_heads": [1, 2, 4]},
+                      {"dataset": "code-bytes", "sizes": ["deep"], "n_heads": [1, 8]},
+                      {"dataset": "poly", "sizes": ["micro"], "n_heads": [1, 2]},
+                      {"dataset": "ind", "sizes": ["micro"], "n_heads": [1, 2]}],
+           "train": {"seq_len": 64, "batch_size": 8, "max_steps": 30, "eval_every": 15},
+           "decode": {"enabled": enabled.get("decode", True), "batch_sizes": [1, 2]},
+           "vllm": {"enabled": enabled.get("vllm", True)},
+           "eval": {"code": {"enabled": enabled.get("code", True), "k": [1]},
+                    "synthetic": {"enabled": enabled.get("synthetic", True)}}}
+    return config.validate(raw)
+
+
+def fake_metrics(m, bpb, mem_mb, step_s):
+    """metrics.json as mtp/train.py writes it."""
+    n, dim, steps = m["n"], m["dim"], 30
+    non_emb = m["params"]
+    hist = {"step": [10, 20, 30], "loss": [n * 6.0, n * 4.5, n * 4.0], "lr": [3e-3, 2e-3, 3e-4],
+            **{f"loss_head_{i}": [6.0 + i * 0.1, 4.5 + i * 0.1, 4.0 + i * 0.1] for i in range(1, n + 1)}}
+    val = {"step": [15, 30], **{f"val_loss_head_{i}": [4.6 + i * 0.1, 4.1 + i * 0.1] for i in range(1, n + 1)}}
+    return {"dataset": m["dataset"], "size": m["size"], "n": n, "steps": steps, "tokens_seen": steps * 8 * 64,
+            "wall_s": step_s * steps, "params_total": non_emb + 2 * VOCAB * dim, "params_non_embedding": non_emb,
+            "params_trunk": non_emb // 2, **{f"params_head_{i}": non_emb // (2 * n) for i in range(1, n + 1)},
+            **{f"val_loss_head_{i}": val[f"val_loss_head_{i}"][-1] for i in range(1, n + 1)},
+            "val_bits_per_byte": bpb, "peak_mem_bytes": int(mem_mb * 2 ** 20), "step_time_s": step_s,
+            "device": "cpu", "dtype": "float32", "history": hist, "val_history": val, "train_run_id": "abc"}
+
+
+@functools.lru_cache(maxsize=None)
+def _real_decode(n):
+    """decode.json of a tiny random model with n heads, from the real mtp.decode.bench."""
+    from mtp.decode import bench
+    from mtp.model import ModelConfig, MTPModel
+    torch.manual_seed(0)
+    model = MTPModel(ModelConfig(vocab_size=16, dim=16, n_layers=n + 1, n_attn_heads=2, n_future=n)).eval()
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return bench(model, [[1, 2, 3], [4, 5, 6]], [1, 2], 4, repeats=1)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def fake_decode(m, tpf, speedup, lossless=True):
+    d = copy.deepcopy(_real_decode(m["n"]))
+    d.update({"dataset": m["dataset"], "size": m["size"], "prompt_len": 3, "train_run_id": "abc"})
+    for row in d["per_batch"]:
+        if row["spec"]:
+            row.update(speedup=speedup, tokens_per_forward=tpf, lossless=lossless)
+            row["spec"]["tokens_per_forward"] = tpf
+    return d
+
+
+def fake_vllm(m, tpf_per_draft, ngram=1.3, draft=1.5):
+    runs = []
+    for bs in (1, 2):
+        runs.append({"method": "none", "k": 0, "batch_size": bs, "tokens_per_s": 100.0, "speedup": 1.0,
+                     "tokens_per_forward": 1.0, "accept_rate_per_pos": []})
+        for k in range(1, m["n"]):
+            tpf = 1 + tpf_per_draft * k
+            runs.append({"method": "mtp", "k": k, "batch_size": bs, "tokens_per_s": 100.0 * tpf * 0.8,
+                         "num_drafts": 100, "num_draft_tokens": 100 * k, "num_accepted_tokens": round(100 * (tpf - 1)),
+                         "accept_rate_per_pos": [0.7] * k})  # no speedup/tokens_per_forward: the report derives them
+        runs.append({"method": "ngram", "k": 3, "batch_size": bs, "tokens_per_s": 100.0 * ngram, "speedup": ngram,
+                     "tokens_per_forward": ngram + 0.1, "accept_rate_per_pos": [0.3, 0.2, 0.1]})
+        runs.append({"method": "draft_model", "k": 3, "batch_size": bs, "tokens_per_s": 100.0 * draft,
+                     "speedup": draft, "tokens_per_forward": draft + 0.2, "accept_rate_per_pos": [0.5, 0.4, 0.3]})
+    return {"dataset": m["dataset"], "size": m["size"], "n": m["n"], "runs": runs}
+
+
+def fake_code(m, pass1):
+    """eval_code.json as mtp/evals/code.py writes it."""
+    from mtp.evals.passk import mean_pass_at_k
+    out = {"model": {k: m[k] for k in ("dataset", "size", "n")}, "config": {"k": [1]}, "benchmarks": {}, "metrics": {}}
+    for bench in ("humaneval", "mbpp"):
+        counts = [(1, int(i < round(pass1 * 10))) for i in range(10)]
+        res = {"benchmark": bench, "num_problems": 10, "num_problems_total": 164,
+               "pass_at_k": {"pass@1": mean_pass_at_k(counts, 1)}, "skipped": {},
+               "problems": [{"task_id": f"T/{i}", "n": 1, "correct": c, "samples": []} for i, (_, c) in enumerate(counts)]}
+        out["benchmarks"][bench] = res
+        out["metrics"][f"{bench}_pass_at_1"] = res["pass_at_k"]["pass@1"]
+    return out
+
+
+def fake_polynomial(m, acc):
+    from mtp.evals.polynomial import summary
+    return {"dataset": m["dataset"], "size": m["size"], "n": m["n"], "task": "polynomial", "num_tests": 20, "seed": 0,
+            "max_ops_train": 5, "accuracy_by_m": {str(k): a for k, a in acc.items()}, "metrics": summary(acc, 5)}
+
+
+def fake_induction(m, acc):
+    return {"dataset": m["dataset"], "size": m["size"], "n": m["n"], "task": "induction", "num_tests": 20, "seed": 0,
+            "context": 64, "metrics": {"induction_acc": acc, "induction_scored_tokens": 120}}
+
+
+def write_study(cfg, good=True, only=None):
+    """Result files for every model; `good`: numbers that agree with the paper, else numbers against it.
+    only: the set of result keys to write (default: all the config asks for)."""
+    for m in config.models(cfg):
+        m = {**m, **report.shape_of(cfg, m["size"])}
+        n, d, task = m["n"], Path(m["dir"]), config.task_of(cfg["datasets"][m["dataset"]])
+        byte = m["dataset"] == "code-bytes"
+        gain = (n > 1) * (1 if good else -1)  # +1: the paper's direction
+        files = {"metrics": fake_metrics(m, bpb=2.0 + 0.05 * gain * n, mem_mb=500 * (1 if good else n),
+                                         step_s=0.1 * (1.05 if good else 10) ** (n > 1)),
+                 "decode": fake_decode(m, tpf=1 + 0.4 * (n - 1) if good else 1 + 2 / n, lossless=good,
+                                       speedup=(1 + (0.5 if byte == good else 0.1) * (n - 1)))}
+        if task == "code":
+            files["vllm"] = fake_vllm(m, tpf_per_draft=0.6 if good else 0.0)
+            files["code"] = fake_code(m, pass1=0.3 - 0.1 * gain)
+        if task == "polynomial":
+            files["polynomial"] = fake_polynomial(m, {k: max(0.0, 0.9 - 0.1 * k + 0.05 * gain) for k in range(1, 8)})
+        if task == "induction":
+            files["induction"] = fake_induction(m, 0.5 + 0.2 * gain)
+        for key, data in files.items():
+            if (only is None or key in only) and report.expected(cfg, task, key) is None:
+                write_json(d / report.RESULT_FILES[key], data)
+
+
+class _Refs(HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.refs = []
+
+    def handle_starttag(self, tag, attrs):
+        self.refs += [v for k, v in attrs if k in ("src", "href") and not v.startswith("#")]
+
+
+def check_outputs(out):
+    for name in report.OUTPUTS:
+        path = out / name
+        assert path.exists() and path.stat().st_size > 0, name
+        if name.endswith(".png"):
+            data = path.read_bytes()
+            assert data[:8] == PNG_SIGNATURE and len(data) > 2000, name
+    parser = _Refs()
+    parser.feed((out / "index.html").read_text())
+    assert parser.refs
+    for ref in parser.refs:
+        assert "://" not in ref and not ref.startswith("/"), ref  # relative links only
+        assert (out / ref).exists(), ref
+    assert {r for r in parser.refs if r.endswith(".png")} == {f"{f}.png" for f in report.FIGURES}
+
+
+def test_full_study_builds_and_reproduces(tmp_path):
+    cfg = study_cfg(tmp_path)
+    write_study(cfg, good=True)
+    write_json(Path(cfg["results"]) / "bench" / "train.json",
+               {"mem_ratio_n8_vs_n1": 1.01, "naive_mem_ratio_n8_vs_n1": 3.9, "time_ratio_n4_vs_n1": 1.12,
+                "flop_ratio_n4_vs_n1": 1.1, "peak_step_mem_mb": {f"{mode}_n{n}": 100.0 * (n if mode == "naive" else 1)
+                                                                 for mode in ("memory_efficient", "naive") for n in (1, 2, 4, 8)},
+                "device": "cpu"})
+    out, claims = report.build(cfg)
+    check_outputs(out)
+    verdicts = {c["claim"]: c["verdict"] for c in claims}
+    assert set(verdicts.values()) == {R}, verdicts
+    assert len(claims) == 9
+    html = (out / "index.html").read_text()
+    assert "Missing" not in html
+    speculative = (out / "speculative.csv").read_text()
+    assert "ngram" in speculative and "draft_model" in speculative and "self-speculative" in speculative
+    assert (out / "polynomial.csv").read_text().splitlines()[0].split(",")[:4] == ["dataset", "size", "n", "m"]
+    assert "Train benchmark" in (out / "cost.md").read_text()
+    assert (out / "claims.csv").read_text().count("\n") == 10
+
+
+def test_contrary_results_are_contradicted(tmp_path):
+    cfg = study_cfg(tmp_path)
+    write_study(cfg, good=False)
+    verdicts = {c["claim"]: c["verdict"] for c in report.claims(report.load_study(cfg), None)}
+    assert set(verdicts.values()) == {C}, verdicts
+
+
+def test_partial_study_says_what_is_missing(tmp_path):
+    cfg = study_cfg(tmp_path, vllm=False)
+    write_study(cfg, only={"metrics"})
+    out, claims = report.build(cfg)
+    check_outputs(out)
+    spec = (out / "speculative.md").read_text()
+    assert "decode.json missing" in spec and "mtp decode" in spec
+    assert "vllm.json disabled (vllm.enabled: false)" in spec
+    assert "eval_code.json missing" in (out / "code.md").read_text()
+    assert "bench/train.json: missing" in (out / "cost.md").read_text()
+    assert "no data" in (out / "induction.csv").read_text()
+    verdicts = {c["claim"]: c["verdict"] for c in claims}
+    assert verdicts["Self-speculative decoding is lossless"] == D
+    assert verdicts["Small models lose next-token quality with n > 1 (head-1 validation bits per byte)"] != D
+    html = (out / "index.html").read_text()
+    assert "Missing: decode.json missing" in html
+
+
+def test_unreadable_result_is_reported_not_fatal(tmp_path):
+    cfg = study_cfg(tmp_path, decode=False, vllm=False, code=False, synthetic=False)
+    write_study(cfg, only={"metrics"})
+    bad = Path(config.models(cfg)[0]["dir"]) / "metrics.json"
+    bad.write_text("{not json")
+    out, _ = report.build(cfg)
+    assert "metrics.json unreadable" in (out / "val_loss.md").read_text()
+    assert "unreadable" in (out / "status.csv").read_text()
+
+
+def test_rule_declares_exactly_the_outputs_with_captions():
+    smk = (ROOT / "workflow" / "rules" / "report.smk").read_text()
+    declared = re.findall(r'R\("report/([^"]+)"\)', smk)
+    assert sorted(declared) == sorted(report.OUTPUTS)
+    assert "mtp report --config {CFG} 2>&1 | tee {log}" in smk
+    for caption in re.findall(r'caption="([^"]+)"', smk):
+        assert (ROOT / "workflow" / "rules" / caption).resolve().exists(), caption
+
+
+def test_cli_logs_the_report_to_the_parent_run(tiny_cfg, tmp_path, monkeypatch):
+    import mlflow
+
+    from mtp import tracking
+    from mtp.cli import main
+    monkeypatch.chdir(tmp_path)  # mlruns/ (the artifact store of a sqlite URI) lands here
+    write_study(tiny_cfg, only={"metrics"})
+    path = tmp_path / "cfg.yaml"
+    path.write_text(json.dumps(tiny_cfg))
+    assert main(["report", "--config", str(path)]) == 0
+    parent = json.loads(tracking.parent_file(tiny_cfg).read_text())["parent_run_id"]
+    logged = {Path(a.path).name for a in mlflow.MlflowClient(tracking.uri(tiny_cfg)).list_artifacts(parent, "report")}
+    assert logged == set(report.OUTPUTS)

@@ -1,0 +1,252 @@
+"""vLLM: the plugin is discoverable; the stage's pieces (configurations, draft choice, cross-check,
+bench keys); and, slow, `mtp vllm` end to end on tiny trained models: vLLM greedy == native
+greedy for every configuration and batch size, and our heads' accepted-token counts per draft
+position at batch 1 == the native engine's, with no vLLM process left behind.
+
+The slow part starts LLM() five times, all inside one `mtp vllm` run (module fixture `study`):
+nospec, heads k=1, heads k=2, ngram, draft model. Random-weight models accept almost no drafts,
+so the models are trained for 150 steps on a repetitive corpus (words drawn at random from a
+short list): heads 2..3 learn to finish a word, not which word comes next, so drafts are a mix
+of accepted and rejected. vLLM's CPU attention needs head_dim >= 32: dim 64, 2 attention heads.
+"""
+import json
+import os
+import random
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from mtp import UserError, config
+from mtp import decode as D
+from mtp import vllm_stage as S
+from mtp.data import TokenData
+
+BIN = Path(sys.executable).parent
+WORDS = ["def ", "return ", "import ", "class ", "self.", "print(", "lambda ", "yield ", "while ", "for x in "]
+
+
+def corpus(n_words, seed):
+    r = random.Random(seed)
+    return list("".join(r.choice(WORDS) for _ in range(n_words)).encode())
+
+
+# ---------------------------------------------------------------- fast
+
+
+def test_plugin_is_discovered_by_vllm():
+    pytest.importorskip("vllm")
+    from vllm import ModelRegistry
+    from vllm.plugins import load_plugins_by_group
+
+    import mtp.vllm_plugin
+    plugins = load_plugins_by_group("vllm.general_plugins")  # what vLLM's processes run at start-up
+    assert plugins.get("mtp") is mtp.vllm_plugin.register
+    plugins["mtp"]()
+    plugins["mtp"]()  # idempotent: vLLM may load plugins more than once
+    assert {"MTPLlamaForCausalLM", "MTPDrafter"} <= set(ModelRegistry.get_supported_archs())
+
+
+def test_vllm_missing_says_how_to_install(monkeypatch):
+    monkeypatch.setitem(sys.modules, "vllm", None)  # import vllm -> ImportError
+    with pytest.raises(UserError, match=r"pip install -e '\.\[cpu\]'"):
+        S.import_vllm()
+
+
+def _cfg(tmp_path, n_heads=(1, 3), sizes=("toy",), vllm=None):
+    raw = {"results": str(tmp_path / "results"), "train": {},
+           "model_presets": {"toy": {"dim": 64, "n_layers": 5, "n_attn_heads": 2},
+                             "big": {"dim": 128, "n_layers": 5, "n_attn_heads": 4}},
+           "datasets": {"toy": {"source": {"kind": "stdlib"}}},
+           "sweeps": [{"dataset": "toy", "sizes": list(sizes), "n_heads": list(n_heads)}],
+           "decode": {"num_prompts": 4, "prompt_len": 20, "max_new_tokens": 24},
+           "vllm": {"batch_sizes": [1, 2], "repeats": 1, **(vllm or {})}}
+    return config.validate(raw)
+
+
+def test_configurations_and_draft_choice(tmp_path):
+    cfg = _cfg(tmp_path, sizes=("big", "toy"))
+    exported = {"hf": "/m/hf", "drafter": "/m/hf-drafter"}
+    runs = S.configurations(3, exported, cfg["vllm"], [1, 2], "/d/hf")
+    assert [r[0] for r in runs] == ["nospec", "heads_k1", "heads_k2", "ngram", "draft"]
+    assert runs[0][2] == runs[3][2] == runs[4][2] == {"mtp_serve_heads": 1}  # baselines: head 1 only
+    assert runs[2][2] == {"mtp_serve_heads": 3} and runs[2][3] == {
+        "method": "medusa", "model": "/m/hf-drafter", "num_speculative_tokens": 2}
+    assert runs[3][3]["method"] == "ngram" and runs[4][3]["model"] == "/d/hf"
+    base = S.configurations(1, {"hf": "/m/hf", "drafter": None}, cfg["vllm"], [], None)
+    assert [r[0] for r in base] == ["nospec", "ngram"]
+    big3 = config.find_model(cfg, "toy", "big", 3)
+    draft, note = S._draft_model(cfg, big3, cfg["vllm"])
+    assert (draft["size"], draft["n"]) == ("toy", 1) and not note  # the smallest n=1 model
+    assert S._draft_model(cfg, config.find_model(cfg, "toy", "toy", 1), cfg["vllm"])[0] is None
+    off = _cfg(tmp_path, vllm={"draft_model": False})
+    assert S._draft_model(off, big3, off["vllm"]) == (None, "draft_model baseline off (vllm.draft_model: false).")
+
+
+def test_crosscheck_reports_a_diff():
+    native = [[1, 2, 3, 4], [5, 6, 7, 8]]
+    counts = {"num_drafts": 2, "num_draft_tokens": 4, "num_accepted_tokens": 1, "num_accepted_tokens_per_pos": [1, 0]}
+    run = {"name": "heads_k2", "k": 2,
+           "per_prompt": [{"tokens": [1, 2, 3, 4], **counts}, {"tokens": [5, 6, 9, 8], **counts}],
+           "per_batch": [{"batch_size": 2, "outputs": native}]}
+    nat_counts = {2: [counts, {**counts, "num_accepted_tokens_per_pos": [1, 1]}]}
+    problems = S.crosscheck(native, nat_counts, [run])
+    assert len(problems) == 2
+    assert "prompt 1: outputs differ from native greedy at new token 2: native [7, 8] vs vLLM [9, 8]" in problems[0]
+    assert "acceptance counts differ" in problems[1] and "[1, 1]" in problems[1]
+    assert S.crosscheck(native, {2: [counts, counts]}, [{**run, "per_prompt": [
+        {"tokens": t, **counts} for t in native]}]) == []
+    with pytest.raises(UserError, match="vLLM disagrees with the native engine"):
+        S._fail_on_mismatch({"crosscheck": {"problems": problems}})
+
+
+def test_bench_keys(tmp_path, monkeypatch):
+    cfg = _cfg(tmp_path)
+
+    def row(b, tps, speedup=None):
+        return {"batch_size": b, "tokens_per_s": tps, "speedup": speedup}
+
+    def fake_measure(cfg_, entry, batch_sizes, repeats, ks=None):
+        assert ks == [2] and batch_sizes == [1, 8] and cfg_["vllm"]["ngram"] and cfg_["vllm"]["draft_model"]
+        names = {"nospec": 1.0, "heads_k2": 2.0, "ngram": 1.5, "draft": 0.5}
+        return {"vllm_version": "x", "device": "cpu", "draft_model": "toy/toy-n1", "crosscheck": {"problems": []},
+                "configs": [{"name": k, "per_batch": [row(b, 10 * v, v) for b in batch_sizes]} for k, v in names.items()]}
+
+    monkeypatch.setattr(S, "measure", fake_measure)
+    out = S.bench(cfg, "toy", "toy", 3)
+    assert out["heads_vs_nospec_b1"] == 2.0 and out["ngram_vs_nospec_b8"] == 1.5 and out["draft_vs_nospec_b1"] == 0.5
+    assert out["heads_tokens_per_s_b8"] == 20.0 and out["nospec_tokens_per_s_b1"] == 10.0
+    with pytest.raises(UserError, match="n > 1"):
+        S.bench(cfg, "toy", "toy", 1)
+
+
+# ---------------------------------------------------------------- slow: `mtp vllm` end to end
+
+
+def train(n, data, steps=150, seed=0):
+    """A few optimizer steps of the summed multi-token loss: enough for mixed acceptance."""
+    from mtp.model import ModelConfig, MTPModel, head_losses
+    torch.manual_seed(seed)
+    model = MTPModel(ModelConfig(vocab_size=300, dim=64, n_layers=5, n_attn_heads=2, n_future=n))
+    opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    T, B = 64, 16
+    for _ in range(steps):
+        ix = torch.randint(0, len(data) - T - n, (B,))
+        x = torch.stack([data[i:i + T] for i in ix])  # (B, T)
+        targets = [torch.stack([data[i + 1 + h:i + 1 + h + T] for i in ix]) for h in range(n)]
+        loss = sum(head_losses(model(x), targets))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    return model.eval()
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory):
+    pytest.importorskip("vllm")
+    from mtp.checkpoint import save_model
+    from mtp.tokenizer import byte_tokenizer
+    root = tmp_path_factory.mktemp("vllm_study")
+    cfg = _cfg(root)
+    cfg["tracking"]["uri"] = f"sqlite:///{root / 'mlflow.db'}"
+    cfg_path = root / "config.yaml"
+    cfg_path.write_text(yaml.safe_dump(cfg))
+    data_dir = config.data_dir(cfg, "toy")
+    data_dir.mkdir(parents=True)
+    byte_tokenizer().save(str(data_dir / "tokenizer.json"))
+    val = np.array(corpus(400, 1), dtype=np.uint16)
+    val.tofile(data_dir / "val.bin")
+    (data_dir / "meta.json").write_text(json.dumps({"dtype": "uint16", "tokens_val": len(val),
+                                                    "bytes_val": len(val), "vocab_size": 257}))
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    data = torch.tensor(corpus(20000, 0))
+    models = {}
+    for n in (1, 3):
+        models[n] = train(n, data)
+        save_model(config.model_dir(cfg, "toy", "toy", n), models[n],
+                   {"dataset": "toy", "size": "toy", "n": n, "data_dir": str(data_dir), "train_run_id": f"run{n}"})
+    torch.set_num_threads(threads)
+    tag = f"mtptest{os.getpid()}"  # vLLM titles its processes with this prefix: find leftovers by it
+    env = {**os.environ, "VLLM_PROCESS_NAME_PREFIX": tag}
+    t0 = time.perf_counter()
+    proc = subprocess.run([str(BIN / "mtp"), "vllm", "--config", str(cfg_path), "--dataset", "toy", "--size", "toy",
+                           "--n", "3"], capture_output=True, text=True, env=env, timeout=1500)
+    wall = time.perf_counter() - t0
+    out_path = Path(config.model_dir(cfg, "toy", "toy", 3)) / "vllm.json"
+    result = json.loads(out_path.read_text()) if out_path.exists() else None
+    print(f"\nmtp vllm: {wall:.0f} s wall; start-up per LLM(): "
+          + ", ".join(f"{r['name']} {r['startup_s']:.0f} s" for r in (result or {}).get("configs", [])))
+    prompts = D.val_prompts(TokenData(data_dir, "val"), 4, 20)  # what the stage used
+    return {"proc": proc, "result": result, "cfg": cfg, "models": models, "tag": tag, "prompts": prompts}
+
+
+def naive_greedy(model, prompt, max_new_tokens):
+    """Head-1 greedy by recomputing the whole sequence with model(idx) (no cache, no mtp.decode)."""
+    seq = list(prompt)
+    with torch.no_grad():
+        for _ in range(max_new_tokens):
+            seq.append(int(model(torch.tensor([seq]), heads=[0])[0][0, -1].argmax()))
+    return seq[len(prompt):]
+
+
+@pytest.mark.slow
+def test_stage_runs_and_records(study):
+    from mtp import tracking
+    proc, result = study["proc"], study["result"]
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "cross-checks against the native engine: ok" in proc.stdout
+    assert [r["name"] for r in result["configs"]] == ["nospec", "heads_k1", "heads_k2", "ngram", "draft"]
+    assert result["draft_model"] == "toy/toy-n1" and result["crosscheck"]["ok"] and result["vllm_version"]
+    m = result["metrics"]
+    for key in ("vllm_nospec_tokens_per_s_b1", "vllm_heads_k2_speedup_b2", "vllm_heads_k2_accept_rate_pos2_b1",
+                "vllm_heads_k1_mean_accept_len_b1", "vllm_ngram_speedup_b1", "vllm_draft_accept_rate_b2"):
+        assert m[key] is not None and m[key] > 0, key
+    for r in result["configs"]:
+        for row in r["per_batch"]:
+            assert row["new_tokens"] == 4 * 24 and row["tokens_per_s"] > 0
+    assert tracking.find_run(study["cfg"], "vllm", dataset="toy", size="toy", n=3)
+
+
+@pytest.mark.slow
+def test_vllm_greedy_equals_native_greedy(study):
+    model, prompts = study["models"][3], study["prompts"]
+    native = [naive_greedy(model, p, 24) for p in prompts]
+    assert D.decode(model, prompts, 24, None, 0, batch_size=1)[0] == native
+    for r in study["result"]["configs"]:
+        assert [p["tokens"] for p in r["per_prompt"]] == native, r["name"]
+        for row in r["per_batch"]:
+            assert row["outputs"] == native, (r["name"], row["batch_size"])
+
+
+@pytest.mark.slow
+def test_acceptance_counts_equal_native_at_batch1(study):
+    model, prompts = study["models"][3], study["prompts"]
+    for k in (1, 2):
+        run = next(r for r in study["result"]["configs"] if r["name"] == f"heads_k{k}")
+        native = D.acceptance_counts(model, prompts, 24, None, k)
+        for nat, got in zip(native, run["per_prompt"]):
+            for key in S.COUNTERS:
+                assert got[key] == nat[key], (k, key)
+        per_pos = [sum(p["num_accepted_tokens_per_pos"][j] for p in run["per_prompt"]) for j in range(k)]
+        drafts = sum(p["num_drafts"] for p in run["per_prompt"])
+        assert all(0 < a < drafts for a in per_pos), per_pos  # non-trivial: some accepted, some rejected
+        # the timed batch-1 runs count the same (summed over the prompts)
+        b1 = next(row for row in run["per_batch"] if row["batch_size"] == 1)
+        assert b1["num_accepted_tokens_per_pos"] == per_pos and b1["num_drafts"] == drafts
+
+
+@pytest.mark.slow
+def test_no_vllm_process_outlives_the_stage(study):
+    import psutil
+    left = []
+    for p in psutil.process_iter(["cmdline", "name"]):
+        text = " ".join(p.info["cmdline"] or []) + " " + (p.info["name"] or "")
+        if study["tag"] in text:
+            left.append(p.pid)
+    assert not left, f"vLLM processes left: {left}"

@@ -3,7 +3,7 @@
 Result files are fake but in the real writers' formats: decode.json comes from mtp.decode.bench on
 tiny random models (numbers then set), polynomial metrics from mtp.evals.polynomial.summary, pass@k
 from mtp.evals.passk; metrics.json, eval_code.json and eval_induction.json mirror train.py, code.py
-and induction.py key for key; vllm.json follows the shape documented in mtp/report.py.
+and induction.py key for key; vllm.json from mtp.vllm_stage.summarize and flat_metrics.
 """
 import copy
 import functools
@@ -39,6 +39,7 @@ def test_overhead_rule():
     assert report.verdict_training_overhead(3.0, predicted=1.9) == C
     assert report.verdict_training_overhead(3.0) == C
     assert report.verdict_training_overhead(None) == D
+    assert report.verdict_training_overhead(0.1) == D  # n heads cannot be 10x faster: timing noise
 
 
 def test_tokens_per_forward_rule():
@@ -149,20 +150,30 @@ def fake_decode(m, tpf, speedup, lossless=True):
 
 
 def fake_vllm(m, tpf_per_draft, ngram=1.3, draft=1.5):
-    runs = []
-    for bs in (1, 2):
-        runs.append({"method": "none", "k": 0, "batch_size": bs, "tokens_per_s": 100.0, "speedup": 1.0,
-                     "tokens_per_forward": 1.0, "accept_rate_per_pos": []})
-        for k in range(1, m["n"]):
-            tpf = 1 + tpf_per_draft * k
-            runs.append({"method": "mtp", "k": k, "batch_size": bs, "tokens_per_s": 100.0 * tpf * 0.8,
-                         "num_drafts": 100, "num_draft_tokens": 100 * k, "num_accepted_tokens": round(100 * (tpf - 1)),
-                         "accept_rate_per_pos": [0.7] * k})  # no speedup/tokens_per_forward: the report derives them
-        runs.append({"method": "ngram", "k": 3, "batch_size": bs, "tokens_per_s": 100.0 * ngram, "speedup": ngram,
-                     "tokens_per_forward": ngram + 0.1, "accept_rate_per_pos": [0.3, 0.2, 0.1]})
-        runs.append({"method": "draft_model", "k": 3, "batch_size": bs, "tokens_per_s": 100.0 * draft,
-                     "speedup": draft, "tokens_per_forward": draft + 0.2, "accept_rate_per_pos": [0.5, 0.4, 0.3]})
-    return {"dataset": m["dataset"], "size": m["size"], "n": m["n"], "runs": runs}
+    """vllm.json as mtp/vllm_stage.py writes it, its per-batch rows from vllm_stage.summarize."""
+    from mtp.vllm_stage import flat_metrics, summarize
+    drafts, outs = 100, [[0] * 8, [0] * 8]  # 16 new tokens per timed run
+
+    def config(name, k, tpf, speedup):
+        accepted = round(drafts * (tpf - 1)) if k else 0
+        counts = {"num_drafts": drafts if k else 0, "num_draft_tokens": drafts * k, "num_accepted_tokens": accepted,
+                  "num_accepted_tokens_per_pos": [accepted // k] * k if k else []}
+        rows = [summarize(bs, [0.16 / speedup], outs, counts) for bs in (1, 2)]
+        for row in rows:
+            row["speedup"] = row["tokens_per_s"] / 100.0  # measure(): vs nospec at 100 tokens/s
+        return {"name": name, "k": k, "method": None, "speculative_config": None, "startup_s": 1.0,
+                "per_prompt": [], "per_batch": rows}
+
+    configs = [config("nospec", 0, 1.0, 1.0)]
+    for k in range(1, m["n"]):
+        configs.append(config(f"heads_k{k}", k, 1 + tpf_per_draft * k, 0.8 * (1 + tpf_per_draft * k)))
+    configs += [config("ngram", 3, ngram + 0.1, ngram), config("draft", 3, draft + 0.2, draft)]
+    result = {"dataset": m["dataset"], "size": m["size"], "n": m["n"], "train_run_id": "abc", "vllm_version": "0.32.0",
+              "device": "cpu", "dtype": "float32", "batch_sizes": [1, 2],
+              "draft_model": f"{m['dataset']}/{m['size']}-n1", "note": "", "configs": configs,
+              "crosscheck": {"ok": True, "problems": []}}
+    result["metrics"] = flat_metrics(result)
+    return result
 
 
 def fake_code(m, pass1):
@@ -173,7 +184,8 @@ def fake_code(m, pass1):
         counts = [(1, int(i < round(pass1 * 10))) for i in range(10)]
         res = {"benchmark": bench, "num_problems": 10, "num_problems_total": 164,
                "pass_at_k": {"pass@1": mean_pass_at_k(counts, 1)}, "skipped": {},
-               "problems": [{"task_id": f"T/{i}", "n": 1, "correct": c, "samples": []} for i, (_, c) in enumerate(counts)]}
+               "problems": [{"task_id": f"T/{i}", "n": 1, "correct": c, "samples": []}
+                            for i, (_, c) in enumerate(counts)]}
         out["benchmarks"][bench] = res
         out["metrics"][f"{bench}_pass_at_1"] = res["pass_at_k"]["pass@1"]
     return out
@@ -242,11 +254,11 @@ def check_outputs(out):
 def test_full_study_builds_and_reproduces(tmp_path):
     cfg = study_cfg(tmp_path)
     write_study(cfg, good=True)
-    write_json(Path(cfg["results"]) / "bench" / "train.json",
+    mem = {f"{mode}_n{n}": 100.0 * (n if mode == "naive" else 1) for mode in ("memory_efficient", "naive")
+           for n in (1, 2, 4, 8)}
+    write_json(Path(cfg["results"]) / "bench" / "train.json",  # the keys of mtp.bench.bench_train
                {"mem_ratio_n8_vs_n1": 1.01, "naive_mem_ratio_n8_vs_n1": 3.9, "time_ratio_n4_vs_n1": 1.12,
-                "flop_ratio_n4_vs_n1": 1.1, "peak_step_mem_mb": {f"{mode}_n{n}": 100.0 * (n if mode == "naive" else 1)
-                                                                 for mode in ("memory_efficient", "naive") for n in (1, 2, 4, 8)},
-                "device": "cpu"})
+                "flop_ratio_n4_vs_n1": 1.1, "peak_step_mem_mb": mem, "device": "cpu"})
     out, claims = report.build(cfg)
     check_outputs(out)
     verdicts = {c["claim"]: c["verdict"] for c in claims}
@@ -291,9 +303,10 @@ def test_unreadable_result_is_reported_not_fatal(tmp_path):
     write_study(cfg, only={"metrics"})
     bad = Path(config.models(cfg)[0]["dir"]) / "metrics.json"
     bad.write_text("{not json")
-    out, _ = report.build(cfg)
-    assert "metrics.json unreadable" in (out / "val_loss.md").read_text()
-    assert "unreadable" in (out / "status.csv").read_text()
+    records = report.load_study(cfg)
+    assert any(n.startswith("metrics.json unreadable") for n in report.missing_notes(records, ["metrics"]))
+    assert report.status_rows(records)[0]["metrics.json"].startswith("unreadable")
+    assert len(report.val_loss_rows(records)) == len(records) - 1
 
 
 def test_rule_declares_exactly_the_outputs_with_captions():
@@ -318,3 +331,5 @@ def test_cli_logs_the_report_to_the_parent_run(tiny_cfg, tmp_path, monkeypatch):
     parent = json.loads(tracking.parent_file(tiny_cfg).read_text())["parent_run_id"]
     logged = {Path(a.path).name for a in mlflow.MlflowClient(tracking.uri(tiny_cfg)).list_artifacts(parent, "report")}
     assert logged == set(report.OUTPUTS)
+    induction = (Path(tiny_cfg["results"]) / "report" / "induction.md").read_text()
+    assert "eval_induction.json: not part of this study" in induction

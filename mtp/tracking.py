@@ -75,6 +75,7 @@ def init(cfg):
             return exp_id, found[0].info.run_id
         run = client.create_run(exp_id, run_name=f"study {Path(results).name}",
                                 tags={"mtp.role": "study", "mtp.results": results, "mtp.git_commit": git_commit()})
+        client.set_terminated(run.info.run_id, "FINISHED")  # a container for the jobs' runs, never left RUNNING
         return exp_id, run.info.run_id
 
     exp_id, run_id = _retry(setup, "create the study's parent run")

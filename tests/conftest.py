@@ -23,7 +23,7 @@ def tiny_cfg(tmp_path):
 @pytest.fixture
 def workdir(tmp_path):
     """A copy of the workflow (Snakefile, rules, configs) to run Snakemake in."""
-    for item in ("Snakefile", "workflow", "config.yaml", ".test"):
+    for item in ("Snakefile", "workflow", "envs", "config.yaml", ".test"):
         src = ROOT / item
         if src.is_dir():
             shutil.copytree(src, tmp_path / item, symlinks=True, ignore=shutil.ignore_patterns("results", "mlflow.db*"))

@@ -6,6 +6,7 @@ mtp.config.validate(config, source="config")  # checks a schema cannot state (n 
 RESULTS = config["results"]
 MODELS = mtp.config.models(config)
 CFG = mtp.config.write_resolved(config)  # <results>/config.yaml: what every `mtp` call reads
+CONDA_ENV = f"../../envs/{config['software_env']}.yaml"  # used with --sdm conda
 
 
 def R(path):

@@ -6,6 +6,8 @@ rule init_tracking:
     params:
         cfg=section("tracking", "results"),
     localrule: True
+    conda:
+        CONDA_ENV
     shell:
         "mtp init --config {CFG} 2>&1 | tee {log}"
 
@@ -20,5 +22,7 @@ rule tokenize_corpus:
     params:
         cfg=lambda w: digest([config["datasets"][w.dataset], config["seed"]]),
     threads: 2
+    conda:
+        CONDA_ENV
     shell:
         "OMP_NUM_THREADS={threads} RAYON_NUM_THREADS={threads} mtp tokenize --config {CFG} --dataset {wildcards.dataset} 2>&1 | tee {log}"

@@ -10,6 +10,8 @@ rule time_decoding:
     threads: 2
     resources:
         gpu=0,
+    conda:
+        CONDA_ENV
     shell:
         "OMP_NUM_THREADS={threads} mtp decode --config {CFG} --dataset {wildcards.dataset} --size {wildcards.size} "
-        "--n-heads {wildcards.n} 2>&1 | tee {log}"
+        "--n-heads {wildcards.n} --device $([ {resources.gpu} -gt 0 ] && echo cuda || echo cpu) 2>&1 | tee {log}"

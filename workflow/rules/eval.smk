@@ -8,6 +8,8 @@ rule score_code:
     params:
         cfg=lambda w: digest([config["eval"]["code"], config["seed"]]),
     threads: 2
+    conda:
+        CONDA_ENV
     shell:
         "OMP_NUM_THREADS={threads} mtp eval code --config {CFG} --dataset {wildcards.dataset} --size {wildcards.size} "
         "--n-heads {wildcards.n} 2>&1 | tee {log}"
@@ -25,6 +27,8 @@ rule score_synthetic:
     wildcard_constraints:
         task="polynomial|induction",
     threads: 2
+    conda:
+        CONDA_ENV
     shell:
         "OMP_NUM_THREADS={threads} mtp eval {wildcards.task} --config {CFG} --dataset {wildcards.dataset} "
         "--size {wildcards.size} --n-heads {wildcards.n} 2>&1 | tee {log}"

@@ -69,5 +69,7 @@ rule build_report:
     params:
         cfg=section("report"),
     localrule: True
+    conda:
+        CONDA_ENV
     shell:
         "mtp report --config {CFG} 2>&1 | tee {log}"

@@ -17,6 +17,8 @@ rule train_model:
     threads: 2
     resources:
         gpu=lambda w: mtp.config.find_model(config, w.dataset, w.size, w.n)["train"]["gpus"],
+    conda:
+        CONDA_ENV
     shell:
         "OMP_NUM_THREADS={threads} {params.launcher} train --config {CFG} --dataset {wildcards.dataset} "
         "--size {wildcards.size} --n-heads {wildcards.n} 2>&1 | tee {log}"
@@ -29,5 +31,7 @@ rule export_model:
         R("models/{dataset}/{size}-n{n}/hf/config.json"),
     log:
         R("logs/export_model/{dataset}/{size}-n{n}.log"),
+    conda:
+        CONDA_ENV
     shell:
         "mtp export --config {CFG} --dataset {wildcards.dataset} --size {wildcards.size} --n-heads {wildcards.n} 2>&1 | tee {log}"

@@ -17,6 +17,8 @@ rule time_vllm:
     params:
         cfg=section("vllm", "decode"),
     threads: 2
+    conda:
+        CONDA_ENV
     shell:
         "OMP_NUM_THREADS={threads} mtp vllm --config {CFG} --dataset {wildcards.dataset} --size {wildcards.size} "
         "--n-heads {wildcards.n} 2>&1 | tee {log}"

@@ -19,10 +19,26 @@ def save(path, payload, meta=None):
     try:
         with atomic_path(path) as tmp:
             torch.save(payload, tmp)
-        write_json(path.with_suffix(".json"), {**(meta or {}), "sha256": sha256_file(path), "file": path.name})
     except OSError as e:
         raise UserError(f"{path}: could not write checkpoint ({e.strerror}); free disk space and rerun — "
                         f"the previous checkpoint is untouched") from None
+    try:
+        write_json(path.with_suffix(".json"), {**(meta or {}), "sha256": sha256_file(path), "file": path.name})
+    except (OSError, UserError) as e:
+        path.unlink(missing_ok=True)  # never valid without its sidecar: give its space back
+        if isinstance(e, UserError):
+            raise
+        raise UserError(f"{path.with_suffix('.json')}: could not write the checkpoint's sidecar ({e.strerror}); "
+                        f"free disk space and rerun — the previous checkpoint is untouched") from None
+
+
+def remove_stale_temps(folder):
+    """Delete the temporary files (.<name>.*.tmp) a killed writer left in `folder`.
+
+    Only for folders written by one job at a time (a model's folder and its ckpt/, a dataset's folder).
+    """
+    for tmp in Path(folder).glob(".*.tmp"):
+        tmp.unlink(missing_ok=True)
 
 
 def is_valid(path):
@@ -43,12 +59,17 @@ def load(path, map_location="cpu"):
     if not is_valid(path):
         raise UserError(f"{path}: checkpoint is corrupt or incomplete (sha256 differs from {path.with_suffix('.json').name}); "
                         f"delete it and rerun training")
-    return torch.load(path, map_location=map_location, weights_only=False)
+    try:
+        return torch.load(path, map_location=map_location, weights_only=False)
+    except Exception as e:  # noqa: BLE001 - unpickling raises many kinds; the digest matched, so the file is foreign
+        raise UserError(f"{path}: not a readable checkpoint ({type(e).__name__}: {str(e).splitlines()[0][:120]}) "
+                        f"though it matches its sidecar; delete both and rerun training") from None
 
 
-def save_model(model_dir, model, extra):
+def save_model(model_dir, model, extra, state_dict=None):
     """The final model of a training run: weights + model config + what stages need to use it."""
-    save(Path(model_dir) / MODEL_FILE, {"model_config": asdict(model.cfg), "model": model.state_dict(), **extra},
+    sd = model.state_dict() if state_dict is None else state_dict
+    save(Path(model_dir) / MODEL_FILE, {"model_config": asdict(model.cfg), "model": sd, **extra},
          meta={k: v for k, v in extra.items() if isinstance(v, (str, int, float))})
 
 

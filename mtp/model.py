@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+import torch.utils.checkpoint
 
 from mtp import UserError
 
@@ -171,6 +172,7 @@ class MTPModel(nn.Module):
         self.heads = nn.ModuleList([head_cls(cfg) for _ in range(cfg.n_future)])
         self.norm = RMSNorm(cfg.dim, cfg.norm_eps)
         self.lm_head = nn.Linear(cfg.dim, cfg.vocab_size, bias=False)
+        self.activation_checkpointing = False  # recompute trunk blocks in backward (train.activation_checkpointing)
         self.apply(self._init)
         for name, p in self.named_parameters():  # scaled residual projections (GPT-2)
             if name.endswith(("wo.weight", "w2.weight")):
@@ -192,7 +194,10 @@ class MTPModel(nn.Module):
         """idx (B, T) -> z (B, T, C). kvs: one cache per trunk block, or None."""
         x = self.tok_emb(idx)  # (B, T, C)
         for i, block in enumerate(self.trunk):
-            x = block(x, cos, sin, None if kvs is None else kvs[i], mask)
+            if self.activation_checkpointing and torch.is_grad_enabled():
+                x = torch.utils.checkpoint.checkpoint(block, x, cos, sin, None, mask, use_reentrant=False)
+            else:
+                x = block(x, cos, sin, None if kvs is None else kvs[i], mask)
         return x
 
     def forward_head(self, i, z, cos, sin, kv=None, mask=None):

@@ -88,7 +88,14 @@ def global_starts(seed, step, count, n_tokens, length):
 
 def pick_device(tc):
     if tc["device"] != "auto":
-        return torch.device(tc["device"])
+        try:
+            device = torch.device(tc["device"])
+        except RuntimeError:
+            raise UserError(f"train.device: '{tc['device']}' is not a torch device; use auto, cpu, cuda or cuda:<i>") from None
+        if device.type == "cuda" and (not torch.cuda.is_available() or (device.index or 0) >= torch.cuda.device_count()):
+            raise UserError(f"train.device: '{tc['device']}' but this machine has {torch.cuda.device_count()} usable "
+                            f"CUDA GPU(s); use auto or cpu")
+        return device
     if torch.cuda.is_available():
         return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
     return torch.device("cpu")
@@ -117,18 +124,43 @@ def autocast_for(device, dtype):
 
 
 class Dist:
-    """Data parallelism under torchrun (NCCL on GPUs, gloo on CPU); a no-op otherwise."""
+    """Data parallelism under torchrun (NCCL on GPUs, gloo on CPU); a no-op otherwise.
+
+    DDP: every process holds the whole model; gradients are summed with one all_reduce per step
+    (not torch's DDP wrapper, whose hooks expect one backward per forward: the memory-efficient
+    step runs n + 1 backward passes). FSDP2 (`fully_shard` per block and per shared layer) for
+    models of at least train.fsdp_min_params parameters, or when train.parallel is fsdp; its
+    reduce-scatter averages gradients over processes.
+    """
 
     def __init__(self, device):
         self.world = int(os.environ.get("WORLD_SIZE", 1))
         self.rank = int(os.environ.get("RANK", 0))
+        self.fsdp = False
         if self.world > 1:
             import torch.distributed as dist
             dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
             self.dist = dist
 
+    def wrap(self, model, tc, device):
+        n_params = sum(p.numel() for p in model.parameters())
+        self.fsdp = self.world > 1 and (tc["parallel"] == "fsdp" or
+                                        (tc["parallel"] == "auto" and n_params >= tc["fsdp_min_params"]))
+        if self.fsdp:
+            from torch.distributed.device_mesh import init_device_mesh
+            from torch.distributed.fsdp import fully_shard
+            mesh = init_device_mesh(device.type, (self.world,))
+            # Each block and shared layer is its own FSDP unit (and root): the memory-efficient step calls
+            # them one by one, never the model's forward, so the model itself is not wrapped.
+            for module in [*model.trunk, *model.heads, model.tok_emb, model.norm, model.lm_head]:
+                fully_shard(module, mesh=mesh)
+        return model
+
+    def loss_scale(self, grad_accum):
+        return 1.0 / grad_accum if self.fsdp else 1.0 / (grad_accum * self.world)
+
     def all_reduce_grads(self, model):
-        if self.world == 1:
+        if self.world == 1 or self.fsdp:
             return
         grads = [p.grad for p in model.parameters() if p.grad is not None]
         flat = torch.cat([g.flatten() for g in grads])
@@ -183,6 +215,69 @@ def evaluate(model, val, tc, n, device, autocast):
     return (sums / tc["eval_batches"]).tolist()
 
 
+# ---------------------------------------------------------------- memory
+
+def estimate_memory(mcfg, tc, dtype):
+    """Rough bytes one training process needs (a floor, not a bound): fp32 weights, gradients and AdamW's two
+    moments (16 bytes per parameter), plus per sample the activations kept for backward (~14d + 4 x SwiGLU width
+    per token and block) and the logits of the heads alive at once (3 copies of T x V floats)."""
+    with torch.device("meta"):
+        params = sum(p.numel() for p in MTPModel(mcfg).parameters())
+    act = 4 if dtype == torch.float32 else 2
+    live = mcfg.n_future if tc["backward"] == "naive" else 1  # memory-efficient: one head at a time
+    blocks = mcfg.n_trunk + (live if mcfg.head_type == "transformer" else 0)
+    per_sample = tc["seq_len"] * (blocks * (14 * mcfg.dim + 4 * mcfg.hidden_dim) * act + live * 3 * mcfg.vocab_size * 4)
+    fixed = 16 * params + (2 * params if act == 2 else 0)  # + bf16 copies of the weights under autocast
+    return {"params": params, "fixed": fixed, "per_sample": per_sample, "total": fixed + tc["batch_size"] * per_sample}
+
+
+def available_memory(device):
+    """Bytes this process may still use: the GPU's free memory, else available RAM (capped by a cgroup limit)."""
+    if device.type == "cuda":
+        return torch.cuda.mem_get_info(device)[0]
+    import psutil
+    free = psutil.virtual_memory().available
+    for limit, usage in (("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory.current"),
+                         ("/sys/fs/cgroup/memory/memory.limit_in_bytes", "/sys/fs/cgroup/memory/memory.usage_in_bytes")):
+        try:
+            free = min(free, int(Path(limit).read_text()) - int(Path(usage).read_text()))
+        except (OSError, ValueError):  # no such cgroup file, or "max"
+            pass
+    return free
+
+
+def memory_advice(mcfg, tc, dtype, device, size):
+    """(estimated bytes, available bytes, one-line explanation with a batch size or preset that fits)."""
+    from mtp.model import PRESETS
+    gib = lambda b: f"{b / 2 ** 30:.1f} GiB"
+    est = estimate_memory(mcfg, tc, dtype)
+    procs = int(os.environ.get("LOCAL_WORLD_SIZE", 1)) if device.type == "cpu" else 1  # torchrun on one machine
+    free = available_memory(device)
+    B = tc["batch_size"]
+    text = (f"training size '{size}' ({est['params'] / 1e6:.1f}M parameters) with train.batch_size {B} x seq_len "
+            f"{tc['seq_len']} needs about {gib(est['total'] * procs)} ({gib(est['fixed'])} weights, gradients and AdamW "
+            f"state, {gib(B * est['per_sample'])} activations{f', x {procs} processes' if procs > 1 else ''}); "
+            f"{device} has {gib(free)} available")
+    fit = int((free / procs - est["fixed"]) // est["per_sample"])
+    if fit >= 1:
+        b = min(fit, max(1, B // 2))  # the estimate is a floor: after a real out-of-memory, at least halve
+        text += f"; use train.batch_size {b} with train.grad_accum {math.ceil(B * tc['grad_accum'] / b)} (about the same tokens per step)"
+    else:
+        fits = [name for name, spec in sorted(PRESETS.items(), key=lambda kv: -kv[1]["dim"] ** 2 * kv[1]["n_layers"])
+                if mcfg.n_future < spec["n_layers"] and estimate_memory(
+                    ModelConfig(vocab_size=mcfg.vocab_size, n_future=mcfg.n_future, head_type=mcfg.head_type, **spec),
+                    {**tc, "batch_size": 1}, dtype)["total"] * procs <= free]
+        text += (f"; even train.batch_size 1 does not fit: use a smaller size preset"
+                 f"{f' (the largest that fits: {fits[0]})' if fits else ''} or a machine with more memory")
+    return est["total"] * procs, free, text
+
+
+def is_out_of_memory(e):
+    return isinstance(e, (MemoryError, torch.OutOfMemoryError)) or (
+        isinstance(e, RuntimeError) and any(s in str(e) for s in ("out of memory", "can't allocate memory",
+                                                                  "DefaultCPUAllocator: can't allocate")))
+
+
 # ---------------------------------------------------------------- checkpoints
 
 def _ckpts(folder):
@@ -197,9 +292,29 @@ def latest_checkpoint(folder):
     return None
 
 
-def save_checkpoint(folder, step, model, opt, state):
+def full_state(model, opt=None):
+    """Unsharded state dicts (model, optimizer) keyed by parameter name, on CPU: the same format
+    whatever the number of processes or FSDP/DDP, so a run resumes on any number of processes.
+    Every process must call it (FSDP gathers the shards)."""
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict, get_optimizer_state_dict
+    opts = StateDictOptions(full_state_dict=True, cpu_offload=True)
+    sd = get_model_state_dict(model, options=opts)
+    return sd, (get_optimizer_state_dict(model, opt, options=opts) if opt is not None else None)
+
+
+def load_full_state(model, opt, sd, osd):
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, set_model_state_dict, set_optimizer_state_dict
+    opts = StateDictOptions(full_state_dict=True)
+    set_model_state_dict(model, sd, options=opts)
+    set_optimizer_state_dict(model, opt, osd, options=opts)
+
+
+def save_checkpoint(folder, step, model, opt, state, rank=0):
+    sd, osd = full_state(model, opt)
     path = Path(folder) / f"step-{step:07d}.pt"
-    checkpoint.save(path, {"model": model.state_dict(), "optimizer": opt.state_dict(), "step": step,
+    if rank != 0:
+        return path
+    checkpoint.save(path, {"model": sd, "optimizer": osd, "step": step,
                            "torch_rng": torch.get_rng_state(), "state": state}, meta={"step": step})
     for old in _ckpts(folder)[:-2]:  # keep the two newest
         old.unlink(missing_ok=True)
@@ -230,7 +345,12 @@ def train(cfg, entry, progress=True):
     if tc["seq_len"] > mcfg.max_seq_len:
         raise UserError(f"train.seq_len {tc['seq_len']} exceeds the model's max_seq_len {mcfg.max_seq_len}")
     train_data.check_vocab(mcfg.vocab_size)
+    need, free, advice = memory_advice(mcfg, tc, dtype, device, entry["size"])
+    if need > free:
+        raise UserError(f"not enough memory: {advice}")
     model = MTPModel(mcfg).to(device)
+    model.activation_checkpointing = tc["activation_checkpointing"]
+    dist.wrap(model, tc, device)
     if tc["compile"]:
         for block in [*model.trunk, *model.heads]:
             block.compile()
@@ -241,11 +361,18 @@ def train(cfg, entry, progress=True):
              "val": {"step": [], **{f"val_loss_head_{i + 1}": [] for i in range(n)}},
              "tokens_seen": 0, "wall_s": 0.0}
     start = 0
+    if dist.rank == 0:
+        checkpoint.remove_stale_temps(ckdir)  # left by a killed run; this job owns the folder
+        checkpoint.remove_stale_temps(out)
     last = latest_checkpoint(ckdir)
     if last is not None:
         ck = checkpoint.load(last, map_location=device)
-        model.load_state_dict(ck["model"])
-        opt.load_state_dict(ck["optimizer"])
+        try:
+            load_full_state(model, opt, ck["model"], ck["optimizer"])
+        except (RuntimeError, ValueError, KeyError) as e:
+            raise UserError(f"{last}: this checkpoint is of another model or optimizer than the config now describes "
+                            f"({str(e).splitlines()[0][:120]}); delete {ckdir} to train from scratch, or restore "
+                            f"the config") from None
         torch.set_rng_state(ck["torch_rng"])
         state, start = ck["state"], ck["step"]
         if dist.rank == 0:
@@ -254,7 +381,7 @@ def train(cfg, entry, progress=True):
     per_micro = tc["batch_size"]
     per_step = per_micro * tc["grad_accum"] * dist.world
     length = tc["seq_len"] + n
-    scale = 1.0 / (tc["grad_accum"] * dist.world)
+    scale = dist.loss_scale(tc["grad_accum"])
     log_every = max(1, steps // 100)
     params = {"model": {**mcfg.__dict__, "size": entry["size"]}, "train": tc, "dataset": entry["dataset"],
               "device": str(device), "dtype": str(dtype).replace("torch.", ""), "world_size": dist.world,
@@ -283,6 +410,8 @@ def train(cfg, entry, progress=True):
                 losses += torch.stack(mtp_backward(model, x, ys, tc["backward"], scale, autocast)).float().cpu()
             dist.all_reduce_grads(model)
             grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), tc["grad_clip"])
+            if hasattr(grad_norm, "full_tensor"):  # a DTensor under FSDP
+                grad_norm = grad_norm.full_tensor()
             losses = dist.mean(losses / tc["grad_accum"])
             total = float(losses.sum())
             if not math.isfinite(total) or not math.isfinite(float(grad_norm)):
@@ -317,18 +446,18 @@ def train(cfg, entry, progress=True):
                     state["val"][f"val_loss_head_{i + 1}"].append(v)
                 if run:
                     run.log({f"val_loss_head_{i + 1}": v for i, v in enumerate(vl)}, step=done)
-            if dist.rank == 0 and (done % tc["checkpoint_every"] == 0 or done == steps):
-                save_checkpoint(ckdir, done, model, opt, state)
+            if done % tc["checkpoint_every"] == 0 or done == steps:
+                save_checkpoint(ckdir, done, model, opt, state, dist.rank)
             bar.update(1)
         bar.close()
-        return counts
+        return counts, full_state(model)[0]
 
     if dist.rank != 0:
         run_loop(None)
         dist.close()
         return None
     with tracking.child_run(cfg, "train", dataset=entry["dataset"], size=entry["size"], n=n) as run:
-        counts = run_loop(run)
+        counts, final = run_loop(run)
         val = {k: v[-1] for k, v in state["val"].items() if k != "step" and v}
         bpb = val["val_loss_head_1"] / math.log(2) / val_data.bytes_per_token
         metrics = {"dataset": entry["dataset"], "size": entry["size"], "n": n, "steps": steps,
@@ -337,7 +466,7 @@ def train(cfg, entry, progress=True):
                    "step_time_s": state["wall_s"] / max(1, steps), "device": str(device),
                    "dtype": params["dtype"], "history": state["history"], "val_history": state["val"],
                    "train_run_id": run.run_id}
-        checkpoint.save_model(out, model, {"dataset": entry["dataset"], "size": entry["size"], "n": n,
+        checkpoint.save_model(out, model, state_dict=final, extra={"dataset": entry["dataset"], "size": entry["size"], "n": n,
                                            "data_dir": str(ddir), "step": steps, "tokens_seen": state["tokens_seen"],
                                            "train_run_id": run.run_id})
         write_json(out / "metrics.json", metrics)
@@ -358,7 +487,21 @@ def run(args):
     from mtp import config
     cfg = config.load(args.config)
     entry = config.find_model(cfg, args.dataset, args.size, args.n)
-    m = train(cfg, entry, progress=not args.no_progress)
+    try:
+        m = train(cfg, entry, progress=not args.no_progress)
+    except (MemoryError, RuntimeError) as e:
+        if not is_out_of_memory(e):
+            raise
+        from mtp.config import data_dir
+        from mtp.io import read_json
+        tc = entry["train"]
+        device = pick_device(tc)
+        dtype = pick_dtype(tc, device)
+        vocab = read_json(data_dir(cfg, entry["dataset"]) / "meta.json")["vocab_size"]
+        mcfg = ModelConfig.from_preset(entry["size"], vocab, n_future=entry["n"], head_type=tc["head_type"],
+                                       extra=cfg["model_presets"])
+        raise UserError(f"out of memory ({str(e).splitlines()[0][:120]}); estimate: "
+                        f"{memory_advice(mcfg, tc, dtype, device, entry['size'])[2]}") from None
     if m:
         print(f"{entry['dataset']}/{entry['size']}-n{entry['n']}: val loss head 1 {m['val_loss_head_1']:.4f} "
               f"({m['val_bits_per_byte']:.3f} bits/byte), {m['tokens_seen']:,} tokens in {m['wall_s']:.0f} s")

@@ -107,30 +107,73 @@ def test_corrupt_checkpoint_is_skipped_on_resume(tiny_cfg):
         checkpoint.load(newest)
 
 
-def test_two_process_gloo_matches_single_process(tiny_cfg, tmp_path):
-    """2 processes x batch 4 == 1 process x batch 4 x grad_accum 2 (same global batch)."""
-    cfg = _train_cfg(tiny_cfg, max_steps=4, eval_every=4, checkpoint_every=4, batch_size=4, grad_accum=2)
-    tokenize(cfg, "code")
-    single = config.find_model(cfg, "code", "micro", 2)
-    train(cfg, single, progress=False)
-
-    ddp_cfg = dict(cfg, results=str(tmp_path / "ddp"), train={**cfg["train"], "grad_accum": 1})
-    ddp_cfg["sweeps"] = [dict(s, train={"grad_accum": 1}) for s in cfg["sweeps"]]
-    ddp_cfg["train"]["grad_accum"] = 2  # keep the root config equal; the sweep override sets 1
+def _torchrun(cfg, tmp_path, name, procs=2, **train_over):
+    """Train code/micro-n2 under torchrun with `procs` gloo processes, in results folder `name`."""
     import shutil
     import yaml
-    shutil.copytree(tmp_path / "results" / "data", tmp_path / "ddp" / "data")
-    (tmp_path / "ddp.yaml").write_text(yaml.safe_dump(ddp_cfg))
+    run_cfg = dict(cfg, results=str(tmp_path / name), train={**cfg["train"], **train_over})
+    if not (tmp_path / name / "data").exists():
+        shutil.copytree(tmp_path / "results" / "data", tmp_path / name / "data")
+    (tmp_path / f"{name}.yaml").write_text(yaml.safe_dump(run_cfg))
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    out = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-                          "-m", "mtp.cli", "train", "--config", str(tmp_path / "ddp.yaml"), "--dataset", "code",
+    out = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={procs}",
+                          "-m", "mtp.cli", "train", "--config", str(tmp_path / f"{name}.yaml"), "--dataset", "code",
                           "--size", "micro", "--n-heads", "2", "--no-progress"], capture_output=True, text=True, env=env,
                          timeout=300)
     assert out.returncode == 0, out.stderr[-3000:]
-    a, _ = checkpoint.load_model(single["dir"])
-    b, _ = checkpoint.load_model(tmp_path / "ddp" / "models" / "code" / "micro-n2")
+    return tmp_path / name / "models" / "code" / "micro-n2"
+
+
+def assert_same_weights(dir_a, dir_b, exact=False):
+    a, _ = checkpoint.load_model(dir_a)
+    b, _ = checkpoint.load_model(dir_b)
     for (k, p), (_, q) in zip(a.state_dict().items(), b.state_dict().items()):
-        torch.testing.assert_close(p, q, rtol=1e-5, atol=1e-6, msg=k)
+        if exact:
+            assert torch.equal(p, q), k
+        else:
+            torch.testing.assert_close(p, q, rtol=1e-5, atol=1e-6, msg=k)
+
+
+@pytest.fixture
+def single_run(tiny_cfg):
+    """code/micro-n2 trained in one process: 4 steps of batch 4 x grad_accum 2."""
+    cfg = _train_cfg(tiny_cfg, max_steps=4, eval_every=4, checkpoint_every=2, batch_size=4, grad_accum=2)
+    tokenize(cfg, "code")
+    entry = config.find_model(cfg, "code", "micro", 2)
+    train(cfg, entry, progress=False)
+    return cfg, entry["dir"]
+
+
+@pytest.mark.parametrize("parallel", ["ddp", "fsdp"])
+def test_two_gloo_processes_match_single_process(single_run, tmp_path, parallel):
+    """2 processes x batch 4 == 1 process x batch 4 x grad_accum 2 (same global batch), DDP and FSDP2."""
+    cfg, single = single_run
+    two = _torchrun(cfg, tmp_path, parallel, grad_accum=1, parallel=parallel)
+    assert_same_weights(single, two)
+
+
+def test_resume_on_another_number_of_processes(single_run, tmp_path):
+    """Checkpoint written by 2 FSDP processes at step 2, resumed by 1 process to step 4."""
+    cfg, single = single_run
+    two = _torchrun(cfg, tmp_path, "switch", grad_accum=1, parallel="fsdp", max_steps=2)
+    (two / "model.pt").unlink()  # the step-2 end of the short run; resume must continue from its checkpoint
+    cfg4 = dict(cfg, results=str(tmp_path / "switch"))
+    m = train(config.validate(cfg4), config.find_model(config.validate(cfg4), "code", "micro", 2), progress=False)
+    assert m["steps"] == 4
+    assert_same_weights(single, two)
+
+
+def test_activation_checkpointing_gives_the_same_gradients():
+    model = small_model(2)
+    w = torch.randint(0, 97, (2, 20))
+    x, ys = head_targets(w, 2)
+    mtp_backward(model, x, ys)
+    plain = grads(model)
+    model.zero_grad(set_to_none=True)
+    model.activation_checkpointing = True
+    mtp_backward(model, x, ys)
+    for k, g in grads(model).items():
+        torch.testing.assert_close(g, plain[k], msg=k)
 
 
 def test_nan_loss_stops_with_a_clear_message(tiny_cfg):

@@ -9,6 +9,9 @@ min_version("9.0")
 configfile: "config.yaml"
 
 
+import mtp.config
+
+mtp.config.coerce_cli_strings(config)  # --config 'train={"max_steps": 400}' arrives as strings
 validate(config, "workflow/schemas/config.schema.yaml")
 
 

@@ -59,6 +59,9 @@ def _check_semantics(cfg, source):
             raise UserError(f"{where}.train.{_field(errors[0])}': {errors[0].message}")
         for size in sweep["sizes"]:
             spec = preset(size, cfg["model_presets"], where=f"{where}.sizes'")
+            if spec["dim"] % spec["n_attn_heads"] or spec["dim"] // spec["n_attn_heads"] % 2:
+                raise UserError(f"{source}: field 'model_presets.{size}': dim {spec['dim']} / n_attn_heads "
+                                f"{spec['n_attn_heads']} must be a whole, even head size (rotary embeddings)")
             for n in sweep["n_heads"]:
                 if n >= spec["n_layers"]:
                     raise UserError(f"{where}.n_heads': n={n} needs more than {n} layers but size '{size}' has "
@@ -76,6 +79,10 @@ def load(path, overrides=None):
         cfg = yaml.safe_load(path.read_text())
     except FileNotFoundError:
         raise UserError(f"{path}: config file not found") from None
+    except UnicodeDecodeError as e:
+        raise UserError(f"{path}: not a text (UTF-8) file ({e.reason} at byte {e.start}); give a YAML config") from None
+    except OSError as e:
+        raise UserError(f"{path}: cannot read the config ({e.strerror})") from None
     except yaml.YAMLError as e:
         raise UserError(f"{path}: not valid YAML: {str(e).splitlines()[0]}") from None
     if overrides:
@@ -162,3 +169,24 @@ def write_resolved(cfg):
     if not path.exists() or path.read_text() != text:
         write_text(path, text)
     return str(path)
+
+
+def coerce_cli_strings(cfg):
+    """Snakemake's `--config key=<YAML>` parses nested values with YAML's BaseLoader, so every scalar
+    inside arrives as a string ('1', 'true'). Give strings that are YAML numbers, booleans or null
+    their type back (in place); other strings stay strings."""
+    def fix(v):
+        if isinstance(v, dict):
+            return {k: fix(x) for k, x in v.items()}
+        if isinstance(v, list):
+            return [fix(x) for x in v]
+        if isinstance(v, str):
+            try:
+                typed = yaml.safe_load(v)
+            except yaml.YAMLError:
+                return v
+            return typed if typed is None or isinstance(typed, (bool, int, float)) else v
+        return v
+    for key in list(cfg):
+        cfg[key] = fix(cfg[key])
+    return cfg

@@ -77,3 +77,13 @@ def test_help_explains_every_stage():
         assert stage in out.stdout
     out = subprocess.run([sys.executable, "-m", "mtp.cli", "tokenize", "--help"], capture_output=True, text=True)
     assert "--dataset" in out.stdout and out.returncode == 0
+
+
+def test_snakemake_cli_strings_get_their_types_back():
+    raw = default()
+    raw["train"] = {"max_steps": "400", "compile": "true", "lr": "0.001", "device": "cpu", "tokens": "null"}
+    raw["sweeps"] = [{"dataset": "code", "sizes": ["1M", "0.3B"], "n_heads": ["1", "2"]}]
+    cfg = config.validate(config.coerce_cli_strings(raw))
+    assert cfg["train"]["max_steps"] == 400 and cfg["train"]["compile"] is True and cfg["train"]["tokens"] is None
+    assert cfg["train"]["device"] == "cpu" and cfg["sweeps"][0]["sizes"] == ["1M", "0.3B"]
+    assert cfg["sweeps"][0]["n_heads"] == [1, 2]

@@ -45,7 +45,8 @@ def server(tmp_path):
 @pytest.mark.slow
 def test_tiny_pipeline_logs_to_a_remote_server(server, workdir):
     env = {**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}", "MLFLOW_TRACKING_URI": server}
-    out = subprocess.run([str(BIN / "snakemake"), "--cores", "2", "--directory", ".test", "--until", "time_decoding"],
+    out = subprocess.run([str(BIN / "snakemake"), "--cores", "2", "--directory", ".test", "--until", "time_decoding",
+                          "--config", 'sweeps=[{"dataset": "code", "sizes": ["micro"], "n_heads": [1, 2]}]'],
                          cwd=workdir, env=env, capture_output=True, text=True, timeout=1200)
     assert out.returncode == 0, (out.stdout + out.stderr)[-4000:]
     assert not (workdir / ".test" / "mlflow.db").exists()  # nothing went to the local default store

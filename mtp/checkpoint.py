@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 
 from mtp import UserError
-from mtp.io import atomic_path, read_json, sha256_file, write_json
+from mtp.io import atomic_path, read_json, remove_stale_temps, sha256_file, write_json  # noqa: F401 (re-exported)
 
 MODEL_FILE = "model.pt"
 
@@ -30,15 +30,6 @@ def save(path, payload, meta=None):
             raise
         raise UserError(f"{path.with_suffix('.json')}: could not write the checkpoint's sidecar ({e.strerror}); "
                         f"free disk space and rerun — the previous checkpoint is untouched") from None
-
-
-def remove_stale_temps(folder):
-    """Delete the temporary files (.<name>.*.tmp) a killed writer left in `folder`.
-
-    Only for folders written by one job at a time (a model's folder and its ckpt/, a dataset's folder).
-    """
-    for tmp in Path(folder).glob(".*.tmp"):
-        tmp.unlink(missing_ok=True)
 
 
 def is_valid(path):

@@ -81,6 +81,13 @@ def main(argv=None):
     except KeyboardInterrupt:
         print(f"mtp {args.stage}: interrupted", file=sys.stderr)
         return 130
+    except OSError as e:  # a full disk or file-size limit outside the atomic writers (caches, libraries)
+        from mtp.io import NO_SPACE
+        if e.errno not in NO_SPACE:
+            raise
+        print(f"mtp {args.stage}: error: {e.filename or 'a file'}: {e.strerror}; free space (or raise the limit) "
+              f"and rerun", file=sys.stderr)
+        return 2
     return result or 0
 
 

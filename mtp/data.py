@@ -14,7 +14,7 @@ import numpy as np
 from tqdm import tqdm
 
 from mtp import UserError
-from mtp.io import atomic_path, digest, read_json, sha256_file, write_json
+from mtp.io import atomic_path, digest, read_json, remove_stale_temps, sha256_file, write_json
 from mtp.tokenizer import Tokenizer, byte_tokenizer, train_bpe
 
 
@@ -122,6 +122,7 @@ def tokenize(cfg, name):
         raise UserError(f"dataset '{name}' is not in the config's datasets ({', '.join(cfg['datasets'])})")
     out = data_dir(cfg, name)
     out.mkdir(parents=True, exist_ok=True)
+    remove_stale_temps(out)  # left by a killed run; this job owns the folder
     with tracking.child_run(cfg, "tokenize", dataset=name) as run:
         texts, described = load_documents(ds_cfg["source"], seed=cfg["seed"])
         texts = [t for t in texts if t]
@@ -166,6 +167,10 @@ class TokenData:
     def __init__(self, folder, split_name, verify=False):
         folder = Path(folder)
         self.meta = read_json(folder / "meta.json")
+        need = ("vocab_size", "dtype", "sha256", f"tokens_{split_name}", f"bytes_{split_name}")
+        if not isinstance(self.meta, dict) or any(k not in self.meta for k in need):
+            raise UserError(f"{folder / 'meta.json'}: not the meta.json of a tokenized dataset (needs {', '.join(need)}); "
+                            f"delete {folder} and rerun tokenize")
         path = folder / f"{split_name}.bin"
         if not path.exists():
             raise UserError(f"{path}: tokenized data not found (run `mtp tokenize` first)")

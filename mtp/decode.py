@@ -503,7 +503,7 @@ def bench_model(cfg, entry, device="cpu"):
     if dc["prompt_len"] >= model.cfg.max_seq_len:
         raise UserError(f"decode.prompt_len: {dc['prompt_len']} tokens do not fit the model's context "
                         f"(max_seq_len {model.cfg.max_seq_len}) with room to generate")
-    prompts = val_prompts(TokenData(payload["data_dir"], "val"), dc["num_prompts"], dc["prompt_len"])
+    prompts = val_prompts(TokenData(payload["data_dir"], "val", verify=True), dc["num_prompts"], dc["prompt_len"])
     result = bench(model, prompts, dc["batch_sizes"], dc["max_new_tokens"], dc["repeats"], k)
     result.update({"dataset": entry["dataset"], "size": entry["size"], "prompt_len": dc["prompt_len"],
                    "train_run_id": payload.get("train_run_id")})

@@ -111,6 +111,7 @@ def export(model_dir, out_dir=None, drafter_dir=None):
     with _atomic_dir(out_dir) as tmp:
         save_file(tensors, str(tmp / "model.safetensors"), metadata={"format": "pt"})
         hf_config(cfg, tok, {"mtp_source": source}).save_pretrained(tmp)
+        _portable_config(tmp / "config.json", cfg)
         hf_tok = PreTrainedTokenizerFast(tokenizer_file=str(tok_path), eos_token=EOD)
         hf_tok.model_max_length = cfg.max_seq_len
         hf_tok.save_pretrained(tmp)
@@ -121,6 +122,15 @@ def export(model_dir, out_dir=None, drafter_dir=None):
         save_file({"lm_head.weight": tensors["lm_head.weight"]}, str(tmp / "model.safetensors"), metadata={"format": "pt"})
         (tmp / "config.json").write_text(json.dumps(drafter_config(cfg), indent=2) + "\n")
     return {"hf": str(out_dir), "drafter": str(drafter_dir)}
+
+
+def _portable_config(path, cfg):
+    """transformers 5 folds rope_theta into rope_parameters and writes `dtype`; 4.x reads rope_theta, torch_dtype."""
+    import json
+    conf = json.loads(path.read_text())
+    conf.setdefault("rope_theta", cfg.rope_theta)
+    conf.setdefault("torch_dtype", "float32")
+    path.write_text(json.dumps(conf, indent=2, sort_keys=True) + "\n")
 
 
 def _portable_tokenizer_class(path):

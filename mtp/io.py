@@ -1,10 +1,15 @@
 """Atomic file writes and digests: no partial file is ever taken as complete."""
 import contextlib
+import errno
 import hashlib
 import json
 import os
+import resource
+import shutil
 import tempfile
 from pathlib import Path
+
+NO_SPACE = (errno.ENOSPC, errno.EFBIG, errno.EDQUOT)
 
 
 @contextlib.contextmanager
@@ -22,9 +27,47 @@ def atomic_path(path):
         with open(tmp, "rb") as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)
+    except Exception as e:
+        from mtp import UserError
+        why = None if isinstance(e, UserError) else out_of_space(e, tmp)
+        if why is None:
+            raise
+        raise UserError(f"{path}: could not write it: {why}; free space (or raise the limit) and rerun — "
+                        f"nothing was written there, earlier files are untouched") from None
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+
+
+def out_of_space(exc, path=None):
+    """Why `exc` (raised while writing `path`) is a full disk or a file-size limit, or None if it is not.
+
+    Writers report it unevenly: OSError(ENOSPC/EFBIG/EDQUOT), numpy's OSError without errno,
+    torch.save's RuntimeError; so the file and its disk are also checked directly.
+    """
+    e = exc
+    while e is not None:
+        if isinstance(e, OSError) and e.errno in NO_SPACE:
+            return f"{os.strerror(e.errno)} ({errno.errorcode[e.errno]})"
+        e = e.__cause__ or e.__context__
+    if path is None or not os.path.exists(path):
+        return None
+    limit = resource.getrlimit(resource.RLIMIT_FSIZE)[0]
+    if limit != resource.RLIM_INFINITY and os.path.getsize(path) >= limit:
+        return f"file size limit (ulimit -f) of {limit} bytes reached (EFBIG)"
+    free = shutil.disk_usage(os.path.dirname(os.path.abspath(path))).free
+    if free < 1 << 20:
+        return f"no space left on the device ({free} bytes free, ENOSPC)"
+    return None
+
+
+def remove_stale_temps(folder):
+    """Delete the temporary files (.<name>.*.tmp) that a killed writer left in `folder`.
+
+    Only for folders written by one job at a time (a model's folder and its ckpt/, a dataset's folder).
+    """
+    for tmp in Path(folder).glob(".*.tmp"):
+        tmp.unlink(missing_ok=True)
 
 
 def write_text(path, text):

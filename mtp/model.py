@@ -61,6 +61,8 @@ class ModelConfig:
                             f"{self.n_layers}; use a deeper size or fewer heads")
         if self.dim % self.n_attn_heads:
             raise UserError(f"dim {self.dim} is not divisible by n_attn_heads {self.n_attn_heads}")
+        if self.dim // self.n_attn_heads % 2:
+            raise UserError(f"head size dim/n_attn_heads = {self.dim // self.n_attn_heads} must be even (rotary embeddings)")
 
     @property
     def n_trunk(self):

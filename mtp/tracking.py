@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 from mtp import UserError
-from mtp.io import digest, read_json, write_json
+from mtp.io import digest, out_of_space, read_json, write_json
 
 DEFAULT_URI = "sqlite:///mlflow.db"
 
@@ -28,6 +28,14 @@ def _mlflow(cfg):
     import mlflow
     logging.getLogger("mlflow").setLevel(logging.WARNING)
     mlflow.set_tracking_uri(uri(cfg))
+    try:  # open (or create) the store here, so that a bad URI or a damaged database is one clear error
+        _retry(mlflow.MlflowClient, "open the tracking store")
+    except UserError:
+        raise
+    except Exception as e:  # noqa: BLE001 - mlflow and sqlalchemy raise many kinds
+        raise UserError(f"tracking.uri: cannot open the MLflow store {uri(cfg)} ({type(e).__name__}: "
+                        f"{str(e).strip().splitlines()[0][:160]}); fix tracking.uri / MLFLOW_TRACKING_URI, or move a "
+                        f"damaged database away") from None
     return mlflow
 
 
@@ -44,6 +52,10 @@ def _retry(fn, what, tries=8):
             if any(s in text for s in ("Connection refused", "Max retries exceeded", "Failed to establish")):
                 raise UserError(f"MLflow tracking server unreachable while trying to {what} ({text.splitlines()[0][:160]}); "
                                 f"start it or unset MLFLOW_TRACKING_URI") from None
+            full = out_of_space(e) or ("database or disk is full" in text and "database or disk is full")
+            if full:
+                raise UserError(f"MLflow could not {what}: {full}; free space where the store and its artifacts live "
+                                f"and rerun") from None
             raise
 
 
@@ -89,7 +101,12 @@ def _parent(cfg):
     path = parent_file(cfg)
     if not path.exists():
         return init(cfg)  # a stage run by hand, outside Snakemake
-    info = read_json(path)
+    try:
+        info = read_json(path)
+    except UserError:
+        return init(cfg)  # damaged by hand: init finds the study's parent run again and rewrites the file
+    if not isinstance(info, dict) or not {"tracking_uri", "experiment_id", "parent_run_id"} <= info.keys():
+        return init(cfg)
     if info["tracking_uri"] != uri(cfg):
         return init(cfg)  # the user pointed this study at another store
     return info

@@ -219,15 +219,21 @@ def evaluate(model, val, tc, n, device, autocast):
 
 def estimate_memory(mcfg, tc, dtype):
     """Rough bytes one training process needs (a floor, not a bound): fp32 weights, gradients and AdamW's two
-    moments (16 bytes per parameter), plus per sample the activations kept for backward (~14d + 4 x SwiGLU width
-    per token and block) and the logits of the heads alive at once (3 copies of T x V floats)."""
+    moments (16 bytes per parameter, sharded over processes under FSDP), plus per sample the activations kept
+    for backward (~14d + 4 x SwiGLU width per token and block; only each block's input under activation
+    checkpointing) and the logits of the heads alive at once (3 copies of T x V floats)."""
     with torch.device("meta"):
         params = sum(p.numel() for p in MTPModel(mcfg).parameters())
     act = 4 if dtype == torch.float32 else 2
     live = mcfg.n_future if tc["backward"] == "naive" else 1  # memory-efficient: one head at a time
-    blocks = mcfg.n_trunk + (live if mcfg.head_type == "transformer" else 0)
-    per_sample = tc["seq_len"] * (blocks * (14 * mcfg.dim + 4 * mcfg.hidden_dim) * act + live * 3 * mcfg.vocab_size * 4)
-    fixed = 16 * params + (2 * params if act == 2 else 0)  # + bf16 copies of the weights under autocast
+    block = (14 * mcfg.dim + 4 * mcfg.hidden_dim) * act
+    trunk = (mcfg.n_trunk * mcfg.dim * act + block) if tc.get("activation_checkpointing") else mcfg.n_trunk * block
+    heads = live * block if mcfg.head_type == "transformer" else 0
+    per_sample = tc["seq_len"] * (trunk + heads + live * 3 * mcfg.vocab_size * 4)
+    world = int(os.environ.get("WORLD_SIZE", 1))
+    fsdp = world > 1 and (tc.get("parallel") == "fsdp" or
+                          (tc.get("parallel", "auto") == "auto" and params >= tc.get("fsdp_min_params", math.inf)))
+    fixed = (16 * params + (2 * params if act == 2 else 0)) // (world if fsdp else 1)  # + bf16 copies under autocast
     return {"params": params, "fixed": fixed, "per_sample": per_sample, "total": fixed + tc["batch_size"] * per_sample}
 
 

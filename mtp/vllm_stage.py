@@ -16,7 +16,7 @@ the differences of `llm.get_metrics()` around the timed runs: acceptance rate (a
 drafted), mean acceptance length (1 + accepted / drafts: tokens per target forward) and the
 acceptance rate per draft position (accepted at position j / drafts).
 
-Cross-checks (a mismatch fails the stage with a diff, after nothing is written):
+Cross-checks (a mismatch fails the stage with a diff; no vllm.json is written then):
 - every configuration's output, at every batch size, equals native greedy decoding of head 1
   (mtp.decode.decode with draft_tokens=0, batch 1);
 - our heads at batch 1, per prompt: vLLM's num_drafts, num_draft_tokens, num_accepted_tokens
@@ -33,10 +33,11 @@ Like for like, every configuration runs with the same engine settings: float32 (
 check), no prefix caching (repeats must not reuse the prompt's KV), no detokenization (token ids
 only, like the native timer) and no async scheduling (vLLM 0.32 disables it for the medusa and
 ngram drafters; left on, it would speed up nospec and draft only).
-vLLM spawns an engine-core process and a worker process: both are shut down after each
-configuration (also on errors and on SIGTERM through tracking.child_run), so no vLLM process
-outlives the stage. The `mtp` console script guards `main()` with `if __name__ == "__main__"`,
-so VLLM_WORKER_MULTIPROC_METHOD=spawn works as well as vLLM's default fork.
+vLLM starts an engine-core process and a worker process: both are shut down after each
+configuration (also on errors and on SIGTERM through tracking.child_run), and they die with
+their parent even when the stage is SIGKILLed (mtp.vllm_plugin.register sets PR_SET_PDEATHSIG
+in them), so no vLLM process outlives the stage. The `mtp` console script guards `main()` with
+`if __name__ == "__main__"`, as vLLM's spawn start method needs (vLLM 0.32 forces spawn on CPU).
 """
 import contextlib
 import gc
@@ -46,6 +47,7 @@ import time
 from pathlib import Path
 
 from mtp import UserError
+from mtp.vllm_plugin import DIE_WITH_PARENT
 
 COUNTERS = ("num_drafts", "num_draft_tokens", "num_accepted_tokens", "num_accepted_tokens_per_pos")
 
@@ -67,6 +69,7 @@ def import_vllm():
                         "reinstall with pip install -e '.[cpu]'")
     from mtp.vllm_plugin import register
     register()
+    os.environ[DIE_WITH_PARENT] = "1"  # read by register() inside vLLM's processes
     return vllm
 
 
@@ -83,18 +86,18 @@ def check_head_dim(model_cfg, where):
                         f"dim / n_attn_heads is one of these")
 
 
-def ensure_exported(model_dir):
-    """Export <model_dir>/hf (and hf-drafter) unless present and newer than the checkpoint."""
+def ensure_exported(model_dir, n):
+    """Export <model_dir>/hf (and hf-drafter for n > 1) unless present and newer than the checkpoint."""
     from mtp.checkpoint import MODEL_FILE
     from mtp.export import export
     model_dir = Path(model_dir)
-    ckpt, conf = model_dir / MODEL_FILE, model_dir / "hf" / "config.json"
+    ckpt = model_dir / MODEL_FILE
     if not ckpt.exists():
         raise UserError(f"{ckpt}: checkpoint not found (train the model first)")
-    fresh = conf.exists() and conf.stat().st_mtime >= ckpt.stat().st_mtime
-    drafter = model_dir / "hf-drafter"
-    if fresh and (drafter / "config.json").exists() == drafter.exists():
-        return {"hf": str(model_dir / "hf"), "drafter": str(drafter) if drafter.exists() else None}
+    out = {"hf": model_dir / "hf", "drafter": model_dir / "hf-drafter" if n > 1 else None}
+    confs = [p / "config.json" for p in out.values() if p]
+    if all(c.exists() and c.stat().st_mtime >= ckpt.stat().st_mtime for c in confs):
+        return {k: p and str(p) for k, p in out.items()}
     return export(model_dir)
 
 
@@ -223,7 +226,8 @@ def summarize(bs, times, outs, counts):
 def measure(cfg, entry, batch_sizes, repeats, ks=None):
     """Every configuration of one model of the sweep, cross-checked against the native engine.
 
-    ks: our-heads draft lengths (default 1..n-1). -> the vllm.json dict (without the check's diff).
+    ks: our-heads draft lengths (default 1..n-1). -> the vllm.json dict; result["crosscheck"]["problems"]
+    lists the mismatches (the caller fails on them).
     """
     from mtp import checkpoint, config
     from mtp import decode as D
@@ -239,7 +243,7 @@ def measure(cfg, entry, batch_sizes, repeats, ks=None):
                         f"so vLLM cannot serve this model")
     check_head_dim(model.cfg, name)
     ks = list(range(1, n)) if ks is None else [k for k in ks if 1 <= k < n]
-    exported = ensure_exported(entry["dir"])
+    exported = ensure_exported(entry["dir"], n)
     draft, note = _draft_model(cfg, entry, vc)
     if draft:
         draft_model, _ = checkpoint.load_model(draft["dir"])
@@ -247,10 +251,11 @@ def measure(cfg, entry, batch_sizes, repeats, ks=None):
         if draft_model.cfg.vocab_size != model.cfg.vocab_size:
             raise UserError(f"draft model {config.model_name(draft)}: vocab {draft_model.cfg.vocab_size} != "
                             f"{model.cfg.vocab_size} of {name}")
-        draft = {**draft, "hf": ensure_exported(draft["dir"])["hf"]}
+        draft = {**draft, "hf": ensure_exported(draft["dir"], 1)["hf"]}
     if n == 1:
         note = "n=1: one head, nothing to draft; baselines only. " + note
-    prompts = D.val_prompts(TokenData(payload["data_dir"], "val"), dc["num_prompts"], dc["prompt_len"])
+    val = TokenData(payload["data_dir"], "val", verify=True)
+    prompts = D.val_prompts(val, dc["num_prompts"], dc["prompt_len"])  # the native decode stage's prompts
     D.check_prompts(model, prompts)
     max_new = dc["max_new_tokens"]
     longest = max([*ks, vc["num_speculative_tokens_baselines"], 0])
@@ -271,13 +276,13 @@ def measure(cfg, entry, batch_sizes, repeats, ks=None):
         for row in r["per_batch"]:
             row["speedup"] = row["tokens_per_s"] / ref[row["batch_size"]]
 
-    # cross-checks against the native engine (after vLLM: nothing forks after torch ran here)
+    # the cross-checks: native greedy (head 1, batch 1) and native acceptance counts at batch 1
     native = D.decode(model, prompts, max_new, None, 0, batch_size=1)[0]
     native_counts = {k: D.acceptance_counts(model, prompts, max_new, None, k) for k in ks}
     problems = crosscheck(native, native_counts, runs)
     result = {
         "dataset": entry["dataset"], "size": entry["size"], "n": n, "train_run_id": payload.get("train_run_id"),
-        "vllm_version": vllm.__version__, "device": _device(vllm), "dtype": "float32",
+        "vllm_version": vllm.__version__, "device": _device(), "dtype": "float32",
         "enforce_eager": vc["enforce_eager"], "num_prompts": len(prompts), "prompt_len": dc["prompt_len"],
         "max_new_tokens": max_new, "batch_sizes": batch_sizes, "repeats": repeats, "max_model_len": max_model_len,
         "draft_model": config.model_name(draft) if draft else None, "note": note.strip(),
@@ -291,26 +296,19 @@ def measure(cfg, entry, batch_sizes, repeats, ks=None):
 
 
 def _draft_model(cfg, entry, vc):
-    """-> (the sweep's smallest n=1 model of the same dataset or None, note)."""
+    """-> (the sweep's smallest n=1 model of the same dataset, or None; note)."""
     from mtp import config
-    from mtp.model import preset
     if not vc["draft_model"]:
         return None, "draft_model baseline off (vllm.draft_model: false)."
-    cands = [m for m in config.models(cfg) if m["dataset"] == entry["dataset"] and m["n"] == 1]
-    if not cands:
+    draft = config.draft_model_for(cfg, entry)
+    if draft is None:
         return None, f"no n=1 model of dataset {entry['dataset']} in the sweep: no draft_model baseline."
-
-    def size(m):
-        p = preset(m["size"], cfg["model_presets"])
-        return p["n_layers"] * p["dim"] ** 2, m["size"]
-
-    draft = min(cands, key=size)
     if (draft["size"], draft["n"]) == (entry["size"], entry["n"]):
         return None, "this is the sweep's smallest n=1 model of its dataset: no smaller draft model."
     return draft, ""
 
 
-def _device(vllm):
+def _device():
     from vllm.platforms import current_platform
     return current_platform.device_type
 

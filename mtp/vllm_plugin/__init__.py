@@ -24,6 +24,11 @@ speculative_config={"method": "medusa", "model": <hf-drafter>, "num_speculative_
 "mtp_serve_heads": 1 runs trunk + head 1 only (exactly the Llama model; the baselines).
 """
 
+import os
+import sys
+
+DIE_WITH_PARENT = "MTP_VLLM_DIE_WITH_PARENT"  # set by `mtp vllm`: its vLLM processes die with it
+
 ARCHS = {
     "MTPLlamaForCausalLM": "mtp.vllm_plugin.target:MTPLlamaForCausalLM",
     "MTPDrafter": "mtp.vllm_plugin.drafter:MTPDrafter",
@@ -37,3 +42,22 @@ def register():
     for arch, qualname in ARCHS.items():
         if arch not in known:
             ModelRegistry.register_model(arch, qualname)
+    if os.environ.get(DIE_WITH_PARENT) == "1":
+        _die_with_parent()
+
+
+def _die_with_parent():
+    """In a vLLM child process (engine core, worker) on Linux: SIGKILL when its parent dies.
+
+    vLLM's engine core survives a SIGKILLed parent; plugins load early in every vLLM process,
+    so this is where the stage can reach its grandchildren (vLLM spawns them on CPU).
+    """
+    import multiprocessing
+    parent = multiprocessing.parent_process()
+    if parent is None or not sys.platform.startswith("linux"):
+        return
+    import ctypes
+    import signal
+    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # 1 = PR_SET_PDEATHSIG
+    if os.getppid() != parent.pid:  # the parent died before prctl
+        os._exit(1)

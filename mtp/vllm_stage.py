@@ -384,7 +384,8 @@ def run(args):
         run_.params({"vllm": vc, "decode.num_prompts": cfg["decode"]["num_prompts"],
                      "decode.prompt_len": cfg["decode"]["prompt_len"],
                      "decode.max_new_tokens": cfg["decode"]["max_new_tokens"]})
-        result = measure(cfg, entry, vc["batch_sizes"], vc["repeats"])
+        ks = None if vc["draft_tokens"] is None else sorted({min(k, args.n - 1) for k in vc["draft_tokens"]})
+        result = measure(cfg, entry, vc["batch_sizes"], vc["repeats"], ks)
         run_.tags({"mtp.train_run_id": result["train_run_id"] or "", "mtp.vllm_version": result["vllm_version"]})
         run_.log(result["metrics"])
         _fail_on_mismatch(result)

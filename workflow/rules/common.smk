@@ -7,6 +7,12 @@ RESULTS = config["results"]
 MODELS = mtp.config.models(config)
 CFG = mtp.config.write_resolved(config)  # <results>/config.yaml: what every `mtp` call reads
 CONDA_ENV = f"../../envs/{config['software_env']}.yaml"  # used with --sdm conda
+# Threads: tiny models train faster as two 1-thread jobs than as one 2-thread job, so work jobs take
+# half the cores (at most 4); timing jobs reserve every core, so that nothing runs beside them, and
+# use at most 4 threads.
+CORES = workflow.cores or 1
+JOB_THREADS = max(1, min(4, CORES // 2))
+TIMING_THREADS = min(CORES, 4)
 
 
 def R(path):

@@ -21,7 +21,7 @@ rule tokenize_corpus:
         R("logs/tokenize_corpus/{dataset}.log"),
     params:
         cfg=lambda w: digest([config["datasets"][w.dataset], config["seed"]]),
-    threads: 2
+    threads: JOB_THREADS
     conda:
         CONDA_ENV
     shell:

@@ -7,11 +7,11 @@ rule time_decoding:
         R("logs/time_decoding/{dataset}/{size}-n{n}.log"),
     params:
         cfg=section("decode"),
-    threads: 2
+    threads: CORES
     resources:
         gpu=0,
     conda:
         CONDA_ENV
     shell:
-        "OMP_NUM_THREADS={threads} mtp decode --config {CFG} --dataset {wildcards.dataset} --size {wildcards.size} "
+        "OMP_NUM_THREADS={TIMING_THREADS} mtp decode --config {CFG} --dataset {wildcards.dataset} --size {wildcards.size} "
         "--n-heads {wildcards.n} --device $([ {resources.gpu} -gt 0 ] && echo cuda || echo cpu) 2>&1 | tee {log}"

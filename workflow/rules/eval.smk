@@ -7,7 +7,7 @@ rule score_code:
         R("logs/score_code/{dataset}/{size}-n{n}.log"),
     params:
         cfg=lambda w: digest([config["eval"]["code"], config["seed"]]),
-    threads: 2
+    threads: JOB_THREADS
     conda:
         CONDA_ENV
     shell:
@@ -26,7 +26,7 @@ rule score_synthetic:
         cfg=lambda w: digest([config["eval"]["synthetic"], config["seed"]]),
     wildcard_constraints:
         task="polynomial|induction",
-    threads: 2
+    threads: JOB_THREADS
     conda:
         CONDA_ENV
     shell:

@@ -14,7 +14,7 @@ rule train_model:
     params:
         cfg=train_params,
         launcher=lambda w: mtp.config.launcher(config, w.dataset, w.size, w.n),
-    threads: 2
+    threads: JOB_THREADS
     resources:
         gpu=lambda w: mtp.config.find_model(config, w.dataset, w.size, w.n)["train"]["gpus"],
     conda:

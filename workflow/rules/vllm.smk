@@ -16,9 +16,9 @@ rule time_vllm:
         R("logs/time_vllm/{dataset}/{size}-n{n}.log"),
     params:
         cfg=section("vllm", "decode"),
-    threads: 2
+    threads: CORES
     conda:
         CONDA_ENV
     shell:
-        "OMP_NUM_THREADS={threads} mtp vllm --config {CFG} --dataset {wildcards.dataset} --size {wildcards.size} "
+        "OMP_NUM_THREADS={TIMING_THREADS} mtp vllm --config {CFG} --dataset {wildcards.dataset} --size {wildcards.size} "
         "--n-heads {wildcards.n} 2>&1 | tee {log}"

@@ -13,6 +13,7 @@ CONDA_ENV = f"../../envs/{config['software_env']}.yaml"  # used with --sdm conda
 CORES = workflow.cores or 1
 JOB_THREADS = max(1, min(4, CORES // 2))
 TIMING_THREADS = min(CORES, 4)
+VLLM_THREADS = max(1, TIMING_THREADS // 2)  # vLLM keeps two processes busy (engine core, worker)
 
 
 def R(path):

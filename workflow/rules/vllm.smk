@@ -20,5 +20,5 @@ rule time_vllm:
     conda:
         CONDA_ENV
     shell:
-        "OMP_NUM_THREADS={TIMING_THREADS} mtp vllm --config {CFG} --dataset {wildcards.dataset} --size {wildcards.size} "
+        "OMP_NUM_THREADS={VLLM_THREADS} mtp vllm --config {CFG} --dataset {wildcards.dataset} --size {wildcards.size} "
         "--n-heads {wildcards.n} 2>&1 | tee {log}"

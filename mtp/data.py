@@ -167,14 +167,15 @@ class TokenData:
     def __init__(self, folder, split_name, verify=False):
         folder = Path(folder)
         self.meta = read_json(folder / "meta.json")
-        need = ("vocab_size", "dtype", "sha256", f"tokens_{split_name}", f"bytes_{split_name}")
-        if not isinstance(self.meta, dict) or any(k not in self.meta for k in need):
+        need = ("vocab_size", "dtype", f"tokens_{split_name}", f"bytes_{split_name}") + (("sha256",) if verify else ())
+        if (not isinstance(self.meta, dict) or any(k not in self.meta for k in need)
+                or self.meta["dtype"] not in ("uint16", "uint32") or not isinstance(self.meta.get("sha256", {}), dict)):
             raise UserError(f"{folder / 'meta.json'}: not the meta.json of a tokenized dataset (needs {', '.join(need)}); "
                             f"delete {folder} and rerun tokenize")
         path = folder / f"{split_name}.bin"
         if not path.exists():
             raise UserError(f"{path}: tokenized data not found (run `mtp tokenize` first)")
-        if verify and sha256_file(path) != self.meta["sha256"][f"{split_name}.bin"]:
+        if verify and sha256_file(path) != self.meta["sha256"].get(f"{split_name}.bin"):
             raise UserError(f"{path}: contents do not match the sha256 in meta.json (corrupt or half-written); "
                             f"delete {folder} and rerun tokenize")
         self.tokens = np.memmap(path, dtype=self.meta["dtype"], mode="r")

@@ -43,22 +43,26 @@ def out_of_space(exc, path=None):
     """Why `exc` (raised while writing `path`) is a full disk or a file-size limit, or None if it is not.
 
     Writers report it unevenly: OSError(ENOSPC/EFBIG/EDQUOT), numpy's OSError without errno,
-    torch.save's RuntimeError; so the file and its disk are also checked directly.
+    torch.save's RuntimeError, tokenizers' Exception; so the file and its disk are also checked directly.
     """
-    e = exc
-    while e is not None:
-        if isinstance(e, OSError) and e.errno in NO_SPACE:
-            return f"{os.strerror(e.errno)} ({errno.errorcode[e.errno]})"
+    code, e = None, exc
+    while e is not None and code is None:
+        code = e.errno if isinstance(e, OSError) and e.errno in NO_SPACE else None
         e = e.__cause__ or e.__context__
-    if path is None or not os.path.exists(path):
-        return None
     limit = resource.getrlimit(resource.RLIMIT_FSIZE)[0]
-    if limit != resource.RLIM_INFINITY and os.path.getsize(path) >= limit:
-        return f"file size limit (ulimit -f) of {limit} bytes reached (EFBIG)"
-    free = shutil.disk_usage(os.path.dirname(os.path.abspath(path))).free
-    if free < 1 << 20:
-        return f"no space left on the device ({free} bytes free, ENOSPC)"
-    return None
+    if code is None and path is not None and os.path.exists(path):
+        if limit != resource.RLIM_INFINITY and os.path.getsize(path) >= limit:
+            code = errno.EFBIG
+        elif shutil.disk_usage(os.path.dirname(os.path.abspath(path))).free < 1 << 20:
+            code = errno.ENOSPC
+    if code is None:
+        return None
+    text = f"{os.strerror(code)} ({errno.errorcode[code]})"
+    if code == errno.EFBIG and limit != resource.RLIM_INFINITY:
+        text += f": the file size limit (ulimit -f) is {limit} bytes"
+    elif code in (errno.ENOSPC, errno.EDQUOT) and path is not None:
+        text += f": {shutil.disk_usage(os.path.dirname(os.path.abspath(path))).free} bytes free there"
+    return text
 
 
 def remove_stale_temps(folder):
@@ -85,7 +89,7 @@ def read_json(path):
         return json.loads(Path(path).read_text())
     except FileNotFoundError:
         raise UserError(f"{path}: file not found (run the stage that produces it first)") from None
-    except json.JSONDecodeError as e:
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise UserError(f"{path}: not valid JSON ({e}); delete it and rerun the stage that wrote it") from None
 
 

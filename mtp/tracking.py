@@ -27,7 +27,10 @@ def _mlflow(cfg):
 
     import mlflow
     logging.getLogger("mlflow").setLevel(logging.WARNING)
+    user = os.environ.get("MLFLOW_TRACKING_URI")
     mlflow.set_tracking_uri(uri(cfg))
+    if user is None:  # set_tracking_uri also exports MLFLOW_TRACKING_URI, which would then beat the next config's uri
+        os.environ.pop("MLFLOW_TRACKING_URI", None)
     try:  # open (or create) the store here, so that a bad URI or a damaged database is one clear error
         _retry(mlflow.MlflowClient, "open the tracking store")
     except UserError:

@@ -19,6 +19,7 @@ import torch
 
 from mtp import UserError
 from mtp import decode as D
+from mtp.io import sha256_file
 from mtp.model import ModelConfig, MTPModel
 
 V = 16
@@ -288,7 +289,7 @@ def test_stage_writes_decode_json(tmp_path, monkeypatch, n):
     val = (np.arange(400) % V).astype(np.uint16)
     val.tofile(data_dir / "val.bin")
     (data_dir / "meta.json").write_text(json.dumps({"dtype": "uint16", "tokens_val": 400, "bytes_val": 400,
-                                                    "vocab_size": V}))
+                                                    "vocab_size": V, "sha256": {"val.bin": sha256_file(data_dir / "val.bin")}}))
     cfg_path = tmp_path / "config.yaml"
     cfg_path.write_text(yaml.safe_dump({
         "results": str(tmp_path / "results"), "train": {},

@@ -15,7 +15,6 @@ exactly by the `mtp` wrapper below, which runs the real CLI but SIGKILLs its own
 checkpoint's torch.save (a partial file on disk), after a checkpoint's .pt is in place but before its sha256
 sidecar, or between a finished temporary file and its rename.
 """
-import io
 import json
 import os
 import random
@@ -42,6 +41,11 @@ STEPS, EVERY = 20, 5
 MODEL = "models/code/micro-n2"
 STAGE_OF_RULE = {"tokenize": "tokenize_corpus", "train": "train_model", "decode": "time_decoding",
                  "eval": "score_code", "report": "build_report"}
+# CPU seconds each stage's job takes in the faults study (2 threads, measured: Baseline.cpu); a "timer" kill
+# lands at a seeded 15-85% of it. Where a job needs less, the kill finds it finished (still unreported to
+# Snakemake): the wrapper keeps it alive, so a kill never misses.
+CPU_SECONDS = {"tokenize": 5.0, "train": 8.0, "decode": 6.0, "eval": 4.0,
+               "vllm": 20.0}  # the `mtp vllm` process alone (not its engine processes), 2 configurations
 TIMING_KEYS = {"tokens_per_s", "seconds", "seconds_all", "speedup", "wall_s", "step_time_s", "peak_mem_bytes",
                "train_run_id", "elapsed_s"}
 
@@ -114,28 +118,44 @@ def cpu_seconds(p):
     return t.user + t.system
 
 
+class Baseline:
+    """The faults study run once, uninterrupted, in the background (the kill test runs beside it);
+    wait() -> its folder; .cpu: the CPU seconds each stage's process used."""
+
+    def __init__(self, wd):
+        import threading
+        self.dir, self.results, self.cpu, self.log = wd, wd / ".test" / "results", {}, []
+        self.proc = subprocess.Popen(snakemake_cmd(), cwd=wd, env=env(), stdout=subprocess.PIPE,
+                                     stderr=subprocess.STDOUT, text=True)
+        self.watcher = threading.Thread(target=self._watch, daemon=True)
+        self.watcher.start()
+
+    def _watch(self):
+        import threading
+        reader = threading.Thread(target=lambda: self.log.extend(self.proc.stdout), daemon=True)
+        reader.start()
+        while self.proc.poll() is None:
+            for p, stage in jobs_of(self.proc):
+                try:
+                    self.cpu[stage] = max(self.cpu.get(stage, 0.0), cpu_seconds(p))
+                except psutil.Error:
+                    pass
+            time.sleep(0.05)
+        reader.join(timeout=10)
+
+    def wait(self):
+        self.watcher.join(timeout=900)
+        assert self.proc.returncode == 0, "".join(self.log)[-5000:]
+        return self
+
+
 @pytest.fixture(scope="module")
 def baseline(tmp_path_factory):
-    """The faults study run once, uninterrupted; also the CPU seconds each stage's process used."""
-    wd = copy_workflow(tmp_path_factory.mktemp("baseline"))
-    t0 = time.monotonic()
-    proc = subprocess.Popen(snakemake_cmd(), cwd=wd, env=env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True)
-    cpu = {}
-    log = []
-    import threading
-    reader = threading.Thread(target=lambda: log.extend(proc.stdout), daemon=True)
-    reader.start()
-    while proc.poll() is None:
-        for p, stage in jobs_of(proc):
-            try:
-                cpu[stage] = max(cpu.get(stage, 0.0), cpu_seconds(p))
-            except psutil.Error:
-                pass
-        time.sleep(0.05)
-    reader.join(timeout=10)
-    assert proc.returncode == 0, "".join(log)[-5000:]
-    return {"dir": wd, "results": wd / ".test" / "results", "cpu": cpu, "wall_s": time.monotonic() - t0}
+    base = Baseline(copy_workflow(tmp_path_factory.mktemp("baseline")))
+    yield base
+    if base.proc.poll() is None:
+        base.proc.kill()
+        base.proc.wait()
 
 
 # ---------------------------------------------------------------- the fault-injecting `mtp`
@@ -330,7 +350,7 @@ def calls_left(stage, point, results):
     return {"torch_save": saves, "sidecar": saves, "rename": 2 * saves + 1}.get(point, 1)
 
 
-def run_with_faults(wd, fault_bin, faults, rng, cpu, tag):
+def run_with_faults(wd, fault_bin, faults, rng, tag, *targets):
     """One `snakemake --rerun-incomplete` during which every (stage, point) of `faults` SIGKILLs its job.
     -> (descriptions of the kills, whether Snakemake itself was killed, its output)."""
     results = wd / ".test" / "results"
@@ -340,9 +360,9 @@ def run_with_faults(wd, fault_bin, faults, rng, cpu, tag):
         k = rng.randint(1, calls_left(stage, point, results))
         plans.append(f"{stage}:{point}:{k}:{round(rng.uniform(0.05, 0.95), 3)}:{marker}")
         if point == "timer":
-            timers[stage] = (rng.uniform(0.15, 0.85) * cpu.get(stage, 2.0), marker)
+            timers[stage] = (rng.uniform(0.15, 0.85) * CPU_SECONDS[stage], marker)
     whole_tree = len(faults) == 1 and faults[0][1] == "timer" and rng.random() < 0.4  # as a crashed session
-    args = ("--rerun-incomplete",) + (("--keep-going",) if len(faults) > 1 else ())
+    args = ("--rerun-incomplete",) + (("--keep-going",) if len(faults) > 1 else ()) + targets
     proc = subprocess.Popen(snakemake_cmd(*args), cwd=wd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             env=env(fault_bin, MTP_TEST_FAULT=";".join(plans)), start_new_session=True)
     fired = {}
@@ -361,10 +381,10 @@ def run_with_faults(wd, fault_bin, faults, rng, cpu, tag):
                     v.send_signal(signal.SIGKILL)
             except psutil.Error:
                 continue
-            fired[stage] = (f"timer, {'after the job finished' if finished else f'at {used:.2f} of {target / 0.85:.1f}+ s CPU'}"
+            fired[stage] = (f"timer, {'after the job finished' if finished else f'at {used:.2f} s CPU (target {target:.2f})'}"
                             f"{', Snakemake and all its jobs' if whole_tree else ''}")
         time.sleep(0.02)
-    out = proc.communicate(timeout=600)[0]
+    out = proc.communicate(timeout=300)[0]
     for stage, point in faults:
         marker = wd / f"fault-{tag}-{stage}.txt"
         if point != "timer" and marker.exists():
@@ -386,7 +406,7 @@ def test_kill9_anywhere_then_rerun_incomplete_gives_identical_results(baseline, 
     fault_bin = install_wrapper(wd / "faultbin")
     fired, outputs = [], []
     for i, faults in enumerate(plan_events(rng)):
-        kills, whole_tree, out = run_with_faults(wd, fault_bin, faults, rng, baseline["cpu"], i)
+        kills, whole_tree, out = run_with_faults(wd, fault_bin, faults, rng, i)
         fired += kills
         outputs.append(out[-2000:])
         assert_no_partial_file_taken_as_complete(results)
@@ -398,10 +418,10 @@ def test_kill9_anywhere_then_rerun_incomplete_gives_identical_results(baseline, 
     final = subprocess.run(snakemake_cmd("--rerun-incomplete"), cwd=wd, env=env(), capture_output=True, text=True,
                            timeout=900)
     assert final.returncode == 0, (final.stdout + final.stderr)[-5000:] + "\n".join(outputs)[-4000:]
-    print("\n" + "\n".join(fired))
+    print("\n" + "\n".join(fired) + f"\nbaseline CPU seconds per stage: {baseline.wait().cpu}")
 
     assert_no_partial_file_taken_as_complete(results)
-    assert_same_results(baseline["results"], results)
+    assert_same_results(baseline.wait().results, results)
     for folder in (results / "data" / "code", results / MODEL / "ckpt"):  # killed writers' temp files are cleaned
         assert not list(folder.glob(".*.tmp")), list(folder.glob(".*.tmp"))
 
@@ -417,15 +437,614 @@ def test_kill9_anywhere_then_rerun_incomplete_gives_identical_results(baseline, 
     killed = [r for r in runs if r.info.status == "KILLED"]
     assert len(killed) >= 3, f"only {len(killed)} runs marked KILLED after the kills {fired}"
     assert all("mtp.superseded" in r.data.tags for r in killed)
-    base = child_runs(baseline["dir"] / ".test" / "mlflow.db")
+    base = child_runs(baseline.dir / ".test" / "mlflow.db")
     final_train = [r for r in runs if r.data.tags["mtp.stage"] == "train" and "mtp.superseded" not in r.data.tags]
     base_train = [r for r in base if r.data.tags["mtp.stage"] == "train"]
     assert final_train[0].data.metrics["val_bits_per_byte"] == base_train[0].data.metrics["val_bits_per_byte"]
 
 
-def test_vllm_stage_kill9():
-    """Kill -9 during `mtp vllm` belongs in the chain above once the tiny config runs vLLM."""
-    cfg = yaml.safe_load((ROOT / ".test" / "config.yaml").read_text())
-    if not cfg.get("vllm", {}).get("enabled", True):
-        pytest.skip("vllm.enabled is false in .test/config.yaml: the vLLM stage is not part of the tiny study yet "
-                    "(it is being finished in its own issue); add ('vllm', 'timer') to plan_events when it is")
+# ---------------------------------------------------------------- the CLI in real processes
+
+# A fork server: one process imports mtp (and torch, mlflow, datasets) once, then forks a child per command,
+# which runs exactly what `python -m mtp.cli ARGS` runs (sys.exit(mtp.cli.main()), the default traceback on
+# an uncaught exception) with its own cwd, stdout/stderr files and rlimits. Each command is a real process
+# with a real exit status; only the 3-5 s of imports are paid once.
+FORK_SERVER = r"""
+import json, os, resource, sys, traceback
+import datasets, mlflow, torch  # noqa: F401 - imported once, before forking
+import mtp.cli
+mtp.cli.build_parser()  # imports every stage module
+cases, workers = json.load(sys.stdin), int(sys.argv[1])
+
+
+def child(case):
+    os.chdir(case["cwd"])
+    for fd, name in ((1, "stdout"), (2, "stderr")):
+        f = os.open(case[name], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        os.dup2(f, fd)
+        os.close(f)
+    for name, value in case.get("limits", {}).items():
+        resource.setrlimit(getattr(resource, name), (value, value))
+    sys.argv = ["mtp", *case["argv"]]
+    try:
+        code = mtp.cli.main()
+    except SystemExit as e:
+        code = e.code
+    except BaseException:
+        traceback.print_exc()
+        code = 1
+    if isinstance(code, str):
+        print(code, file=sys.stderr)
+        code = 1
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code or 0)
+
+
+todo, running, done = list(enumerate(cases)), {}, {}
+while todo or running:
+    while todo and len(running) < workers:
+        i, case = todo.pop(0)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        pid = os.fork()
+        if pid == 0:
+            child(case)
+        running[pid] = i
+    pid, status, usage = os.wait4(-1, 0)
+    i = running.pop(pid)
+    done[i] = {"rc": os.waitstatus_to_exitcode(status), "maxrss": usage.ru_maxrss * 1024}
+print(json.dumps([done[i] for i in range(len(cases))]))
+"""
+
+
+def run_cli(cases, workers=3, timeout=600):
+    """cases: [{"argv": [...], "cwd": path, "limits": {RLIMIT_*: n}}] -> [(rc, stdout, stderr, max RSS bytes)].
+
+    SIGXFSZ stays ignored, as in every Python process: a write past RLIMIT_FSIZE fails with EFBIG."""
+    import tempfile
+    with tempfile.TemporaryDirectory() as tmp:
+        jobs = [{**c, "argv": [str(a) for a in c["argv"]], "cwd": str(c["cwd"]),
+                 "stdout": f"{tmp}/{i}.out", "stderr": f"{tmp}/{i}.err"} for i, c in enumerate(cases)]
+        proc = subprocess.run([sys.executable, "-c", FORK_SERVER, str(workers)], input=json.dumps(jobs), text=True,
+                              capture_output=True, env=env(), timeout=timeout)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        status = json.loads(proc.stdout.strip().splitlines()[-1])
+        return [(s["rc"], Path(j["stdout"]).read_text(), Path(j["stderr"]).read_text(), s["maxrss"])
+                for s, j in zip(status, jobs)]
+
+
+def one_line_error(rc, err, *needles):
+    """The CLI's contract for bad input: exit 2, one line `mtp <stage>: error: ...` naming the field or file."""
+    lines = [l for l in err.strip().splitlines() if l.strip()]
+    assert rc == 2, f"exit {rc}\n{err[-3000:]}"
+    assert "Traceback" not in err, err[-3000:]
+    assert len(lines) == 1 and ": error: " in lines[0], err[-3000:]
+    for needle in needles:
+        assert needle in lines[0], f"{needle!r} not in: {lines[0]}"
+    return lines[0]
+
+
+def study(tmp, **changes):
+    """A config file for the faults study with results and the MLflow store under `tmp`."""
+    cfg = faults_config(str(tmp / "results"))
+    cfg["tracking"]["uri"] = f"sqlite:///{tmp / 'mlflow.db'}"
+    for key, value in changes.items():
+        cfg[key] = value
+    path = tmp / "study.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path, cfg
+
+
+def with_results(baseline, tmp, model=True):
+    """Copy the baseline's tokenized data (and trained model) under tmp/results."""
+    base = baseline.wait().results
+    shutil.copytree(base / "data", tmp / "results" / "data")
+    if model:
+        dst = tmp / "results" / MODEL
+        dst.mkdir(parents=True)
+        for name in ("model.pt", "model.json"):
+            shutil.copy(base / MODEL / name, dst / name)
+    return tmp / "results"
+
+
+def snapshot(folder):
+    return {str(p.relative_to(folder)): (p.stat().st_size, p.stat().st_mtime_ns)
+            for p in folder.rglob("*") if p.is_file() and "mlflow" not in p.parts}
+
+
+# ---------------------------------------------------------------- 3: disk full
+
+def test_disk_full_during_checkpoint_write_keeps_the_previous_checkpoint(baseline, tmp_path):
+    """RLIMIT_FSIZE between the size of model.pt (4 bytes a parameter) and of a checkpoint (12: weights and
+    AdamW's two moments): train 5 steps, then resume to 10 under the limit, so the step-10 checkpoint cannot
+    be written. One line naming it, exit 2, the run FAILED; the step-5 checkpoint stays the valid latest one."""
+    from mtp.model import ModelConfig, MTPModel
+    from mtp.train import latest_checkpoint
+    with_results(baseline, tmp_path, model=False)
+    presets = {"wide": {"dim": 128, "n_layers": 3, "n_attn_heads": 4}}
+    with torch.device("meta"):
+        params = sum(p.numel() for p in MTPModel(ModelConfig(vocab_size=512, n_future=2, **presets["wide"])).parameters())
+    limit = 8 * params
+    sweeps = [{"dataset": "code", "sizes": ["wide"], "n_heads": [2]}]
+    train = {**faults_config()["train"], "max_steps": 5, "checkpoint_every": 5, "eval_every": 5, "eval_batches": 1}
+    cfg5, _ = study(tmp_path, model_presets=presets, sweeps=sweeps, train=train)
+    cfg10 = cfg5.with_name("study10.yaml")
+    cfg10.write_text(yaml.safe_dump({**yaml.safe_load(cfg5.read_text()), "train": {**train, "max_steps": 10}}))
+    args = ["train", "--dataset", "code", "--size", "wide", "--n-heads", "2", "--no-progress"]
+    (rc5, _, err5, _), (rc, out, err, _) = run_cli([
+        {"argv": [*args, "--config", cfg5], "cwd": tmp_path},
+        {"argv": [*args, "--config", cfg10], "cwd": tmp_path, "limits": {"RLIMIT_FSIZE": limit}}], workers=1)
+    assert rc5 == 0, err5[-3000:]
+    model_dir = tmp_path / "results" / "models" / "code" / "wide-n2"
+    ck5 = model_dir / "ckpt" / "step-0000005.pt"
+    sizes = [(model_dir / "model.pt").stat().st_size, (tmp_path / "mlflow.db").stat().st_size, ck5.stat().st_size]
+    assert max(sizes[:2]) < limit < sizes[2], sizes  # only a checkpoint can reach the limit
+    line = one_line_error(rc, err, "step-0000010.pt", "File too large (EFBIG)", "file size limit")
+    assert "resuming" in out and "step-0000005.pt" in out
+    assert latest_checkpoint(model_dir / "ckpt") == ck5
+    assert checkpoint.load(ck5)["step"] == 5
+    assert sorted(p.name for p in (model_dir / "ckpt").iterdir()) == ["step-0000005.json", "step-0000005.pt"], line
+    client = mlflow.MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    exp = client.get_experiment_by_name("mtp-test")
+    statuses = [r.info.status for r in client.search_runs([exp.experiment_id], "tags.`mtp.stage` = 'train'",
+                                                           order_by=["attributes.start_time DESC"])]
+    assert statuses == ["FAILED", "FINISHED"], statuses
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 3 MiB tmpfs at tmp_path/results (root with CAP_SYS_ADMIN only)."""
+    mnt = tmp_path / "results"
+    mnt.mkdir()
+    mount = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=3m", "tmpfs", str(mnt)], capture_output=True, text=True)
+    if mount.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here ({mount.stderr.strip()[:100]}); the RLIMIT_FSIZE test covers disk full")
+    try:
+        yield mnt
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], check=False)
+
+
+def fill(folder):
+    """Write a file until the disk is full."""
+    with open(folder / "filler", "wb", buffering=0) as f:
+        try:
+            while True:
+                f.write(b"\0" * 4096)
+        except OSError:
+            pass
+
+
+def test_disk_full_during_result_writes_is_one_clear_line(baseline, tmp_path, small_disk):
+    """A full disk (tmpfs) under tokenize, decode and report: each exits 2 with one line naming the file it
+    could not write; no partial or new file at a final name, earlier files untouched, the runs FAILED.
+    And an MLflow store on the full disk: one line saying MLflow could not write."""
+    from mtp import tracking
+    results = with_results(baseline, tmp_path)
+    cfg_path, _ = study(tmp_path)
+    tracking.init(config.load(cfg_path))  # the store exists before parallel jobs touch it
+    full_store, cfg = study(tmp_path)
+    full_store = full_store.rename(tmp_path / "full-store.yaml")
+    cfg["tracking"]["uri"] = f"sqlite:///{results / 'mlflow' / 'store.db'}"
+    full_store.write_text(yaml.safe_dump(cfg))
+    tracking.init(config.load(full_store))
+    fill(results)
+    before = snapshot(results)
+    model = ["--dataset", "code", "--size", "micro", "--n-heads", "2"]
+    cases = {"tokenize": (["tokenize", "--config", cfg_path, "--dataset", "code"], "tokenizer.json"),
+             "decode": (["decode", "--config", cfg_path, *model], "decode.json"),
+             "report": (["report", "--config", cfg_path], "report"),
+             "MLflow": (["decode", "--config", full_store, *model], "MLflow could not")}
+    outcomes = run_cli([{"argv": argv, "cwd": tmp_path} for argv, _ in cases.values()])
+    for (stage, (_, name)), (rc, out, err, _) in zip(cases.items(), outcomes):
+        one_line_error(rc, err, name, "No space left on device (ENOSPC)" if stage != "MLflow" else "disk is full")
+    after = snapshot(results)
+    assert after == before, set(after.items()) ^ set(before.items())
+    assert not [p for p in results.rglob(".*.tmp")]
+    client = mlflow.MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    exp = client.get_experiment_by_name("mtp-test")
+    runs = [r for r in client.search_runs([exp.experiment_id]) if r.data.tags.get("mtp.stage") in ("tokenize", "decode")]
+    assert sorted(r.info.status for r in runs) == ["FAILED", "FAILED"]
+
+
+def test_disk_full_in_mlflow_and_libraries_is_one_line(monkeypatch, capsys):
+    """MLflow's and libraries' own writes: OSError(ENOSPC/EFBIG) or SQLite's 'database or disk is full' become
+    one line, through tracking's retry wrapper and, for any other writer, mtp.cli.main."""
+    import errno
+
+    from mtp import UserError, tracking
+    import mtp.report
+
+    def full():
+        raise OSError(errno.ENOSPC, "No space left on device", "/store/mlruns/1/artifacts/model.pt")
+    with pytest.raises(UserError, match="MLflow could not log an artifact: No space left on device"):
+        tracking._retry(full, "log an artifact")
+
+    def sqlite_full():
+        raise RuntimeError("(sqlite3.OperationalError) database or disk is full")
+    with pytest.raises(UserError, match="database or disk is full"):
+        tracking._retry(sqlite_full, "log metrics")
+
+    def cache_full(args):
+        raise OSError(errno.EFBIG, "File too large", "/home/u/.cache/mtp/datasets/x.arrow")
+    monkeypatch.setattr(mtp.report, "run", cache_full)
+    capsys.readouterr()
+    rc = cli.main(["report", "--config", "whatever.yaml"])
+    line = one_line_error(rc, capsys.readouterr().err, "x.arrow", "File too large")
+    assert line.startswith("mtp report: error: ")
+
+
+def test_damaged_parent_json_is_recreated(tiny_cfg):
+    """results/mlflow/parent.json not JSON, or JSON without its keys: the next stage finds the study's
+    parent run again and rewrites the file (no error, no second parent run)."""
+    from mtp import tracking
+    info = tracking.init(tiny_cfg)
+    path = tracking.parent_file(tiny_cfg)
+    for damage in ("{not json", "{}", "[1, 2]"):
+        path.write_text(damage)
+        assert tracking._parent(tiny_cfg)["parent_run_id"] == info["parent_run_id"]
+        assert json.loads(path.read_text()) == info
+
+
+# ---------------------------------------------------------------- 4 + 5: bad configs, bad files, too little memory
+
+def _set(path, value):
+    def change(cfg):
+        d = cfg
+        for k in path[:-1]:
+            d = d[k]
+        d[path[-1]] = value
+    return change
+
+
+def _corrupt(rel, how):
+    def change(tmp):
+        p = tmp / "results" / rel
+        data = p.read_bytes()
+        if how == "truncate":
+            p.write_bytes(data[:len(data) // 2])
+        elif how == "flip":
+            p.write_bytes(data[:100] + bytes(b ^ 0x5A for b in data[100:300]) + data[300:])
+        else:
+            p.write_bytes(how)
+    return change
+
+
+def _foreign_checkpoint(tmp):
+    """model.pt replaced by other bytes, its sidecar updated to match: the digest passes, unpickling fails."""
+    p = tmp / "results" / MODEL / "model.pt"
+    p.write_bytes(os.urandom(4000))
+    side = json.loads(p.with_suffix(".json").read_text())
+    side["sha256"] = sha256_file(p)
+    p.with_suffix(".json").write_text(json.dumps(side))
+
+
+def _double_dim(cfg):
+    cfg["model_presets"]["micro"]["dim"] *= 2
+
+
+def _huge(cfg):
+    cfg["sweeps"][0]["sizes"] = ["1.3B"]
+    cfg["train"].update(batch_size=100_000, seq_len=2048)
+
+
+def _oom(cfg):  # activations of ~3 GiB: the estimate passes, the 3.5 GiB address-space limit does not
+    cfg["train"].update(batch_size=2400, max_steps=2, eval_every=2, checkpoint_every=2)
+
+
+MODEL_ARGS = ["--dataset", "code", "--size", "micro", "--n-heads", "2"]
+TRAIN = ["train", *MODEL_ARGS, "--no-progress"]
+MISSING_MODEL = lambda t: (t / "results" / MODEL / "model.pt").unlink()  # noqa: E731
+# id: (argv, config change, files change, words the one error line must contain)
+CASES = {
+    "config: wrong type": (TRAIN, _set(["train", "lr"], "fast"), None, ["'train.lr'"]),
+    "config: unknown key": (["tokenize", "--dataset", "code"], _set(["colour"], "blue"), None, ["colour"]),
+    "config: negative size": (TRAIN, _set(["train", "batch_size"], -3), None, ["'train.batch_size'"]),
+    "config: n larger than layers": (TRAIN, _set(["sweeps", 0, "n_heads"], [2, 5]), None, ["'sweeps.0.n_heads'", "layers"]),
+    "config: empty sweep": (["tokenize", "--dataset", "code"], _set(["sweeps", 0, "sizes"], []), None, ["'sweeps.0.sizes'"]),
+    "config: odd head size": (TRAIN, _set(["model_presets", "micro", "dim"], 30), None, ["'model_presets.micro'"]),
+    "config: unknown device": (TRAIN, _set(["train", "device"], "quantum"), None, ["train.device", "quantum"]),
+    "config: cuda without a GPU": (TRAIN, _set(["train", "device"], "cuda:0"), None, ["train.device", "cuda:0"]),
+    "config: bad tracking uri": (["decode", *MODEL_ARGS], _set(["tracking", "uri"], "foo://bar"), None, ["tracking.uri"]),
+    "config: missing corpus files": (["tokenize", "--dataset", "code"],
+                                     _set(["datasets", "code", "source"], {"kind": "files", "paths": ["/nonexistent/*.py"]}),
+                                     None, ["source.paths", "/nonexistent/*.py"]),
+    "config: model not in the sweeps": (["decode", "--dataset", "code", "--size", "1M", "--n-heads", "2"], None, None,
+                                        ["code/1M-n2", "sweeps"]),
+    "config file: not UTF-8": (["tokenize", "--dataset", "code"], None, "binary", ["study.yaml", "UTF-8"]),
+    "config file: bad YAML": (["tokenize", "--dataset", "code"], None, "yaml", ["study.yaml", "YAML"]),
+    "config file: a directory": (["tokenize", "--dataset", "code"], None, "directory", ["study.yaml"]),
+    "config file: missing": (["tokenize", "--dataset", "code"], None, "missing", ["study.yaml", "not found"]),
+    "missing: data before tokenize": (TRAIN, None, lambda t: shutil.rmtree(t / "results" / "data"), ["meta.json", "not found"]),
+    "missing: model before decode": (["decode", *MODEL_ARGS], None, MISSING_MODEL, ["model.pt", "not found"]),
+    "missing: model before scoring": (["eval", "code", *MODEL_ARGS], None, MISSING_MODEL, ["model.pt", "not found"]),
+    "corrupt: val.bin": (["decode", *MODEL_ARGS], None, _corrupt("data/code/val.bin", "flip"), ["val.bin", "sha256"]),
+    "corrupt: train.bin cut short": (TRAIN, None, _corrupt("data/code/train.bin", "truncate"), ["train.bin"]),
+    "corrupt: meta.json not JSON": (TRAIN, None, _corrupt("data/code/meta.json", b'{"vocab'), ["meta.json", "JSON"]),
+    "corrupt: meta.json of something else": (["decode", *MODEL_ARGS], None, _corrupt("data/code/meta.json", b"{}"),
+                                             ["meta.json"]),
+    "corrupt: tokenizer.json": (["eval", "code", *MODEL_ARGS], None, _corrupt("data/code/tokenizer.json", b"garbage"),
+                                ["tokenizer.json"]),
+    "corrupt: model.pt cut short": (["decode", *MODEL_ARGS], None, _corrupt(f"{MODEL}/model.pt", "truncate"),
+                                    ["model.pt", "corrupt or incomplete"]),
+    "corrupt: model.json sidecar": (["decode", *MODEL_ARGS], None, _corrupt(f"{MODEL}/model.json", b"\x00"),
+                                    ["model.pt", "corrupt or incomplete"]),
+    "corrupt: model.pt not a checkpoint": (["decode", *MODEL_ARGS], None, _foreign_checkpoint,
+                                           ["model.pt", "not a readable checkpoint"]),
+    "corrupt: MLflow database": (["decode", *MODEL_ARGS], None, lambda t: (t / "mlflow.db").write_bytes(os.urandom(9000)),
+                                 ["tracking.uri", "mlflow.db"]),
+    "checkpoint of another model": (TRAIN, _double_dim, "ckpt", ["step-0000020.pt", "another model", "ckpt"]),
+    "memory: model too large": (["train", "--dataset", "code", "--size", "1.3B", "--n-heads", "2", "--no-progress"],
+                                _huge, None, ["not enough memory", "GiB", "train.batch_size"]),
+    "memory: allocation fails": (TRAIN, _oom, "oom", ["out of memory", "can't allocate", "estimate", "train.batch_size"]),
+}
+OOM_LIMIT = 3_500 << 20  # RLIMIT_AS of the "allocation fails" case
+
+
+def prepare_case(name, baseline, tmp, store):
+    """A folder with the study config, results (data and model), MLflow store, damaged as CASES[name] says."""
+    argv, cfg_change, files_change, _ = CASES[name]
+    with_results(baseline, tmp)
+    shutil.copy(store, tmp / "mlflow.db")  # an existing store: creating one costs seconds
+    cfg_path, cfg = study(tmp)
+    if cfg_change:
+        cfg_change(cfg)
+        cfg_path.write_text(yaml.safe_dump(cfg))
+    if files_change == "binary":
+        cfg_path.write_bytes(b"\xff\xfe\x00" + os.urandom(64))
+    elif files_change == "yaml":
+        cfg_path.write_text("datasets: {code: [unclosed\n")
+    elif files_change == "directory":
+        cfg_path.unlink()
+        cfg_path.mkdir()
+    elif files_change == "missing":
+        cfg_path.unlink()
+    elif files_change == "ckpt":
+        shutil.copytree(baseline.results / MODEL / "ckpt", tmp / "results" / MODEL / "ckpt")
+    elif callable(files_change):
+        files_change(tmp)
+    words = 2 if argv[0] == "eval" else 1  # `mtp eval code --config ...`
+    case = {"argv": [*argv[:words], "--config", cfg_path, *argv[words:]], "cwd": tmp}
+    if files_change == "oom":
+        case["limits"] = {"RLIMIT_AS": OOM_LIMIT}
+    return case, snapshot(tmp / "results")
+
+
+@pytest.fixture(scope="module")
+def bad_input_outcomes(baseline, tmp_path_factory):
+    """Every CASE as `mtp ...` in its own process, folder and MLflow store (three at a time)."""
+    from mtp import tracking
+    store = tmp_path_factory.mktemp("store")
+    tracking.init(config.validate(yaml.safe_load(study(store)[0].read_text())))
+    baseline.wait()
+    prepared = {name: prepare_case(name, baseline, tmp_path_factory.mktemp("case"), store / "mlflow.db")
+                for name in CASES}
+    outcomes = run_cli([case for case, _ in prepared.values()])
+    return {name: (*outcome, before, snapshot(case["cwd"] / "results"), case)
+            for (name, (case, before)), outcome in zip(prepared.items(), outcomes)}
+
+
+@pytest.mark.parametrize("name", CASES)
+def test_bad_input_is_one_clear_line_and_writes_nothing(name, bad_input_outcomes):
+    """Each bad config, missing or damaged file, or too-small machine: exit 2, one line naming the field or
+    file (and for memory the estimate and a batch size or preset that fits), no traceback, no file written."""
+    if name == "config: cuda without a GPU" and torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    rc, out, err, maxrss, before, after, case = bad_input_outcomes[name]
+    if name == "memory: allocation fails" and "not enough memory" in err:
+        pytest.skip(f"this machine has too little free memory for the estimate to pass: {err.strip()[:200]}")
+    one_line_error(rc, err, *CASES[name][3])
+    assert after == before, f"files changed: {set(after.items()) ^ set(before.items())}"
+    if name == "memory: model too large":
+        assert maxrss < 3 << 30, f"refused only after allocating ({maxrss >> 20} MiB)"
+
+
+# ---------------------------------------------------------------- 4, generated: hypothesis through mtp.cli.main
+
+def _paths(obj, prefix=()):
+    if prefix:
+        yield prefix
+    if isinstance(obj, dict):
+        for k, v in obj.items():
+            yield from _paths(v, prefix + (k,))
+    elif isinstance(obj, list):
+        for i, v in enumerate(obj):
+            yield from _paths(v, prefix + (i,))
+
+
+PATHS = sorted(_paths(faults_config()), key=str)
+JUNK = st.one_of(st.none(), st.booleans(), st.integers(-10 ** 9, 10 ** 9), st.floats(allow_nan=True),
+                 st.text(max_size=6), st.lists(st.integers(-3, 3), max_size=3),
+                 st.dictionaries(st.text(max_size=4), st.integers(-2, 2), max_size=2))
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(path=st.sampled_from(PATHS), op=st.sampled_from(["set", "delete", "add"]), value=JUNK)
+def test_generated_bad_configs_are_one_clear_line(path, op, value, tmp_path, monkeypatch, capsys):
+    """Any one change anywhere in the config (a wrong type, a negative or huge number, an empty list, a
+    deleted or an unknown key), then `mtp train` (no data yet): exit 2 and one line; when the config is
+    invalid the line names the field, when valid it names the missing meta.json. Run in-process through
+    mtp.cli.main, the function `python -m mtp.cli` runs, so hundreds of cases take seconds."""
+    import copy
+    monkeypatch.chdir(tmp_path)  # relative `results` values land here, where no data exists
+    cfg = copy.deepcopy(faults_config())
+    parent = cfg
+    for k in path[:-1]:
+        parent = parent[k]
+    key = path[-1]
+    if op == "set":
+        parent[key] = value
+    elif op == "delete":
+        del parent[key]
+    elif isinstance(parent[key], dict):
+        parent[key]["not_a_key"] = value
+    else:
+        parent[key] = {"not_a_key": value}
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(cfg))
+    capsys.readouterr()
+    rc = cli.main(["train", "--config", str(tmp_path / "c.yaml"), *MODEL_ARGS, "--no-progress"])
+    err = capsys.readouterr().err
+    line = one_line_error(rc, err)
+    try:
+        config.validate(copy.deepcopy(cfg))
+        valid = True
+    except Exception:  # noqa: BLE001 - only whether it is valid matters here
+        valid = False
+    if not valid:
+        assert "field '" in line or "config" in line, line
+    else:
+        assert any(s in line for s in ("meta.json", "not in the config's sweeps", "train.device")), line
+
+
+@pytest.fixture(scope="module")
+def decode_case(baseline, tmp_path_factory):
+    """A study folder for in-process `mtp decode` with a light decode section and an existing MLflow store."""
+    from mtp import tracking
+    tmp = tmp_path_factory.mktemp("damaged")
+    with_results(baseline, tmp)
+    cfg_path, cfg = study(tmp, decode={"num_prompts": 1, "prompt_len": 8, "max_new_tokens": 4, "batch_sizes": [1],
+                                       "repeats": 1})
+    tracking.init(config.load(cfg_path))
+    return tmp, cfg_path
+
+
+DAMAGEABLE = ["data/code/meta.json", "data/code/val.bin", f"{MODEL}/model.pt", f"{MODEL}/model.json"]
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(target=st.sampled_from(DAMAGEABLE), how=st.sampled_from(["flip", "truncate", "zero", "append"]),
+       where=st.floats(0, 1), length=st.integers(1, 64))
+def test_generated_damaged_files_are_caught(target, how, where, length, decode_case, baseline, capsys, monkeypatch):
+    """A byte range of any file decode reads flipped, zeroed, cut off or extended: `mtp decode` either
+    succeeds with a complete decode.json (the bytes did not matter) or exits 2 with one line naming the file,
+    and writes no decode.json."""
+    tmp, cfg_path = decode_case
+    monkeypatch.chdir(tmp)  # model.pt names its data folder as the config did: results/... relative to the study
+    for rel in DAMAGEABLE:
+        shutil.copy(baseline.results / rel, tmp / "results" / rel)
+    out = tmp / "results" / MODEL / "decode.json"
+    out.unlink(missing_ok=True)
+    p = tmp / "results" / target
+    data = bytearray(p.read_bytes())
+    at = int(where * (len(data) - 1))
+    if how == "flip":
+        data[at:at + length] = bytes(b ^ 0xFF for b in data[at:at + length])
+    elif how == "zero":
+        data[at:at + length] = bytes(len(data[at:at + length]))
+    elif how == "truncate":
+        data = data[:at]
+    else:
+        data += b"\x00" * length
+    p.write_bytes(bytes(data))
+    capsys.readouterr()
+    rc = cli.main(["decode", "--config", str(cfg_path), *MODEL_ARGS])
+    err = capsys.readouterr().err
+    if rc == 0:
+        assert json.loads(out.read_text())["per_batch"]
+    else:
+        line = one_line_error(rc, err)
+        assert Path(target).name in line, line
+        assert not out.exists()
+
+
+# ---------------------------------------------------------------- 5: the memory estimate
+
+def test_memory_advice_names_a_batch_or_a_preset_that_fits(monkeypatch):
+    """Pure: with the available memory set, the advice is a smaller batch (same tokens per step) when the
+    parameters fit, else the largest preset whose estimate fits."""
+    from mtp import train
+    from mtp.model import PRESETS, ModelConfig
+    mcfg = ModelConfig.from_preset("1.3B", 32000, n_future=4)
+    tc = {"batch_size": 32, "seq_len": 2048, "grad_accum": 1, "backward": "memory_efficient"}
+    est = train.estimate_memory(mcfg, tc, torch.float32)
+    cpu = torch.device("cpu")
+    monkeypatch.setattr(train, "available_memory", lambda device: est["fixed"] + 5 * est["per_sample"])
+    need, free, text = train.memory_advice(mcfg, tc, torch.float32, cpu, "1.3B")
+    assert need > free and "use train.batch_size 5 with train.grad_accum 7" in text, text
+    monkeypatch.setattr(train, "available_memory", lambda device: est["fixed"] // 3)
+    need, free, text = train.memory_advice(mcfg, tc, torch.float32, cpu, "1.3B")
+    assert "even train.batch_size 1 does not fit" in text
+    preset = text.split("the largest that fits: ")[1].split(")")[0]
+    small = ModelConfig(vocab_size=32000, n_future=4, **PRESETS[preset])
+    assert train.estimate_memory(small, {**tc, "batch_size": 1}, torch.float32)["total"] <= free
+    checkpointed = train.estimate_memory(mcfg, {**tc, "activation_checkpointing": True}, torch.float32)
+    assert checkpointed["per_sample"] < est["per_sample"] / 3
+
+
+def test_memory_estimate_is_close_to_what_a_step_uses():
+    """The estimate against the peak RSS growth of one real training step (3M preset, CPU float32): within
+    a factor of 1.6 either way, so a refusal is never far off."""
+    script = """
+import resource, psutil, torch
+from mtp.model import ModelConfig, MTPModel
+from mtp.train import estimate_memory, head_targets, make_optimizer, mtp_backward
+torch.set_num_threads(2)
+tc = {"batch_size": 8, "seq_len": 256, "backward": "memory_efficient", "lr": 1e-3, "weight_decay": 0.1}
+mcfg = ModelConfig.from_preset("3M", 8192, n_future=2)
+est = estimate_memory(mcfg, tc, torch.float32)["total"]
+rss0 = psutil.Process().memory_info().rss
+model = MTPModel(mcfg)
+opt = make_optimizer(model, tc)
+x, ys = head_targets(torch.randint(0, 8192, (8, 258)), 2)
+mtp_backward(model, x, ys)
+opt.step()
+print(est, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - rss0)
+"""
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env(), timeout=300)
+    est, used = map(int, out.stdout.split())
+    assert used / 1.6 < est < used * 1.6, (est, used)
+
+
+# ---------------------------------------------------------------- 1, vLLM: kill -9 during `mtp vllm`
+
+@pytest.mark.slow
+def test_kill9_during_vllm_leaves_no_process_and_rerun_completes(baseline, workdir):
+    """The faults study's model served by vLLM (no speculation, then our heads; batch 1): a seeded SIGKILL of
+    the vllm job (or of Snakemake and all its jobs) leaves no vLLM engine process behind and no vllm.json; the
+    rerun completes, its outputs equal native greedy decoding (the stage's cross-check) and its acceptance
+    equals the native engine's tokens per forward; the killed MLflow run is superseded, none RUNNING."""
+    pytest.importorskip("vllm")
+    rng = random.Random(SEED + 1)
+    wd = use_faults_config(workdir)
+    cfg = yaml.safe_load((wd / ".test" / "config.yaml").read_text())
+    cfg["vllm"] = {"enabled": True, "batch_sizes": [1], "repeats": 1, "ngram": False, "draft_model": False}
+    (wd / ".test" / "config.yaml").write_text(yaml.safe_dump(cfg))
+    results = wd / ".test" / "results"
+    base = baseline.wait().results
+    shutil.copytree(base / "data", results / "data")  # copy2: mtimes kept, so Snakemake reruns nothing upstream
+    shutil.copytree(base / MODEL, results / MODEL, ignore=shutil.ignore_patterns("ckpt"))
+    target = f"results/{MODEL}/vllm.json"
+    fault_bin = install_wrapper(wd / "faultbin")
+    before = {p.pid for p in psutil.process_iter()}
+    kills, whole_tree, out = run_with_faults(wd, fault_bin, [("vllm", "timer")], rng, "vllm", target)
+    deadline = time.monotonic() + 30
+    while True:  # vLLM's engine and worker processes die with the stage (PR_SET_PDEATHSIG)
+        left = []
+        for p in psutil.process_iter():
+            try:
+                if p.pid not in before and str(wd) in p.cwd():
+                    left.append(f"{p.pid} {' '.join(p.cmdline())[:100]}")
+            except psutil.Error:
+                pass
+        if not left or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    assert not left, f"processes outlived the killed vllm job: {left}"
+    assert not (results / MODEL / "vllm.json").exists() or json.loads((results / MODEL / "vllm.json").read_text())
+    if whole_tree:
+        assert subprocess.run(snakemake_cmd("--unlock"), cwd=wd, env=env(), capture_output=True).returncode == 0
+    final = subprocess.run(snakemake_cmd("--rerun-incomplete", target), cwd=wd, env=env(), capture_output=True,
+                           text=True, timeout=900)
+    assert final.returncode == 0, (final.stdout + final.stderr)[-5000:]
+    print("\n" + "\n".join(kills))
+    v = json.loads((results / MODEL / "vllm.json").read_text())
+    assert v["crosscheck"]["ok"], v["crosscheck"]["problems"]
+    native = json.loads((results / MODEL / "decode.json").read_text())["per_batch"][0]["tokens_per_forward"]
+    heads = next(c for c in v["configs"] if c["name"] == "heads_k1")["per_batch"][0]
+    assert heads["mean_acceptance_length"] == pytest.approx(native)
+    assert heads["outputs"] == v["crosscheck"]["native_greedy"]
+    runs = [r for r in child_runs(wd / ".test" / "mlflow.db") if r.data.tags["mtp.stage"] == "vllm"]
+    assert runs and not [r for r in runs if r.info.status == "RUNNING"]
+    live = [r for r in runs if "mtp.superseded" not in r.data.tags]
+    assert len(live) == 1 and live[0].info.status == "FINISHED"

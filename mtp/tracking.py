@@ -27,6 +27,8 @@ def _mlflow(cfg):
 
     import mlflow
     logging.getLogger("mlflow").setLevel(logging.WARNING)
+    # the store logs its database errors with a traceback; _retry turns them into one clear line
+    logging.getLogger("mlflow.store").setLevel(logging.CRITICAL)
     user = os.environ.get("MLFLOW_TRACKING_URI")
     mlflow.set_tracking_uri(uri(cfg))
     if user is None:  # set_tracking_uri also exports MLFLOW_TRACKING_URI, which would then beat the next config's uri

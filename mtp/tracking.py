@@ -15,6 +15,12 @@ from mtp import UserError
 from mtp.io import digest, out_of_space, read_json, write_json
 
 DEFAULT_URI = "sqlite:///mlflow.db"
+# a study is model training, not a GenAI app: MLflow's own experiment tag for that (values from its UI code; its
+# assistant reads it). Set when the experiment is created or first used (init, `mtp ui`), never over a chosen value
+EXPERIMENT_KIND = ("mlflow.experimentKind", "custom_model_development")
+# MLflow 3.17's UI picks its GenAI (traces overview) or model-training (runs table) view from this URL parameter
+# (else the browser's last choice, else GenAI), not from the tag: `mtp ui` prints the experiment's URL with it
+UI_VIEW = "workflowType=machine_learning"
 
 
 def uri(cfg):
@@ -57,10 +63,14 @@ def _retry(fn, what, tries=8):
             if any(s in text for s in ("Connection refused", "Max retries exceeded", "Failed to establish")):
                 raise UserError(f"MLflow tracking server unreachable while trying to {what} ({text.splitlines()[0][:160]}); "
                                 f"start it or unset MLFLOW_TRACKING_URI") from None
-            full = out_of_space(e) or ("database or disk is full" in text and "database or disk is full")
+            full = out_of_space(e)
             if full:
                 raise UserError(f"MLflow could not {what}: {full}; free space where the store and its artifacts live "
                                 f"and rerun") from None
+            if "sqlite3.OperationalError" in text:  # disk full, I/O error, read-only: the store's surroundings
+                reason = text.split("sqlite3.OperationalError)", 1)[1].strip().splitlines()[0][:160]
+                raise UserError(f"MLflow could not {what}: SQLite says '{reason}' (a full disk, a read-only or failing "
+                                f"one); fix that and rerun") from None
             raise
 
 
@@ -86,6 +96,8 @@ def init(cfg):
     def setup():
         exp = client.get_experiment_by_name(cfg["tracking"]["experiment"])
         exp_id = exp.experiment_id if exp else client.create_experiment(cfg["tracking"]["experiment"])
+        if EXPERIMENT_KIND[0] not in (exp.tags if exp else {}):  # new, or made before mtp tagged experiments
+            client.set_experiment_tag(exp_id, *EXPERIMENT_KIND)
         found = client.search_runs([exp_id], filter_string=f"tags.`mtp.results` = '{results}' and tags.`mtp.role` = 'study'",
                                    max_results=1)
         if found:
@@ -236,10 +248,119 @@ def find_run(cfg, stage, **keys):
 
 
 def ui(cfg, port=5000):
-    """A light MLflow UI on 127.0.0.1 (one worker, job execution off: ~0.5 GB instead of ~3.5 GB)."""
+    """A light MLflow UI on 127.0.0.1 (one worker, job execution off: ~0.5 GB instead of ~3.5 GB).
+
+    The server runs in its own session (process group): Ctrl-C, SIGTERM or SIGHUP reach mtp only, which then
+    stops the server and every process it started, waits for them, and returns 128 + the signal number.
+    """
     import sys
     env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
     cmd = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri(cfg), "--host", "127.0.0.1",
            "--port", str(port), "--workers", "1"]
-    print(f"MLflow UI at http://127.0.0.1:{port}  (store: {uri(cfg)}; Ctrl-C to stop)", flush=True)
-    return subprocess.call(cmd, env=env)
+    base = f"http://127.0.0.1:{port}"
+    print(f"starting the MLflow UI on {base}  (store: {uri(cfg)}; Ctrl-C to stop)", flush=True)
+    stopped = []
+
+    def stop(signum, frame):
+        stopped.append(signum)
+        raise _Killed(f"killed by signal {signum}")
+
+    signals = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+    previous = {s: signal.getsignal(s) for s in signals}
+    proc = None
+    try:
+        for s in signals:
+            signal.signal(s, stop)
+        proc = subprocess.Popen(cmd, env=env, start_new_session=True)
+        url = _ui_url(proc, base, cfg["tracking"]["experiment"])
+        if url:
+            print(f"MLflow UI at {url}", flush=True)
+        return proc.wait()
+    except _Killed:
+        print("mtp ui: stopping the MLflow UI", file=sys.stderr, flush=True)
+        return 128 + stopped[0]
+    finally:
+        for s in signals:  # a second Ctrl-C must not leave the server half stopped; _stop_group is bounded
+            signal.signal(s, signal.SIG_IGN)
+        if proc is not None:
+            _stop_group(proc)
+        for s in signals:
+            signal.signal(s, previous[s])
+
+
+def _ui_url(proc, base, experiment, timeout=300):
+    """Wait until the server answers; tag the study's experiment if needed; its URL in the runs view, else None."""
+    import json
+    import urllib.error
+    import urllib.parse
+    import urllib.request
+    deadline = time.monotonic() + timeout
+    while proc.poll() is None:
+        try:
+            with urllib.request.urlopen(f"{base}/health", timeout=5):
+                break
+        except (OSError, ValueError):
+            if time.monotonic() > deadline:
+                return None
+            time.sleep(0.5)
+    else:
+        return None  # the server exited (port taken, bad store): its own message says why
+    api = f"{base}/api/2.0/mlflow/experiments"
+    try:
+        query = urllib.parse.urlencode({"experiment_name": experiment})
+        with urllib.request.urlopen(f"{api}/get-by-name?{query}", timeout=30) as r:
+            exp = json.load(r)["experiment"]
+        if EXPERIMENT_KIND[0] not in {t["key"] for t in exp.get("tags", [])}:  # a study from before this tag
+            body = json.dumps({"experiment_id": exp["experiment_id"], "key": EXPERIMENT_KIND[0],
+                               "value": EXPERIMENT_KIND[1]}).encode()
+            req = urllib.request.Request(f"{api}/set-experiment-tag", data=body, method="POST",
+                                         headers={"Content-Type": "application/json"})
+            urllib.request.urlopen(req, timeout=30).close()
+        return f"{base}/#/experiments/{exp['experiment_id']}?{UI_VIEW}"
+    except urllib.error.HTTPError as e:
+        if e.code == 404:  # no study in this store yet
+            print(f"(experiment {experiment!r} is not in this store yet: `mtp init` or the workflow creates it)",
+                  flush=True)
+        return f"{base}/#/experiments?{UI_VIEW}"
+    except (OSError, ValueError, KeyError):
+        return f"{base}/#/experiments?{UI_VIEW}"
+
+
+def _group_alive(pgid):
+    """Whether a process (not a zombie) of process group pgid is left."""
+    procfs = Path("/proc")
+    if not procfs.is_dir():
+        try:
+            os.killpg(pgid, 0)
+            return True
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+    for stat in procfs.glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()  # state, ppid, pgrp, ...
+        except (OSError, IndexError):
+            continue
+        if fields[0] != "Z" and int(fields[2]) == pgid:
+            return True
+    return False
+
+
+def _stop_group(proc, grace=10.0):
+    """SIGTERM the process group that proc leads, wait for all of it; SIGKILL what is left after grace seconds."""
+    for sig, seconds in ((signal.SIGTERM, grace), (signal.SIGKILL, 5.0)):
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            break  # nothing of it is left
+        deadline = time.monotonic() + seconds
+        while _group_alive(proc.pid) and time.monotonic() < deadline:
+            proc.poll()  # reap the leader, so that it does not linger as a zombie
+            time.sleep(0.1)
+        if not _group_alive(proc.pid):
+            break
+    try:
+        proc.wait(timeout=5)
+    except subprocess.TimeoutExpired:
+        pass

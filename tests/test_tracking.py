@@ -1,7 +1,13 @@
 import json
+import os
+import signal
+import socket
 import subprocess
 import sys
 import textwrap
+import time
+import urllib.request
+from pathlib import Path
 
 import mlflow
 import pytest
@@ -108,3 +114,91 @@ def test_unreachable_server_is_a_clear_error(tiny_cfg, monkeypatch):
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "2")
     with pytest.raises(UserError, match="unreachable"):
         tracking.init(tiny_cfg)
+
+
+@pytest.mark.parametrize("existing", [False, True], ids=["new", "existing-untagged"])
+def test_init_tags_the_experiment_as_model_training(tiny_cfg, existing):
+    """MLflow's experiment-kind tag says 'model training' (not GenAI), on a new experiment and on an older one."""
+    client = mlflow.MlflowClient(tracking.uri(tiny_cfg))
+    if existing:  # made before mtp tagged its experiments
+        exp_id = client.create_experiment(tiny_cfg["tracking"]["experiment"])
+        assert "mlflow.experimentKind" not in client.get_experiment(exp_id).tags
+    info = tracking.init(tiny_cfg)
+    tags = client.get_experiment(info["experiment_id"]).tags
+    assert tags["mlflow.experimentKind"] == "custom_model_development"
+
+
+def _proc_stat(pid):
+    """(state, ppid, pgrp) of a process, None when it is gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    return fields[0], int(fields[1]), int(fields[2])
+
+
+def _live(pids):
+    return [p for p in pids if (st := _proc_stat(p)) and st[0] != "Z"]
+
+
+def _descendants(pid):
+    children = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        st = _proc_stat(stat.parent.name)
+        if st:
+            children.setdefault(st[1], []).append(int(stat.parent.name))
+    out, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            out.append(child)
+            todo.append(child)
+    return out
+
+
+def _group(pgid):
+    return [int(d.parent.name) for d in Path("/proc").glob("[0-9]*/stat")
+            if (st := _proc_stat(d.parent.name)) and st[0] != "Z" and st[2] == pgid]
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc")
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_stopping_mtp_ui_stops_its_whole_server(tiny_cfg, tmp_path, sig):
+    """`mtp ui` answers on 127.0.0.1 with the runs-view URL; Ctrl-C / SIGTERM to it leaves no server process."""
+    info = tracking.init(tiny_cfg)
+    cfg_path = tmp_path / "cfg.json"
+    cfg_path.write_text(json.dumps(tiny_cfg))
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    log = tmp_path / "ui.log"
+    with open(log, "w") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "mtp.cli", "ui", "--config", str(cfg_path), "--port", str(port)],
+                                stdout=out, stderr=subprocess.STDOUT, env=env)
+    server = []
+    try:
+        deadline = time.monotonic() + 240
+        while "MLflow UI at" not in log.read_text():
+            assert proc.poll() is None and time.monotonic() < deadline, log.read_text()
+            time.sleep(0.5)
+        assert f"/#/experiments/{info['experiment_id']}?workflowType=machine_learning" in log.read_text()
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=10) as r:
+            assert r.status == 200
+        server = _descendants(proc.pid)  # the mlflow command and its uvicorn worker
+        assert len(server) >= 2, server
+        pgid = server[0]
+        assert _proc_stat(pgid)[2] == pgid, "the server leads its own process group"
+        proc.send_signal(sig)
+        assert proc.wait(timeout=60) == 128 + sig, log.read_text()
+        deadline = time.monotonic() + 3
+        while (_live(server) or _group(pgid)) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert _live(server) == [] and _group(pgid) == []
+        with pytest.raises(OSError):
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=5)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        for pid in _live(server):  # only after a failure: the ones this test started
+            os.kill(pid, signal.SIGKILL)

@@ -182,7 +182,7 @@ def run(args):
         from mtp import config
         cfg = config.load(args.config)
         if args.what == "decode":
-            from mtp.decode import bench_study
+            from mtp.decode_stage import bench_study
             out = bench_study(cfg)
         else:
             from mtp.vllm_stage import bench_study

@@ -16,7 +16,7 @@ STAGES = {
     "tokenize": ("mtp.data_cli", "tokenize a dataset of the config into results/data/<dataset>/ (rule tokenize_corpus)"),
     "train": ("mtp.train", "train one model of the sweep, resuming from its last checkpoint (rule train_model)"),
     "export": ("mtp.export", "export a trained model as a Hugging Face / vLLM directory (rule export_model)"),
-    "decode": ("mtp.decode", "time greedy vs self-speculative decoding natively (rule time_decoding)"),
+    "decode": ("mtp.decode_stage", "time greedy vs self-speculative decoding natively (rule time_decoding)"),
     "vllm": ("mtp.vllm_stage", "time the model inside vLLM: no speculation, own heads, ngram, draft model (rule time_vllm)"),
     "eval": ("mtp.evals.cli", "score a model: code (HumanEval/MBPP pass@k), polynomial, induction"),
     "report": ("mtp.report", "tables, plots and the claims check of the whole study (rule build_report)"),

@@ -1,4 +1,5 @@
-"""Greedy and self-speculative decoding for MTPModel (gpt-fast style), and the `mtp decode` stage.
+"""Greedy and self-speculative decoding for MTPModel (gpt-fast style) and its timing; the `mtp decode`
+stage around it is mtp/decode_stage.py.
 
 Self-speculative decoding (Stern et al. 2018 blockwise parallel decoding; Gloeckle et al.
 2024 Section 3.2). Row state: the cache holds positions 0..c-1, token x (position c) is
@@ -14,8 +15,9 @@ The output is the greedy output of head 1 (lossless), up to float rounding on ex
 Counting (every metric below means exactly this):
 - prefill: the first forward over the prompt; it yields the first token and the first drafts.
   It is never counted as a decode forward.
-- row-step: one row taking part in one decode forward. A batch of B rows makes B row-steps
-  per decode forward; finished rows leave the batch at once (the batch is compacted).
+- row-step: one unfinished row taking part in one decode forward. A batch of B unfinished rows
+  makes B row-steps per decode forward. A finished row stays in the batch masked (computed, never
+  counted, its output dropped) until half the batch has finished; then the batch is compacted.
 - accepted drafts a of a row-step: as above, 0 <= a <= drafts verified in that step.
   They are counted as accepted even where they fall past max_new_tokens or after an eod and
   are then dropped from the output (vLLM counts drafts verified past max_tokens the same way).
@@ -25,8 +27,13 @@ Counting (every metric below means exactly this):
   j-th draft.
 - accepted-length histogram: hist[a] = row-steps that accepted exactly a drafts.
 - tokens/s = output tokens (after truncation at eod / max_new_tokens, summed over prompts)
-  / wall seconds of the whole generation (prefill included), median of `repeats`.
-- speed-up = speculative tokens/s / autoregressive tokens/s at the same batch size.
+  / wall seconds of the whole generation (prefill included), per round; every configuration
+  (AR and speculative at every batch size) runs once per round, `repeats` rounds (mtp.measure).
+  Reported: median over rounds, min, max, all.
+- speed-up = median over rounds of (speculative tokens/s / autoregressive tokens/s of the same
+  round) at the same batch size; its spread (min, max) marks it unstable (mtp.measure).
+- quality: mtp.measure.output_quality of the greedy outputs; degenerate output (one token
+  repeated, few distinct tokens) accepts every draft, so its speed figures say nothing.
 
 Stopping: a row stops once it has max_new_tokens new tokens, when it produces eod_id
 (eod excluded from the output), or when prompt + output fills the context (max_seq_len).
@@ -35,14 +42,16 @@ max_new_tokens only inside the row's last forward, never in an extra one; drafts
 prefill or of the last forward that are never verified are not counted. Near the end of the
 context the block is narrowed so that no position reaches max_seq_len.
 """
-import statistics
-import time
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import torch
 
-from mtp import UserError
+from mtp import UserError, measure
+from mtp.model import rope_tables
+
+# A finished row stays in the batch, masked, until at most this fraction of the rows is unfinished;
+# then the batch is compacted (every layer's K/V copied).
+COMPACT_AT = 0.5
 
 # ---------------------------------------------------------------- KV cache
 
@@ -79,44 +88,50 @@ class KVCache:
     def __init__(self, model, batch, capacity, heads=(0,)):
         cfg = model.cfg
         p = next(model.parameters())
-        self.capacity, self.dtype = capacity, p.dtype
+        # positions must stay below max_seq_len (rotary tables): the capacity never passes it
+        self.capacity, self.dtype = min(capacity, cfg.max_seq_len), p.dtype
         self.lengths = torch.zeros(batch, dtype=torch.long, device=p.device)
+        self.keys = torch.arange(self.capacity, device=p.device)  # (S,): sliced, never rebuilt per step
+        self.rows = torch.arange(batch, device=p.device)[:, None]  # (B, 1)
         nh, hs = cfg.n_attn_heads, cfg.dim // cfg.n_attn_heads
         self.trunk = [LayerCache(self, nh, hs) for _ in model.trunk]
         self.heads = {i: LayerCache(self, nh, hs) if cfg.head_type == "transformer" else None for i in heads}
         self.step = None  # (rows, positions, keys span) of the forward under way
 
-    def begin(self, T):
-        """Start a forward of T tokens per row -> (positions (B, T), mask (B, 1, T, S'))."""
+    def begin(self, T, longest=None):
+        """Start a forward of T tokens per row -> (positions (B, T), mask (B, 1, T, S')).
+
+        longest: max(lengths) when the caller already knows it (saves a device read).
+        """
         B = self.lengths.shape[0]
-        S = int(self.lengths.max()) + T  # keys attended: up to the longest row's last new position
+        S = (int(self.lengths.max()) if longest is None else longest) + T  # keys: up to the longest row's last
         if S > self.capacity:
             raise ValueError(f"KV cache overflow: {S} positions needed, capacity {self.capacity}")
         pos = self.positions(T)  # (B, T)
-        rows = torch.arange(B, device=pos.device)[:, None].expand(B, T)  # (B, T)
-        self.step = rows, pos, S
-        keys = torch.arange(S, device=pos.device)  # (S',)
-        mask = keys[None, None, :] <= pos[:, :, None]  # (B, T, S'): query t of row b sees keys <= lengths[b] + t
+        self.step = self.rows.expand(B, T), pos, S
+        mask = self.keys[None, None, :S] <= pos[:, :, None]  # (B, T, S'): query t of row b sees keys <= lengths[b] + t
         return pos, mask[:, None]  # (B, T), (B, 1, T, S')
 
     def positions(self, T):
-        return self.lengths[:, None] + torch.arange(T, device=self.lengths.device)  # (B, T)
+        return self.lengths[:, None] + self.keys[:T]  # (B, T)
 
     def advance(self, n):
         """Commit the next n positions of each row (n: int or (B,) tensor)."""
         self.lengths = self.lengths + n
         self.step = None
 
-    def rollback(self, n):
-        """Forget the last n positions of each row (n: int or (B,) tensor)."""
+    def rollback(self, n, check=True):
+        """Forget the last n positions of each row (n: int or (B,) tensor); check=False skips the
+        (device-reading) check for callers whose n never passes what the forward added."""
         lengths = self.lengths - n
-        if int(lengths.min()) < 0:
+        if check and int(lengths.min()) < 0:
             raise ValueError("rollback past the start of the cache")
         self.lengths = lengths
 
     def keep(self, rows):
         """Keep only batch rows `rows` (a (B',) index tensor), in that order."""
         self.lengths = self.lengths[rows]
+        self.rows = self.rows[:rows.shape[0]]
         for layer in [*self.trunk, *self.heads.values()]:
             if layer is not None:
                 layer.keep(rows)
@@ -125,14 +140,15 @@ class KVCache:
 # ---------------------------------------------------------------- forward pieces
 
 
-def forward(model, cache, idx, heads):
+def forward(model, cache, idx, heads, longest=None):
     """Feed idx (B, T) at each row's next positions; commit them in the cache.
 
     -> hidden states of heads `heads` (0-based), each (B, T, C), before the final norm.
+    longest: max(cache.lengths) if known. Positions stay below max_seq_len: the cache's capacity does.
     """
     B, T = idx.shape
-    pos, mask = cache.begin(T)  # (B, T), (B, 1, T, S')
-    cos, sin = model.rope(T, pos)  # (B, T, hs/2)
+    pos, mask = cache.begin(T, longest)  # (B, T), (B, 1, T, S')
+    cos, sin = rope_tables(model.cfg, pos)  # (B, T, hs/2)
     z = model.forward_trunk(idx, cos, sin, cache.trunk, mask)  # (B, T, C)
     hs = [model.heads[i](z, cos, sin, cache.heads[i], mask) for i in heads]
     cache.advance(T)
@@ -193,13 +209,13 @@ def start(model, cache, prompts, k, temperature=0.0, generator=None):
     return x, propose(model, hs[1:], last)
 
 
-def ar_step(model, cache, x, temperature=0.0, generator=None):
+def ar_step(model, cache, x, temperature=0.0, generator=None, longest=None):
     """One autoregressive decode forward with head 1 only: x (B,) -> next tokens (B,)."""
-    h, = forward(model, cache, x[:, None], [0])  # (B, 1, C)
+    h, = forward(model, cache, x[:, None], [0], longest)  # (B, 1, C)
     return choose(unembed(model, h[:, -1]), temperature, generator)
 
 
-def spec_step(model, cache, x, drafts):
+def spec_step(model, cache, x, drafts, longest=None):
     """One speculative decode forward: verify, accept, roll back, propose.
 
     x (B,) pending tokens, drafts (B, j) with j <= k -> (g (B, j+1), a (B,), x_next (B,), drafts_next (B, k)):
@@ -207,10 +223,10 @@ def spec_step(model, cache, x, drafts):
     """
     block = torch.cat([x[:, None], drafts], dim=1)  # (B, T)
     B, T = block.shape
-    hs = forward(model, cache, block, list(cache.heads))  # heads 1..k+1
+    hs = forward(model, cache, block, list(cache.heads), longest)  # heads 1..k+1
     g = unembed(model, hs[0]).argmax(-1)  # (B, T)
     a = verify(block, g)
-    cache.rollback(T - 1 - a)
+    cache.rollback(T - 1 - a, check=False)  # 0 <= a <= T-1: never past what this forward added
     return g, a, g.gather(1, a[:, None])[:, 0], propose(model, hs[1:], a)
 
 
@@ -281,63 +297,95 @@ def check_draft_tokens(model, k):
     return k
 
 
+class Outputs:
+    """The new tokens of one batch, on the host: rows report what they gained once per decode forward.
+
+    rows: batch row -> prompt index (the batch is compacted as rows finish); room[i]: how many
+    tokens prompt i may get (max_new_tokens or the rest of the context).
+    """
+
+    def __init__(self, lens, max_new_tokens, max_seq_len, eod_id):
+        self.out = [[] for _ in lens]
+        self.room = [min(max_new_tokens, max_seq_len - n) for n in lens]
+        self.rows = list(range(len(lens)))
+        self.eod_id = eod_id
+
+    def take(self, r, toks):
+        """Batch row r gains the tokens toks (a list) -> whether its prompt is finished.
+
+        It stops at eod (excluded) or when it has no room left; tokens past the stop are dropped.
+        """
+        i = self.rows[r]
+        o, m = self.out[i], len(toks)
+        room = self.room[i] - len(o)
+        e = toks.index(self.eod_id) if self.eod_id in toks else m
+        o.extend(toks[:min(e, room)])
+        return e < m or room <= m
+
+
+def _counts(stats, hist, verified_at):
+    """Host tallies -> Stats: hist[a] row-steps that accepted a drafts, verified_at[j] row-steps that verified j."""
+    k = stats.k
+    stats.accepted_hist = hist
+    stats.step_tokens = sum((a + 1) * h for a, h in enumerate(hist))
+    stats.accepted_per_pos = [sum(hist[p + 1:]) for p in range(k)]  # a <= j: an accepted draft was verified
+    stats.verified_per_pos = [sum(verified_at[p + 1:]) for p in range(k)]
+
+
 @torch.inference_mode()
 def decode_batch(model, prompts, max_new_tokens, eod_id=None, k=0, temperature=0.0, generator=None):
     """Decode one batch of prompts; k = 0: autoregressive with head 1, k >= 1: self-speculative greedy.
 
-    -> (new tokens per prompt, Stats). Rows progress independently (ragged); finished rows leave.
+    -> (new tokens per prompt, Stats). Rows progress independently (ragged). A finished row stays in
+    the batch, masked (its cache length held at 0: in bounds, never read), until half the batch has
+    finished; then the batch is compacted. One device read per decode forward; the cache lengths are
+    mirrored on the host.
     """
     if k and temperature != 0:
         raise ValueError("self-speculative decoding here is greedy only (temperature 0)")
     B, L = len(prompts), model.cfg.max_seq_len
     stats = Stats(k=k, prompts=B, prefills=1)
     lens = [len(p) for p in prompts]
-    capacity = min(max(lens) + max_new_tokens + k, L)
-    cache = KVCache(model, B, capacity, heads=range(k + 1))
-    out = [[] for _ in prompts]
+    cache = KVCache(model, B, min(max(lens) + max_new_tokens + k, L), heads=range(k + 1))
     x, drafts = start(model, cache, prompts, k, temperature, generator)
-    rows = list(range(B))  # batch row -> prompt index
-    new = x[:, None]  # (B, n_new) tokens gained per row
-    n_new = [1] * B
+    out = Outputs(lens, max_new_tokens, L, eod_id)
+    hist, verified_at = [0] * (k + 1), [0] * (k + 1)
+    alive = [not out.take(r, [t]) for r, t in enumerate(x.tolist())]
+    lengths, mask = list(lens), None  # host mirror of cache.lengths; (alive, as a device tensor)
     while True:
-        keep = []
-        for r, (toks, m) in enumerate(zip(new.tolist(), n_new)):
-            i = rows[r]
-            done = False
-            for t in toks[:m]:
-                if t == eod_id:
-                    done = True
-                    break
-                out[i].append(t)
-                if len(out[i]) >= max_new_tokens or lens[i] + len(out[i]) >= L:
-                    done = True
-                    break
-            if not done:
-                keep.append(r)
-        if not keep:
+        n = sum(alive)
+        if n == 0:
             break
-        if len(keep) < len(rows):  # compact: finished rows leave the batch
-            sel = torch.tensor(keep, device=x.device)
-            cache.keep(sel)
-            x, drafts, rows = x[sel], drafts[sel], [rows[r] for r in keep]
+        if n <= len(alive) * COMPACT_AT:  # compact: finished rows leave the batch
+            sel = [r for r, al in enumerate(alive) if al]
+            idx = torch.tensor(sel, device=x.device)
+            cache.keep(idx)
+            x, drafts, mask = x[idx], drafts[idx], None
+            out.rows, lengths, alive = [out.rows[r] for r in sel], [lengths[r] for r in sel], [True] * n
+        elif n < len(alive):
+            if mask is None or mask[0] != alive:
+                mask = alive.copy(), torch.tensor(alive, device=x.device)
+            cache.lengths = cache.lengths * mask[1]
+        longest = max(c for c, al in zip(lengths, alive) if al)
         stats.forwards += 1
-        stats.row_steps += len(rows)
+        stats.row_steps += n
         if k == 0:
-            x = ar_step(model, cache, x, temperature, generator)
-            new, n_new = x[:, None], [1] * len(rows)
-            stats.step_tokens += len(rows)
-            continue
-        j = min(k, L - 1 - int(cache.lengths.max()))  # drafts this step; positions stay < max_seq_len
-        new, a, x, drafts = spec_step(model, cache, x, drafts[:, :j])
-        n_new = (a + 1).tolist()
-        stats.step_tokens += sum(n_new)
-        for m in n_new:
-            stats.accepted_hist[m - 1] += 1
-            for p in range(j):
-                stats.verified_per_pos[p] += 1
-                stats.accepted_per_pos[p] += int(p < m - 1)
-    stats.new_tokens = sum(len(o) for o in out)
-    return out, stats
+            x = ar_step(model, cache, x, temperature, generator, longest)
+            rows = [[t, 0] for t in x.tolist()]
+        else:
+            j = min(k, L - 1 - longest)  # drafts this step; positions stay < max_seq_len
+            g, a, x, drafts = spec_step(model, cache, x, drafts[:, :j], longest)
+            rows = torch.cat([g, a[:, None]], dim=1).tolist()  # the step's one device read
+            verified_at[j] += n
+        for r, row in enumerate(rows):
+            if alive[r]:
+                a_r = row[-1]
+                hist[a_r] += 1
+                lengths[r] += a_r + 1
+                alive[r] = not out.take(r, row[:a_r + 1])
+    _counts(stats, hist, verified_at)
+    stats.new_tokens = sum(len(o) for o in out.out)
+    return out.out, stats
 
 
 def decode(model, prompts, max_new_tokens, eod_id=None, draft_tokens=0, batch_size=8, temperature=0.0, seed=0):
@@ -404,62 +452,79 @@ def _sync(model):
         torch.cuda.synchronize(dev)
 
 
-def _time(model, prompts, max_new_tokens, eod_id, k, batch_size, repeats):
-    """Median wall seconds of `repeats` runs (after one untimed warm-up on the first batch) + the last output."""
-    decode(model, prompts[:batch_size], max_new_tokens, eod_id, k, batch_size)
-    times = []
-    for _ in range(repeats):
-        _sync(model)
-        t0 = time.perf_counter()
-        outs, stats = decode(model, prompts, max_new_tokens, eod_id, k, batch_size)
-        _sync(model)
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times), times, outs, stats
+def _timed(model, prompts, max_new_tokens, eod_id, batch_sizes, k, rounds):
+    """Every configuration (AR, and speculative when k, at each batch size) timed in interleaved rounds
+    (measure.interleaved, one untimed warm-up each) -> ({(kind, bs): seconds per round}, {(kind, bs): last
+    (outputs, Stats)})."""
+    last, configs = {}, {}
+    for bs in batch_sizes:
+        for kind, kk in (("ar", 0), ("spec", k)) if k else (("ar", 0),):
+            def call(key=(kind, bs), kk=kk, bs=bs):
+                last[key] = decode(model, prompts, max_new_tokens, eod_id, kk, bs)
+            configs[(kind, bs)] = call
+    sync = lambda: _sync(model)  # noqa: E731
+    return measure.interleaved(configs, rounds, warmup=1, before=sync, after=sync), last
+
+
+def _batch_row(bs, times, last, k, metrics):
+    """One batch size's row of bench(): tokens/s per round, speed-up per round, lossless; fills metrics."""
+    ar_out, ar_stats = last[("ar", bs)]
+    row = {"batch_size": bs, "ar": {**measure.rate_summary(ar_stats.new_tokens, times[("ar", bs)]),
+                                    **ar_stats.as_dict()}}
+    metrics[f"decode_ar_tokens_per_s_b{bs}"] = row["ar"]["tokens_per_s"]
+    row["spec"] = row["speedup"] = row["speedup_spread"] = row["tokens_per_forward"] = row["lossless"] = None
+    if not k:
+        return row
+    sp_out, sp_stats = last[("spec", bs)]
+    row["spec"] = {**measure.rate_summary(sp_stats.new_tokens, times[("spec", bs)]), **sp_stats.as_dict()}
+    r = measure.ratio(row["spec"]["tokens_per_s_all"], row["ar"]["tokens_per_s_all"])
+    row["speedup"] = r["median"]
+    row["speedup_spread"] = {key: r[key] for key in ("min", "max", "spread", "unstable")}
+    row["tokens_per_forward"] = sp_stats.tokens_per_forward
+    row["lossless"] = sp_out == ar_out
+    row["mismatched_prompts"] = sum(a != b for a, b in zip(sp_out, ar_out))
+    metrics.update({f"decode_spec_tokens_per_s_b{bs}": row["spec"]["tokens_per_s"],
+                    f"decode_speedup_b{bs}": row["speedup"], f"decode_speedup_unstable_b{bs}": float(r["unstable"]),
+                    f"decode_tokens_per_forward_b{bs}": row["tokens_per_forward"],
+                    f"decode_lossless_b{bs}": float(row["lossless"])})
+    for j, rate in enumerate(sp_stats.accept_rate_per_pos, 1):
+        metrics[f"decode_accept_rate_pos{j}_b{bs}"] = rate
+    return row
 
 
 def bench(model, prompts, batch_sizes, max_new_tokens, repeats, draft_tokens=None, eod_id=None):
     """Time autoregressive vs self-speculative greedy decoding of `prompts` at each batch size.
 
+    All configurations run in `repeats` interleaved rounds (mtp.measure), after one untimed warm-up each.
     -> {"n", "draft_tokens", "speculative" (False for n=1: baseline only), "note",
-        "per_batch": [{"batch_size", "ar": {...}, "spec": {...} or None, "speedup", "tokens_per_forward",
+        "quality": measure.output_quality of the greedy outputs (degenerate output fakes acceptance),
+        "per_batch": [{"batch_size", "ar": {tokens_per_s (median over rounds), _min, _max, _all, ...},
+                       "spec": {...} or None, "speedup" (median of per-round ratios),
+                       "speedup_spread": {min, max, spread, unstable}, "tokens_per_forward",
                        "lossless": spec output == AR output}],
-        "metrics": flat {name: value} with stable names (decode_speedup_b1, ...)}.
+        "metrics": flat {name: value} with stable names (decode_speedup_b1, decode_degenerate, ...)}.
     eod_id None: every prompt gets exactly max_new_tokens (comparable across models).
     """
     if not prompts:
         raise UserError("decode: no prompts to time (num_prompts must be >= 1)")
+    if repeats < 1:
+        raise UserError(f"decode.repeats: {repeats} rounds; at least 1 is needed")
     check_prompts(model, prompts)
     n = model.cfg.n_future
     k = check_draft_tokens(model, draft_tokens)
     model.eval()
     result = {"n": n, "draft_tokens": k, "speculative": k > 0, "max_new_tokens": max_new_tokens,
-              "num_prompts": len(prompts), "repeats": repeats, "stop_at_eod": eod_id is not None,
+              "num_prompts": len(prompts), "repeats": repeats, "timing": "interleaved rounds",
+              "stop_at_eod": eod_id is not None,
               "threads": torch.get_num_threads(), "device": str(next(model.parameters()).device),
               "note": "" if k else "n=1: one head, nothing to draft; autoregressive baseline only",
               "per_batch": [], "metrics": {}}
     metrics = result["metrics"]
-    for bs in batch_sizes:
-        row = {"batch_size": bs}
-        sec, times, ar_out, ar_stats = _time(model, prompts, max_new_tokens, eod_id, 0, bs, repeats)
-        row["ar"] = {"seconds": sec, "seconds_all": times, "tokens_per_s": ar_stats.new_tokens / sec,
-                     **ar_stats.as_dict()}
-        metrics[f"decode_ar_tokens_per_s_b{bs}"] = row["ar"]["tokens_per_s"]
-        row["spec"] = row["speedup"] = row["tokens_per_forward"] = row["lossless"] = None
-        if k:
-            sec, times, sp_out, sp_stats = _time(model, prompts, max_new_tokens, eod_id, k, bs, repeats)
-            row["spec"] = {"seconds": sec, "seconds_all": times, "tokens_per_s": sp_stats.new_tokens / sec,
-                           **sp_stats.as_dict()}
-            row["speedup"] = row["spec"]["tokens_per_s"] / row["ar"]["tokens_per_s"]
-            row["tokens_per_forward"] = sp_stats.tokens_per_forward
-            row["lossless"] = sp_out == ar_out
-            row["mismatched_prompts"] = sum(a != b for a, b in zip(sp_out, ar_out))
-            metrics.update({f"decode_spec_tokens_per_s_b{bs}": row["spec"]["tokens_per_s"],
-                            f"decode_speedup_b{bs}": row["speedup"],
-                            f"decode_tokens_per_forward_b{bs}": row["tokens_per_forward"],
-                            f"decode_lossless_b{bs}": float(row["lossless"])})
-            for j, rate in enumerate(sp_stats.accept_rate_per_pos, 1):
-                metrics[f"decode_accept_rate_pos{j}_b{bs}"] = rate
-        result["per_batch"].append(row)
+    times, last = _timed(model, prompts, max_new_tokens, eod_id, batch_sizes, k, repeats)
+    result["per_batch"] = [_batch_row(bs, times, last, k, metrics) for bs in batch_sizes]
+    quality = result["quality"] = measure.output_quality(last[("ar", batch_sizes[0])][0])
+    metrics["decode_distinct_tokens_min"] = min(quality["distinct_tokens"])
+    metrics["decode_degenerate"] = float(quality["degenerate"])
     first = result["per_batch"][0]
     if k:  # headline acceptance: the first configured batch size
         for j, rate in enumerate(first["spec"]["accept_rate_per_pos"], 1):
@@ -468,7 +533,7 @@ def bench(model, prompts, batch_sizes, max_new_tokens, repeats, draft_tokens=Non
     return result
 
 
-# ---------------------------------------------------------------- the stage
+# ---------------------------------------------------------------- prompts (the decode and vllm stages')
 
 
 def val_prompts(data, num_prompts, prompt_len):
@@ -480,80 +545,3 @@ def val_prompts(data, num_prompts, prompt_len):
     last = N - prompt_len
     starts = [round(i * last / max(num_prompts - 1, 1)) for i in range(num_prompts)]
     return data.windows(starts, prompt_len).tolist()
-
-
-def add_arguments(p):
-    from mtp.cli import add_config_arg, add_model_args
-    add_config_arg(p)
-    add_model_args(p)
-    p.add_argument("--device", default="cpu", help="torch device to time on (default %(default)s; the rule "
-                   "time_decoding reserves no GPU)")
-
-
-def bench_model(cfg, entry, device="cpu"):
-    """Time one trained model of the study (an item of mtp.config.models) on its val prompts.
-
-    -> (bench result with dataset/size/prompt_len/train_run_id added, payload of the checkpoint).
-    """
-    from mtp import checkpoint
-    from mtp.data import TokenData
-    dc = cfg["decode"]
-    model, payload = checkpoint.load_model(entry["dir"], device=device)
-    k = check_draft_tokens(model, dc["draft_tokens"] if model.cfg.n_future > 1 else 0)
-    if dc["prompt_len"] >= model.cfg.max_seq_len:
-        raise UserError(f"decode.prompt_len: {dc['prompt_len']} tokens do not fit the model's context "
-                        f"(max_seq_len {model.cfg.max_seq_len}) with room to generate")
-    prompts = val_prompts(TokenData(payload["data_dir"], "val", verify=True), dc["num_prompts"], dc["prompt_len"])
-    result = bench(model, prompts, dc["batch_sizes"], dc["max_new_tokens"], dc["repeats"], k)
-    result.update({"dataset": entry["dataset"], "size": entry["size"], "prompt_len": dc["prompt_len"],
-                   "train_run_id": payload.get("train_run_id")})
-    return result, payload
-
-
-def bench_study(cfg, device="cpu"):
-    """`mtp bench decode`: bench every trained model of the study with n > 1 -> one summary dict.
-
-    -> {"models": {"<dataset>/<size>-n<n>": {"n", "draft_tokens", "per_batch": [{"batch_size", "speedup",
-    "tokens_per_forward", "lossless"}], "metrics"}}, "skipped": [models without a checkpoint]}.
-    """
-    from mtp import checkpoint, config
-    out = {"models": {}, "skipped": []}
-    for entry in config.models(cfg):
-        name = config.model_name(entry)
-        if entry["n"] == 1:
-            continue
-        if not checkpoint.is_valid(Path(entry["dir"]) / checkpoint.MODEL_FILE):
-            out["skipped"].append(name)
-            continue
-        r, _ = bench_model(cfg, entry, device)
-        out["models"][name] = {"n": r["n"], "draft_tokens": r["draft_tokens"], "metrics": r["metrics"],
-                               "per_batch": [{key: row[key] for key in ("batch_size", "speedup", "tokens_per_forward",
-                                                                         "lossless")} for row in r["per_batch"]]}
-    if not out["models"]:
-        raise UserError("bench decode: no trained model with n > 1 in this study's results; train one first "
-                        "(snakemake ... or `mtp train`)")
-    return out
-
-
-def run(args):
-    from mtp import config, tracking
-    from mtp.io import write_json
-    cfg = config.load(args.config)
-    entry = config.find_model(cfg, args.dataset, args.size, args.n)
-    with tracking.child_run(cfg, "decode", dataset=args.dataset, size=args.size, n=args.n) as run:
-        result, payload = bench_model(cfg, entry, args.device)
-        run.tags({"mtp.train_run_id": payload.get("train_run_id", "")})
-        run.params({"decode": cfg["decode"], "draft_tokens_used": result["draft_tokens"], "device": args.device,
-                    "threads": torch.get_num_threads()})
-        path = Path(entry["dir"]) / "decode.json"
-        write_json(path, result)
-        run.log(result["metrics"])
-        run.artifact(path)
-    for row in result["per_batch"]:
-        line = f"batch {row['batch_size']}: AR {row['ar']['tokens_per_s']:.1f} tok/s"
-        if row["spec"]:
-            line += (f", speculative {row['spec']['tokens_per_s']:.1f} tok/s, speed-up {row['speedup']:.2f}x, "
-                     f"{row['tokens_per_forward']:.2f} tokens/forward, lossless {row['lossless']}")
-        print(line)
-    if not result["speculative"]:
-        print(f"{args.dataset}/{args.size}-n{args.n}: {result['note']}")

@@ -19,6 +19,8 @@ import torch
 
 from mtp import UserError
 from mtp import decode as D
+from mtp import decode_stage as DS
+from mtp import measure
 from mtp.io import sha256_file
 from mtp.model import ModelConfig, MTPModel
 
@@ -247,17 +249,66 @@ def test_errors():
 
 def test_bench_reports_each_batch_size():
     model = shift_model(4, noise=0.1, seed=0)
-    r = D.bench(model, prompts_for(0, count=4), [1, 2], 12, repeats=1)
+    r = D.bench(model, prompts_for(0, count=4), [1, 2], 12, repeats=3)
     assert [row["batch_size"] for row in r["per_batch"]] == [1, 2]
     for row in r["per_batch"]:
         assert row["lossless"] and row["speedup"] > 0 and row["tokens_per_forward"] >= 1
         assert row["ar"]["new_tokens"] == row["spec"]["new_tokens"] == 4 * 12
+        for side in (row["ar"], row["spec"]):  # one figure per interleaved round
+            assert len(side["tokens_per_s_all"]) == len(side["seconds_all"]) == 3
+            assert side["tokens_per_s_min"] <= side["tokens_per_s"] <= side["tokens_per_s_max"]
+        spread = row["speedup_spread"]
+        assert spread["min"] <= row["speedup"] <= spread["max"] and isinstance(spread["unstable"], bool)
+        per_round = [s / a for s, a in zip(row["spec"]["tokens_per_s_all"], row["ar"]["tokens_per_s_all"])]
+        assert row["speedup"] == pytest.approx(sorted(per_round)[1])  # the median of the per-round ratios
+        assert r["metrics"][f"decode_speedup_unstable_b{row['batch_size']}"] == float(spread["unstable"])
     for name in ("decode_speedup_b1", "decode_tokens_per_forward_b2", "decode_ar_tokens_per_s_b1",
                  "decode_spec_tokens_per_s_b2", "decode_accept_rate_pos3"):
         assert name in r["metrics"]
+    # quality of the greedy outputs; the noise breaks this model's counting: 3 of 4 outputs get stuck in short loops
+    greedy = D.decode(model, prompts_for(0, count=4), 12, draft_tokens=0)[0]
+    assert r["quality"] == measure.output_quality(greedy) and r["quality"]["degenerate_prompts"] == 3
+    assert r["metrics"]["decode_degenerate"] == 1.0
+    assert r["metrics"]["decode_distinct_tokens_min"] == min(len(set(o)) for o in greedy)
     base = D.bench(shift_model(1), [[1, 2]], [1], 4, repeats=1)
     assert not base["speculative"] and "n=1" in base["note"] and base["per_batch"][0]["speedup"] is None
     assert "decode_speedup_b1" not in base["metrics"]
+
+
+def test_bench_flags_degenerate_output():
+    # head 1 repeats its input token and every draft agrees: k+1 tokens per forward, nothing learned
+    model = shift_model(4, offsets=[0, 0, 0, 0])
+    r = D.bench(model, prompts_for(0, count=4), [1], 12, repeats=1)
+    assert r["per_batch"][0]["tokens_per_forward"] == 4.0
+    q = r["quality"]
+    assert q["degenerate"] and q["distinct_tokens"] == [1] * 4 and "degenerate" in q["reason"]
+    assert r["metrics"]["decode_degenerate"] == 1.0 and r["metrics"]["decode_distinct_tokens_min"] == 1
+    # the clean shift model counts up: 12 distinct tokens per prompt, the same speculative figures
+    r = D.bench(shift_model(4), prompts_for(0, count=4), [1], 12, repeats=1)
+    assert r["per_batch"][0]["tokens_per_forward"] == 4.0
+    assert not r["quality"]["degenerate"] and r["quality"]["distinct_tokens"] == [12] * 4
+    assert r["metrics"]["decode_degenerate"] == 0.0 and r["metrics"]["decode_distinct_tokens_min"] == 12
+
+
+def _summary(n, speedup_b1, degenerate=False, batches=(1, 8)):
+    return {"n": n, "quality": {"degenerate": degenerate, "reason": "degenerate output: 3 of 3" if degenerate else ""},
+            "per_batch": [{"batch_size": bs, "speedup": speedup_b1 / bs, "tokens_per_forward": 3.0,
+                           "speedup_spread": {"unstable": bs == 8}} for bs in batches]}
+
+
+def test_bench_study_headline_skips_degenerate_and_small_n():
+    h = DS.headline({"a/1M-n4": _summary(4, 3.0, degenerate=True), "a/1M-n2": _summary(2, 5.0),
+                     "a/small-n4": _summary(4, 1.5), "b/deep-n8": _summary(8, 2.0)})
+    assert h["model"] == "b/deep-n8" and h["speedup_b1"] == 2.0 and h["speedup_b8"] == 0.25
+    assert h["tokens_per_forward_b1"] == 3.0 and h["unstable_b1"] is False and h["unstable_b8"] is True
+    assert h["note"] == ""
+    h = DS.headline({"a/1M-n4": _summary(4, 3.0, degenerate=True), "a/1M-n2": _summary(2, 5.0)})
+    assert h["model"] is None and h["speedup_b1"] is None and h["tokens_per_forward_b8"] is None
+    assert "degenerate" in h["note"] and "a/1M-n4" in h["note"]
+    h = DS.headline({"a/1M-n2": _summary(2, 5.0)})
+    assert h["model"] is None and "n >= 4" in h["note"]
+    h = DS.headline({"a/1M-n4": _summary(4, 3.0, batches=(1, 2))})
+    assert h["speedup_b1"] == 3.0 and h["speedup_b8"] is None and "8" in h["note"]
 
 
 class FakeRun:
@@ -278,7 +329,7 @@ class FakeRun:
 
 
 @pytest.mark.parametrize("n", [1, 2])
-def test_stage_writes_decode_json(tmp_path, monkeypatch, n):
+def test_stage_writes_decode_json(tmp_path, monkeypatch, capsys, n):
     import contextlib
 
     import yaml
@@ -310,7 +361,7 @@ def test_stage_writes_decode_json(tmp_path, monkeypatch, n):
         yield runs[-1][2]
 
     monkeypatch.setattr(tracking, "child_run", fake_child_run)
-    D.run(SimpleNamespace(config=str(cfg_path), dataset="toy", size="toy", n=n, device="cpu"))
+    DS.run(SimpleNamespace(config=str(cfg_path), dataset="toy", size="toy", n=n, device="cpu"))
     result = json.loads((tmp_path / "results" / "models" / "toy" / f"toy-n{n}" / "decode.json").read_text())
     (stage, keys, run), = runs
     assert stage == "decode" and keys == {"dataset": "toy", "size": "toy", "n": n}
@@ -320,10 +371,16 @@ def test_stage_writes_decode_json(tmp_path, monkeypatch, n):
     if n == 1:
         assert not result["speculative"] and "decode_ar_tokens_per_s_b2" in run.metrics
         with pytest.raises(UserError, match="no trained model with n > 1"):
-            D.bench_study(cfg)
+            DS.bench_study(cfg)
     else:
         assert result["per_batch"][0]["lossless"] and "decode_speedup_b2" in run.metrics
         assert result["draft_tokens"] == 1
-        summary = D.bench_study(cfg)["models"]["toy/toy-n2"]
+        study = DS.bench_study(cfg)
+        summary = study["models"]["toy/toy-n2"]
         assert [r["batch_size"] for r in summary["per_batch"]] == [1, 2]
         assert summary["per_batch"][0]["tokens_per_forward"] >= 1
+        assert "unstable" in summary["per_batch"][0]["speedup_spread"] and "degenerate" in summary["quality"]
+        assert study["model"] is None and study["speedup_b1"] is None and "n >= 4" in study["note"]
+    # 6 new tokens cannot hold 8 distinct ones: degenerate by rule, and the stage says so
+    assert result["quality"]["degenerate"] and run.metrics["decode_degenerate"] == 1.0
+    assert "DEGENERATE OUTPUT" in capsys.readouterr().out

@@ -1,0 +1,141 @@
+"""`mtp decode` (rule time_decoding) and `mtp bench decode`: time greedy vs self-speculative decoding of
+trained models on their validation prompts (the engine and its timing: mtp/decode.py).
+
+decode.json holds the timings (interleaved rounds, spread), the counts and the quality of the greedy
+outputs (mtp.measure.output_quality): speed figures of a degenerate output are not a measurement.
+"""
+from pathlib import Path
+
+import torch
+
+from mtp import UserError
+from mtp import decode as D
+
+HEADLINE_MIN_N = 4  # `mtp bench decode` headlines the best model with at least this many heads
+HEADLINE_BATCHES = (1, 8)
+
+
+def add_arguments(p):
+    from mtp.cli import add_config_arg, add_model_args
+    add_config_arg(p)
+    add_model_args(p)
+    p.add_argument("--device", default="cpu", help="torch device to time on (default %(default)s; the rule "
+                   "time_decoding reserves no GPU)")
+
+
+def bench_model(cfg, entry, device="cpu"):
+    """Time one trained model of the study (an item of mtp.config.models) on its val prompts.
+
+    -> (bench result with dataset/size/prompt_len/train_run_id added, payload of the checkpoint).
+    """
+    from mtp import checkpoint
+    from mtp.data import TokenData
+    dc = cfg["decode"]
+    model, payload = checkpoint.load_model(entry["dir"], device=device)
+    k = D.check_draft_tokens(model, dc["draft_tokens"] if model.cfg.n_future > 1 else 0)
+    if dc["prompt_len"] >= model.cfg.max_seq_len:
+        raise UserError(f"decode.prompt_len: {dc['prompt_len']} tokens do not fit the model's context "
+                        f"(max_seq_len {model.cfg.max_seq_len}) with room to generate")
+    prompts = D.val_prompts(TokenData(payload["data_dir"], "val", verify=True), dc["num_prompts"], dc["prompt_len"])
+    result = D.bench(model, prompts, dc["batch_sizes"], dc["max_new_tokens"], dc["repeats"], k)
+    result.update({"dataset": entry["dataset"], "size": entry["size"], "prompt_len": dc["prompt_len"],
+                   "train_run_id": payload.get("train_run_id")})
+    return result, payload
+
+
+def summary(r):
+    """One bench result -> the per-model detail of `mtp bench decode`."""
+    q = r["quality"]
+    keys = ("batch_size", "speedup", "speedup_spread", "tokens_per_forward", "lossless")
+    return {"n": r["n"], "draft_tokens": r["draft_tokens"], "metrics": r["metrics"],
+            "quality": {"degenerate": q["degenerate"], "reason": q["reason"],
+                        "distinct_tokens_min": min(q["distinct_tokens"]), "ok_fraction": q["ok_fraction"]},
+            "per_batch": [{key: row[key] for key in keys} for row in r["per_batch"]]}
+
+
+def headline(models):
+    """Per-model summaries -> the top-level figures of `mtp bench decode`: those of the non-degenerate model
+    with n >= HEADLINE_MIN_N and the highest batch-1 speed-up; null figures and a note when there is none."""
+    out = {"model": None, "note": ""}
+    for bs in HEADLINE_BATCHES:
+        out.update({f"speedup_b{bs}": None, f"tokens_per_forward_b{bs}": None, f"unstable_b{bs}": None})
+    wide = {name: m for name, m in models.items() if m["n"] >= HEADLINE_MIN_N}
+    ok = {name: m for name, m in wide.items() if not m["quality"]["degenerate"]}
+    if not wide:
+        out["note"] = f"no model with n >= {HEADLINE_MIN_N} heads was timed"
+        return out
+    if not ok:
+        out["note"] = (f"every model with n >= {HEADLINE_MIN_N} heads has degenerate output, so its speed figures are "
+                       f"not scored: " + "; ".join(f"{name}: {m['quality']['reason']}" for name, m in wide.items()))
+        return out
+
+    def at(m, bs):
+        return next((row for row in m["per_batch"] if row["batch_size"] == bs), None)
+
+    def b1(item):
+        row = at(item[1], 1)
+        return row["speedup"] if row and row["speedup"] is not None else float("-inf")
+    name, best = max(ok.items(), key=b1)
+    out["model"] = name
+    for bs in HEADLINE_BATCHES:
+        row = at(best, bs)
+        if row and row["speedup"] is not None:
+            out.update({f"speedup_b{bs}": row["speedup"], f"tokens_per_forward_b{bs}": row["tokens_per_forward"],
+                        f"unstable_b{bs}": row["speedup_spread"]["unstable"]})
+    missing = [bs for bs in HEADLINE_BATCHES if out[f"speedup_b{bs}"] is None]
+    if missing:
+        out["note"] = f"decode.batch_sizes has no batch size {' or '.join(map(str, missing))}"
+    return out
+
+
+def bench_study(cfg, device="cpu"):
+    """`mtp bench decode`: bench every trained model of the study with n > 1 -> one summary dict.
+
+    -> {headline figures (see headline()), "models": {"<dataset>/<size>-n<n>": summary()},
+        "skipped": [models without a checkpoint]}.
+    """
+    from mtp import checkpoint, config
+    models, skipped = {}, []
+    for entry in config.models(cfg):
+        name = config.model_name(entry)
+        if entry["n"] == 1:
+            continue
+        if not checkpoint.is_valid(Path(entry["dir"]) / checkpoint.MODEL_FILE):
+            skipped.append(name)
+            continue
+        models[name] = summary(bench_model(cfg, entry, device)[0])
+    if not models:
+        raise UserError("bench decode: no trained model with n > 1 in this study's results; train one first "
+                        "(snakemake ... or `mtp train`)")
+    return {**headline(models), "models": models, "skipped": skipped}
+
+
+def run(args):
+    from mtp import config, tracking
+    from mtp.io import write_json
+    cfg = config.load(args.config)
+    entry = config.find_model(cfg, args.dataset, args.size, args.n)
+    with tracking.child_run(cfg, "decode", dataset=args.dataset, size=args.size, n=args.n) as run:
+        result, payload = bench_model(cfg, entry, args.device)
+        run.tags({"mtp.train_run_id": payload.get("train_run_id", "")})
+        run.params({"decode": cfg["decode"], "draft_tokens_used": result["draft_tokens"], "device": args.device,
+                    "threads": torch.get_num_threads()})
+        path = Path(entry["dir"]) / "decode.json"
+        write_json(path, result)
+        run.log(result["metrics"])
+        run.artifact(path)
+    name = f"{args.dataset}/{args.size}-n{args.n}"
+    for row in result["per_batch"]:
+        line = f"batch {row['batch_size']}: AR {row['ar']['tokens_per_s']:.1f} tok/s"
+        if row["spec"]:
+            s = row["speedup_spread"]
+            line += (f", speculative {row['spec']['tokens_per_s']:.1f} tok/s, speed-up {row['speedup']:.2f}x "
+                     f"(rounds {s['min']:.2f}-{s['max']:.2f}{', UNSTABLE' if s['unstable'] else ''}), "
+                     f"{row['tokens_per_forward']:.2f} tokens/forward, lossless {row['lossless']}")
+        print(line)
+    q = result["quality"]
+    if q["degenerate"]:
+        print(f"{name}: DEGENERATE OUTPUT, speed figures not scored: {q['reason']} "
+              f"(distinct tokens per prompt: {q['distinct_tokens']})")
+    if not result["speculative"]:
+        print(f"{name}: {result['note']}")

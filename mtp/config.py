@@ -143,15 +143,26 @@ def task_of(dataset_cfg):
 
 
 def draft_model_for(cfg, m):
-    """The smallest (fewest parameters) n=1 model of m's dataset: vLLM's draft_model baseline, or None."""
-    from mtp.model import preset
-    cands = [c for c in models(cfg) if c["dataset"] == m["dataset"] and c["n"] == 1]
-    if not cands:
-        return None
-    def cost(c):
-        p = preset(c["size"], cfg["model_presets"])
-        return p["dim"] ** 2 * p["n_layers"]
-    return min(cands, key=cost)
+    """vLLM's draft_model baseline for model m, or None: the smallest n=1 model of m's dataset whose
+    parameter count is at most a quarter of m's (an honest draft model is much cheaper than its target).
+
+    Parameters are counted from the size presets (mtp.model.ModelConfig.num_params: embedding + layers +
+    unembedding; no model is built; mtp.model, hence torch, is imported by config validation anyway).
+    The vocabulary comes from the dataset's tokenizer config: 257 for byte, tokenizer.vocab_size for bpe
+    (an upper bound: the trained vocabulary may be smaller), the same for both models, so it only moves
+    the threshold. Ties: the first in the sweep.
+    """
+    from mtp.model import ModelConfig
+    tok = cfg["datasets"][m["dataset"]]["tokenizer"]
+    vocab = 257 if tok["kind"] == "byte" else tok["vocab_size"]
+
+    def params(c):
+        return ModelConfig.from_preset(c["size"], vocab, n_future=c["n"], head_type=c["train"]["head_type"],
+                                       extra=cfg["model_presets"]).num_params
+
+    limit = params(m) / 4
+    cands = [c for c in models(cfg) if c["dataset"] == m["dataset"] and c["n"] == 1 and params(c) <= limit]
+    return min(cands, key=params, default=None)
 
 
 def launcher(cfg, dataset, size, n):

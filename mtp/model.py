@@ -73,6 +73,16 @@ class ModelConfig:
     def hidden_dim(self):
         return 32 * math.ceil(8 * self.dim / 3 / 32)  # SwiGLU width, as in Llama
 
+    @property
+    def num_params(self):
+        """Parameter count, computed without building the model: embedding V*d + trunk blocks + heads
+        (a transformer block: attention 4d^2 + SwiGLU 3*d*hidden + two norms 2d; a linear head: d^2)
+        + final norm d + unembedding d*V."""
+        d, V = self.dim, self.vocab_size
+        block = 4 * d * d + 3 * d * self.hidden_dim + 2 * d
+        head = block if self.head_type == "transformer" else d * d
+        return V * d + self.n_trunk * block + self.n_future * head + d + d * V
+
     @classmethod
     def from_preset(cls, name, vocab_size, n_future=1, head_type="transformer", extra=None):
         spec = dict(preset(name, extra))

@@ -1,20 +1,26 @@
 """`mtp vllm` (rule time_vllm): the exported model served by vLLM, with and without speculation.
 
-One `LLM()` per configuration (start-up is timed apart; generation alone is timed):
+One `LLM()` per configuration, all alive side by side (mtp/vllm_timing.py: start-up timed apart,
+generation timed in interleaved rounds):
   nospec     trunk + head 1 only (`mtp_serve_heads: 1`: the plain Llama model), no speculation
   heads_k{k} our heads: target serves heads 1..k+1, drafter (medusa slot) drafts k tokens, k = 1..n-1
   ngram      vLLM's prompt-lookup drafter on the nospec target
-  draft      vLLM's `draft_model` drafter: the sweep's smallest n=1 model of the same dataset
+  draft      vLLM's `draft_model` drafter: the sweep's smallest n=1 model of the same dataset with at
+             most a quarter of the target's parameters (mtp.config.draft_model_for); none: a note says why
 A model with n = 1 gets the baselines only.
 
 Prompts, lengths and stopping are the native decode stage's (mtp/decode.py: val_prompts,
 decode.num_prompts / prompt_len / max_new_tokens, no stop at eod): token ids in, exactly
 max_new_tokens out (ignore_eos). At batch size B the prompts go in consecutive batches of B
-(one `generate` call each), as natively. Per configuration and batch size: tokens/s (median
-of vllm.repeats, after one untimed warm-up batch), their spread, speed-up vs nospec, and from
-the differences of `llm.get_metrics()` around the timed runs: acceptance rate (accepted /
-drafted), mean acceptance length (1 + accepted / drafts: tokens per target forward) and the
-acceptance rate per draft position (accepted at position j / drafts).
+(one `generate` call each), as natively. Per batch size, after one untimed warm-up batch per engine,
+every configuration decodes all prompts once per round, for vllm.repeats rounds (mtp.measure.interleaved).
+Per configuration and batch size: tokens/s median, min and max over the rounds; for every configuration
+but nospec `speedup` = median over rounds of (its tokens/s / nospec's tokens/s in the same round) and
+`speedup_spread` = {min, max, spread, unstable} of those ratios (mtp.measure.ratio: unstable when
+(max - min) / median > 0.25, no verdict is drawn from it); from the speculative counters summed over the
+timed rounds: acceptance rate (accepted / drafted), mean acceptance length (1 + accepted / drafts:
+tokens per target forward) and the acceptance rate per draft position (accepted at position j / drafts).
+`quality` = mtp.measure.output_quality of nospec's outputs (degenerate output fakes acceptance).
 
 Cross-checks (a mismatch fails the stage with a diff; no vllm.json is written then):
 - every configuration's output, at every batch size, equals native greedy decoding of head 1
@@ -33,23 +39,21 @@ Like for like, every configuration runs with the same engine settings: float32 (
 check), no prefix caching (repeats must not reuse the prompt's KV), no detokenization (token ids
 only, like the native timer) and no async scheduling (vLLM 0.32 disables it for the medusa and
 ngram drafters; left on, it would speed up nospec and draft only).
-vLLM starts an engine-core process and a worker process: both are shut down after each
-configuration (also on errors and on SIGTERM through tracking.child_run), and they die with
-their parent even when the stage is SIGKILLed (mtp.vllm_plugin.register sets PR_SET_PDEATHSIG
-in them), so no vLLM process outlives the stage. The `mtp` console script guards `main()` with
+Each engine starts an engine-core process and a worker process: all are shut down when the stage
+ends (also on errors and on SIGTERM through tracking.child_run), and they die with their parent even
+when the stage is SIGKILLed (mtp.vllm_plugin.register sets PR_SET_PDEATHSIG in them), so no vLLM
+process outlives the stage. The `mtp` console script guards `main()` with
 `if __name__ == "__main__"`, as vLLM's spawn start method needs (vLLM 0.32 forces spawn on CPU).
 """
 import contextlib
-import gc
 import os
-import statistics
-import time
 from pathlib import Path
 
 from mtp import UserError
+from mtp import measure as M
+from mtp import vllm_timing as T
 from mtp.vllm_plugin import DIE_WITH_PARENT
-
-COUNTERS = ("num_drafts", "num_draft_tokens", "num_accepted_tokens", "num_accepted_tokens_per_pos")
+from mtp.vllm_timing import COUNTERS  # noqa: F401 (the counters compared with the native engine)
 
 
 # ---------------------------------------------------------------- vLLM set-up
@@ -70,6 +74,9 @@ def import_vllm():
     from mtp.vllm_plugin import register
     register()
     os.environ[DIE_WITH_PARENT] = "1"  # read by register() inside vLLM's processes
+    removed = T.clear_blas_threads()  # vLLM sets its worker's threads itself (mtp/vllm_timing.py)
+    if removed:
+        print(f"vLLM workers set their own thread counts; not passing on {removed}", flush=True)
     return vllm
 
 
@@ -101,60 +108,6 @@ def ensure_exported(model_dir, n):
     return export(model_dir)
 
 
-def engine_args(hf, model_cfg, max_model_len, max_batch, enforce_eager):
-    """LLM() arguments shared by every configuration."""
-    per_token = 2 * (model_cfg.n_layers + 1) * model_cfg.dim * 4  # K and V, float32, every layer, + slack
-    kv_bytes = max(64 << 20, 2 * per_token * max_model_len * max_batch)
-    return dict(model=hf, tokenizer=hf, dtype="float32", seed=0, max_model_len=max_model_len,
-                max_num_seqs=max(max_batch, 1), kv_cache_memory_bytes=kv_bytes, enable_prefix_caching=False,
-                async_scheduling=False, enforce_eager=enforce_eager, disable_log_stats=False)
-
-
-@contextlib.contextmanager
-def started(vllm, **kwargs):
-    """An LLM() whose engine-core and worker processes are shut down on exit, whatever happens."""
-    llm = vllm.LLM(**kwargs)
-    try:
-        yield llm
-    finally:
-        llm.llm_engine.engine_core.shutdown()
-        del llm
-        gc.collect()
-
-
-def spec_counters(llm):
-    """Cumulative speculative-decoding counters (summed over engines); zeros without speculation."""
-    out = {"num_drafts": 0, "num_draft_tokens": 0, "num_accepted_tokens": 0, "num_accepted_tokens_per_pos": []}
-    for m in llm.get_metrics():
-        key = m.name.removeprefix("vllm:spec_decode_")
-        if key not in out:
-            continue
-        if isinstance(out[key], list):
-            vals = list(m.values)
-            out[key] = [a + b for a, b in zip(out[key] + [0] * len(vals), vals)]
-        else:
-            out[key] += m.value
-    return out
-
-
-def _minus(after, before):
-    out = {k: after[k] - before[k] for k in COUNTERS[:3]}
-    per = before["num_accepted_tokens_per_pos"]
-    out["num_accepted_tokens_per_pos"] = [a - (per[i] if i < len(per) else 0)
-                                          for i, a in enumerate(after["num_accepted_tokens_per_pos"])]
-    return out
-
-
-def _plus(a, b):
-    if a is None:
-        return b
-    out = {k: a[k] + b[k] for k in COUNTERS[:3]}
-    pa, pb = a["num_accepted_tokens_per_pos"], b["num_accepted_tokens_per_pos"]
-    pa, pb = pa + [0] * (len(pb) - len(pa)), pb + [0] * (len(pa) - len(pb))
-    out["num_accepted_tokens_per_pos"] = [x + y for x, y in zip(pa, pb)]
-    return out
-
-
 # ---------------------------------------------------------------- measuring
 
 
@@ -176,64 +129,51 @@ def configurations(n, exported, vc, ks, draft_hf):
     return out
 
 
-def run_config(vllm, args, prompts, max_new_tokens, batch_sizes, repeats):
-    """Start one LLM, decode each prompt alone (untimed: per-prompt outputs and counters), then time
-    every batch size. -> {"startup_s", "per_prompt": [...], "per_batch": [...]}."""
-    sp = vllm.SamplingParams(temperature=0.0, max_tokens=max_new_tokens, ignore_eos=True, detokenize=False)
-
-    def gen(llm, batch):
-        outs = llm.generate([{"prompt_token_ids": p} for p in batch], sp, use_tqdm=False)
-        return [list(o.outputs[0].token_ids) for o in outs]
-
-    t0 = time.perf_counter()
-    with started(vllm, **args) as llm:
-        startup = time.perf_counter() - t0
-        per_prompt = []
-        for p in prompts:
-            before = spec_counters(llm)
-            toks, = gen(llm, [p])
-            per_prompt.append({"tokens": toks, **_minus(spec_counters(llm), before)})
-        per_batch = []
-        for bs in batch_sizes:
-            gen(llm, prompts[:bs])  # warm-up at this batch shape
-            times, counts, outs = [], None, None
-            for _ in range(repeats):
-                before = spec_counters(llm)
-                t = time.perf_counter()
-                outs = [o for lo in range(0, len(prompts), bs) for o in gen(llm, prompts[lo:lo + bs])]
-                times.append(time.perf_counter() - t)
-                counts = _plus(counts, _minus(spec_counters(llm), before))
-            per_batch.append(summarize(bs, times, outs, counts))
-    return {"startup_s": startup, "per_prompt": per_prompt, "per_batch": per_batch}
-
-
-def summarize(bs, times, outs, counts):
-    """Timing and acceptance of one batch size; counts are summed over the repeats."""
-    tokens = sum(len(o) for o in outs)
-    tps = [tokens / t for t in times]
-    row = {"batch_size": bs, "seconds": statistics.median(times), "seconds_all": times, "new_tokens": tokens,
-           "tokens_per_s": tokens / statistics.median(times), "tokens_per_s_all": tps,
-           "tokens_per_s_min": min(tps), "tokens_per_s_max": max(tps),
-           "tokens_per_s_stdev": statistics.stdev(tps) if len(tps) > 1 else 0.0,
-           "outputs": outs, "repeats": len(times), **counts}
-    d, acc = counts["num_drafts"], counts["num_accepted_tokens"]
-    row["acceptance_rate"] = acc / counts["num_draft_tokens"] if counts["num_draft_tokens"] else None
-    row["mean_acceptance_length"] = 1 + acc / d if d else None
-    row["acceptance_rate_per_pos"] = [a / d for a in counts["num_accepted_tokens_per_pos"]] if d else []
-    return row
-
-
 def measure(cfg, entry, batch_sizes, repeats, ks=None):
     """Every configuration of one model of the sweep, cross-checked against the native engine.
 
     ks: our-heads draft lengths (default 1..n-1). -> the vllm.json dict; result["crosscheck"]["problems"]
     lists the mismatches (the caller fails on them).
     """
+    from mtp import config
+    from mtp import decode as D
+
+    vllm = import_vllm()
+    s = prepare(cfg, entry, ks, max(batch_sizes))
+    model, prompts, max_new, ks = s["model"], s["prompts"], s["max_new"], s["ks"]
+    confs = configurations(model.cfg.n_future, s["exported"], cfg["vllm"], ks, s["draft"] and s["draft"]["hf"])
+    runs = run_engines(vllm, config.model_name(entry), confs, s["engine_args"], prompts, max_new,
+                       batch_sizes, repeats)
+
+    # the cross-checks: native greedy (head 1, batch 1) and native acceptance counts at batch 1
+    native = D.decode(model, prompts, max_new, None, 0, batch_size=1)[0]
+    native_counts = {k: D.acceptance_counts(model, prompts, max_new, None, k) for k in ks}
+    problems = crosscheck(native, native_counts, runs)
+    dc, draft = cfg["decode"], s["draft"]
+    result = {
+        "dataset": entry["dataset"], "size": entry["size"], "n": model.cfg.n_future,
+        "train_run_id": s["payload"].get("train_run_id"), "vllm_version": vllm.__version__, "device": _device(),
+        "dtype": "float32", "enforce_eager": cfg["vllm"]["enforce_eager"], "num_prompts": len(prompts),
+        "prompt_len": dc["prompt_len"], "max_new_tokens": max_new, "batch_sizes": batch_sizes, "repeats": repeats,
+        "timing": "interleaved rounds, every engine alive side by side (mtp/vllm_timing.py)",
+        "max_model_len": s["max_model_len"], "draft_model": config.model_name(draft) if draft else None,
+        "note": s["note"].strip(), "export": s["exported"],
+        "quality": M.output_quality([p["tokens"] for p in runs[0]["per_prompt"]]),  # nospec's continuations
+        "configs": runs,
+        "crosscheck": {"ok": not problems, "problems": problems, "native_greedy": native,
+                       "native_counts": {str(k): [{c: x[c] for c in COUNTERS} for x in v]
+                                         for k, v in native_counts.items()}},
+    }
+    result["metrics"] = flat_metrics(result)
+    return result
+
+
+def prepare(cfg, entry, ks, max_batch):
+    """Load and check the model (and the draft model), export both, pick the prompts.
+    -> {model, payload, ks, exported, draft, note, prompts, max_new, max_model_len, engine_args}."""
     from mtp import checkpoint, config
     from mtp import decode as D
     from mtp.data import TokenData
-
-    vllm = import_vllm()
     vc, dc = cfg["vllm"], cfg["decode"]
     name = config.model_name(entry)
     model, payload = checkpoint.load_model(entry["dir"])
@@ -263,49 +203,44 @@ def measure(cfg, entry, batch_sizes, repeats, ks=None):
     if dc["prompt_len"] + max_new > max_model_len:
         raise UserError(f"decode.prompt_len + decode.max_new_tokens = {dc['prompt_len'] + max_new} exceeds "
                         f"{name}'s context (max_seq_len {model.cfg.max_seq_len})")
-    base = engine_args(exported["hf"], model.cfg, max_model_len, max(batch_sizes), vc["enforce_eager"])
-    runs = []
-    for cname, k, overrides, spec in configurations(n, exported, vc, ks, draft and draft["hf"]):
-        print(f"vllm {name}: {cname} ...", flush=True)
-        r = run_config(vllm, {**base, "hf_overrides": overrides, "speculative_config": spec}, prompts, max_new,
-                       batch_sizes, repeats)
-        runs.append({"name": cname, "k": k, "method": spec["method"] if spec else None,
-                     "speculative_config": spec, **r})
-    ref = {row["batch_size"]: row["tokens_per_s"] for row in runs[0]["per_batch"]}
-    for r in runs:
-        for row in r["per_batch"]:
-            row["speedup"] = row["tokens_per_s"] / ref[row["batch_size"]]
+    args = T.engine_args(exported["hf"], model.cfg, max_model_len, max_batch, vc["enforce_eager"])
+    return {"model": model, "payload": payload, "ks": ks, "exported": exported, "draft": draft, "note": note,
+            "prompts": prompts, "max_new": max_new, "max_model_len": max_model_len, "engine_args": args}
 
-    # the cross-checks: native greedy (head 1, batch 1) and native acceptance counts at batch 1
-    native = D.decode(model, prompts, max_new, None, 0, batch_size=1)[0]
-    native_counts = {k: D.acceptance_counts(model, prompts, max_new, None, k) for k in ks}
-    problems = crosscheck(native, native_counts, runs)
-    result = {
-        "dataset": entry["dataset"], "size": entry["size"], "n": n, "train_run_id": payload.get("train_run_id"),
-        "vllm_version": vllm.__version__, "device": _device(), "dtype": "float32",
-        "enforce_eager": vc["enforce_eager"], "num_prompts": len(prompts), "prompt_len": dc["prompt_len"],
-        "max_new_tokens": max_new, "batch_sizes": batch_sizes, "repeats": repeats, "max_model_len": max_model_len,
-        "draft_model": config.model_name(draft) if draft else None, "note": note.strip(),
-        "export": exported, "configs": runs,
-        "crosscheck": {"ok": not problems, "problems": problems, "native_greedy": native,
-                       "native_counts": {str(k): [{c: x[c] for c in COUNTERS} for x in v]
-                                         for k, v in native_counts.items()}},
-    }
-    result["metrics"] = flat_metrics(result)
-    return result
+
+def run_engines(vllm, name, confs, base, prompts, max_new, batch_sizes, repeats):
+    """Start every configuration's engine (in turn, each start-up timed alone), keep them all alive,
+    decode each prompt alone on each (untimed: per-prompt outputs and counters), then time every batch
+    size in interleaved rounds. -> [{name, k, method, speculative_config, startup_s, per_prompt, per_batch}]."""
+    gen = T.generator(vllm, max_new)
+    with contextlib.ExitStack() as stack:
+        engines = {}
+        for cname, k, overrides, spec in confs:
+            print(f"vllm {name}: starting {cname} ...", flush=True)
+            engines[cname] = stack.enter_context(T.started(vllm, cname, **base, hf_overrides=overrides,
+                                                           speculative_config=spec))
+        runs = [{"name": cname, "k": k, "method": spec["method"] if spec else None, "speculative_config": spec,
+                 "startup_s": engines[cname].startup_s, "per_prompt": T.decode_alone(engines[cname], gen, prompts),
+                 "per_batch": []} for cname, k, _, spec in confs]
+        for bs in batch_sizes:
+            print(f"vllm {name}: timing batch size {bs}, {repeats} interleaved rounds ...", flush=True)
+            rows = T.time_batch_size(engines, gen, prompts, bs, repeats)
+            for r in runs:
+                r["per_batch"].append(rows[r["name"]])
+    return runs
 
 
 def _draft_model(cfg, entry, vc):
-    """-> (the sweep's smallest n=1 model of the same dataset, or None; note)."""
+    """-> (the draft model (mtp.config.draft_model_for) or None; a note saying why there is none)."""
     from mtp import config
     if not vc["draft_model"]:
         return None, "draft_model baseline off (vllm.draft_model: false)."
     draft = config.draft_model_for(cfg, entry)
-    if draft is None:
-        return None, f"no n=1 model of dataset {entry['dataset']} in the sweep: no draft_model baseline."
-    if (draft["size"], draft["n"]) == (entry["size"], entry["n"]):
-        return None, "this is the sweep's smallest n=1 model of its dataset: no smaller draft model."
-    return draft, ""
+    if draft is not None:
+        return draft, ""
+    ones = [config.model_name(m) for m in config.models(cfg) if m["dataset"] == entry["dataset"] and m["n"] == 1]
+    return None, (f"no n=1 model of at most a quarter of {config.model_name(entry)}'s parameters in the sweep "
+                  f"(n=1 models of dataset {entry['dataset']}: {', '.join(ones) or 'none'}): no draft_model baseline.")
 
 
 def _device():
@@ -347,13 +282,17 @@ def flat_metrics(result):
             b, p = row["batch_size"], f"vllm_{r['name']}"
             out[f"{p}_tokens_per_s_b{b}"] = row["tokens_per_s"]
             out[f"{p}_tokens_per_s_stdev_b{b}"] = row["tokens_per_s_stdev"]
+            out[f"{p}_other_engines_cpu_s_b{b}"] = row.get("other_engines_cpu_s")
             if r["name"] != "nospec":
                 out[f"{p}_speedup_b{b}"] = row["speedup"]
+                out[f"{p}_speedup_spread_b{b}"] = row["speedup_spread"]["spread"]
+                out[f"{p}_speedup_unstable_b{b}"] = float(row["speedup_spread"]["unstable"])
                 out[f"{p}_accept_rate_b{b}"] = row["acceptance_rate"]
                 out[f"{p}_mean_accept_len_b{b}"] = row["mean_acceptance_length"]
                 for j, rate in enumerate(row["acceptance_rate_per_pos"], 1):
                     out[f"{p}_accept_rate_pos{j}_b{b}"] = rate
     out["vllm_crosscheck_ok"] = float(result["crosscheck"]["ok"])
+    out["vllm_output_degenerate"] = float(result["quality"]["degenerate"])
     return out
 
 
@@ -394,23 +333,32 @@ def run(args):
         run_.artifact(path)
     for r in result["configs"]:
         for row in r["per_batch"]:
-            line = f"{r['name']:>10} batch {row['batch_size']}: {row['tokens_per_s']:8.1f} tok/s"
+            line = (f"{r['name']:>10} batch {row['batch_size']}: {row['tokens_per_s']:8.1f} tok/s "
+                    f"({row['tokens_per_s_min']:.1f}-{row['tokens_per_s_max']:.1f})")
             if r["name"] != "nospec":
-                line += f", speed-up {row['speedup']:.2f}x"
+                sp = row["speedup_spread"]
+                line += (f", speed-up {row['speedup']:.2f}x ({sp['min']:.2f}-{sp['max']:.2f}"
+                         f"{', unstable: no verdict' if sp['unstable'] else ''})")
                 if row["mean_acceptance_length"] is not None:
                     line += (f", acceptance {row['acceptance_rate']:.2f}, "
                              f"{row['mean_acceptance_length']:.2f} tokens/forward")
             print(line)
     if result["note"]:
         print(f"{config.model_name(entry)}: {result['note']}")
+    if result["quality"]["degenerate"]:
+        print(f"{config.model_name(entry)}: {result['quality']['reason']}: speed figures are not scored")
     print(f"cross-checks against the native engine: ok; wrote {path}")
 
 
 def bench(cfg, dataset, size, n, batch_sizes=(1, 8)):
-    """tokens/s of nospec, our heads (k = n-1), ngram and the draft model at each batch size.
+    """tokens/s of nospec, our heads (k = n-1), ngram and the draft model at each batch size, timed in
+    interleaved rounds (vllm.repeats).
 
-    -> {"heads_vs_nospec_b1", "ngram_vs_nospec_b1", "draft_vs_nospec_b1", ... "_b8", tokens/s of each,
-    "model", "vllm_version", "device"}; a ratio is None where its configuration did not run.
+    -> {"heads_vs_nospec_b1", "ngram_vs_nospec_b1", "draft_vs_nospec_b1", ... "_b8" (each the median of
+    the per-round tokens/s ratios), "<x>_vs_nospec_unstable_b<B>", "<x>_vs_nospec_spread_b<B>" and
+    "<x>_vs_nospec_range_b<B>" ([min, max] ratio) (mtp.measure.ratio), "<x>_tokens_per_s_b<B>" (median),
+    "model", "vllm_version", "device", "draft_model", "note", "output_degenerate"}; a value is None where its
+    configuration did not run.
     """
     from mtp import config
     entry = config.find_model(cfg, dataset, size, n)
@@ -420,24 +368,40 @@ def bench(cfg, dataset, size, n, batch_sizes=(1, 8)):
     result = measure(bcfg, entry, list(batch_sizes), cfg["vllm"]["repeats"], ks=[int(n) - 1])
     _fail_on_mismatch(result)
     out = {"model": config.model_name(entry), "vllm_version": result["vllm_version"], "device": result["device"],
-           "draft_model": result["draft_model"]}
+           "draft_model": result["draft_model"], "note": result.get("note", ""),
+           "output_degenerate": (result.get("quality") or {}).get("degenerate")}
     by_name = {("heads" if r["name"].startswith("heads_k") else r["name"]): r for r in result["configs"]}
     for b in batch_sizes:
         for key in ("nospec", "heads", "ngram", "draft"):
             row = next((x for x in by_name[key]["per_batch"] if x["batch_size"] == b), None) if key in by_name else None
             out[f"{key}_tokens_per_s_b{b}"] = row and row["tokens_per_s"]
             if key != "nospec":
+                sp = (row or {}).get("speedup_spread") or {}
                 out[f"{key}_vs_nospec_b{b}"] = row and row["speedup"]
+                out[f"{key}_vs_nospec_unstable_b{b}"] = sp.get("unstable")
+                out[f"{key}_vs_nospec_spread_b{b}"] = sp.get("spread")
+                out[f"{key}_vs_nospec_range_b{b}"] = [sp["min"], sp["max"]] if sp else None
     return out
 
 
+def bench_model(cfg, candidates):
+    """The model `mtp bench vllm` times: the one with most heads on a byte-level dataset (tokenizer kind
+    byte), else the one with most heads; equal heads: code before synthetic tasks, then the first in the sweep."""
+    from mtp import config
+
+    def key(m):
+        ds = cfg["datasets"][m["dataset"]]
+        return ds["tokenizer"]["kind"] == "byte", m["n"], config.task_of(ds) == "code"
+    return max(candidates, key=key)
+
+
 def bench_study(cfg):
-    """`mtp bench vllm`: bench() on the study's trained model with the most heads (ties: the first in the sweep)."""
+    """`mtp bench vllm`: bench() on the study's trained model chosen by bench_model."""
     from mtp import config
     from mtp.checkpoint import MODEL_FILE
     trained = [m for m in config.models(cfg) if m["n"] > 1 and (Path(m["dir"]) / MODEL_FILE).exists()]
     if not trained:
         raise UserError("bench vllm: no trained model with n > 1 heads in this study; train one first "
                         "(snakemake ... or mtp train)")
-    m = max(trained, key=lambda m: m["n"])
+    m = bench_model(cfg, trained)
     return bench(cfg, m["dataset"], m["size"], m["n"])

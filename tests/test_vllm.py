@@ -3,11 +3,12 @@ bench keys); and, slow, `mtp vllm` end to end on tiny trained models: vLLM greed
 greedy for every configuration and batch size, and our heads' accepted-token counts per draft
 position at batch 1 == the native engine's, with no vLLM process left behind.
 
-The slow part starts LLM() five times, all inside one `mtp vllm` run (module fixture `study`):
-nospec, heads k=1, heads k=2, ngram, draft model. Random-weight models accept almost no drafts,
-so the models are trained for 150 steps on a repetitive corpus (words drawn at random from a
-short list): heads 2..3 learn to finish a word, not which word comes next, so drafts are a mix
-of accepted and rejected. vLLM's CPU attention needs head_dim >= 32: dim 64, 2 attention heads.
+The slow part starts LLM() five times, all inside one `mtp vllm` run (module fixture `study`), and
+keeps them alive side by side for two interleaved timing rounds: nospec, heads k=1, heads k=2, ngram,
+draft model (mini-n1: at most a quarter of the target's parameters). Random-weight models accept
+almost no drafts, so the models are trained for 150 steps on a repetitive corpus (words drawn at
+random from a short list): heads 2..3 learn to finish a word, not which word comes next, so drafts are a mix
+of accepted and rejected. vLLM's CPU attention needs head_dim >= 32: dim 64, 2 attention heads (mini: 32, 1).
 """
 import json
 import os
@@ -59,18 +60,30 @@ def test_vllm_missing_says_how_to_install(monkeypatch):
         S.import_vllm()
 
 
-def _cfg(tmp_path, n_heads=(1, 3), sizes=("toy",), vllm=None):
+def test_vllm_workers_do_not_inherit_blas_thread_counts(monkeypatch):
+    """vLLM pins its CPU worker to its own cores; an inherited MKL_NUM_THREADS=2 (Snakemake sets it to a
+    rule's threads) made nospec ~45x slower on a 2-core machine."""
+    pytest.importorskip("vllm")
+    monkeypatch.setenv("MKL_NUM_THREADS", "2")
+    monkeypatch.setenv("OPENBLAS_NUM_THREADS", "2")
+    S.import_vllm()
+    assert "MKL_NUM_THREADS" not in os.environ and "OPENBLAS_NUM_THREADS" not in os.environ
+
+
+def _cfg(tmp_path, n_heads=(1, 3), sizes=("toy",), vllm=None, sweeps=None, datasets=None):
     raw = {"results": str(tmp_path / "results"), "train": {},
            "model_presets": {"toy": {"dim": 64, "n_layers": 5, "n_attn_heads": 2},
-                             "big": {"dim": 128, "n_layers": 5, "n_attn_heads": 4}},
-           "datasets": {"toy": {"source": {"kind": "stdlib"}}},
-           "sweeps": [{"dataset": "toy", "sizes": list(sizes), "n_heads": list(n_heads)}],
+                             "big": {"dim": 128, "n_layers": 5, "n_attn_heads": 4},
+                             "mini": {"dim": 32, "n_layers": 2, "n_attn_heads": 1},
+                             "mini3": {"dim": 32, "n_layers": 3, "n_attn_heads": 1}},
+           "datasets": {"toy": {"source": {"kind": "stdlib"}}, **(datasets or {})},
+           "sweeps": sweeps or [{"dataset": "toy", "sizes": list(sizes), "n_heads": list(n_heads)}],
            "decode": {"num_prompts": 4, "prompt_len": 20, "max_new_tokens": 24},
            "vllm": {"batch_sizes": [1, 2], "repeats": 1, **(vllm or {})}}
     return config.validate(raw)
 
 
-def test_configurations_and_draft_choice(tmp_path):
+def test_configurations(tmp_path):
     cfg = _cfg(tmp_path, sizes=("big", "toy"))
     exported = {"hf": "/m/hf", "drafter": "/m/hf-drafter"}
     runs = S.configurations(3, exported, cfg["vllm"], [1, 2], "/d/hf")
@@ -81,12 +94,78 @@ def test_configurations_and_draft_choice(tmp_path):
     assert runs[3][3]["method"] == "ngram" and runs[4][3]["model"] == "/d/hf"
     base = S.configurations(1, {"hf": "/m/hf", "drafter": None}, cfg["vllm"], [], None)
     assert [r[0] for r in base] == ["nospec", "ngram"]
-    big3 = config.find_model(cfg, "toy", "big", 3)
-    draft, note = S._draft_model(cfg, big3, cfg["vllm"])
-    assert (draft["size"], draft["n"]) == ("toy", 1) and not note  # the smallest n=1 model
-    assert S._draft_model(cfg, config.find_model(cfg, "toy", "toy", 1), cfg["vllm"])[0] is None
+
+
+def test_param_count_from_presets_matches_the_model():
+    from mtp.model import ModelConfig, MTPModel
+    for head_type, n in (("transformer", 1), ("transformer", 3), ("linear", 2)):
+        c = ModelConfig(vocab_size=257, dim=64, n_layers=5, n_attn_heads=2, n_future=n, head_type=head_type)
+        assert c.num_params == sum(p.numel() for p in MTPModel(c).parameters()), (head_type, n)
+
+
+def test_draft_model_has_at_most_a_quarter_of_the_parameters(tmp_path):
+    """big (dim 128 x 5) has ~1.07M parameters with the byte vocabulary, toy (64 x 5) ~300k: more than a
+    quarter; mini (32 x 2) ~43k and mini3 (32 x 3) ~57k qualify, the smaller is chosen."""
+    big_only = _cfg(tmp_path, sizes=("big",))
+    big3 = config.find_model(big_only, "toy", "big", 3)
+    assert config.draft_model_for(big_only, big3) is None  # its own n=1 twin is as big as it
+    draft, note = S._draft_model(big_only, big3, big_only["vllm"])
+    assert draft is None and note.startswith("no n=1 model of at most a quarter of toy/big-n3's parameters")
+    assert "toy/big-n1" in note
+    cfg = _cfg(tmp_path, sizes=("big", "toy"))
+    assert config.draft_model_for(cfg, config.find_model(cfg, "toy", "big", 3)) is None  # toy: > a quarter
+    cfg = _cfg(tmp_path, sweeps=[{"dataset": "toy", "sizes": ["big", "toy"], "n_heads": [1, 3]},
+                                 {"dataset": "toy", "sizes": ["mini3", "mini"], "n_heads": [1]}])
+    draft, note = S._draft_model(cfg, config.find_model(cfg, "toy", "big", 3), cfg["vllm"])
+    assert (draft["size"], draft["n"]) == ("mini", 1) and not note
+    assert config.draft_model_for(cfg, config.find_model(cfg, "toy", "toy", 3))["size"] == "mini"
+    assert config.draft_model_for(cfg, config.find_model(cfg, "toy", "mini", 1)) is None  # never itself
+    other = _cfg(tmp_path, sweeps=[{"dataset": "toy", "sizes": ["big"], "n_heads": [3]},
+                                   {"dataset": "two", "sizes": ["mini"], "n_heads": [1]}],
+                 datasets={"two": {"source": {"kind": "stdlib"}}})
+    assert config.draft_model_for(other, config.find_model(other, "toy", "big", 3)) is None  # same dataset only
     off = _cfg(tmp_path, vllm={"draft_model": False})
-    assert S._draft_model(off, big3, off["vllm"]) == (None, "draft_model baseline off (vllm.draft_model: false).")
+    assert S._draft_model(off, config.find_model(off, "toy", "toy", 3), off["vllm"]) == (
+        None, "draft_model baseline off (vllm.draft_model: false).")
+
+
+def test_interleaved_summary_marks_an_injected_slow_round_unstable():
+    from mtp import vllm_timing as T
+    outs = {"nospec": [[1] * 10] * 2, "heads_k2": [[1] * 10] * 2}
+    zero = {"num_drafts": 0, "num_draft_tokens": 0, "num_accepted_tokens": 0, "num_accepted_tokens_per_pos": []}
+    counts = {"nospec": zero, "heads_k2": {"num_drafts": 4, "num_draft_tokens": 8, "num_accepted_tokens": 6,
+                                          "num_accepted_tokens_per_pos": [4, 2]}}
+
+    def rows(nospec, heads):
+        return T.summarize_batch(2, {"nospec": nospec, "heads_k2": heads}, outs, counts)
+
+    steady = rows([1.0, 1.0, 1.0], [0.5, 0.5, 0.5])
+    h = steady["heads_k2"]
+    assert h["speedup"] == 2.0 and h["speedup_spread"] == {"min": 2.0, "max": 2.0, "spread": 0.0, "unstable": False}
+    assert h["tokens_per_s"] == 40.0 and h["new_tokens"] == 20 and steady["nospec"]["speedup_spread"] is None
+    assert h["mean_acceptance_length"] == 2.5 and h["acceptance_rate_per_pos"] == [1.0, 0.5]
+    load = rows([1.0, 3.0, 1.0], [0.5, 1.5, 0.5])  # a load change that hits both alike: still 2x, stable
+    assert load["heads_k2"]["speedup"] == 2.0 and not load["heads_k2"]["speedup_spread"]["unstable"]
+    assert load["nospec"]["tokens_per_s_min"] == 20 / 3 and load["nospec"]["tokens_per_s_max"] == 20.0
+    slow = rows([1.0, 1.0, 1.0], [0.5, 1.5, 0.5])  # one slow round of heads alone
+    sp = slow["heads_k2"]["speedup_spread"]
+    assert slow["heads_k2"]["speedup"] == 2.0 and sp["unstable"] and sp["min"] == pytest.approx(2 / 3)
+    assert slow["heads_k2"]["speedup_all"] == pytest.approx([2.0, 2 / 3, 2.0])
+
+
+def test_spec_tap_sums_scheduler_stats_per_engine():
+    from types import SimpleNamespace
+
+    from mtp import vllm_timing as T
+    tap = T.SpecTap()
+    tap.record(SimpleNamespace(spec_decoding_stats=None), None)
+    before = tap.snapshot()
+    for acc in ([1, 0], [1, 1, 1]):
+        stats = SimpleNamespace(num_drafts=1, num_draft_tokens=len(acc), num_accepted_tokens=sum(acc),
+                                num_accepted_tokens_per_pos=acc)
+        tap.record(SimpleNamespace(spec_decoding_stats=stats), None, mm_cache_stats=None, engine_idx=0)
+    assert T.minus(tap.snapshot(), before) == {"num_drafts": 2, "num_draft_tokens": 5, "num_accepted_tokens": 4,
+                                               "num_accepted_tokens_per_pos": [2, 1, 1]}
 
 
 def test_crosscheck_reports_a_diff():
@@ -109,31 +188,53 @@ def test_crosscheck_reports_a_diff():
 def test_bench_keys(tmp_path, monkeypatch):
     cfg = _cfg(tmp_path)
 
-    def row(b, tps, speedup=None):
-        return {"batch_size": b, "tokens_per_s": tps, "speedup": speedup}
+    def row(b, tps, speedup=None, unstable=False):
+        spread = None if speedup is None else {"min": speedup * 0.9, "max": speedup * 1.1, "spread": 0.2,
+                                               "unstable": unstable}
+        return {"batch_size": b, "tokens_per_s": tps, "speedup": speedup, "speedup_spread": spread}
 
     def fake_measure(cfg_, entry, batch_sizes, repeats, ks=None):
         assert ks == [2] and batch_sizes == [1, 8] and cfg_["vllm"]["ngram"] and cfg_["vllm"]["draft_model"]
-        names = {"nospec": 1.0, "heads_k2": 2.0, "ngram": 1.5, "draft": 0.5}
-        return {"vllm_version": "x", "device": "cpu", "draft_model": "toy/toy-n1", "crosscheck": {"problems": []},
-                "configs": [{"name": k, "per_batch": [row(b, 10 * v, v) for b in batch_sizes]} for k, v in names.items()]}
+        names = {"nospec": None, "heads_k2": 2.0, "ngram": 1.5, "draft": 0.5}
+        return {"vllm_version": "x", "device": "cpu", "draft_model": "toy/mini-n1", "crosscheck": {"problems": []},
+                "note": "", "quality": {"degenerate": False},
+                "configs": [{"name": k, "per_batch": [row(b, 10 * (v or 1), v, k == "ngram" and b == 8)
+                                                      for b in batch_sizes]} for k, v in names.items()]}
 
     monkeypatch.setattr(S, "measure", fake_measure)
     out = S.bench(cfg, "toy", "toy", 3)
     assert out["heads_vs_nospec_b1"] == 2.0 and out["ngram_vs_nospec_b8"] == 1.5 and out["draft_vs_nospec_b1"] == 0.5
     assert out["heads_tokens_per_s_b8"] == 20.0 and out["nospec_tokens_per_s_b1"] == 10.0
+    assert out["ngram_vs_nospec_unstable_b8"] is True and out["ngram_vs_nospec_unstable_b1"] is False
+    assert out["heads_vs_nospec_spread_b1"] == 0.2 and out["draft_vs_nospec_range_b8"] == [0.45, 0.55]
+    assert out["output_degenerate"] is False
     with pytest.raises(UserError, match="n > 1"):
         S.bench(cfg, "toy", "toy", 1)
+
+
+def test_bench_picks_the_byte_level_model_with_most_heads(tmp_path):
+    cfg = _cfg(tmp_path, sweeps=[{"dataset": "bpe", "sizes": ["toy"], "n_heads": [1, 4]},
+                                 {"dataset": "toy", "sizes": ["toy"], "n_heads": [2, 3]},
+                                 {"dataset": "poly", "sizes": ["toy"], "n_heads": [3]}],
+               datasets={"bpe": {"source": {"kind": "stdlib"}, "tokenizer": {"kind": "bpe", "vocab_size": 512}},
+                         "poly": {"source": {"kind": "polynomial"}}})
+    models = [m for m in config.models(cfg) if m["n"] > 1]
+    # most heads among the byte-level models (bpe-n4 has more, but is not byte level); code before polynomial
+    assert config.model_name(S.bench_model(cfg, models)) == "toy/toy-n3"
+    assert config.model_name(S.bench_model(cfg, models[::-1])) == "toy/toy-n3"
+    bpe = [m for m in models if m["dataset"] == "bpe"]
+    assert config.model_name(S.bench_model(cfg, bpe)) == "bpe/toy-n4"
 
 
 # ---------------------------------------------------------------- slow: `mtp vllm` end to end
 
 
-def train(n, data, steps=150, seed=0):
+def train(n, data, steps=150, seed=0, shape=None):
     """A few optimizer steps of the summed multi-token loss: enough for mixed acceptance."""
     from mtp.model import ModelConfig, MTPModel, head_losses
     torch.manual_seed(seed)
-    model = MTPModel(ModelConfig(vocab_size=300, dim=64, n_layers=5, n_attn_heads=2, n_future=n))
+    shape = shape or {"dim": 64, "n_layers": 5, "n_attn_heads": 2}
+    model = MTPModel(ModelConfig(vocab_size=300, n_future=n, **shape))
     opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
     T, B = 64, 16
     for _ in range(steps):
@@ -153,7 +254,9 @@ def study(tmp_path_factory):
     from mtp.checkpoint import save_model
     from mtp.tokenizer import byte_tokenizer
     root = tmp_path_factory.mktemp("vllm_study")
-    cfg = _cfg(root)
+    # toy-n3 served by vLLM; mini-n1 (~43k parameters, toy-n3 ~300k) its draft model; two interleaved rounds
+    cfg = _cfg(root, sweeps=[{"dataset": "toy", "sizes": ["toy"], "n_heads": [3]},
+                             {"dataset": "toy", "sizes": ["mini"], "n_heads": [1]}], vllm={"repeats": 2})
     cfg["tracking"]["uri"] = f"sqlite:///{root / 'mlflow.db'}"
     cfg_path = root / "config.yaml"
     cfg_path.write_text(yaml.safe_dump(cfg))
@@ -169,10 +272,10 @@ def study(tmp_path_factory):
     torch.set_num_threads(1)
     data = torch.tensor(corpus(20000, 0))
     models = {}
-    for n in (1, 3):
-        models[n] = train(n, data)
-        save_model(config.model_dir(cfg, "toy", "toy", n), models[n],
-                   {"dataset": "toy", "size": "toy", "n": n, "data_dir": str(data_dir), "train_run_id": f"run{n}"})
+    for size, n in (("mini", 1), ("toy", 3)):
+        models[n] = train(n, data, shape=cfg["model_presets"][size])
+        save_model(config.model_dir(cfg, "toy", size, n), models[n],
+                   {"dataset": "toy", "size": size, "n": n, "data_dir": str(data_dir), "train_run_id": f"run{n}"})
     torch.set_num_threads(threads)
     tag = f"mtptest{os.getpid()}"  # vLLM titles its processes with this prefix: find leftovers by it
     env = {**os.environ, "VLLM_PROCESS_NAME_PREFIX": tag}
@@ -184,6 +287,10 @@ def study(tmp_path_factory):
     result = json.loads(out_path.read_text()) if out_path.exists() else None
     print(f"\nmtp vllm: {wall:.0f} s wall; start-up per LLM(): "
           + ", ".join(f"{r['name']} {r['startup_s']:.0f} s" for r in (result or {}).get("configs", [])))
+    for r in (result or {}).get("configs", []):
+        for row in r["per_batch"]:
+            print(f"  {r['name']} batch {row['batch_size']}: own engine {row['cpu_s']:.2f} CPU-s, other engines "
+                  f"{row['other_engines_cpu_s']:.2f} CPU-s during {sum(row['seconds_all']):.2f} s timed")
     prompts = D.val_prompts(TokenData(data_dir, "val"), 4, 20)  # what the stage used
     return {"proc": proc, "result": result, "cfg": cfg, "models": models, "tag": tag, "prompts": prompts}
 
@@ -204,14 +311,26 @@ def test_stage_runs_and_records(study):
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "cross-checks against the native engine: ok" in proc.stdout
     assert [r["name"] for r in result["configs"]] == ["nospec", "heads_k1", "heads_k2", "ngram", "draft"]
-    assert result["draft_model"] == "toy/toy-n1" and result["crosscheck"]["ok"] and result["vllm_version"]
+    assert result["draft_model"] == "toy/mini-n1" and result["crosscheck"]["ok"] and result["vllm_version"]
     m = result["metrics"]
     for key in ("vllm_nospec_tokens_per_s_b1", "vllm_heads_k2_speedup_b2", "vllm_heads_k2_accept_rate_pos2_b1",
                 "vllm_heads_k1_mean_accept_len_b1", "vllm_ngram_speedup_b1", "vllm_draft_accept_rate_b2"):
         assert m[key] is not None and m[key] > 0, key
     for r in result["configs"]:
+        assert r["startup_s"] > 0
         for row in r["per_batch"]:
-            assert row["new_tokens"] == 4 * 24 and row["tokens_per_s"] > 0
+            assert row["new_tokens"] == 4 * 24 and row["tokens_per_s"] > 0 and len(row["tokens_per_s_all"]) == 2
+            assert row["tokens_per_s_min"] <= row["tokens_per_s"] <= row["tokens_per_s_max"]
+            assert row["other_engines_cpu_s"] >= 0 and row["cpu_s"] > 0
+            if r["name"] == "nospec":
+                assert row["speedup"] == 1.0 and row["speedup_spread"] is None
+            else:  # the median of the per-round ratios against nospec, with their spread
+                sp = row["speedup_spread"]
+                assert sp["min"] <= row["speedup"] <= sp["max"] and isinstance(sp["unstable"], bool)
+                assert m[f"vllm_{r['name']}_speedup_spread_b{row['batch_size']}"] == sp["spread"]
+    q = result["quality"]  # mtp.measure.output_quality of nospec's continuations
+    assert q["prompts"] == 4 and len(q["distinct_tokens"]) == 4 and isinstance(q["degenerate"], bool)
+    assert q["distinct_tokens"] == [len(set(p["tokens"])) for p in result["configs"][0]["per_prompt"]]
     assert tracking.find_run(study["cfg"], "vllm", dataset="toy", size="toy", n=3)
 
 
@@ -238,9 +357,12 @@ def test_acceptance_counts_equal_native_at_batch1(study):
         per_pos = [sum(p["num_accepted_tokens_per_pos"][j] for p in run["per_prompt"]) for j in range(k)]
         drafts = sum(p["num_drafts"] for p in run["per_prompt"])
         assert all(0 < a < drafts for a in per_pos), per_pos  # non-trivial: some accepted, some rejected
-        # the timed runs count the same at every batch size (greedy drafts do not depend on the batch)
+        # the timed runs count the same at every batch size (greedy drafts do not depend on the batch),
+        # summed over the interleaved rounds
+        rounds = study["result"]["repeats"]
         for row in run["per_batch"]:
-            assert row["num_accepted_tokens_per_pos"] == per_pos and row["num_drafts"] == drafts, row["batch_size"]
+            assert row["num_accepted_tokens_per_pos"] == [a * rounds for a in per_pos], row["batch_size"]
+            assert row["num_drafts"] == drafts * rounds, row["batch_size"]
 
 
 @pytest.mark.slow

@@ -38,7 +38,8 @@ def task(m):
 
 
 def draft_model(m):
-    """The sweep's smallest n=1 model on the same dataset: vLLM's draft_model baseline."""
+    """vLLM's draft_model baseline: the sweep's smallest n=1 model on the same dataset with at most a quarter
+    of m's parameters, or None (mtp.config.draft_model_for)."""
     return mtp.config.draft_model_for(config, m)
 
 

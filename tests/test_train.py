@@ -95,16 +95,67 @@ def test_training_reduces_validation_loss_and_resume_is_bit_exact(tiny_cfg, tmp_
         assert torch.equal(p, q), k
 
 
-def test_corrupt_checkpoint_is_skipped_on_resume(tiny_cfg):
+def test_corrupt_checkpoint_is_skipped_on_resume(tiny_cfg, capsys, monkeypatch):
+    """The newest checkpoint cut short (a crash mid-write): the rerun resumes from the one before it,
+    trains only the remaining steps and ends with the weights of an uninterrupted run, bit for bit."""
+    from pathlib import Path
+    from mtp import train as train_mod
     cfg = _train_cfg(tiny_cfg, max_steps=10, checkpoint_every=5, eval_every=10)
     tokenize(cfg, "code")
     entry = config.find_model(cfg, "code", "micro", 1)
     train(cfg, entry, progress=False)
-    newest = sorted((__import__("pathlib").Path(entry["dir"]) / "ckpt").glob("step-*.pt"))[-1]
+    ckdir = Path(entry["dir"]) / "ckpt"
+    uninterrupted, _ = checkpoint.load_model(entry["dir"])
+    newest = ckdir / "step-0000010.pt"
+    assert sorted(p.name for p in ckdir.glob("step-*.pt")) == ["step-0000005.pt", newest.name]
     newest.write_bytes(newest.read_bytes()[:100])  # cut short, as by a crash mid-write
     assert not checkpoint.is_valid(newest)
     with pytest.raises(UserError, match="corrupt"):
         checkpoint.load(newest)
+    (Path(entry["dir"]) / "model.pt").unlink()  # the crashed run never got this far
+    loaded, steps = [], []
+    real_load, real_backward = checkpoint.load, train_mod.mtp_backward
+    monkeypatch.setattr(checkpoint, "load", lambda path, *a, **kw: loaded.append(Path(path).name) or real_load(path, *a, **kw))
+    monkeypatch.setattr(train_mod, "mtp_backward", lambda *a, **kw: steps.append(1) or real_backward(*a, **kw))
+    capsys.readouterr()
+    train(cfg, entry, progress=False)
+    monkeypatch.undo()
+    assert "from step-0000005.pt (step 5/10)" in capsys.readouterr().out
+    assert loaded == ["step-0000005.pt"] and len(steps) == 5  # resumed at 5: only steps 6..10 ran
+    assert checkpoint.is_valid(newest) and checkpoint.load(newest)["step"] == 10  # rewritten whole
+    resumed, _ = checkpoint.load_model(entry["dir"])
+    for (k, a), (_, b) in zip(uninterrupted.state_dict().items(), resumed.state_dict().items()):
+        assert torch.equal(a, b), k
+
+
+# The train shape of `mtp bench train`, cut so that one step takes a second on CPU: the heads' logits
+# (vocab 32768, as in mtp bench train) dominate what a step adds.
+MEM_SHAPE = dict(dim=64, n_layers=9, n_attn_heads=2, vocab=32768, seq=128, batch=4)
+
+
+def _peak_step_memory(n, mode):
+    """mtp.bench._peak_step_memory(n, mode, MEM_SHAPE) in a fresh process, as `mtp bench train` runs each
+    configuration. Started through sh, which forks it: Linux carries a process's peak RSS (ru_maxrss) over
+    execve, so a child exec'd straight from this pytest process would start with pytest's peak, above
+    anything one small step adds, and measure that instead."""
+    code = f"import json, mtp.bench as b; print(json.dumps(b._peak_step_memory({n!r}, {mode!r}, {MEM_SHAPE!r})))"
+    out = subprocess.run(["sh", "-c", '"$0" -c "$1"; exit $?', sys.executable, code], capture_output=True, text=True,
+                         timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    return int(out.stdout.strip().splitlines()[-1])
+
+
+def test_memory_efficient_step_memory_stays_flat_in_n_while_naive_grows():
+    """Peak memory a forward+backward step adds on CPU (mtp.bench's measurement, each configuration in its own
+    process), n=1 against n=4. The memory-efficient step keeps one head's logits alive at a time: n=4 adds
+    less than half a head's logits tensor (and under 20%) to n=1. The naive step keeps every head's logits
+    (their log-softmax, for backward) alive at once: the 3 extra heads add more than 2 logits tensors."""
+    mem = {(mode, n): _peak_step_memory(n, mode) for mode in ("memory_efficient", "naive") for n in (1, 4)}
+    logits = MEM_SHAPE["batch"] * MEM_SHAPE["seq"] * MEM_SHAPE["vocab"] * 4  # one head's, float32
+    assert min(mem.values()) > logits, mem  # the measurement sees at least one head's logits
+    assert mem["memory_efficient", 4] - mem["memory_efficient", 1] < 0.5 * logits, mem
+    assert mem["memory_efficient", 4] < 1.2 * mem["memory_efficient", 1], mem
+    assert mem["naive", 4] - mem["naive", 1] > 2 * logits, mem
 
 
 def _torchrun(cfg, tmp_path, name, procs=2, **train_over):

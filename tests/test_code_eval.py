@@ -1,5 +1,4 @@
 """HumanEval / MBPP: data, prompts, stops, programs, scoring in the real sandbox, the CLI, evaluate_model."""
-import importlib.util
 import json
 import os
 import re
@@ -207,7 +206,6 @@ def _study(tmp_path):
 
 
 @needs_bwrap
-@pytest.mark.skipif(importlib.util.find_spec("mtp.decode") is None, reason="mtp/decode.py is not written yet")
 def test_evaluate_model_end_to_end(tmp_path, capsys):
     from mtp import tracking
     from mtp.io import read_json
@@ -227,3 +225,44 @@ def test_evaluate_model_end_to_end(tmp_path, capsys):
     assert set(saved["metrics"]) == {"humaneval_pass_at_1", "humaneval_pass_at_2", "mbpp_pass_at_1", "mbpp_pass_at_2"}
     assert "pass@5 skipped" in capsys.readouterr().err
     assert tracking.find_run(cfg, "eval_code", dataset="code", size="debug", n=2) is not None
+
+
+@needs_bwrap
+@pytest.mark.parametrize("stand_in", ["reference", "wrong"])
+def test_evaluate_model_scores_a_model_of_known_accuracy(tmp_path, monkeypatch, stand_in):
+    """evaluate_model with mtp.decode.generate replaced by a stand-in that, given a problem's prompt, writes
+    the benchmark's reference solution (HumanEval canonical_solution, MBPP code) or a wrong one; through
+    the same prompts, stops, programs, sandbox, pass@k, file and MLflow run: pass@k exactly 1, or exactly 0."""
+    import mtp.decode
+    from mtp.io import read_json
+    from mtp.tokenizer import Tokenizer, byte_tokenizer
+    cfg, entry = _study(tmp_path)
+    cfg["eval"]["code"]["max_new_tokens"] = 1024  # room for a whole reference solution
+    cfg["eval"]["code"]["timeout_s"] = REFERENCE.timeout_s
+    tok = Tokenizer(byte_tokenizer())
+    solutions = {}
+    for bench in ("humaneval", "mbpp"):
+        for p in code.benchmark_problems(bench)[:2]:
+            body = p["canonical_solution"] if bench == "humaneval" else p["code"].replace("\r\n", "\n")
+            wrong = "    return None\n" if bench == "humaneval" else "def nothing():\n    return None\n"
+            solutions[p["prompt"]] = body if stand_in == "reference" else wrong
+    calls = []
+
+    def generate(model, prompts, max_new_tokens, eod_id, temperature=0.0, seed=0, batch_size=8):
+        assert max_new_tokens == 1024 and eod_id == tok.eod_id
+        calls.append(len(prompts))
+        out = []
+        for ids in prompts:  # the prompt's end, as the model sees it
+            text = tok.decode(ids)
+            (answer,) = [a for prompt, a in solutions.items() if prompt.endswith(text)]
+            out.append(tok.encode(answer + "\n\n\n")[:max_new_tokens])
+        return out
+    monkeypatch.setattr(mtp.decode, "generate", generate)
+    result = code.evaluate_model(cfg, entry)
+    assert read_json(f"{entry['dir']}/eval_code.json") == json.loads(json.dumps(result))
+    assert calls == [2, 2, 2, 2]  # two problems, two sampled runs (temperature 0.8), each benchmark
+    expect = 1.0 if stand_in == "reference" else 0.0
+    assert result["metrics"] == {f"{b}_pass_at_{k}": expect for b in ("humaneval", "mbpp") for k in (1, 2)}
+    for res in result["benchmarks"].values():
+        statuses = [s["status"] for r in res["problems"] for s in r["samples"]]
+        assert statuses == ["passed" if expect else "failed"] * 4, res["problems"]

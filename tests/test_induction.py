@@ -152,3 +152,42 @@ def test_evaluate_model_end_to_end(tmp_path):
     assert [len(s) for s in stories] == [len(t) for t in targets]
     assert sum(map(sum, stories)) / sum(map(len, stories)) == pytest.approx(saved["metrics"]["induction_acc"])
     assert tracking.find_run(cfg, "eval_induction", dataset="stories", size="debug", n=2) is not None
+
+
+@pytest.mark.parametrize("stand_in", ["copier", "constant"])
+def test_evaluate_model_scores_a_model_of_known_accuracy(tmp_path, monkeypatch, stand_in):
+    """evaluate_model with the loaded model replaced by one of known accuracy, through the same test set,
+    windows, scoring, file and MLflow run: a perfect copier (its logits at t point at the token at t+1)
+    scores 1 on every scored position; a model that always predicts <eod> (never a name token) scores 0."""
+    import mtp.checkpoint
+    from mtp import config
+    from mtp.checkpoint import save_model
+    from mtp.io import read_json
+    from mtp.model import ModelConfig, MTPModel
+    TOK.save(tmp_path / "tokenizer.json")
+    cfg = config.validate({
+        "results": str(tmp_path / "results"),
+        "tracking": {"uri": f"sqlite:///{tmp_path / 'mlflow.db'}", "experiment": "test"},
+        "datasets": {"stories": {"source": {"kind": "induction"}}},
+        "sweeps": [{"dataset": "stories", "sizes": ["debug"], "n_heads": [2]}],
+        "train": {"seq_len": 64},
+        "eval": {"synthetic": {"num_tests": 4, "batch_size": 4}},
+    })
+    entry = config.models(cfg)[0]
+    save_model(entry["dir"], MTPModel(ModelConfig.from_preset("debug", vocab_size=257, n_future=2)),
+               extra={"dataset": "stories", "size": "debug", "n": 2, "data_dir": str(tmp_path)})
+    model = NextTokenOracle() if stand_in == "copier" else Constant(TOK.eod_id)
+    real_load = mtp.checkpoint.load_model
+
+    def load_model(folder, device="cpu"):
+        loaded, payload = real_load(folder, device=device)
+        model.cfg = loaded.cfg  # evaluate_model reads the context length from it
+        return model, payload
+    monkeypatch.setattr(mtp.checkpoint, "load_model", load_model)
+    result = I.evaluate_model(cfg, entry)
+    assert read_json(f"{entry['dir']}/eval_induction.json") == result
+    sequences, targets = I.encode_tests(TOK, I.test_set(4, cfg["seed"]))
+    assert max(map(len, sequences)) > 64  # stories longer than the context: scored in several windows
+    expect = 1 if stand_in == "copier" else 0
+    assert result["metrics"]["induction_acc"] == expect
+    assert result["correct_by_story"] == [[expect] * len(t) for t in targets]

@@ -1,5 +1,4 @@
 """Polynomial arithmetic in F7[X]/(X^5): ring, text format, generators, scoring, evaluate_model."""
-import importlib.util
 import random
 
 import pytest
@@ -220,8 +219,6 @@ def _study(tmp_path, dataset, kind):
     return cfg, entry
 
 
-@pytest.mark.skipif(importlib.util.find_spec("mtp.decode") is None,
-                    reason="mtp/decode.py (greedy generate) is not written yet")
 def test_evaluate_model_end_to_end(tmp_path):
     from mtp import tracking
     from mtp.io import read_json
@@ -236,3 +233,31 @@ def test_evaluate_model_end_to_end(tmp_path):
     assert set(items) == {str(m) for m in range(1, 8)} and all(len(v) == 3 and set(v) <= {0, 1} for v in items.values())
     assert all(sum(items[m]) / 3 == saved["accuracy_by_m"][m] for m in items)
     assert tracking.find_run(cfg, "eval_polynomial", dataset="poly", size="debug", n=2) is not None
+
+
+@pytest.mark.parametrize("wrong_for", [set(), set(range(1, 8)), {2, 6}], ids=["solves", "fails", "fails-m2-m6"])
+def test_evaluate_model_scores_a_model_of_known_accuracy(tmp_path, monkeypatch, wrong_for):
+    """evaluate_model with mtp.decode.generate replaced by a stand-in that computes each answer from the prompt
+    it is given (wrong, for m in wrong_for): the same test sets, prompts, tokenizer, scoring, file and MLflow
+    run as for a trained model, so the scores are known exactly: 1 where it answers right, 0 where not."""
+    import mtp.decode
+    from mtp.io import read_json
+    cfg, entry = _study(tmp_path, "poly", "polynomial")
+    tok = Tokenizer(byte_tokenizer())
+    answer = _oracle_generate(tok, wrong_for)
+    seen = []
+
+    def generate(model, prompts, max_new_tokens, eod_id, temperature=0.0, batch_size=8, **kw):
+        assert temperature == 0.0 and eod_id == tok.eod_id and batch_size == 8
+        seen.extend(prompts)
+        return answer(prompts, max_new_tokens, eod_id, 4)
+    monkeypatch.setattr(mtp.decode, "generate", generate)
+    result = P.evaluate_model(cfg, entry)
+    assert read_json(f"{entry['dir']}/eval_polynomial.json") == result
+    assert len(seen) == 7 * 3  # every m = 1..7, three tests each
+    expect = {str(m): 0.0 if m in wrong_for else 1.0 for m in range(1, 8)}
+    assert result["accuracy_by_m"] == expect
+    assert result["correct_by_m"] == {m: [int(a)] * 3 for m, a in expect.items()}
+    metrics = result["metrics"]
+    assert metrics["poly_acc_in_domain"] == pytest.approx(sum(expect[str(m)] for m in range(1, 6)) / 5)
+    assert metrics["poly_acc_out_of_domain"] == pytest.approx((expect["6"] + expect["7"]) / 2)

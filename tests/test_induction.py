@@ -140,7 +140,7 @@ def _stories_study(tmp_path, num_tests):
 
 
 def test_evaluate_model_end_to_end(tmp_path):
-    from mtp import config, tracking
+    from mtp import tracking
     from mtp.checkpoint import save_model
     from mtp.io import read_json
     from mtp.model import ModelConfig, MTPModel
@@ -166,7 +166,6 @@ def test_evaluate_model_scores_a_model_of_known_accuracy(tmp_path, monkeypatch, 
     windows, scoring, file and MLflow run: a perfect copier (its logits at t point at the token at t+1)
     scores 1 on every scored position; a model that always predicts <eod> (never a name token) scores 0."""
     import mtp.checkpoint
-    from mtp import config
     from mtp.checkpoint import save_model
     from mtp.io import read_json
     from mtp.model import ModelConfig, MTPModel

@@ -47,7 +47,7 @@ from dataclasses import dataclass, field
 import torch
 
 from mtp import UserError, measure
-from mtp.model import rope_tables
+from mtp.model import FusedHeads, rope_tables
 
 # A finished row stays in the batch, masked, until at most this fraction of the rows is unfinished;
 # then the batch is compacted (every layer's K/V copied).
@@ -77,7 +77,7 @@ class LayerCache:
 
 
 class KVCache:
-    """Every attention layer's cache for a batch: the trunk blocks and the transformer head blocks.
+    """Every attention layer's cache for a batch: the trunk blocks, head 1 and the k drafting heads.
 
     lengths (B,): how many positions each row holds (0..lengths-1); it is also the position of
     the next token a row is fed. `begin(T)` fixes the positions lengths..lengths+T-1 that every
@@ -85,7 +85,7 @@ class KVCache:
     (per row) discards the last n. Discarded entries stay in the buffers, masked, until overwritten.
     """
 
-    def __init__(self, model, batch, capacity, heads=(0,)):
+    def __init__(self, model, batch, capacity, k=0):
         cfg = model.cfg
         p = next(model.parameters())
         # positions must stay below max_seq_len (rotary tables): the capacity never passes it
@@ -94,8 +94,11 @@ class KVCache:
         self.keys = torch.arange(self.capacity, device=p.device)  # (S,): sliced, never rebuilt per step
         self.rows = torch.arange(batch, device=p.device)[:, None]  # (B, 1)
         nh, hs = cfg.n_attn_heads, cfg.dim // cfg.n_attn_heads
+        attends = cfg.head_type == "transformer"
         self.trunk = [LayerCache(self, nh, hs) for _ in model.trunk]
-        self.heads = {i: LayerCache(self, nh, hs) if cfg.head_type == "transformer" else None for i in heads}
+        # heads 1..k+1 fused into one block (model.FusedHeads) with one cache layer of (k+1)*nh attention heads
+        self.fused = FusedHeads(model.heads[:k + 1], cfg)
+        self.heads = LayerCache(self, (k + 1) * nh, hs) if attends else None
         self.step = None  # (rows, positions, keys span) of the forward under way
 
     def begin(self, T, longest=None):
@@ -132,7 +135,7 @@ class KVCache:
         """Keep only batch rows `rows` (a (B',) index tensor), in that order."""
         self.lengths = self.lengths[rows]
         self.rows = self.rows[:rows.shape[0]]
-        for layer in [*self.trunk, *self.heads.values()]:
+        for layer in [*self.trunk, self.heads]:
             if layer is not None:
                 layer.keep(rows)
 
@@ -140,19 +143,20 @@ class KVCache:
 # ---------------------------------------------------------------- forward pieces
 
 
-def forward(model, cache, idx, heads, longest=None):
+def forward(model, cache, idx, drafts=False, longest=None):
     """Feed idx (B, T) at each row's next positions; commit them in the cache.
 
-    -> hidden states of heads `heads` (0-based), each (B, T, C), before the final norm.
-    longest: max(cache.lengths) if known. Positions stay below max_seq_len: the cache's capacity does.
+    -> (hidden state of head 1 (B, T, C), of the drafting heads 2..k+1 (k, B, T, C) or None), before
+    the final norm; drafts=False runs head 1 only. longest: max(cache.lengths) if known. Positions stay
+    below max_seq_len: the cache's capacity does.
     """
     B, T = idx.shape
     pos, mask = cache.begin(T, longest)  # (B, T), (B, 1, T, S')
     cos, sin = rope_tables(model.cfg, pos)  # (B, T, hs/2)
     z = model.forward_trunk(idx, cos, sin, cache.trunk, mask)  # (B, T, C)
-    hs = [model.heads[i](z, cos, sin, cache.heads[i], mask) for i in heads]
+    hs = cache.fused(z, cos, sin, cache.heads, mask)  # (k+1, B, T, C)
     cache.advance(T)
-    return hs
+    return hs[0], hs[1:] if len(hs) > 1 else None
 
 
 def unembed(model, h):
@@ -173,12 +177,12 @@ def choose(logits, temperature=0.0, generator=None):
     return torch.multinomial(probs, 1, generator=generator)[:, 0]
 
 
-def propose(model, draft_hs, j):
-    """Drafts from heads 2..k+1 at block index j (B,) -> (B, k) tokens for the positions after x."""
-    if not draft_hs:
+def propose(model, hd, j):
+    """Drafts from the drafting heads' states hd (k, B, T, C) at block index j (B,) -> (B, k) tokens."""
+    if hd is None:
         return torch.zeros(j.shape[0], 0, dtype=torch.long, device=j.device)
-    h = torch.stack([at(hd, j) for hd in draft_hs], dim=1)  # (B, k, C)
-    return unembed(model, h).argmax(-1)  # (B, k)
+    h = hd[:, torch.arange(j.shape[0], device=j.device), j]  # (k, B, C)
+    return unembed(model, h).argmax(-1).t()  # (B, k)
 
 
 def verify(block, g):
@@ -187,31 +191,31 @@ def verify(block, g):
     return match.long().cumprod(dim=1).sum(dim=1)  # longest all-true prefix
 
 
-def prefill(model, cache, prompts, heads):
+def prefill(model, cache, prompts):
     """Right-padded prompts through the model; rows keep only their own prompt in the cache.
 
-    -> (hidden states of `heads` each (B, Pmax, C), index of each row's last prompt token (B,)).
+    -> (forward()'s hidden states (over Pmax positions), index of each row's last prompt token (B,)).
     """
     dev = cache.lengths.device
     lens = torch.tensor([len(p) for p in prompts], device=dev)
     idx = torch.zeros(len(prompts), int(lens.max()), dtype=torch.long, device=dev)  # (B, Pmax), pad = 0
     for b, p in enumerate(prompts):
         idx[b, :len(p)] = torch.tensor(p, dtype=torch.long)
-    hs = forward(model, cache, idx, heads)
+    hs = forward(model, cache, idx, drafts=True)
     cache.rollback(idx.shape[1] - lens)  # the pads
     return hs, lens - 1
 
 
 def start(model, cache, prompts, k, temperature=0.0, generator=None):
     """Prefill -> (x (B,) first new token, drafts (B, k))."""
-    hs, last = prefill(model, cache, prompts, range(k + 1))
-    x = choose(unembed(model, at(hs[0], last)), temperature, generator)
-    return x, propose(model, hs[1:], last)
+    (h, hd), last = prefill(model, cache, prompts)
+    x = choose(unembed(model, at(h, last)), temperature, generator)
+    return x, propose(model, hd, last)
 
 
 def ar_step(model, cache, x, temperature=0.0, generator=None, longest=None):
     """One autoregressive decode forward with head 1 only: x (B,) -> next tokens (B,)."""
-    h, = forward(model, cache, x[:, None], [0], longest)  # (B, 1, C)
+    h, _ = forward(model, cache, x[:, None], False, longest)  # (B, 1, C)
     return choose(unembed(model, h[:, -1]), temperature, generator)
 
 
@@ -223,11 +227,11 @@ def spec_step(model, cache, x, drafts, longest=None):
     """
     block = torch.cat([x[:, None], drafts], dim=1)  # (B, T)
     B, T = block.shape
-    hs = forward(model, cache, block, list(cache.heads), longest)  # heads 1..k+1
-    g = unembed(model, hs[0]).argmax(-1)  # (B, T)
+    h, hd = forward(model, cache, block, True, longest)  # heads 1..k+1
+    g = unembed(model, h).argmax(-1)  # (B, T)
     a = verify(block, g)
     cache.rollback(T - 1 - a, check=False)  # 0 <= a <= T-1: never past what this forward added
-    return g, a, g.gather(1, a[:, None])[:, 0], propose(model, hs[1:], a)
+    return g, a, g.gather(1, a[:, None])[:, 0], propose(model, hd, a)
 
 
 # ---------------------------------------------------------------- the decoding loop
@@ -346,7 +350,7 @@ def decode_batch(model, prompts, max_new_tokens, eod_id=None, k=0, temperature=0
     B, L = len(prompts), model.cfg.max_seq_len
     stats = Stats(k=k, prompts=B, prefills=1)
     lens = [len(p) for p in prompts]
-    cache = KVCache(model, B, min(max(lens) + max_new_tokens + k, L), heads=range(k + 1))
+    cache = KVCache(model, B, min(max(lens) + max_new_tokens + k, L), k)
     x, drafts = start(model, cache, prompts, k, temperature, generator)
     out = Outputs(lens, max_new_tokens, L, eod_id)
     hist, verified_at = [0] * (k + 1), [0] * (k + 1)

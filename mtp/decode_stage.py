@@ -31,6 +31,8 @@ def bench_model(cfg, entry, device="cpu"):
     from mtp import checkpoint
     from mtp.data import TokenData
     dc = cfg["decode"]
+    if dc.get("threads"):
+        torch.set_num_threads(dc["threads"])
     model, payload = checkpoint.load_model(entry["dir"], device=device)
     k = D.check_draft_tokens(model, dc["draft_tokens"] if model.cfg.n_future > 1 else 0)
     if dc["prompt_len"] >= model.cfg.max_seq_len:

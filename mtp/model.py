@@ -174,6 +174,57 @@ class LinearHead(nn.Module):
         return self.proj(x)
 
 
+def _rms(x, eps):
+    """RMSNorm without its weight (float32 statistics, as RMSNorm)."""
+    xf = x.float()
+    return (xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + eps)).type_as(x)
+
+
+class FusedHeads(nn.Module):
+    """Several heads of one model fused into one block, for decoding: the drafting heads 2..k+1.
+
+    Same function as running each head (Block or LinearHead) on the shared z, in a few large ops
+    instead of one set of small ops per head: on a CPU at decoding sizes each op's fixed cost
+    dominates, and k separate heads made a speculative forward cost k extra blocks. Each RMSNorm's
+    weight is folded into the matrix after it; the heads' attention heads run side by side as one
+    attention of k * n_attn_heads heads (one KV cache layer). Outputs equal the separate heads' up
+    to float rounding; they only draft, so rounding can change an acceptance, never the output.
+    """
+
+    def __init__(self, heads, cfg):
+        super().__init__()
+        self.k, self.eps, self.linear = len(heads), cfg.norm_eps, cfg.head_type == "linear"
+        with torch.no_grad():
+            if self.linear:  # z @ [P_1^T .. P_k^T] -> (.., k*C)
+                self.register_buffer("proj", torch.cat([h.proj.weight.t() for h in heads], dim=1))
+                return
+            self.nh, self.hs = cfg.n_attn_heads * self.k, cfg.dim // cfg.n_attn_heads
+            fold = lambda w, norm: w * norm.weight[None, :]  # noqa: E731  (x * g) W^T = x (W diag(g))^T
+            qkv = [torch.cat([fold(getattr(h.attn, name).weight, h.attn_norm) for h in heads])
+                   for name in ("wq", "wk", "wv")]
+            self.register_buffer("wqkv", torch.cat(qkv).t().contiguous())  # (C, 3*k*C): q of every head, k, v
+            self.register_buffer("wo", torch.stack([h.attn.wo.weight.t() for h in heads]))  # (k, C, C)
+            self.register_buffer("w13", torch.stack([torch.cat([fold(h.mlp.w1.weight, h.mlp_norm),
+                                                                fold(h.mlp.w3.weight, h.mlp_norm)]).t()
+                                                     for h in heads]))  # (k, C, 2*hidden)
+            self.register_buffer("w2", torch.stack([h.mlp.w2.weight.t() for h in heads]))  # (k, hidden, C)
+
+    def forward(self, z, cos, sin, kv=None, mask=None):
+        """z (B, T, C) -> hidden states of the k heads (k, B, T, C). kv: one cache layer of k*n_attn_heads heads."""
+        B, T, C = z.shape
+        if self.linear:
+            return (z @ self.proj).view(B, T, self.k, C).permute(2, 0, 1, 3)
+        q, k, v = (_rms(z, self.eps) @ self.wqkv).view(B, T, 3, self.nh, self.hs).transpose(1, 3).unbind(2)
+        q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)  # (B, k*nh, T, hs)
+        if kv is not None:
+            k, v = kv.update(k, v)
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=mask is None)
+        y = y.view(B, self.k, -1, T, self.hs).permute(1, 0, 3, 2, 4).reshape(self.k, B * T, C)
+        x = z.reshape(1, B * T, C) + torch.bmm(y, self.wo)  # (k, B*T, C)
+        a, b = torch.bmm(_rms(x, self.eps), self.w13).chunk(2, dim=-1)
+        return (x + torch.bmm(F.silu(a) * b, self.w2)).view(self.k, B, T, C)
+
+
 class MTPModel(nn.Module):
     def __init__(self, cfg: ModelConfig):
         super().__init__()

@@ -135,13 +135,31 @@ def test_ragged_rows_progress_independently():
     assert sum(stats.accepted_per_pos) == sum(c["num_accepted_tokens"] for c in per_prompt)
 
 
+@pytest.mark.parametrize("head_type", ["transformer", "linear"])
+def test_fused_draft_heads_equal_the_separate_heads(head_type):
+    """model.FusedHeads (heads 1..k+1 as one block for decoding) computes what each head computes."""
+    from mtp.model import FusedHeads
+    model = random_model(4, head_type, seed=3)
+    with torch.no_grad():  # non-trivial norm weights: their folding into the matrices is checked too
+        for name, p in model.named_parameters():
+            if "norm" in name:
+                p.add_(torch.randn_like(p) * 0.3)
+    idx = torch.randint(0, V, (3, 11), generator=torch.Generator().manual_seed(0))
+    with torch.inference_mode():
+        cos, sin = model.rope(11)
+        z = model.forward_trunk(idx, cos, sin)
+        fused = FusedHeads(model.heads, model.cfg)(z, cos, sin)  # (4, B, T, C)
+        for j in range(4):
+            torch.testing.assert_close(fused[j], model.heads[j](z, cos, sin), atol=1e-5, rtol=1e-4)
+
+
 def _plain_cache(model, seqs, k):
     """A cache filled by feeding each row's tokens one at a time through the trunk and heads 1..k+1."""
     caches = []
     for s in seqs:
-        cache = D.KVCache(model, 1, len(s) + 1, heads=range(k + 1))
+        cache = D.KVCache(model, 1, len(s) + 1, k)
         for t in s:
-            D.forward(model, cache, torch.tensor([[t]]), range(k + 1))
+            D.forward(model, cache, torch.tensor([[t]]), drafts=True)
         caches.append(cache)
     return caches
 
@@ -151,7 +169,7 @@ def test_rollback_leaves_cache_as_plain_decoding(head_type):
     model, k = shift_model(4, head_type, noise=0.1, seed=2), 3
     prompts = prompts_for(2, count=4)
     B = len(prompts)
-    cache = D.KVCache(model, B, 64, heads=range(k + 1))
+    cache = D.KVCache(model, B, 64, k)
     with torch.inference_mode():
         x, drafts = D.start(model, cache, prompts, k)
         seqs = [list(p) for p in prompts]  # tokens whose K/V the cache must hold
@@ -169,7 +187,7 @@ def test_rollback_leaves_cache_as_plain_decoding(head_type):
     assert len(set(cache.lengths.tolist())) > 1  # ragged
     for b, ref in enumerate(plain):
         c = len(seqs[b])
-        layers = list(zip(cache.trunk, ref.trunk)) + [(cache.heads[i], ref.heads[i]) for i in range(k + 1)]
+        layers = list(zip(cache.trunk, ref.trunk)) + [(cache.heads, ref.heads)]
         for mine, theirs in layers:
             if mine is None:  # linear heads keep no cache
                 assert theirs is None and head_type == "linear"
@@ -244,7 +262,7 @@ def test_errors():
         cache.rollback(1)
     assert cache.lengths.tolist() == [0]
     with pytest.raises(ValueError, match="overflow"):
-        D.forward(model, cache, torch.zeros(1, 9, dtype=torch.long), [0])
+        D.forward(model, cache, torch.zeros(1, 9, dtype=torch.long))
 
 
 def test_bench_reports_each_batch_size():

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from mtp import bench, decode
+from mtp import bench, decode, decode_timing
 from mtp.model import ModelConfig, MTPModel
 from mtp.train import head_targets, mtp_backward
 
@@ -102,7 +102,7 @@ def spec_decode(steps, dim, layers, n, seq, batch, new_tokens):
     train_s = time.perf_counter() - t0
     model.eval()
     prompts = [val[i * 1000:i * 1000 + 128].tolist() for i in range(16)]
-    r = decode.bench(model, prompts, [1, 8], new_tokens, 3)
+    r = decode_timing.bench(model, prompts, [1, 8], new_tokens, 3)
     return {"train_steps": steps, "train_s": train_s, "final_loss_head_1": float(losses[0]),
             "model": {"dim": dim, "layers": layers, "n": n},
             "per_batch": [{k: row[k] for k in ("batch_size", "speedup", "tokens_per_forward", "lossless")}

@@ -1,5 +1,6 @@
-"""Greedy and self-speculative decoding for MTPModel (gpt-fast style) and its timing; the `mtp decode`
-stage around it is mtp/decode_stage.py.
+"""Greedy and self-speculative decoding for MTPModel (gpt-fast style): the KV cache and the decoding
+algorithm, no I/O, no timing. Its timing (bench) is mtp/decode_timing.py; the `mtp decode` stage around
+both is mtp/decode_stage.py.
 
 Self-speculative decoding (Stern et al. 2018 blockwise parallel decoding; Gloeckle et al.
 2024 Section 3.2). Row state: the cache holds positions 0..c-1, token x (position c) is
@@ -26,14 +27,7 @@ Counting (every metric below means exactly this):
 - acceptance rate at draft position j = row-steps with a >= j / row-steps that verified a
   j-th draft.
 - accepted-length histogram: hist[a] = row-steps that accepted exactly a drafts.
-- tokens/s = output tokens (after truncation at eod / max_new_tokens, summed over prompts)
-  / wall seconds of the whole generation (prefill included), per round; every configuration
-  (AR and speculative at every batch size) runs once per round, `repeats` rounds (mtp.measure).
-  Reported: median over rounds, min, max, all.
-- speed-up = median over rounds of (speculative tokens/s / autoregressive tokens/s of the same
-  round) at the same batch size; its spread (min, max) marks it unstable (mtp.measure).
-- quality: mtp.measure.output_quality of the greedy outputs; degenerate output (one token
-  repeated, few distinct tokens) accepts every draft, so its speed figures say nothing.
+- tokens/s, speed-up and quality: mtp/decode_timing.py.
 
 Stopping: a row stops once it has max_new_tokens new tokens, when it produces eod_id
 (eod excluded from the output), or when prompt + output fills the context (max_seq_len).
@@ -46,99 +40,13 @@ from dataclasses import dataclass, field
 
 import torch
 
-from mtp import UserError, measure
-from mtp.model import FusedHeads, rope_tables
+from mtp import UserError
+from mtp.kvcache import KVCache
+from mtp.model import rope_tables
 
 # A finished row stays in the batch, masked, until at most this fraction of the rows is unfinished;
 # then the batch is compacted (every layer's K/V copied).
 COMPACT_AT = 0.5
-
-# ---------------------------------------------------------------- KV cache
-
-
-class LayerCache:
-    """K/V of one attention layer: preallocated (B, nh, S, hs) buffers, written at the rows' positions."""
-
-    def __init__(self, owner, nh, hs):
-        B, S = owner.lengths.shape[0], owner.capacity
-        self.owner = owner
-        self.k = torch.zeros(B, nh, S, hs, dtype=owner.dtype, device=owner.lengths.device)
-        self.v = torch.zeros_like(self.k)
-
-    def update(self, k, v):
-        """k, v (B, nh, T, hs) at the positions of the owner's current step -> all keys/values (B, nh, S', hs)."""
-        rows, pos, S = self.owner.step  # (B, T), (B, T), int
-        self.k[rows, :, pos] = k.transpose(1, 2)  # (B, T, nh, hs)
-        self.v[rows, :, pos] = v.transpose(1, 2)
-        return self.k[:, :, :S], self.v[:, :, :S]  # (B, nh, S', hs)
-
-    def keep(self, rows):
-        self.k, self.v = self.k[rows], self.v[rows]
-
-
-class KVCache:
-    """Every attention layer's cache for a batch: the trunk blocks, head 1 and the k drafting heads.
-
-    lengths (B,): how many positions each row holds (0..lengths-1); it is also the position of
-    the next token a row is fed. `begin(T)` fixes the positions lengths..lengths+T-1 that every
-    layer's update() writes in a forward; then `advance(T)` commits them and `rollback(n)`
-    (per row) discards the last n. Discarded entries stay in the buffers, masked, until overwritten.
-    """
-
-    def __init__(self, model, batch, capacity, k=0):
-        cfg = model.cfg
-        p = next(model.parameters())
-        # positions must stay below max_seq_len (rotary tables): the capacity never passes it
-        self.capacity, self.dtype = min(capacity, cfg.max_seq_len), p.dtype
-        self.lengths = torch.zeros(batch, dtype=torch.long, device=p.device)
-        self.keys = torch.arange(self.capacity, device=p.device)  # (S,): sliced, never rebuilt per step
-        self.rows = torch.arange(batch, device=p.device)[:, None]  # (B, 1)
-        nh, hs = cfg.n_attn_heads, cfg.dim // cfg.n_attn_heads
-        attends = cfg.head_type == "transformer"
-        self.trunk = [LayerCache(self, nh, hs) for _ in model.trunk]
-        # heads 1..k+1 fused into one block (model.FusedHeads) with one cache layer of (k+1)*nh attention heads
-        self.fused = FusedHeads(model.heads[:k + 1], cfg)
-        self.heads = LayerCache(self, (k + 1) * nh, hs) if attends else None
-        self.step = None  # (rows, positions, keys span) of the forward under way
-
-    def begin(self, T, longest=None):
-        """Start a forward of T tokens per row -> (positions (B, T), mask (B, 1, T, S')).
-
-        longest: max(lengths) when the caller already knows it (saves a device read).
-        """
-        B = self.lengths.shape[0]
-        S = (int(self.lengths.max()) if longest is None else longest) + T  # keys: up to the longest row's last
-        if S > self.capacity:
-            raise ValueError(f"KV cache overflow: {S} positions needed, capacity {self.capacity}")
-        pos = self.positions(T)  # (B, T)
-        self.step = self.rows.expand(B, T), pos, S
-        mask = self.keys[None, None, :S] <= pos[:, :, None]  # (B, T, S'): query t of row b sees keys <= lengths[b] + t
-        return pos, mask[:, None]  # (B, T), (B, 1, T, S')
-
-    def positions(self, T):
-        return self.lengths[:, None] + self.keys[:T]  # (B, T)
-
-    def advance(self, n):
-        """Commit the next n positions of each row (n: int or (B,) tensor)."""
-        self.lengths = self.lengths + n
-        self.step = None
-
-    def rollback(self, n, check=True):
-        """Forget the last n positions of each row (n: int or (B,) tensor); check=False skips the
-        (device-reading) check for callers whose n never passes what the forward added."""
-        lengths = self.lengths - n
-        if check and int(lengths.min()) < 0:
-            raise ValueError("rollback past the start of the cache")
-        self.lengths = lengths
-
-    def keep(self, rows):
-        """Keep only batch rows `rows` (a (B',) index tensor), in that order."""
-        self.lengths = self.lengths[rows]
-        self.rows = self.rows[:rows.shape[0]]
-        for layer in [*self.trunk, self.heads]:
-            if layer is not None:
-                layer.keep(rows)
-
 
 # ---------------------------------------------------------------- forward pieces
 
@@ -445,107 +353,3 @@ def acceptance_counts(model, prompts, max_new_tokens, eod_id=None, draft_tokens=
                     "num_accepted_tokens": sum(s.accepted_per_pos),
                     "num_accepted_tokens_per_pos": s.accepted_per_pos, "tokens": toks[0]})
     return out
-
-
-# ---------------------------------------------------------------- timing
-
-
-def _sync(model):
-    dev = next(model.parameters()).device
-    if dev.type == "cuda":
-        torch.cuda.synchronize(dev)
-
-
-def _timed(model, prompts, max_new_tokens, eod_id, batch_sizes, k, rounds):
-    """Every configuration (AR, and speculative when k, at each batch size) timed in interleaved rounds
-    (measure.interleaved, one untimed warm-up each) -> ({(kind, bs): seconds per round}, {(kind, bs): last
-    (outputs, Stats)})."""
-    last, configs = {}, {}
-    for bs in batch_sizes:
-        for kind, kk in (("ar", 0), ("spec", k)) if k else (("ar", 0),):
-            def call(key=(kind, bs), kk=kk, bs=bs):
-                last[key] = decode(model, prompts, max_new_tokens, eod_id, kk, bs)
-            configs[(kind, bs)] = call
-    sync = lambda: _sync(model)  # noqa: E731
-    return measure.interleaved(configs, rounds, warmup=1, before=sync, after=sync), last
-
-
-def _batch_row(bs, times, last, k, metrics):
-    """One batch size's row of bench(): tokens/s per round, speed-up per round, lossless; fills metrics."""
-    ar_out, ar_stats = last[("ar", bs)]
-    row = {"batch_size": bs, "ar": {**measure.rate_summary(ar_stats.new_tokens, times[("ar", bs)]),
-                                    **ar_stats.as_dict()}}
-    metrics[f"decode_ar_tokens_per_s_b{bs}"] = row["ar"]["tokens_per_s"]
-    row["spec"] = row["speedup"] = row["speedup_spread"] = row["tokens_per_forward"] = row["lossless"] = None
-    if not k:
-        return row
-    sp_out, sp_stats = last[("spec", bs)]
-    row["spec"] = {**measure.rate_summary(sp_stats.new_tokens, times[("spec", bs)]), **sp_stats.as_dict()}
-    r = measure.ratio(row["spec"]["tokens_per_s_all"], row["ar"]["tokens_per_s_all"])
-    row["speedup"] = r["median"]
-    row["speedup_spread"] = {key: r[key] for key in ("min", "max", "spread", "unstable")}
-    row["tokens_per_forward"] = sp_stats.tokens_per_forward
-    row["lossless"] = sp_out == ar_out
-    row["mismatched_prompts"] = sum(a != b for a, b in zip(sp_out, ar_out))
-    metrics.update({f"decode_spec_tokens_per_s_b{bs}": row["spec"]["tokens_per_s"],
-                    f"decode_speedup_b{bs}": row["speedup"], f"decode_speedup_unstable_b{bs}": float(r["unstable"]),
-                    f"decode_tokens_per_forward_b{bs}": row["tokens_per_forward"],
-                    f"decode_lossless_b{bs}": float(row["lossless"])})
-    for j, rate in enumerate(sp_stats.accept_rate_per_pos, 1):
-        metrics[f"decode_accept_rate_pos{j}_b{bs}"] = rate
-    return row
-
-
-def bench(model, prompts, batch_sizes, max_new_tokens, repeats, draft_tokens=None, eod_id=None):
-    """Time autoregressive vs self-speculative greedy decoding of `prompts` at each batch size.
-
-    All configurations run in `repeats` interleaved rounds (mtp.measure), after one untimed warm-up each.
-    -> {"n", "draft_tokens", "speculative" (False for n=1: baseline only), "note",
-        "quality": measure.output_quality of the greedy outputs (degenerate output fakes acceptance),
-        "per_batch": [{"batch_size", "ar": {tokens_per_s (median over rounds), _min, _max, _all, ...},
-                       "spec": {...} or None, "speedup" (median of per-round ratios),
-                       "speedup_spread": {min, max, spread, unstable}, "tokens_per_forward",
-                       "lossless": spec output == AR output}],
-        "metrics": flat {name: value} with stable names (decode_speedup_b1, decode_degenerate, ...)}.
-    eod_id None: every prompt gets exactly max_new_tokens (comparable across models).
-    """
-    if not prompts:
-        raise UserError("decode: no prompts to time (num_prompts must be >= 1)")
-    if repeats < 1:
-        raise UserError(f"decode.repeats: {repeats} rounds; at least 1 is needed")
-    check_prompts(model, prompts)
-    n = model.cfg.n_future
-    k = check_draft_tokens(model, draft_tokens)
-    model.eval()
-    result = {"n": n, "draft_tokens": k, "speculative": k > 0, "max_new_tokens": max_new_tokens,
-              "num_prompts": len(prompts), "repeats": repeats, "timing": "interleaved rounds",
-              "stop_at_eod": eod_id is not None,
-              "threads": torch.get_num_threads(), "device": str(next(model.parameters()).device),
-              "note": "" if k else "n=1: one head, nothing to draft; autoregressive baseline only",
-              "per_batch": [], "metrics": {}}
-    metrics = result["metrics"]
-    times, last = _timed(model, prompts, max_new_tokens, eod_id, batch_sizes, k, repeats)
-    result["per_batch"] = [_batch_row(bs, times, last, k, metrics) for bs in batch_sizes]
-    quality = result["quality"] = measure.output_quality(last[("ar", batch_sizes[0])][0])
-    metrics["decode_distinct_tokens_min"] = min(quality["distinct_tokens"])
-    metrics["decode_degenerate"] = float(quality["degenerate"])
-    first = result["per_batch"][0]
-    if k:  # headline acceptance: the first configured batch size
-        for j, rate in enumerate(first["spec"]["accept_rate_per_pos"], 1):
-            metrics[f"decode_accept_rate_pos{j}"] = rate
-        metrics["decode_tokens_per_forward"] = first["tokens_per_forward"]
-    return result
-
-
-# ---------------------------------------------------------------- prompts (the decode and vllm stages')
-
-
-def val_prompts(data, num_prompts, prompt_len):
-    """num_prompts windows of prompt_len tokens, evenly spaced over the split (deterministic)."""
-    N = len(data.tokens)
-    if N < prompt_len:
-        raise UserError(f"decode.prompt_len: {prompt_len} tokens but the val split holds only {N}; "
-                        f"lower prompt_len or add validation data")
-    last = N - prompt_len
-    starts = [round(i * last / max(num_prompts - 1, 1)) for i in range(num_prompts)]
-    return data.windows(starts, prompt_len).tolist()

@@ -1,5 +1,5 @@
 """`mtp decode` (rule time_decoding) and `mtp bench decode`: time greedy vs self-speculative decoding of
-trained models on their validation prompts (the engine and its timing: mtp/decode.py).
+trained models on their validation prompts (the engine: mtp/decode.py, its timing: mtp/decode_timing.py).
 
 decode.json holds the timings (interleaved rounds, spread), the counts and the quality of the greedy
 outputs (mtp.measure.output_quality): speed figures of a degenerate output are not a measurement.
@@ -10,6 +10,7 @@ import torch
 
 from mtp import UserError
 from mtp import decode as D
+from mtp import decode_timing as DT
 
 HEADLINE_MIN_N = 4  # `mtp bench decode` headlines the best model with at least this many heads
 HEADLINE_BATCHES = (1, 8)
@@ -38,8 +39,8 @@ def bench_model(cfg, entry, device="cpu"):
     if dc["prompt_len"] >= model.cfg.max_seq_len:
         raise UserError(f"decode.prompt_len: {dc['prompt_len']} tokens do not fit the model's context "
                         f"(max_seq_len {model.cfg.max_seq_len}) with room to generate")
-    prompts = D.val_prompts(TokenData(payload["data_dir"], "val", verify=True), dc["num_prompts"], dc["prompt_len"])
-    result = D.bench(model, prompts, dc["batch_sizes"], dc["max_new_tokens"], dc["repeats"], k)
+    prompts = DT.val_prompts(TokenData(payload["data_dir"], "val", verify=True), dc["num_prompts"], dc["prompt_len"])
+    result = DT.bench(model, prompts, dc["batch_sizes"], dc["max_new_tokens"], dc["repeats"], k)
     result.update({"dataset": entry["dataset"], "size": entry["size"], "prompt_len": dc["prompt_len"],
                    "train_run_id": payload.get("train_run_id")})
     return result, payload

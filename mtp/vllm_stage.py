@@ -9,7 +9,7 @@ generation timed in interleaved rounds):
              most a quarter of the target's parameters (mtp.config.draft_model_for); none: a note says why
 A model with n = 1 gets the baselines only.
 
-Prompts, lengths and stopping are the native decode stage's (mtp/decode.py: val_prompts,
+Prompts, lengths and stopping are the native decode stage's (mtp/decode_timing.py: val_prompts,
 decode.num_prompts / prompt_len / max_new_tokens, no stop at eod): token ids in, exactly
 max_new_tokens out (ignore_eos). At batch size B the prompts go in consecutive batches of B
 (one `generate` call each), as natively. Per batch size, after one untimed warm-up batch per engine,
@@ -173,6 +173,7 @@ def prepare(cfg, entry, ks, max_batch):
     -> {model, payload, ks, exported, draft, note, prompts, max_new, max_model_len, engine_args}."""
     from mtp import checkpoint, config
     from mtp import decode as D
+    from mtp import decode_timing as DT
     from mtp.data import TokenData
     vc, dc = cfg["vllm"], cfg["decode"]
     name = config.model_name(entry)
@@ -195,7 +196,7 @@ def prepare(cfg, entry, ks, max_batch):
     if n == 1:
         note = "n=1: one head, nothing to draft; baselines only. " + note
     val = TokenData(payload["data_dir"], "val", verify=True)
-    prompts = D.val_prompts(val, dc["num_prompts"], dc["prompt_len"])  # the native decode stage's prompts
+    prompts = DT.val_prompts(val, dc["num_prompts"], dc["prompt_len"])  # the native decode stage's prompts
     D.check_prompts(model, prompts)
     max_new = dc["max_new_tokens"]
     longest = max([*ks, vc["num_speculative_tokens_baselines"], 0])

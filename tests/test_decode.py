@@ -20,6 +20,7 @@ import torch
 from mtp import UserError
 from mtp import decode as D
 from mtp import decode_stage as DS
+from mtp import decode_timing as DT
 from mtp import measure
 from mtp.io import sha256_file
 from mtp.model import ModelConfig, MTPModel
@@ -256,7 +257,7 @@ def test_errors():
     with pytest.raises(UserError, match="vocabulary"):
         D.decode(model, [[V]], 4)
     with pytest.raises(UserError, match="no prompts"):
-        D.bench(model, [], [1], 4, 1)
+        DT.bench(model, [], [1], 4, 1)
     cache = D.KVCache(model, 1, 8)
     with pytest.raises(ValueError, match="rollback"):
         cache.rollback(1)
@@ -267,7 +268,7 @@ def test_errors():
 
 def test_bench_reports_each_batch_size():
     model = shift_model(4, noise=0.1, seed=0)
-    r = D.bench(model, prompts_for(0, count=4), [1, 2], 12, repeats=3)
+    r = DT.bench(model, prompts_for(0, count=4), [1, 2], 12, repeats=3)
     assert [row["batch_size"] for row in r["per_batch"]] == [1, 2]
     for row in r["per_batch"]:
         assert row["lossless"] and row["speedup"] > 0 and row["tokens_per_forward"] >= 1
@@ -288,7 +289,7 @@ def test_bench_reports_each_batch_size():
     assert r["quality"] == measure.output_quality(greedy) and r["quality"]["degenerate_prompts"] == 3
     assert r["metrics"]["decode_degenerate"] == 1.0
     assert r["metrics"]["decode_distinct_tokens_min"] == min(len(set(o)) for o in greedy)
-    base = D.bench(shift_model(1), [[1, 2]], [1], 4, repeats=1)
+    base = DT.bench(shift_model(1), [[1, 2]], [1], 4, repeats=1)
     assert not base["speculative"] and "n=1" in base["note"] and base["per_batch"][0]["speedup"] is None
     assert "decode_speedup_b1" not in base["metrics"]
 
@@ -296,13 +297,13 @@ def test_bench_reports_each_batch_size():
 def test_bench_flags_degenerate_output():
     # head 1 repeats its input token and every draft agrees: k+1 tokens per forward, nothing learned
     model = shift_model(4, offsets=[0, 0, 0, 0])
-    r = D.bench(model, prompts_for(0, count=4), [1], 12, repeats=1)
+    r = DT.bench(model, prompts_for(0, count=4), [1], 12, repeats=1)
     assert r["per_batch"][0]["tokens_per_forward"] == 4.0
     q = r["quality"]
     assert q["degenerate"] and q["distinct_tokens"] == [1] * 4 and "degenerate" in q["reason"]
     assert r["metrics"]["decode_degenerate"] == 1.0 and r["metrics"]["decode_distinct_tokens_min"] == 1
     # the clean shift model counts up: 12 distinct tokens per prompt, the same speculative figures
-    r = D.bench(shift_model(4), prompts_for(0, count=4), [1], 12, repeats=1)
+    r = DT.bench(shift_model(4), prompts_for(0, count=4), [1], 12, repeats=1)
     assert r["per_batch"][0]["tokens_per_forward"] == 4.0
     assert not r["quality"]["degenerate"] and r["quality"]["distinct_tokens"] == [12] * 4
     assert r["metrics"]["decode_degenerate"] == 0.0 and r["metrics"]["decode_distinct_tokens_min"] == 12

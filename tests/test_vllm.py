@@ -25,6 +25,7 @@ import yaml
 
 from mtp import UserError, config
 from mtp import decode as D
+from mtp import decode_timing as DT
 from mtp import vllm_stage as S
 from mtp.data import TokenData
 from mtp.io import sha256_file
@@ -291,7 +292,7 @@ def study(tmp_path_factory):
         for row in r["per_batch"]:
             print(f"  {r['name']} batch {row['batch_size']}: own engine {row['cpu_s']:.2f} CPU-s, other engines "
                   f"{row['other_engines_cpu_s']:.2f} CPU-s during {sum(row['seconds_all']):.2f} s timed")
-    prompts = D.val_prompts(TokenData(data_dir, "val"), 4, 20)  # what the stage used
+    prompts = DT.val_prompts(TokenData(data_dir, "val"), 4, 20)  # what the stage used
     return {"proc": proc, "result": result, "cfg": cfg, "models": models, "tag": tag, "prompts": prompts}
 
 

@@ -1,0 +1,118 @@
+"""Timing of the decoding engine (mtp/decode.py): autoregressive vs self-speculative greedy decoding in
+interleaved rounds (mtp.measure), and the validation prompts the decode and vLLM stages time on.
+
+Counting (the engine's counts, tokens per forward and acceptance, are defined in mtp/decode.py):
+- tokens/s = output tokens (after truncation at eod / max_new_tokens, summed over prompts)
+  / wall seconds of the whole generation (prefill included), per round; every configuration
+  (AR and speculative at every batch size) runs once per round, `repeats` rounds (mtp.measure).
+  Reported: median over rounds, min, max, all.
+- speed-up = median over rounds of (speculative tokens/s / autoregressive tokens/s of the same
+  round) at the same batch size; its spread (min, max) marks it unstable (mtp.measure).
+- quality: mtp.measure.output_quality of the greedy outputs; degenerate output (one token
+  repeated, few distinct tokens) accepts every draft, so its speed figures say nothing.
+"""
+import torch
+
+from mtp import UserError, measure
+from mtp.decode import check_draft_tokens, check_prompts, decode
+
+
+def _sync(model):
+    dev = next(model.parameters()).device
+    if dev.type == "cuda":
+        torch.cuda.synchronize(dev)
+
+
+def _timed(model, prompts, max_new_tokens, eod_id, batch_sizes, k, rounds):
+    """Every configuration (AR, and speculative when k, at each batch size) timed in interleaved rounds
+    (measure.interleaved, one untimed warm-up each) -> ({(kind, bs): seconds per round}, {(kind, bs): last
+    (outputs, Stats)})."""
+    last, configs = {}, {}
+    for bs in batch_sizes:
+        for kind, kk in (("ar", 0), ("spec", k)) if k else (("ar", 0),):
+            def call(key=(kind, bs), kk=kk, bs=bs):
+                last[key] = decode(model, prompts, max_new_tokens, eod_id, kk, bs)
+            configs[(kind, bs)] = call
+    sync = lambda: _sync(model)  # noqa: E731
+    return measure.interleaved(configs, rounds, warmup=1, before=sync, after=sync), last
+
+
+def _batch_row(bs, times, last, k, metrics):
+    """One batch size's row of bench(): tokens/s per round, speed-up per round, lossless; fills metrics."""
+    ar_out, ar_stats = last[("ar", bs)]
+    row = {"batch_size": bs, "ar": {**measure.rate_summary(ar_stats.new_tokens, times[("ar", bs)]),
+                                    **ar_stats.as_dict()}}
+    metrics[f"decode_ar_tokens_per_s_b{bs}"] = row["ar"]["tokens_per_s"]
+    row["spec"] = row["speedup"] = row["speedup_spread"] = row["tokens_per_forward"] = row["lossless"] = None
+    if not k:
+        return row
+    sp_out, sp_stats = last[("spec", bs)]
+    row["spec"] = {**measure.rate_summary(sp_stats.new_tokens, times[("spec", bs)]), **sp_stats.as_dict()}
+    r = measure.ratio(row["spec"]["tokens_per_s_all"], row["ar"]["tokens_per_s_all"])
+    row["speedup"] = r["median"]
+    row["speedup_spread"] = {key: r[key] for key in ("min", "max", "spread", "unstable")}
+    row["tokens_per_forward"] = sp_stats.tokens_per_forward
+    row["lossless"] = sp_out == ar_out
+    row["mismatched_prompts"] = sum(a != b for a, b in zip(sp_out, ar_out))
+    metrics.update({f"decode_spec_tokens_per_s_b{bs}": row["spec"]["tokens_per_s"],
+                    f"decode_speedup_b{bs}": row["speedup"], f"decode_speedup_unstable_b{bs}": float(r["unstable"]),
+                    f"decode_tokens_per_forward_b{bs}": row["tokens_per_forward"],
+                    f"decode_lossless_b{bs}": float(row["lossless"])})
+    for j, rate in enumerate(sp_stats.accept_rate_per_pos, 1):
+        metrics[f"decode_accept_rate_pos{j}_b{bs}"] = rate
+    return row
+
+
+def bench(model, prompts, batch_sizes, max_new_tokens, repeats, draft_tokens=None, eod_id=None):
+    """Time autoregressive vs self-speculative greedy decoding of `prompts` at each batch size.
+
+    All configurations run in `repeats` interleaved rounds (mtp.measure), after one untimed warm-up each.
+    -> {"n", "draft_tokens", "speculative" (False for n=1: baseline only), "note",
+        "quality": measure.output_quality of the greedy outputs (degenerate output fakes acceptance),
+        "per_batch": [{"batch_size", "ar": {tokens_per_s (median over rounds), _min, _max, _all, ...},
+                       "spec": {...} or None, "speedup" (median of per-round ratios),
+                       "speedup_spread": {min, max, spread, unstable}, "tokens_per_forward",
+                       "lossless": spec output == AR output}],
+        "metrics": flat {name: value} with stable names (decode_speedup_b1, decode_degenerate, ...)}.
+    eod_id None: every prompt gets exactly max_new_tokens (comparable across models).
+    """
+    if not prompts:
+        raise UserError("decode: no prompts to time (num_prompts must be >= 1)")
+    if repeats < 1:
+        raise UserError(f"decode.repeats: {repeats} rounds; at least 1 is needed")
+    check_prompts(model, prompts)
+    n = model.cfg.n_future
+    k = check_draft_tokens(model, draft_tokens)
+    model.eval()
+    result = {"n": n, "draft_tokens": k, "speculative": k > 0, "max_new_tokens": max_new_tokens,
+              "num_prompts": len(prompts), "repeats": repeats, "timing": "interleaved rounds",
+              "stop_at_eod": eod_id is not None,
+              "threads": torch.get_num_threads(), "device": str(next(model.parameters()).device),
+              "note": "" if k else "n=1: one head, nothing to draft; autoregressive baseline only",
+              "per_batch": [], "metrics": {}}
+    metrics = result["metrics"]
+    times, last = _timed(model, prompts, max_new_tokens, eod_id, batch_sizes, k, repeats)
+    result["per_batch"] = [_batch_row(bs, times, last, k, metrics) for bs in batch_sizes]
+    quality = result["quality"] = measure.output_quality(last[("ar", batch_sizes[0])][0])
+    metrics["decode_distinct_tokens_min"] = min(quality["distinct_tokens"])
+    metrics["decode_degenerate"] = float(quality["degenerate"])
+    first = result["per_batch"][0]
+    if k:  # headline acceptance: the first configured batch size
+        for j, rate in enumerate(first["spec"]["accept_rate_per_pos"], 1):
+            metrics[f"decode_accept_rate_pos{j}"] = rate
+        metrics["decode_tokens_per_forward"] = first["tokens_per_forward"]
+    return result
+
+
+# ---------------------------------------------------------------- prompts (the decode and vllm stages')
+
+
+def val_prompts(data, num_prompts, prompt_len):
+    """num_prompts windows of prompt_len tokens, evenly spaced over the split (deterministic)."""
+    N = len(data.tokens)
+    if N < prompt_len:
+        raise UserError(f"decode.prompt_len: {prompt_len} tokens but the val split holds only {N}; "
+                        f"lower prompt_len or add validation data")
+    last = N - prompt_len
+    starts = [round(i * last / max(num_prompts - 1, 1)) for i in range(num_prompts)]
+    return data.windows(starts, prompt_len).tolist()

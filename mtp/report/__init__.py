@@ -1,0 +1,88 @@
+"""`mtp report`: tables, plots and the claims check of the whole study (rule build_report).
+
+Reads every per-model result under <results>/models/<dataset>/<size>-n<n>/ (metrics.json, decode.json,
+vllm.json, eval_code.json, eval_polynomial.json, eval_induction.json) and the optional train benchmark
+<results>/bench/train.json, and writes the fixed set of files OUTPUTS under <results>/report/. Everything in
+the report folder is then logged to the study's MLflow parent run.
+
+One module per section (paper analogue), each with its rows, figure and claims:
+  training     loss curves and final validation loss by size x n (Fig. 3)
+  cost         memory and step time by n; the memory and overhead claims (Fig. 2 / Table S5)
+  speculative  speculative decoding, native and in vLLM (vllm: reading vllm.json); tokens per forward,
+               byte-level gain, losslessness (Tables S2/S3)
+  code         code benchmarks pass@k (Table S7); small models and n > 1
+  synthetic    polynomial arithmetic by m (Fig. 8) and induction (Fig. 7)
+and what they share: study (loading the results), verdicts (verdict kinds, paired intervals), tables and figures
+(writing), claims (the claims table), page (the sections and index.html), outputs (the files written).
+"""
+from pathlib import Path
+
+from mtp.io import write_text
+from mtp.report.claims import CLAIMS_NOTE, claims
+from mtp.report.code import code_rows, plot_code
+from mtp.report.cost import (bench_markdown, bench_missing_note, bench_rows, cost_rows, plot_cost,
+                             verdict_memory_flat, verdict_training_overhead)
+from mtp.report.outputs import FIGURES, OUTPUTS, TABLES
+from mtp.report.page import SECTIONS, index_html
+from mtp.report.speculative import (plot_speculative, speculative_rows, verdict_byte_level_gain_largest,
+                                    verdict_lossless, verdict_tokens_per_forward_grow)
+from mtp.report.study import (BENCH_TRAIN, RESULT_FILES, expected, load_bench, load_study, missing_notes,
+                              shape_of, status_rows)
+from mtp.report.synthetic import (induction_rows, plot_induction, plot_polynomial, polynomial_rows,
+                                  verdict_every_m)
+from mtp.report.tables import write_table
+from mtp.report.training import plot_loss_curves, plot_val_loss, val_loss_rows
+from mtp.report.verdicts import (CONTRADICTED, DEGENERATE, INCONCLUSIVE, NO_DATA, NO_VERDICT, NOT_AT_SCALE,
+                                 REPRODUCED, verdict_paired)
+
+__all__ = ["OUTPUTS", "TABLES", "FIGURES", "RESULT_FILES", "BENCH_TRAIN", "SECTIONS",
+           "REPRODUCED", "NOT_AT_SCALE", "CONTRADICTED", "NO_DATA", "INCONCLUSIVE", "NO_VERDICT", "DEGENERATE",
+           "verdict_memory_flat", "verdict_training_overhead", "verdict_tokens_per_forward_grow",
+           "verdict_byte_level_gain_largest", "verdict_lossless", "verdict_paired", "verdict_every_m",
+           "shape_of", "expected", "load_study", "load_bench", "missing_notes", "status_rows", "val_loss_rows",
+           "cost_rows", "bench_rows", "speculative_rows", "code_rows", "polynomial_rows", "induction_rows",
+           "claims", "build", "add_arguments", "run"]
+
+
+def build(cfg):
+    """Write every file of OUTPUTS under <results>/report/; return (folder, claims rows)."""
+    out = Path(cfg["results"]) / "report"
+    out.mkdir(parents=True, exist_ok=True)
+    records = load_study(cfg)
+    bench, bench_status = load_bench(cfg)
+    table_rows = {"status": status_rows(records), "val_loss": val_loss_rows(records), "cost": cost_rows(records),
+                  "speculative": speculative_rows(records), "code": code_rows(records),
+                  "polynomial": polynomial_rows(records), "induction": induction_rows(records),
+                  "claims": claims(records, bench)}
+    notes = {sid: missing_notes(records, keys) for sid, _, _, _, keys in SECTIONS if sid != "status"}
+    if bench is None:
+        notes["cost"].append(bench_missing_note(cfg, bench_status))
+    extra = {"claims": f"\n{CLAIMS_NOTE}\n", "cost": bench_markdown(bench)}
+    for sid, title, _, table, _ in SECTIONS:
+        write_table(out, table, title, table_rows[table], notes.get(sid, ()), extra.get(sid, ""))
+    plot_loss_curves(records, out / "loss_curves.png")
+    plot_val_loss(records, out / "val_loss.png")
+    plot_cost(records, bench, out / "cost.png")
+    plot_speculative(records, out / "speculative.png")
+    plot_code(records, out / "code.png")
+    plot_polynomial(records, out / "polynomial.png")
+    plot_induction(records, out / "induction.png")
+    write_text(out / "index.html", index_html(cfg, table_rows, notes, bench))
+    return out, table_rows["claims"]
+
+
+def add_arguments(p):
+    from mtp.cli import add_config_arg
+    add_config_arg(p)
+    p.add_argument("--no-tracking", action="store_true", help="do not log the report to the study's MLflow parent run")
+
+
+def run(args):
+    from mtp import config, tracking
+    cfg = config.load(args.config)
+    out, rows = build(cfg)
+    if not args.no_tracking:
+        tracking.log_parent_artifacts(cfg, out, "report")
+    for r in rows:
+        print(f"{r['verdict']:>18}  {r['claim']}")
+    print(f"report: {out / 'index.html'}")

@@ -1,0 +1,37 @@
+"""The claims table: every claim of the paper the study checks, in order, each judged by its section's rule.
+
+Claims are judged by the verdict_* functions of the sections: pure, one explicit rule each (its docstring),
+applied to numbers extracted from the results; no verdict is written by hand. Not a claim: validation loss
+(mtp.report.training says why).
+"""
+import html
+
+from mtp.report.code import claim_small_pass
+from mtp.report.cost import claim_memory, claim_overhead
+from mtp.report.speculative import claim_bytes, claim_lossless, claim_tpf
+from mtp.report.synthetic import claim_induction, claim_polynomial
+from mtp.report.verdicts import kind_of_verdict
+
+CLAIMS_NOTE = ("Paired comparisons (n>1 vs the n=1 model of the same size) carry a 95% paired-bootstrap interval "
+               "over test items (2000 resamples, seed 0); reproduced and contradicted need it to exclude 0. Speed "
+               "figures of a model whose output is degenerate (mtp.measure) are not scored; a speed-up whose timing "
+               "spread exceeds 25% gives no verdict. Validation loss is no claim: the paper gives no loss number "
+               "and metrics.json holds no per-item losses (see val_loss).")
+
+
+def claims(records, bench):
+    """The claims table: claim, the paper's number, ours, the verdict of its rule and the rule itself."""
+    made = [claim_memory(records, bench), claim_overhead(records, bench)]
+    made += [f(records) for f in (claim_tpf, claim_bytes, claim_small_pass, claim_induction, claim_polynomial,
+                                  claim_lossless)]
+    return [{"claim": c["claim"], "paper": c["paper"], "ours": c["ours"],
+             "verdict": c["verdict"] or c["rule"](*c["args"]),
+             "rule": f"{c['rule'].__name__}: {' '.join(c['rule'].__doc__.split())}"} for c in made]
+
+
+def claims_html(rows):
+    head = "<tr><th>claim</th><th>paper</th><th>ours</th><th>verdict</th><th>rule</th></tr>"
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(r[c])}</td>" for c in ("claim", "paper", "ours"))
+                   + f"<td class='v-{kind_of_verdict(r['verdict'])}'>{html.escape(r['verdict'])}</td>"
+                   f"<td><small>{html.escape(r['rule'])}</small></td></tr>" for r in rows)
+    return f"<table>{head}{body}</table>"

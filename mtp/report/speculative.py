@@ -1,0 +1,316 @@
+"""Speculative decoding, native and inside vLLM (Tables S2/S3 analogue): one table of runs (decode.json and
+vllm.json, with vLLM's ngram and draft-model baselines), its figure, and the claims on tokens per forward, the
+byte-level gain and losslessness.
+
+Speed figures (tokens per forward, speed-ups) are evidence only from a file whose top-level "quality"
+(mtp.measure.output_quality) is not degenerate, otherwise "no data: degenerate output (reason)"; a speed-up only
+with its per-round spread ("speedup_spread", mtp.measure.ratio): unstable -> "no verdict".
+"""
+from mtp.report.figures import by, figure_no_data, legend, no_data, plt, save
+from mtp.report.study import num, order, output_check, speedup_spread
+from mtp.report.tables import fmt
+from mtp.report.verdicts import (CONTRADICTED, DEGENERATE, NO_DATA, NO_VERDICT, NOT_AT_SCALE, REPRODUCED, claim,
+                                 unstable_verdict)
+from mtp.report.vllm import crosschecks, vllm_runs
+
+# Paper, Table S2: tokens per forward rise with heads used (7B code: 1 -> 3.50 at 4 heads). Tokens per
+# forward is a count over fixed prompts (greedy, deterministic): 0.01 only absorbs rounding.
+TPF_MIN_GAIN = 0.01
+# No paper number: below 1.05 tokens per forward (5% of drafts accepted) the heads do not draft at all.
+TPF_NO_ACCEPTANCE = 1.05
+# Speed-ups: mtp.measure.UNSTABLE_SPREAD (0.25): a ratio whose per-round (max - min) / median exceeds it
+# gives no verdict.
+
+PAPER_TPF = ("7B code, 4 heads: 3.50 tokens/forward, 3.05x speed-up (Wikipedia: 3.12, 2.74x), rising with heads "
+             "used (Table S2)")
+PAPER_BYTES = "byte-level n=8: 7.04 tokens/forward, 6.39x speed-up, vs 3.50 / 3.05x for BPE n=4 (Table S2)"
+PAPER_LOSSLESS = "self-speculative output identical to greedy decoding (Section 3.2)"
+
+
+def verdict_tokens_per_forward_grow(sequences, min_gain=TPF_MIN_GAIN, no_acceptance=TPF_NO_ACCEPTANCE):
+    """Each sequence is [(heads used, tokens per forward), ...] of one model (vLLM, k = 1..n-1) or one
+    size (native, one model per n), models with degenerate output left out. Reproduced when tokens per
+    forward rises by more than `min_gain` (0.01) at every extra head in every sequence; not at this scale
+    when no sequence ever exceeds `no_acceptance` (1.05: drafts are almost never accepted); contradicted
+    otherwise; no data without a sequence of at least two points."""
+    seqs = [sorted(s) for s in sequences if len(s) >= 2]
+    if not seqs:
+        return NO_DATA
+    if max(t for s in seqs for _, t in s) <= no_acceptance:
+        return NOT_AT_SCALE
+    rising = all(b[1] - a[1] > min_gain for s in seqs for a, b in zip(s, s[1:]))
+    return REPRODUCED if rising else CONTRADICTED
+
+
+def verdict_byte_level_gain_largest(byte_speedup, best_other_speedup, spreads=()):
+    """Reproduced when the byte-level n>=8 model's self-speculative speed-up is larger than every
+    other code model's; not at this scale when no model speeds decoding up at all (both <= 1);
+    contradicted otherwise; no data without both numbers. spreads: the speed-ups' timing spreads
+    ({"spread", "unstable"} of mtp.measure.ratio, or None where the file has none): no verdict when
+    either is unstable or has no spread."""
+    if byte_speedup is None or best_other_speedup is None:
+        return NO_DATA
+    if any(s is None for s in spreads):
+        return f"{NO_VERDICT}: speed-up without a timing spread (decode.json predates interleaved timing)"
+    bad = [s["spread"] for s in spreads if s.get("unstable")]
+    if bad:
+        return unstable_verdict(max(bad))
+    if max(byte_speedup, best_other_speedup) <= 1.0:
+        return NOT_AT_SCALE
+    return REPRODUCED if byte_speedup > best_other_speedup else CONTRADICTED
+
+
+def verdict_lossless(flags):
+    """flags: one per native speculative run (output == greedy) and per vLLM model (its cross-check against
+    native greedy). Reproduced when every flag is true; contradicted when any is false; no data without one."""
+    flags = [f for f in flags if f is not None]
+    if not flags:
+        return NO_DATA
+    return REPRODUCED if all(flags) else CONTRADICTED
+
+
+# ---- rows
+
+def _rates(x):
+    return " ".join("-" if a is None else f"{a:.2f}" for a in x) if isinstance(x, list) else None
+
+
+def _spec_row(engine, r, batch_size, method, k, tokens_per_s, speedup, tokens_per_forward, rates=None,
+              lossless=None, spread=None, output=None):
+    """One row of the speculative table. Where `output` is not "ok" (degenerate, or unchecked) the speed-up and
+    tokens per forward cells hold the reason instead of numbers: no claim reads them. An unstable speed-up
+    keeps its number, with its spread and timing "unstable: no verdict"."""
+    heads = k + 1 if isinstance(k, int) and method in ("autoregressive", "self-speculative", "none", "mtp") else None
+    if output is not None and output != "ok":
+        short = DEGENERATE if output.startswith(DEGENERATE) else "no data: output not checked"
+        speedup = tokens_per_forward = short
+    timing = None
+    if spread is not None:
+        timing = "unstable: no verdict" if spread["unstable"] else "stable"
+    return {"engine": engine, "dataset": r["dataset"], "size": r["size"], "n": r["n"], "batch_size": batch_size,
+            "method": method, "draft_tokens": k, "heads_used": heads, "tokens_per_s": tokens_per_s, "speedup": speedup,
+            "speedup_min": spread and spread["min"], "speedup_max": spread and spread["max"],
+            "spread": spread and spread["spread"], "timing": timing,
+            "tokens_per_forward": tokens_per_forward, "accept_rate_per_pos": _rates(rates), "lossless": lossless,
+            "output": output}
+
+
+def _native_rows(r):
+    """r's decode.json: per batch size, the autoregressive run and the self-speculative one."""
+    rows = []
+    d = r["results"]["decode"] or {}
+    out = output_check(r, "decode")
+    for b in d.get("per_batch") or []:
+        ar, sp, bs = b.get("ar") or {}, b.get("spec"), b.get("batch_size")
+        rows.append(_spec_row("native", r, bs, "autoregressive", 0, num(ar.get("tokens_per_s")), 1.0, 1.0,
+                              output=out))
+        if sp:
+            k = sp.get("draft_tokens", d.get("draft_tokens"))
+            rows.append(_spec_row("native", r, bs, "self-speculative", k, num(sp.get("tokens_per_s")),
+                                  num(b.get("speedup")),
+                                  num(b.get("tokens_per_forward", sp.get("tokens_per_forward"))),
+                                  sp.get("accept_rate_per_pos"), b.get("lossless"), speedup_spread(b), out))
+    return rows
+
+
+def speculative_rows(records):
+    """Native (decode.json) and vLLM (vllm.json) runs: one row per model, batch size and method.
+    heads_used = drafted tokens + 1 for our heads (none for the ngram and draft-model baselines).
+    output: output_check of the file ("ok", or why its speed figures are not scored)."""
+    rows = []
+    for r in sorted(records, key=order):
+        rows += _native_rows(r)
+        out = output_check(r, "vllm")
+        for x in vllm_runs(r["results"]["vllm"]):
+            rows.append(_spec_row("vllm", r, x["batch_size"], x["method"], x["k"], x["tokens_per_s"], x["speedup"],
+                                  x["tokens_per_forward"], x["accept_rate_per_pos"], spread=x["spread"], output=out))
+    return rows
+
+
+# ---- claims
+
+def smallest_batch(rows):
+    sizes = [x["batch_size"] for x in rows if isinstance(x["batch_size"], int)]
+    return min(sizes) if sizes else None
+
+
+def _model(x):
+    return f"{x['dataset']}/{x['size']}-n{x['n']}"
+
+
+def _excluded(rows):
+    """{model: why} for the rows whose speed figures are not scored (output_check not "ok")."""
+    return {f"{x['engine']} {_model(x)}": x["output"] for x in rows if x["output"] not in (None, "ok")}
+
+
+def _excluded_text(excluded):
+    return "; ".join(f"{m}: {why}" for m, why in sorted(excluded.items()))
+
+
+def _no_data_verdict(excluded):
+    """The verdict of a speed claim left without scoreable rows because of `excluded` (or plain no data)."""
+    why = sorted(set(excluded.values()))
+    if not why:
+        return NO_DATA
+    if all(w.startswith(DEGENERATE + " (") for w in why):
+        return f"{DEGENERATE} (" + "; ".join(w[len(DEGENERATE) + 2:-1] for w in why) + ")"
+    return "; ".join(why)
+
+
+def tpf_sequences(spec_rows):
+    """[(label, [(heads used, tokens per forward)])]: native per (dataset, size) across n, vLLM per model across k.
+    Rows whose output is degenerate (or unchecked) carry no number and are left out."""
+    out = []
+    for engine in ("native", "vllm"):
+        rows = [x for x in spec_rows if x["engine"] == engine and x["heads_used"]]
+        bs = smallest_batch(rows)
+        rows = [x for x in rows if x["batch_size"] == bs and num(x["tokens_per_forward"]) is not None]
+        if engine == "native":
+            keyf = lambda x: (x["dataset"], x["size"])  # noqa: E731
+        else:
+            keyf = lambda x: (x["dataset"], x["size"], x["n"])  # noqa: E731
+        for g in sorted({keyf(x) for x in rows}, key=str):
+            pts = {}
+            for x in rows:
+                if keyf(x) == g:
+                    pts.setdefault(x["heads_used"], x["tokens_per_forward"])
+            label = f"{engine} {'/'.join(str(p) for p in g)} (batch {bs})"
+            out.append((label, sorted(pts.items())))
+    return out
+
+
+def claim_tpf(records):
+    rows = speculative_rows(records)
+    seqs = [s for s in tpf_sequences(rows) if len(s[1]) >= 2]
+    excluded = _excluded(rows)
+    ours = "; ".join(f"{label}: " + ", ".join(f"{h} heads {t:.2f}" for h, t in pts) for label, pts in seqs) or "-"
+    if excluded:
+        ours += f"; not scored: {_excluded_text(excluded)}"
+    return claim("Tokens per forward grow with the number of heads used", PAPER_TPF, ours,
+                 verdict_tokens_per_forward_grow, ([pts for _, pts in seqs],),
+                 verdict=None if seqs or not excluded else _no_data_verdict(excluded))
+
+
+def _speed_text(x):
+    """'<model> 2.10x, spread 1.9-2.3 (12%), 2.40 tokens/forward' of a self-speculative row."""
+    timing = (f", spread {x['speedup_min']:.2f}-{x['speedup_max']:.2f} ({x['spread']:.0%})"
+              + (" UNSTABLE" if x["timing"].startswith("unstable") else "")) if x["timing"] else ", no spread"
+    return f"{_model(x)} {x['speedup']:.2f}x{timing}, {fmt(x['tokens_per_forward'], 2)} tokens/forward"
+
+
+def claim_bytes(records):
+    rows = [x for x in speculative_rows(records) if x["engine"] == "native" and x["method"] == "self-speculative"]
+    bs = smallest_batch(rows)
+    kind = {(r["dataset"], r["size"], r["n"]): (r["task"], r["tokenizer"]) for r in records}
+    rows = [x for x in rows if x["batch_size"] == bs and kind[(x["dataset"], x["size"], x["n"])][0] == "code"]
+    is_byte = [x for x in rows if kind[(x["dataset"], x["size"], x["n"])][1] == "byte" and x["n"] >= 8]
+    byte = [x for x in is_byte if num(x["speedup"]) is not None]
+    other = [x for x in rows if x not in is_byte and num(x["speedup"]) is not None]
+    excluded = _excluded(rows)
+    b = max(byte, key=lambda x: x["speedup"], default=None)
+    o = max(other, key=lambda x: x["speedup"], default=None)
+    ours = (f"byte level: {_speed_text(b) if b else 'no scoreable model with n >= 8'}; "
+            f"best other code model: {_speed_text(o) if o else '-'} (batch {bs})")
+    if excluded:
+        ours += f"; not scored: {_excluded_text(excluded)}"
+    verdict = None
+    if excluded and (b is None and is_byte or o is None):
+        verdict = _no_data_verdict(excluded)
+    spreads = [None if x["timing"] is None else {"spread": x["spread"], "unstable": x["timing"] != "stable"}
+               for x in (b, o) if x]
+    return claim("Byte-level n=8 gives the largest speculative gain", PAPER_BYTES, ours,
+                 verdict_byte_level_gain_largest, (b and b["speedup"], o and o["speedup"], spreads), verdict)
+
+
+def claim_lossless(records):
+    rows = [x for x in speculative_rows(records) if x["method"] == "self-speculative" and x["lossless"] is not None]
+    bad = [f"{_model(x)} batch {x['batch_size']}" for x in rows if not x["lossless"]]
+    checks = crosschecks(records)
+    ours = []
+    if rows:
+        ours.append(f"{len(rows) - len(bad)} of {len(rows)} native runs identical to greedy"
+                    + (f" (differs: {', '.join(bad)})" if bad else ""))
+    if checks:
+        ours.append(f"{sum(checks)} of {len(checks)} vLLM models match native greedy in every configuration")
+    return claim("Self-speculative decoding is lossless", PAPER_LOSSLESS, "; ".join(ours) or "-", verdict_lossless,
+                 ([x["lossless"] for x in rows] + checks,))
+
+
+# ---- figure
+
+def plot_speculative(records, path):
+    rows = speculative_rows(records)
+    if not rows:
+        return figure_no_data(path, "Speculative decoding", "no decode.json or vllm.json")
+    fig, axes = plt().subplots(2, 2, figsize=(11, 8), squeeze=False)
+    for row, engine in enumerate(("native", "vllm")):
+        xs = [x for x in rows if x["engine"] == engine]
+        bs = smallest_batch(xs)
+        xs = [x for x in xs if x["batch_size"] == bs]
+        name = "native engine" if engine == "native" else "vLLM"
+        for col, (metric, label) in enumerate((("tokens_per_forward", "tokens per forward"),
+                                               ("speedup", "speed-up vs no speculation (x)"))):
+            title = f"{name}: {label.split(' (')[0]} (batch {bs})"
+            _panel(axes[row][col], xs, engine, metric, label, title)
+    fig.tight_layout()
+    save(fig, path)
+
+
+def _panel(ax, xs, engine, metric, label, title):
+    """One engine's `metric` by heads used, at one batch size: a line per size (native) or model (vLLM), the vLLM
+    baselines as markers, and the models left out (degenerate output) named."""
+    if not xs:
+        no_data(ax, title, "no decode.json" if engine == "native" else "no vllm.json")
+        return
+    colors = _own_heads(ax, xs, engine, metric)
+    if engine == "vllm":
+        _baselines(ax, xs, metric, colors)
+    note = _left_out(xs)
+    if not ax.lines:  # every model left out: say why instead of an empty frame
+        no_data(ax, title, note or "fewer than two points per model")
+        return
+    if note:
+        ax.text(0.02, 0.02, note, transform=ax.transAxes, fontsize=6, va="bottom", wrap=True)
+    ax.axhline(1.0, color="gray", lw=0.8, ls=":")
+    ax.set_title(title)
+    ax.set_xlabel("heads used (drafted tokens + 1)")
+    ax.set_ylabel(label)
+    ax.grid(alpha=0.3)
+    legend(ax, fontsize=7)
+
+
+def _own_heads(ax, xs, engine, metric):
+    """Lines of our heads (at least two points each); {group: its line's color}."""
+    if engine == "native":
+        lines = by([x for x in xs if x["heads_used"]], lambda x: f"{x['dataset']}/{x['size']}")
+    else:
+        lines = by([x for x in xs if x["heads_used"]], lambda x: f"{x['dataset']}/{x['size']}-n{x['n']}")
+    colors = {}
+    for g, ps in sorted(lines.items()):
+        pts = sorted({x["heads_used"]: x[metric] for x in ps if num(x[metric]) is not None}.items())
+        if len(pts) >= 2:
+            ln, = ax.plot(*zip(*pts), "o-", label=f"{g} own heads" if engine == "vllm" else g)
+            colors[g] = ln.get_color()
+    return colors
+
+
+def _baselines(ax, xs, metric, colors):
+    """vLLM's ngram and draft-model runs as markers at drafts + 1, in the color of their model's line."""
+    for method, marker in (("ngram", "x"), ("draft_model", "s")):
+        ps = [x for x in xs if x["method"] == method and num(x[metric]) is not None
+              and isinstance(x["draft_tokens"], int)]
+        for x in ps:
+            g = f"{x['dataset']}/{x['size']}-n{x['n']}"
+            ax.plot(x["draft_tokens"] + 1, x[metric], marker, color=colors.get(g, "black"), ms=8)
+        if ps:
+            ax.plot([], [], marker, color="gray", label=f"{method} baseline (x = drafts + 1)")
+
+
+def _left_out(xs):
+    """The note naming the models not plotted, per reason (degenerate output, unchecked)."""
+    left_out = {}
+    for x in xs:
+        if x["output"] not in (None, "ok"):
+            why = x["output"].split(" (")[0].removeprefix("no data: ")
+            left_out.setdefault(why, set()).add(f"{x['dataset']}/{x['size']}-n{x['n']}")
+    return "\n".join(f"left out, {why}: " + ", ".join(sorted(ms)) for why, ms in sorted(left_out.items()))

@@ -1,0 +1,170 @@
+"""Loading the study: every model of the config with its result files (or why each is absent), the optional
+train benchmark, and the fields that several result files share (output quality, speed-up spreads).
+
+Also the small accessors every section uses on records and result dicts (get, num, ratio, order, baseline,
+pairs), and the status section (which result file each model has).
+"""
+import math
+from pathlib import Path
+
+from mtp import UserError
+from mtp.report.verdicts import DEGENERATE
+
+RESULT_FILES = {"metrics": "metrics.json", "decode": "decode.json", "vllm": "vllm.json", "code": "eval_code.json",
+                "polynomial": "eval_polynomial.json", "induction": "eval_induction.json"}
+WRITER = {"metrics": "mtp train", "decode": "mtp decode", "vllm": "mtp vllm", "code": "mtp eval code",
+          "polynomial": "mtp eval polynomial", "induction": "mtp eval induction"}
+BENCH_TRAIN = "bench/train.json"
+
+
+def shape_of(cfg, size):
+    """dim, n_layers, n_attn_heads of a size preset and its non-embedding parameters ("params": L blocks of
+    attention 4d^2 + SwiGLU 3d*hidden, the same for every n: heads replace trunk blocks)."""
+    from mtp.model import ModelConfig, preset  # the presets live beside the model (config validation imports it too)
+    p = preset(size, cfg.get("model_presets"))
+    c = ModelConfig(vocab_size=1, dim=p["dim"], n_layers=p["n_layers"], n_attn_heads=p["n_attn_heads"])
+    return {"dim": c.dim, "n_layers": c.n_layers, "n_attn_heads": c.n_attn_heads,
+            "params": c.n_layers * (4 * c.dim * c.dim + 3 * c.dim * c.hidden_dim)}
+
+
+def expected(cfg, task, key):
+    """None when the config makes the study write result `key` for a model of `task`, else why not."""
+    if key == "metrics":
+        return None
+    if key in ("polynomial", "induction"):
+        if task != key:
+            return "n/a"
+        return None if cfg["eval"]["synthetic"]["enabled"] else "disabled (eval.synthetic.enabled: false)"
+    if key in ("vllm", "code") and task != "code":
+        return "n/a"
+    if key == "decode":
+        return None if cfg["decode"]["enabled"] else "disabled (decode.enabled: false)"
+    if key == "vllm":
+        return None if cfg["vllm"]["enabled"] else "disabled (vllm.enabled: false)"
+    return None if cfg["eval"]["code"]["enabled"] else "disabled (eval.code.enabled: false)"
+
+
+def read_result(path):
+    """(data, status): status 'ok', 'missing' or 'unreadable: ...'."""
+    from mtp.io import read_json
+    path = Path(path)
+    if not path.exists():
+        return None, "missing"
+    try:
+        data = read_json(path)
+    except UserError as e:
+        return None, f"unreadable: {e}"
+    if not isinstance(data, dict):
+        return None, "unreadable: not a JSON object"
+    return data, "ok"
+
+
+def load_study(cfg):
+    """One record per model of the config: identity, preset size, and each result file (or why it is absent)."""
+    from mtp.config import model_name, models, task_of
+    records = []
+    for m in models(cfg):
+        ds = cfg["datasets"][m["dataset"]]
+        rec = {"dataset": m["dataset"], "size": m["size"], "n": m["n"], "name": model_name(m), "dir": m["dir"],
+               "task": task_of(ds), "tokenizer": ds["tokenizer"]["kind"], **shape_of(cfg, m["size"]),
+               "seq_len": m["train"]["seq_len"], "batch_size": m["train"]["batch_size"],
+               "results": {}, "status": {}}
+        for key, fname in RESULT_FILES.items():
+            why = expected(cfg, rec["task"], key)  # a file the config does not ask for may be stale: not read
+            data, status = read_result(Path(m["dir"]) / fname) if why is None else (None, why)
+            rec["results"][key], rec["status"][key] = data, status
+        records.append(rec)
+    return records
+
+
+def load_bench(cfg):
+    return read_result(Path(cfg["results"]) / BENCH_TRAIN)
+
+
+def missing_notes(records, keys):
+    """Per result file of `keys`: which models lack it and why (missing, unreadable, disabled)."""
+    notes = []
+    for key in keys:
+        by_reason = {}
+        for r in records:
+            s = r["status"][key]
+            if s not in ("ok", "n/a"):
+                by_reason.setdefault(s, []).append(r["name"])
+        if all(r["status"][key] == "n/a" for r in records):
+            notes.append(f"{RESULT_FILES[key]}: not part of this study (no model of the config's sweeps produces it)")
+        for reason, names in by_reason.items():
+            what = f"{RESULT_FILES[key]} {reason}"
+            if reason == "missing":
+                what += f" (written by `{WRITER[key]}`; the stage has not run)"
+            notes.append(f"{what}: {', '.join(names)}")
+    return notes
+
+
+def status_rows(records):
+    return [{"model": r["name"], "task": r["task"], **{RESULT_FILES[k]: r["status"][k] for k in RESULT_FILES}}
+            for r in records]
+
+
+# ---- fields shared by decode.json and vllm.json
+
+def output_check(r, key):
+    """Whether the speed figures of r's decode.json / vllm.json may be scored: "ok" when its top-level "quality"
+    (mtp.measure.output_quality) says the output is not degenerate; else why not: "no data: degenerate output
+    (reason)", or that the file carries no quality check at all (written before mtp.measure); None without
+    the file."""
+    d = r["results"][key]
+    if d is None:
+        return None
+    q = d.get("quality")
+    if not isinstance(q, dict) or not isinstance(q.get("degenerate"), bool):
+        return f"no data: {RESULT_FILES[key]} has no output-quality check (rerun `{WRITER[key]}`)"
+    if q["degenerate"]:
+        reason = str(q.get("reason") or "no reason recorded")
+        return f"{DEGENERATE} ({reason.removeprefix('degenerate output: ')})"
+    return "ok"
+
+
+def speedup_spread(b):
+    """A per-batch row's "speedup_spread" (mtp.measure.ratio: min, max, spread, unstable), or None."""
+    x = b.get("speedup_spread") if isinstance(b, dict) else None
+    if not isinstance(x, dict) or num(x.get("spread")) is None:
+        return None
+    return {"min": num(x.get("min")), "max": num(x.get("max")), "spread": x["spread"],
+            "unstable": bool(x.get("unstable"))}
+
+
+# ---- accessors on result dicts and records
+
+def get(d, *keys):
+    """d[k1][k2]...; None where a level is missing or not a dict."""
+    for k in keys:
+        if not isinstance(d, dict):
+            return None
+        d = d.get(k)
+    return d
+
+
+def num(x):
+    """x if it is a finite number (not a bool), else None."""
+    return x if isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) else None
+
+
+def safe_ratio(a, b):
+    """a / b when both are finite numbers and b is not 0, else None."""
+    a, b = num(a), num(b)
+    return a / b if a is not None and b else None
+
+
+def order(r):
+    """Sort key of records: dataset, then size by parameters, then n."""
+    return (r["dataset"], r["params"], r["size"], r["n"])
+
+
+def baseline(records, r):
+    """The n=1 model of r's dataset and size, or None."""
+    return next((b for b in records if (b["dataset"], b["size"], b["n"]) == (r["dataset"], r["size"], 1)), None)
+
+
+def pairs(records):
+    """[(r, baseline)]: every n>1 model with an n=1 model of the same dataset and size."""
+    return [(r, b) for r in records if r["n"] > 1 for b in [baseline(records, r)] if b is not None]

@@ -17,6 +17,7 @@ import torch
 from mtp.checkpoint import load as load_checkpoint
 from mtp.decode import generate
 from mtp.evals import induction, polynomial
+from mtp.tasks import induction as induction_task
 from mtp.model import ModelConfig, MTPModel
 from mtp.tokenizer import Tokenizer
 
@@ -25,7 +26,7 @@ NUM_TESTS, SEED = 200, 0
 
 def score(model, task, tok, ctx):
     if task == "induction":
-        sequences, targets = induction.encode_tests(tok, induction.test_set(NUM_TESTS, SEED))
+        sequences, targets = induction.encode_tests(tok, induction_task.test_set(NUM_TESTS, SEED))
         preds = induction.predict(model, sequences, targets, ctx, 16, tok.eod_id)
         return {"induction_acc": induction.score(preds, sequences, targets)}
 

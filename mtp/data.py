@@ -73,7 +73,7 @@ def load_documents(source, seed=0):
             ds = ds.select(range(min(len(ds), source["max_documents"])))
         return ds[source["text_field"]], {"kind": kind, "name": source["name"]}
     if kind in ("polynomial", "induction"):
-        from mtp.evals import induction, polynomial
+        from mtp.tasks import induction, polynomial
         module = polynomial if kind == "polynomial" else induction
         opts = {k: v for k, v in source.items() if k != "kind"}
         texts = module.training_documents(seed=seed, **opts)

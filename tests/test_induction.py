@@ -10,7 +10,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from mtp import UserError
-from mtp.evals import induction as I
+from mtp.evals import induction as IE
+from mtp.tasks import induction as I
 from mtp.tokenizer import Tokenizer, byte_tokenizer, train_bpe
 
 TOK = Tokenizer(byte_tokenizer())
@@ -56,7 +57,7 @@ def test_test_set_positions_point_at_second_token_of_repeated_names():
     assert not {t for t, _ in tests} & set(I.training_documents(seed=0, num_documents=200))
     for text, offsets in tests:
         ids = TOK.encode(text)
-        for o, k in zip(offsets, I.token_targets(TOK, text, offsets)):
+        for o, k in zip(offsets, IE.token_targets(TOK, text, offsets)):
             first, second = TOK.decode([ids[k - 1]]), TOK.decode([ids[k]])
             assert first + second == text[o - 1:o + 1]
             assert first in I.NAME_INITIALS and second in string.ascii_lowercase
@@ -68,13 +69,13 @@ def test_token_targets_refuses_a_tokenizer_that_merges_names():
     assert len(bpe.encode("Zq")) == 1
     text = "Once there lived a shy duck named Zq. Zq smiled."
     with pytest.raises(UserError, match="tokenizer"):
-        I.token_targets(bpe, text, [text.rindex("Zq") + 1])
+        IE.token_targets(bpe, text, [text.rindex("Zq") + 1])
 
 
 @given(st.integers(1, 300), st.integers(2, 64))
 def test_windows_cover_each_position_once_with_context(length, ctx):
     seen = []
-    for i, (start, lo, hi) in enumerate(I.windows(length, ctx)):
+    for i, (start, lo, hi) in enumerate(IE.windows(length, ctx)):
         assert 0 <= start < lo or (i == 0 and start == lo == 0)
         assert hi - start <= ctx and hi <= length
         if i:
@@ -102,24 +103,24 @@ class Constant:
 
 
 def test_predict_and_score_with_stand_in_models():
-    sequences, targets = I.encode_tests(TOK, I.test_set(12, seed=5))
+    sequences, targets = IE.encode_tests(TOK, I.test_set(12, seed=5))
     assert all(seq[0] == TOK.eod_id for seq in sequences)
     assert max(map(len, sequences)) > 100  # ctx=48 below forces several windows per story
-    preds = I.predict(NextTokenOracle(), sequences, targets, ctx=48, batch_size=5, pad_id=TOK.eod_id)
-    assert I.score(preds, sequences, targets) == 1.0
+    preds = IE.predict(NextTokenOracle(), sequences, targets, ctx=48, batch_size=5, pad_id=TOK.eod_id)
+    assert IE.score(preds, sequences, targets) == 1.0
     a = TOK.encode("a")[0]
-    preds = I.predict(Constant(a), sequences, targets, ctx=48, batch_size=5, pad_id=TOK.eod_id)
+    preds = IE.predict(Constant(a), sequences, targets, ctx=48, batch_size=5, pad_id=TOK.eod_id)
     truth = [seq[p] for seq, tg in zip(sequences, targets) for p in tg]
-    assert I.score(preds, sequences, targets) == pytest.approx(truth.count(a) / len(truth))
+    assert IE.score(preds, sequences, targets) == pytest.approx(truth.count(a) / len(truth))
 
 
 def test_score_on_hand_made_predictions():
     sequences = [[9, 1, 2, 3, 4], [9, 5, 6]]
     targets = [[2, 4], [2]]
-    assert I.score([[2, 4], [6]], sequences, targets) == 1.0
-    assert I.score([[2, 0], [0]], sequences, targets) == pytest.approx(1 / 3)
-    assert I.score([[], []], [[1], [1]], [[], []]) == 0.0
-    assert I.correct_by_story([[2, 0], [0]], sequences, targets) == [[1, 0], [0]]
+    assert IE.score([[2, 4], [6]], sequences, targets) == 1.0
+    assert IE.score([[2, 0], [0]], sequences, targets) == pytest.approx(1 / 3)
+    assert IE.score([[], []], [[1], [1]], [[], []]) == 0.0
+    assert IE.correct_by_story([[2, 0], [0]], sequences, targets) == [[1, 0], [0]]
 
 
 # ---- end to end ------------------------------------------------------------------------------------
@@ -148,10 +149,10 @@ def test_evaluate_model_end_to_end(tmp_path):
     torch.manual_seed(0)
     model = MTPModel(ModelConfig.from_preset("debug", vocab_size=257, n_future=2))
     save_model(entry["dir"], model, extra={"dataset": "stories", "size": "debug", "n": 2, "data_dir": str(tmp_path)})
-    result = I.evaluate_model(cfg, entry)
+    result = IE.evaluate_model(cfg, entry)
     saved = read_json(f"{entry['dir']}/eval_induction.json")
     assert saved == result and saved["context"] == 64 and saved["size"] == "debug"
-    _, targets = I.encode_tests(TOK, I.test_set(3, cfg["seed"]))
+    _, targets = IE.encode_tests(TOK, I.test_set(3, cfg["seed"]))
     assert saved["metrics"]["induction_scored_tokens"] == sum(map(len, targets))
     assert 0.0 <= saved["metrics"]["induction_acc"] <= 1.0
     stories = saved["correct_by_story"]  # per test story, for the report's paired bootstrap
@@ -180,9 +181,9 @@ def test_evaluate_model_scores_a_model_of_known_accuracy(tmp_path, monkeypatch, 
         model.cfg = loaded.cfg  # evaluate_model reads the context length from it
         return model, payload
     monkeypatch.setattr(mtp.checkpoint, "load_model", load_model)
-    result = I.evaluate_model(cfg, entry)
+    result = IE.evaluate_model(cfg, entry)
     assert read_json(f"{entry['dir']}/eval_induction.json") == result
-    sequences, targets = I.encode_tests(TOK, I.test_set(4, cfg["seed"]))
+    sequences, targets = IE.encode_tests(TOK, I.test_set(4, cfg["seed"]))
     assert max(map(len, sequences)) > 64  # stories longer than the context: scored in several windows
     expect = 1 if stand_in == "copier" else 0
     assert result["metrics"]["induction_acc"] == expect

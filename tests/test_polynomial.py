@@ -6,7 +6,8 @@ import sympy
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mtp.evals import polynomial as P
+from mtp.evals import polynomial as PE
+from mtp.tasks import polynomial as P
 from mtp.tokenizer import Tokenizer, byte_tokenizer
 
 X = sympy.symbols("x")
@@ -152,18 +153,18 @@ def test_test_split_is_about_one_in_ten():
 
 def test_score_exact_match_up_to_newline():
     answers = ["01234", "55555", "00000", "12345"]
-    assert P.score(["01234\n9", "55555", "0000", "12345 "], answers) == 0.5
-    assert P.score(answers, answers) == 1.0
+    assert PE.score(["01234\n9", "55555", "0000", "12345 "], answers) == 0.5
+    assert PE.score(answers, answers) == 1.0
     with pytest.raises(ValueError):
-        P.score(["1"], answers)
+        PE.score(["1"], answers)
 
 
 def test_summary_splits_in_and_out_of_domain():
     acc = {m: m / 10 for m in range(1, 11)}
-    s = P.summary(acc, max_ops_train=5)
+    s = PE.summary(acc, max_ops_train=5)
     assert s["poly_acc_m3"] == 0.3 and s["poly_acc_in_domain"] == pytest.approx(0.3)
     assert s["poly_acc_out_of_domain"] == pytest.approx(0.8)
-    assert P.summary({1: 1.0}, max_ops_train=5)["poly_acc_out_of_domain"] is None
+    assert PE.summary({1: 1.0}, max_ops_train=5)["poly_acc_out_of_domain"] is None
 
 
 def _oracle_generate(tok, wrong_for=()):
@@ -183,14 +184,14 @@ def _oracle_generate(tok, wrong_for=()):
 
 def test_accuracies_with_stand_in_generators():
     tok = Tokenizer(byte_tokenizer())
-    acc = P.accuracies(_oracle_generate(tok, wrong_for={2}), tok, range(1, 4), num_tests=5, seed=0, batch_size=4)
+    acc = PE.accuracies(_oracle_generate(tok, wrong_for={2}), tok, range(1, 4), num_tests=5, seed=0, batch_size=4)
     assert acc == {1: 1.0, 2: 0.0, 3: 1.0}
-    items = P.correct_by_m(_oracle_generate(tok, wrong_for={2}), tok, range(1, 4), num_tests=5, seed=0, batch_size=4)
+    items = PE.correct_by_m(_oracle_generate(tok, wrong_for={2}), tok, range(1, 4), num_tests=5, seed=0, batch_size=4)
     assert items == {1: [1] * 5, 2: [0] * 5, 3: [1] * 5}  # one 0/1 per test item, in test_set order
 
 
 def test_correct_marks_each_item():
-    assert P.correct(["01234\n9", "55555", "0000"], ["01234", "55555", "00000"]) == [1, 1, 0]
+    assert PE.correct(["01234\n9", "55555", "0000"], ["01234", "55555", "00000"]) == [1, 1, 0]
 
 
 # ---- end to end ------------------------------------------------------------------------------------
@@ -223,7 +224,7 @@ def test_evaluate_model_end_to_end(tmp_path):
     from mtp import tracking
     from mtp.io import read_json
     cfg, entry = _study(tmp_path, "poly", "polynomial")
-    result = P.evaluate_model(cfg, entry)
+    result = PE.evaluate_model(cfg, entry)
     saved = read_json(f"{entry['dir']}/eval_polynomial.json")
     assert saved == result and saved["dataset"] == "poly" and saved["n"] == 2
     metrics = saved["metrics"]
@@ -252,7 +253,7 @@ def test_evaluate_model_scores_a_model_of_known_accuracy(tmp_path, monkeypatch, 
         seen.extend(prompts)
         return answer(prompts, max_new_tokens, eod_id, 4)
     monkeypatch.setattr(mtp.decode, "generate", generate)
-    result = P.evaluate_model(cfg, entry)
+    result = PE.evaluate_model(cfg, entry)
     assert read_json(f"{entry['dir']}/eval_polynomial.json") == result
     assert len(seen) == 7 * 3  # every m = 1..7, three tests each
     expect = {str(m): 0.0 if m in wrong_for else 1.0 for m in range(1, 8)}

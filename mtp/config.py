@@ -5,6 +5,7 @@ import jsonschema
 import yaml
 
 from mtp import UserError
+from mtp.presets import num_params, preset
 
 SCHEMA_PATH = Path(__file__).with_name("config.schema.yaml")
 
@@ -47,7 +48,6 @@ def validate(cfg, source="config"):
 
 
 def _check_semantics(cfg, source):
-    from mtp.model import preset  # torch is imported only once a config is complete
     for i, sweep in enumerate(cfg["sweeps"]):
         where = f"{source}: field 'sweeps.{i}"
         if sweep["dataset"] not in cfg["datasets"]:
@@ -146,19 +146,18 @@ def draft_model_for(cfg, m):
     """vLLM's draft_model baseline for model m, or None: the smallest n=1 model of m's dataset whose
     parameter count is at most a quarter of m's (an honest draft model is much cheaper than its target).
 
-    Parameters are counted from the size presets (mtp.model.ModelConfig.num_params: embedding + layers +
-    unembedding; no model is built; mtp.model, hence torch, is imported by config validation anyway).
+    Parameters are counted from the size presets (mtp.presets.num_params: embedding + layers + unembedding;
+    no model is built, torch is not imported).
     The vocabulary comes from the dataset's tokenizer config: 257 for byte, tokenizer.vocab_size for bpe
     (an upper bound: the trained vocabulary may be smaller), the same for both models, so it only moves
     the threshold. Ties: the first in the sweep.
     """
-    from mtp.model import ModelConfig
     tok = cfg["datasets"][m["dataset"]]["tokenizer"]
     vocab = 257 if tok["kind"] == "byte" else tok["vocab_size"]
 
     def params(c):
-        return ModelConfig.from_preset(c["size"], vocab, n_future=c["n"], head_type=c["train"]["head_type"],
-                                       extra=cfg["model_presets"]).num_params
+        spec = preset(c["size"], cfg["model_presets"])
+        return num_params(vocab, spec["dim"], spec["n_layers"], n_future=c["n"], head_type=c["train"]["head_type"])
 
     limit = params(m) / 4
     cands = [c for c in models(cfg) if c["dataset"] == m["dataset"] and c["n"] == 1 and params(c) <= limit]

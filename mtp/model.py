@@ -13,30 +13,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 import torch.utils.checkpoint
 
-from mtp import UserError
-
-# dim / layers / attention heads. Synthetic-task sizes and code sizes from the paper
-# (Section 4, Table S7); "debug" for tests.
-PRESETS = {
-    "debug": dict(dim=32, n_layers=4, n_attn_heads=2),
-    "1M": dict(dim=128, n_layers=5, n_attn_heads=4),
-    "3M": dict(dim=256, n_layers=4, n_attn_heads=8),
-    "10M": dict(dim=384, n_layers=6, n_attn_heads=8),
-    "30M": dict(dim=512, n_layers=10, n_attn_heads=8),
-    "100M": dict(dim=768, n_layers=14, n_attn_heads=12),
-    "300M": dict(dim=1024, n_layers=25, n_attn_heads=16),
-    "0.3B": dict(dim=1024, n_layers=18, n_attn_heads=8),
-    "0.6B": dict(dim=1280, n_layers=27, n_attn_heads=10),
-    "1.3B": dict(dim=2048, n_layers=24, n_attn_heads=16),
-}
-
-
-def preset(name, extra=None, where="size"):
-    table = {**PRESETS, **(extra or {})}
-    if name not in table:
-        raise UserError(f"{where}: unknown size preset '{name}'; known: {', '.join(table)} "
-                        f"(add your own under model_presets)")
-    return table[name]
+from mtp import UserError, presets
+from mtp.presets import PRESETS, preset  # noqa: F401 - the size presets (mtp/presets.py), also read from here
 
 
 @dataclass
@@ -67,21 +45,16 @@ class ModelConfig:
     @property
     def n_trunk(self):
         """Trunk depth: L-n for transformer heads (parameter matching), L for linear heads."""
-        return self.n_layers - self.n_future if self.head_type == "transformer" else self.n_layers
+        return presets.n_trunk(self.n_layers, self.n_future, self.head_type)
 
     @property
     def hidden_dim(self):
-        return 32 * math.ceil(8 * self.dim / 3 / 32)  # SwiGLU width, as in Llama
+        return presets.hidden_dim(self.dim)  # SwiGLU width, as in Llama
 
     @property
     def num_params(self):
-        """Parameter count, computed without building the model: embedding V*d + trunk blocks + heads
-        (a transformer block: attention 4d^2 + SwiGLU 3*d*hidden + two norms 2d; a linear head: d^2)
-        + final norm d + unembedding d*V."""
-        d, V = self.dim, self.vocab_size
-        block = 4 * d * d + 3 * d * self.hidden_dim + 2 * d
-        head = block if self.head_type == "transformer" else d * d
-        return V * d + self.n_trunk * block + self.n_future * head + d + d * V
+        """Parameter count without building the model (mtp.presets.num_params)."""
+        return presets.num_params(self.vocab_size, self.dim, self.n_layers, self.n_future, self.head_type)
 
     @classmethod
     def from_preset(cls, name, vocab_size, n_future=1, head_type="transformer", extra=None):

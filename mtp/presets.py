@@ -1,0 +1,47 @@
+"""Named model sizes and the parameter count of a model, without torch (config validation and the
+Snakefile use them at parse time; mtp.model builds the model from them)."""
+import math
+
+from mtp import UserError
+
+# dim / layers / attention heads. Synthetic-task sizes and code sizes from the paper
+# (Section 4, Table S7); "debug" for tests.
+PRESETS = {
+    "debug": dict(dim=32, n_layers=4, n_attn_heads=2),
+    "1M": dict(dim=128, n_layers=5, n_attn_heads=4),
+    "3M": dict(dim=256, n_layers=4, n_attn_heads=8),
+    "10M": dict(dim=384, n_layers=6, n_attn_heads=8),
+    "30M": dict(dim=512, n_layers=10, n_attn_heads=8),
+    "100M": dict(dim=768, n_layers=14, n_attn_heads=12),
+    "300M": dict(dim=1024, n_layers=25, n_attn_heads=16),
+    "0.3B": dict(dim=1024, n_layers=18, n_attn_heads=8),
+    "0.6B": dict(dim=1280, n_layers=27, n_attn_heads=10),
+    "1.3B": dict(dim=2048, n_layers=24, n_attn_heads=16),
+}
+
+
+def preset(name, extra=None, where="size"):
+    table = {**PRESETS, **(extra or {})}
+    if name not in table:
+        raise UserError(f"{where}: unknown size preset '{name}'; known: {', '.join(table)} "
+                        f"(add your own under model_presets)")
+    return table[name]
+
+
+def hidden_dim(dim):
+    return 32 * math.ceil(8 * dim / 3 / 32)  # SwiGLU width, as in Llama
+
+
+def n_trunk(n_layers, n_future, head_type):
+    """Trunk depth: L-n for transformer heads (parameter matching), L for linear heads."""
+    return n_layers - n_future if head_type == "transformer" else n_layers
+
+
+def num_params(vocab_size, dim, n_layers, n_future=1, head_type="transformer"):
+    """Parameter count, computed without building the model: embedding V*d + trunk blocks + heads
+    (a transformer block: attention 4d^2 + SwiGLU 3*d*hidden + two norms 2d; a linear head: d^2)
+    + final norm d + unembedding d*V."""
+    d, V = dim, vocab_size
+    block = 4 * d * d + 3 * d * hidden_dim(d) + 2 * d
+    head = block if head_type == "transformer" else d * d
+    return V * d + n_trunk(n_layers, n_future, head_type) * block + n_future * head + d + d * V

@@ -37,7 +37,7 @@ def _rss():
 def _peak_step_memory(n, mode, s):
     """Bytes a forward+backward step adds on top of the model, its gradients and the batch."""
     import resource
-    from mtp.train import head_targets, mtp_backward
+    from mtp.training.step import head_targets, mtp_backward
     dev = _device()
     model = _model(n, s).to(dev)
     w = torch.randint(0, s["vocab"], (s["batch"], s["seq"] + n), device=dev)
@@ -82,7 +82,7 @@ def _time_interleaved(steps, repeats=5, warmup=2):
 
 
 def _ours_step(n, s, dtype, compile_blocks=False):
-    from mtp.train import head_targets, mtp_backward
+    from mtp.training.step import head_targets, mtp_backward
     dev = _device()
     model = _model(n, s).to(dev)
     if compile_blocks:  # as train.compile does
@@ -134,7 +134,7 @@ def matmul_peak(dtype, n=2048, seconds=2.0):
 
 
 def bench_train(shape=None, steps=5):
-    from mtp.train import pick_dtype
+    from mtp.training.device import pick_dtype
     s = {**SHAPE, **(shape or {})}
     dtype = pick_dtype({"dtype": "auto"}, _device())
     mem = {f"{mode}_n{n}": _in_subprocess("_peak_step_memory", n, mode, s)

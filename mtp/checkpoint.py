@@ -1,7 +1,8 @@
 """Checkpoint files: torch.save written atomically, with a JSON sidecar holding its sha256.
 
 A checkpoint is complete only when its sidecar exists and the digest matches, so a file
-cut short by a crash or a full disk is never loaded.
+cut short by a crash or a full disk is never loaded. Training keeps its two newest checkpoints,
+<model>/ckpt/step-<step>.pt, and resumes from the newest valid one.
 """
 from dataclasses import asdict
 from pathlib import Path
@@ -71,3 +72,49 @@ def load_model(model_dir, device="cpu"):
     model = MTPModel(ModelConfig(**payload["model_config"]))
     model.load_state_dict(payload.pop("model"))
     return model.to(device).eval(), payload
+
+
+# ---------------------------------------------------------------- training checkpoints
+
+def _ckpts(folder):
+    return sorted(Path(folder).glob("step-*.pt"), key=lambda p: int(p.stem.split("-")[1]))
+
+
+def latest_checkpoint(folder):
+    """The newest checkpoint whose sha256 matches its sidecar; broken ones are skipped."""
+    for path in reversed(_ckpts(folder)):
+        if is_valid(path):
+            return path
+    return None
+
+
+def full_state(model, opt=None):
+    """Unsharded state dicts (model, optimizer) keyed by parameter name, on CPU: the same format
+    whatever the number of processes or FSDP/DDP, so a run resumes on any number of processes.
+    Every process must call it (FSDP gathers the shards)."""
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict, get_optimizer_state_dict
+    opts = StateDictOptions(full_state_dict=True, cpu_offload=True)
+    sd = get_model_state_dict(model, options=opts)
+    return sd, (get_optimizer_state_dict(model, opt, options=opts) if opt is not None else None)
+
+
+def load_full_state(model, opt, sd, osd):
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, set_model_state_dict, set_optimizer_state_dict
+    opts = StateDictOptions(full_state_dict=True)
+    set_model_state_dict(model, sd, options=opts)
+    set_optimizer_state_dict(model, opt, osd, options=opts)
+
+
+def save_checkpoint(folder, step, model, opt, state, rank=0):
+    """step-<step>.pt in `folder` (written by rank 0; every process must call it), then the older ones
+    removed but the newest two."""
+    sd, osd = full_state(model, opt)
+    path = Path(folder) / f"step-{step:07d}.pt"
+    if rank != 0:
+        return path
+    save(path, {"model": sd, "optimizer": osd, "step": step,
+                "torch_rng": torch.get_rng_state(), "state": state}, meta={"step": step})
+    for old in _ckpts(folder)[:-2]:  # keep the two newest
+        old.unlink(missing_ok=True)
+        old.with_suffix(".json").unlink(missing_ok=True)
+    return path

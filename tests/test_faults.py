@@ -564,7 +564,7 @@ def test_disk_full_during_checkpoint_write_keeps_the_previous_checkpoint(baselin
     AdamW's two moments): train 5 steps, then resume to 10 under the limit, so the step-10 checkpoint cannot
     be written. One line naming it, exit 2, the run FAILED; the step-5 checkpoint stays the valid latest one."""
     from mtp.model import ModelConfig, MTPModel
-    from mtp.train import latest_checkpoint
+    from mtp.checkpoint import latest_checkpoint
     with_results(baseline, tmp_path, model=False)
     presets = {"wide": {"dim": 128, "n_layers": 3, "n_attn_heads": 4}}
     with torch.device("meta"):
@@ -1056,22 +1056,22 @@ def test_generated_damaged_files_are_caught(target, how, where, length, decode_c
 def test_memory_advice_names_a_batch_or_a_preset_that_fits(monkeypatch):
     """Pure: with the available memory set, the advice is a smaller batch (same tokens per step) when the
     parameters fit, else the largest preset whose estimate fits."""
-    from mtp import train
+    from mtp.training import memory
     from mtp.model import PRESETS, ModelConfig
     mcfg = ModelConfig.from_preset("1.3B", 32000, n_future=4)
     tc = {"batch_size": 32, "seq_len": 2048, "grad_accum": 1, "backward": "memory_efficient"}
-    est = train.estimate_memory(mcfg, tc, torch.float32)
+    est = memory.estimate_memory(mcfg, tc, torch.float32)
     cpu = torch.device("cpu")
-    monkeypatch.setattr(train, "available_memory", lambda device: est["fixed"] + 5 * est["per_sample"])
-    need, free, text = train.memory_advice(mcfg, tc, torch.float32, cpu, "1.3B")
+    monkeypatch.setattr(memory, "available_memory", lambda device: est["fixed"] + 5 * est["per_sample"])
+    need, free, text = memory.memory_advice(mcfg, tc, torch.float32, cpu, "1.3B")
     assert need > free and "use train.batch_size 5 with train.grad_accum 7" in text, text
-    monkeypatch.setattr(train, "available_memory", lambda device: est["fixed"] // 3)
-    need, free, text = train.memory_advice(mcfg, tc, torch.float32, cpu, "1.3B")
+    monkeypatch.setattr(memory, "available_memory", lambda device: est["fixed"] // 3)
+    need, free, text = memory.memory_advice(mcfg, tc, torch.float32, cpu, "1.3B")
     assert "even train.batch_size 1 does not fit" in text
     preset = text.split("the largest that fits: ")[1].split(")")[0]
     small = ModelConfig(vocab_size=32000, n_future=4, **PRESETS[preset])
-    assert train.estimate_memory(small, {**tc, "batch_size": 1}, torch.float32)["total"] <= free
-    checkpointed = train.estimate_memory(mcfg, {**tc, "activation_checkpointing": True}, torch.float32)
+    assert memory.estimate_memory(small, {**tc, "batch_size": 1}, torch.float32)["total"] <= free
+    checkpointed = memory.estimate_memory(mcfg, {**tc, "activation_checkpointing": True}, torch.float32)
     assert checkpointed["per_sample"] < est["per_sample"] / 3
 
 
@@ -1081,7 +1081,8 @@ def test_memory_estimate_is_close_to_what_a_step_uses():
     script = """
 import resource, psutil, torch
 from mtp.model import ModelConfig, MTPModel
-from mtp.train import estimate_memory, head_targets, make_optimizer, mtp_backward
+from mtp.training.memory import estimate_memory
+from mtp.training.step import head_targets, make_optimizer, mtp_backward
 torch.set_num_threads(2)
 tc = {"batch_size": 8, "seq_len": 256, "backward": "memory_efficient", "lr": 1e-3, "weight_decay": 0.1}
 mcfg = ModelConfig.from_preset("3M", 8192, n_future=2)

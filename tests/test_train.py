@@ -10,7 +10,8 @@ import torch.nn.functional as F
 from mtp import UserError, checkpoint, config
 from mtp.data import tokenize
 from mtp.model import ModelConfig, MTPModel
-from mtp.train import head_targets, mtp_backward, train
+from mtp.train import train
+from mtp.training.step import head_targets, mtp_backward
 
 
 def small_model(n, head_type="transformer", seed=0, vocab=97):
@@ -99,7 +100,7 @@ def test_corrupt_checkpoint_is_skipped_on_resume(tiny_cfg, capsys, monkeypatch):
     """The newest checkpoint cut short (a crash mid-write): the rerun resumes from the one before it,
     trains only the remaining steps and ends with the weights of an uninterrupted run, bit for bit."""
     from pathlib import Path
-    from mtp import train as train_mod
+    from mtp.training import loop as train_mod
     cfg = _train_cfg(tiny_cfg, max_steps=10, checkpoint_every=5, eval_every=10)
     tokenize(cfg, "code")
     entry = config.find_model(cfg, "code", "micro", 1)

@@ -1,0 +1,103 @@
+"""One training step's pieces: the heads' targets, the backward of the summed head losses, the lr schedule,
+the optimizer and the validation loss.
+
+Memory-efficient backward (paper Section 2 / Fig. 2): forward the trunk once, detach z, then for each head
+in turn forward + backward (accumulating dL/dz, freeing that head's logits), finally backprop dL/dz through
+the trunk. Peak memory O(V + d) instead of O(nV + d); the gradients are those of the plain sum of head
+losses (`naive`). train.backward chooses one of BACKWARDS.
+"""
+import math
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from mtp import UserError
+
+
+def head_targets(w, n):
+    """Windows w (B, T+n) -> input (B, T) and n targets (B, T); head i+1 predicts w[t+i+1]."""
+    T = w.shape[1] - n
+    return w[:, :T], [w[:, i + 1:i + 1 + T] for i in range(n)]
+
+
+def _trunk(model, x, autocast):
+    """-> (z, cos, sin, ctx): the trunk's output and what the heads need to run on it."""
+    B, T = x.shape
+    ctx = autocast or torch.autocast(x.device.type, enabled=False)
+    cos, sin = model.rope(T, device=x.device)
+    with ctx:
+        z = model.forward_trunk(x, cos, sin)  # (B, T, C)
+    return z, cos, sin, ctx
+
+
+def naive_backward(model, x, ys, scale=1.0, autocast=None):
+    """One backward of the summed head losses: every head's logits stay alive until it runs."""
+    z, cos, sin, ctx = _trunk(model, x, autocast)
+    with ctx:
+        losses = [F.cross_entropy(model.forward_head(i, z, cos, sin).float().flatten(0, 1), y.flatten())
+                  for i, y in enumerate(ys)]
+    (sum(losses) * scale).backward()
+    return [l.detach() for l in losses]
+
+
+def memory_efficient_backward(model, x, ys, scale=1.0, autocast=None):
+    """The same gradients, one head's logits alive at a time: per head forward + backward into dL/dz, then
+    dL/dz through the trunk."""
+    z, cos, sin, ctx = _trunk(model, x, autocast)
+    zd = z.detach().requires_grad_(True)
+    losses = []
+    for i, y in enumerate(ys):
+        with ctx:
+            logits = model.forward_head(i, zd, cos, sin)  # (B, T, V)
+        loss = F.cross_entropy(logits.float().flatten(0, 1), y.flatten())
+        (loss * scale).backward()  # accumulates dL/dz in zd.grad; frees this head's logits
+        losses.append(loss.detach())
+        del logits, loss
+    z.backward(zd.grad)
+    return losses
+
+
+BACKWARDS = {"naive": naive_backward, "memory_efficient": memory_efficient_backward}  # train.backward
+
+
+def mtp_backward(model, x, ys, mode="memory_efficient", scale=1.0, autocast=None):
+    """Forward + backward of the summed head losses on one micro-batch; returns each head's loss (detached)."""
+    return BACKWARDS[mode](model, x, ys, scale, autocast)
+
+
+def lr_at(step, tc, total):
+    """Linear warm-up, then cosine decay to min_lr_ratio * lr."""
+    if step < tc["warmup_steps"]:
+        return tc["lr"] * (step + 1) / tc["warmup_steps"]
+    frac = (step - tc["warmup_steps"]) / max(1, total - tc["warmup_steps"])
+    return tc["lr"] * (tc["min_lr_ratio"] + (1 - tc["min_lr_ratio"]) * 0.5 * (1 + math.cos(math.pi * min(1.0, frac))))
+
+
+def make_optimizer(model, tc):
+    decay = [p for n, p in model.named_parameters() if p.dim() >= 2]
+    no_decay = [p for n, p in model.named_parameters() if p.dim() < 2]
+    return torch.optim.AdamW([{"params": decay, "weight_decay": tc["weight_decay"]},
+                              {"params": no_decay, "weight_decay": 0.0}], lr=tc["lr"], betas=(0.9, 0.95),
+                             fused=False)
+
+
+@torch.no_grad()
+def evaluate(model, val, tc, n, device, autocast):
+    """Mean validation loss per head on fixed, evenly spaced windows of the val split."""
+    model.eval()
+    length = tc["seq_len"] + n
+    count = tc["eval_batches"] * tc["batch_size"]
+    if len(val.tokens) <= length:
+        raise UserError(f"the val split has {len(val.tokens)} tokens, fewer than one window of {length}; "
+                        f"raise val_fraction or lower train.seq_len")
+    starts = np.linspace(0, len(val.tokens) - length - 1, count).astype(np.int64)
+    sums = torch.zeros(n)
+    for i in range(0, count, tc["batch_size"]):
+        w = torch.from_numpy(val.windows(starts[i:i + tc["batch_size"]], length)).to(device)
+        x, ys = head_targets(w, n)
+        with autocast:
+            logits = model(x)
+        sums += torch.stack([F.cross_entropy(lg.float().flatten(0, 1), y.flatten()).cpu() for lg, y in zip(logits, ys)])
+    model.train()
+    return (sums / tc["eval_batches"]).tolist()

@@ -9,6 +9,7 @@ import os
 import sys
 
 from mtp import UserError, __version__
+from mtp.args import add_config_arg, add_model_args  # noqa: F401 - also read from here (stages: mtp.args)
 
 # name -> (module, one-line help)
 STAGES = {
@@ -27,19 +28,6 @@ STAGES = {
 EPILOG = """Every stage reads the study config (default: config.yaml; Snakemake passes
 <results>/config.yaml, the resolved config of the run). `mtp <stage> --help` explains a stage.
 Documentation: README.md."""
-
-
-def add_config_arg(p):
-    p.add_argument("--config", default="config.yaml", metavar="YAML",
-                   help="study config (default: %(default)s; Snakemake passes <results>/config.yaml)")
-
-
-def add_model_args(p):
-    """--dataset/--size/--n: which model of the sweep."""
-    p.add_argument("--dataset", required=True, help="dataset name from the config's `datasets`")
-    p.add_argument("--size", required=True, help="size preset, e.g. 1M (see mtp/presets.py PRESETS)")
-    p.add_argument("--n-heads", dest="n", type=int, required=True, metavar="N",
-                   help="number of output heads of the model (n in the paper)")
 
 
 def build_parser():

@@ -1,6 +1,6 @@
 """`mtp tokenize`: the command-line side of the data module."""
 from mtp import config, data
-from mtp.cli import add_config_arg
+from mtp.args import add_config_arg
 
 
 def add_arguments(p):

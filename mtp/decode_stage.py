@@ -17,7 +17,7 @@ HEADLINE_BATCHES = (1, 8)
 
 
 def add_arguments(p):
-    from mtp.cli import add_config_arg, add_model_args
+    from mtp.args import add_config_arg, add_model_args
     add_config_arg(p)
     add_model_args(p)
     p.add_argument("--device", default="cpu", help="torch device to time on (default %(default)s; the rule "

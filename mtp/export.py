@@ -168,7 +168,7 @@ class _atomic_dir:
 
 
 def add_arguments(p):
-    from mtp.cli import add_config_arg, add_model_args
+    from mtp.args import add_config_arg, add_model_args
     add_config_arg(p)
     add_model_args(p)
 

@@ -1,6 +1,6 @@
 """`mtp init` and `mtp ui`: the command-line side of the tracking module."""
 from mtp import config, tracking
-from mtp.cli import add_config_arg
+from mtp.args import add_config_arg
 
 
 def add_arguments(p):

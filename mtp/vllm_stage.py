@@ -309,7 +309,7 @@ def _fail_on_mismatch(result):
 
 
 def add_arguments(p):
-    from mtp.cli import add_config_arg, add_model_args
+    from mtp.args import add_config_arg, add_model_args
     add_config_arg(p)
     add_model_args(p)
 

@@ -1,9 +1,82 @@
 """The package's layout: dependencies run one way (no import cycle among mtp's modules), and what the
 Snakefile and its rules import at parse time never imports torch."""
+import ast
 import os
 import subprocess
 
-from conftest import BIN
+from conftest import BIN, ROOT
+
+PACKAGE = ROOT / "mtp"
+
+
+def modules():
+    """{dotted module name: path} of every module under mtp/ (a package is its __init__.py)."""
+    out = {}
+    for path in sorted(PACKAGE.rglob("*.py")):
+        parts = path.relative_to(ROOT).with_suffix("").parts
+        out[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = path
+    return out
+
+
+def _known(name, mods):
+    """The module that importing `name` names: itself, else its longest known prefix (None outside mtp)."""
+    while name and name not in mods:
+        name = name.rpartition(".")[0]
+    return name or None
+
+
+def imports(name, path, mods):
+    """The mtp modules that module `name` imports anywhere in it (top level, functions, conditionals).
+    `from p import x` counts as importing p.x where p.x is a module, else as importing p (its __init__)."""
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    out = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            out |= {_known(a.name, mods) for a in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                anchor = package.split(".")[:len(package.split(".")) - (node.level - 1)]
+                base = ".".join(anchor + ([base] if base else []))
+            for a in node.names:
+                out.add(f"{base}.{a.name}" if f"{base}.{a.name}" in mods else _known(base, mods))
+    return {m for m in out if m and m != name}
+
+
+def find_cycle(graph):
+    """A list [a, b, ..., a] of modules that import each other in a circle, or None."""
+    state, stack = {}, []  # state: 1 = on the DFS stack, 2 = done
+
+    def visit(m):
+        state[m] = 1
+        stack.append(m)
+        for n in sorted(graph.get(m, ())):
+            if state.get(n) == 1:
+                return stack[stack.index(n):] + [n]
+            if n not in state:
+                found = visit(n)
+                if found:
+                    return found
+        stack.pop()
+        state[m] = 2
+        return None
+
+    for m in sorted(graph):
+        if m not in state:
+            found = visit(m)
+            if found:
+                return found
+    return None
+
+
+def test_no_import_cycles():
+    """No module of mtp imports, directly or through others, a module that imports it back (imports inside
+    functions count: they only hide a cycle). mtp.cli loads the stages by name (importlib), not by import."""
+    mods = modules()
+    graph = {name: imports(name, path, mods) for name, path in mods.items()}
+    assert "mtp.config" in graph and graph["mtp.data"] >= {"mtp.tasks.polynomial", "mtp.tasks.induction"}
+    cycle = find_cycle(graph)
+    assert cycle is None, "import cycle: " + " -> ".join(cycle)
 
 
 def test_dry_run_without_torch(workdir, tmp_path_factory):
@@ -19,3 +92,24 @@ def test_dry_run_without_torch(workdir, tmp_path_factory):
                          text=True, env=env, timeout=600)
     assert out.returncode == 0, (out.stdout + out.stderr)[-3000:]
     assert "train_model" in out.stdout + out.stderr
+
+
+def _reach(graph, start):
+    seen, todo = set(), [start]
+    while todo:
+        for n in graph.get(todo.pop(), ()):
+            if n not in seen:
+                seen.add(n)
+                todo.append(n)
+    return seen
+
+
+def test_dependencies_run_one_way():
+    """Data never imports evaluation (the synthetic generators are mtp.tasks); config validation never reaches
+    the model (torch); the decoding engine never reaches its timing."""
+    mods = modules()
+    graph = {name: imports(name, path, mods) for name, path in mods.items()}
+    assert not {m for m in _reach(graph, "mtp.data") if m.startswith("mtp.evals")}
+    assert not {m for m in _reach(graph, "mtp.tasks") if m.startswith("mtp.evals")}
+    assert "mtp.model" not in _reach(graph, "mtp.config")
+    assert not _reach(graph, "mtp.decode") & {"mtp.measure", "mtp.decode_timing", "mtp.io"}

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from mtp import UserError
-from mtp.cli import add_config_arg, add_model_args
+from mtp.args import add_config_arg, add_model_args
 
 DEFAULT_K = (1, 10, 100)
 

@@ -1,4 +1,10 @@
-"""Load, complete and check a study config (JSON Schema 2020-12 + the checks a schema cannot say)."""
+"""Load, complete and check a study config (JSON Schema 2020-12 + the checks a schema cannot say).
+
+Numbers are strict: `type: number` takes finite numbers only (NaN passes every bound, since it compares
+False, and infinity passes open upper bounds) and `type: integer` takes integers only (JSON Schema counts a
+whole float such as 8.0 or 1e300 as an integer); booleans are neither.
+"""
+import math
 from pathlib import Path
 
 import jsonschema
@@ -28,11 +34,35 @@ def _with_defaults(cls):
     return jsonschema.validators.extend(cls, {"properties": properties})
 
 
-_Validator = _with_defaults(jsonschema.Draft202012Validator)
+def _is_integer(checker, x):
+    return isinstance(x, int) and not isinstance(x, bool)
+
+
+def _is_number(checker, x):
+    return _is_integer(checker, x) or isinstance(x, float) and math.isfinite(x)
+
+
+_Strict = jsonschema.validators.extend(
+    jsonschema.Draft202012Validator,
+    type_checker=jsonschema.Draft202012Validator.TYPE_CHECKER.redefine_many(
+        {"integer": _is_integer, "number": _is_number}))
+_Validator = _with_defaults(_Strict)
 
 
 def _field(error):
     return ".".join(str(p) for p in error.absolute_path) or "(top level)"
+
+
+def _message(error):
+    """The schema error's message, said plainly for the floats the strict types refuse."""
+    x, types = error.instance, error.validator_value
+    if error.validator == "type" and isinstance(x, float):
+        if not math.isfinite(x):
+            return f"{x} is not a finite number"
+        if "integer" in ([types] if isinstance(types, str) else types):
+            hint = f" (write {int(x)})" if abs(x) < 1e15 else ""
+            return f"{x!r} is a float where a whole number is needed{hint}"
+    return error.message
 
 
 def validate(cfg, source="config"):
@@ -42,7 +72,7 @@ def validate(cfg, source="config"):
     errors = sorted(_Validator(schema()).iter_errors(cfg), key=lambda e: len(list(e.absolute_path)))
     if errors:
         e = errors[0]
-        raise UserError(f"{source}: field '{_field(e)}': {e.message} (see workflow/schemas/config.schema.yaml)")
+        raise UserError(f"{source}: field '{_field(e)}': {_message(e)} (see workflow/schemas/config.schema.yaml)")
     _check_semantics(cfg, source)
     return cfg
 
@@ -56,7 +86,7 @@ def _check_semantics(cfg, source):
         train = train_config(cfg, sweep)
         errors = list(_Validator(schema()["$defs"]["train"]).iter_errors(train))
         if errors:
-            raise UserError(f"{where}.train.{_field(errors[0])}': {errors[0].message}")
+            raise UserError(f"{where}.train.{_field(errors[0])}': {_message(errors[0])}")
         for size in sweep["sizes"]:
             spec = preset(size, cfg["model_presets"], where=f"{where}.sizes'")
             if spec["dim"] % spec["n_attn_heads"] or spec["dim"] // spec["n_attn_heads"] % 2:

@@ -44,6 +44,39 @@ def test_bad_configs_name_the_field(change, field):
     assert "\n" not in str(e.value)
 
 
+@pytest.mark.parametrize("path, value, says", [
+    (("datasets", "code-bytes", "val_fraction"), float("nan"), "not a finite number"),
+    (("train", "lr"), float("nan"), "not a finite number"),
+    (("train", "lr"), float("inf"), "not a finite number"),
+    (("train", "lr"), float("-inf"), "not a finite number"),
+    (("eval", "code", "timeout_s"), float("nan"), "not a finite number"),
+    (("train", "batch_size"), 8.0, "8.0 is a float where a whole number is needed (write 8)"),
+    (("train", "max_steps"), 1e300, "a whole number is needed"),
+    (("decode", "draft_tokens"), 2.0, "a whole number is needed"),  # type [integer, null]
+    (("sweeps", 1, "train", "max_steps"), 400.0, "a whole number is needed"),  # a sweep's own train section
+], ids=str)
+def test_numbers_the_schema_lets_through_are_refused(path, value, says):
+    """NaN and infinity (YAML .nan / .inf) in a number field, and a whole float (YAML 8.0, 1e300) in an integer
+    field, pass JSON Schema's bounds and types: validate refuses them, in one line naming the field. They
+    travel through YAML as a config file would."""
+    cfg = default()
+    parent = cfg
+    for k in path[:-1]:
+        parent = parent[k]
+    parent[path[-1]] = value
+    cfg = yaml.safe_load(yaml.safe_dump(cfg))
+    with pytest.raises(UserError) as e:
+        config.validate(cfg)
+    assert f"field '{'.'.join(map(str, path))}'" in str(e.value) and says in str(e.value), str(e.value)
+    assert "\n" not in str(e.value)
+
+
+def test_finite_floats_and_integers_still_pass():
+    cfg = default()
+    cfg["train"].update(lr=3e-4, grad_clip=1, batch_size=8)  # an integer where a number is wanted is fine
+    config.validate(cfg)
+
+
 VALUES = st.one_of(st.none(), st.booleans(), st.integers(-5, 5), st.text(max_size=5), st.lists(st.integers(-2, 2), max_size=2))
 
 

@@ -15,7 +15,7 @@ import torch
 
 from mtp import bench, decode, decode_timing
 from mtp.model import ModelConfig, MTPModel
-from mtp.train import head_targets, mtp_backward
+from mtp.training.step import head_targets, mtp_backward
 
 H100_BF16_DENSE = 989e12  # NVIDIA's H100 SXM dense bf16 tensor-core peak
 

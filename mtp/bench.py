@@ -12,7 +12,8 @@ import time
 
 import torch
 
-from mtp.cli import add_config_arg
+from mtp.args import add_config_arg
+from mtp.presets import train_flops_per_step
 
 # One size for every train measurement: n up to 8 needs more than 8 layers.
 SHAPE = dict(dim=256, n_layers=10, n_attn_heads=4, vocab=32768, seq=256, batch=8)
@@ -61,15 +62,6 @@ def _in_subprocess(fn, *args):
     code = f"import json, mtp.bench as b; print(json.dumps(b.{fn}(*{args!r})))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
-
-
-def train_flops_per_step(n, s):
-    """6 x (matmul parameters touched per token) + attention, for a batch of batch x seq tokens."""
-    from mtp.model import ModelConfig
-    c = ModelConfig(vocab_size=s["vocab"], dim=s["dim"], n_layers=s["n_layers"], n_attn_heads=s["n_attn_heads"], n_future=n)
-    block = 4 * c.dim * c.dim + 3 * c.dim * c.hidden_dim
-    per_token = 6 * (c.n_layers * block + n * c.dim * c.vocab_size) + 6 * 2 * c.n_layers * s["seq"] * c.dim
-    return per_token * s["batch"] * s["seq"]
 
 
 def _time_interleaved(steps, repeats=5, warmup=2):

@@ -45,3 +45,12 @@ def num_params(vocab_size, dim, n_layers, n_future=1, head_type="transformer"):
     block = 4 * d * d + 3 * d * hidden_dim(d) + 2 * d
     head = block if head_type == "transformer" else d * d
     return V * d + n_trunk(n_layers, n_future, head_type) * block + n_future * head + d + d * V
+
+
+def train_flops_per_step(n, s):
+    """6 x (matmul parameters touched per token) + attention, for a batch of batch x seq tokens (s: vocab, dim,
+    n_layers, seq, batch)."""
+    d = s["dim"]
+    block = 4 * d * d + 3 * d * hidden_dim(d)
+    per_token = 6 * (s["n_layers"] * block + n * d * s["vocab"]) + 6 * 2 * s["n_layers"] * s["seq"] * d
+    return per_token * s["batch"] * s["seq"]

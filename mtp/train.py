@@ -7,7 +7,7 @@ preset that fits.
 from functools import partial
 
 from mtp import UserError, config, tracking
-from mtp.cli import add_config_arg, add_model_args
+from mtp.args import add_config_arg, add_model_args
 from mtp.io import read_json
 from mtp.model import ModelConfig
 from mtp.training import loop

@@ -72,7 +72,7 @@ def build(cfg):
 
 
 def add_arguments(p):
-    from mtp.cli import add_config_arg
+    from mtp.args import add_config_arg
     add_config_arg(p)
     p.add_argument("--no-tracking", action="store_true", help="do not log the report to the study's MLflow parent run")
 

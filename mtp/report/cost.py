@@ -8,6 +8,7 @@ Memory is judged only from `mtp bench train` (what a step adds), never from the 
 import statistics
 from pathlib import Path
 
+from mtp.presets import train_flops_per_step
 from mtp.report.figures import by, grid, legend, no_data, save
 from mtp.report.study import BENCH_TRAIN, baseline, get, num, order, safe_ratio
 from mtp.report.tables import fmt, markdown_table
@@ -80,11 +81,10 @@ def _mb(b):
 
 
 def predicted_flop_ratio(r, m):
-    """Training FLOPs per step of r's shape at its n over n=1 (mtp.bench's count; vocab from the parameter counts)."""
+    """Training FLOPs per step of r's shape at its n over n=1 (mtp.presets' count, as mtp bench; vocab from the parameter counts)."""
     total, non_emb = num(m.get("params_total")), num(m.get("params_non_embedding"))
     if r["n"] == 1 or total is None or non_emb is None:
         return None
-    from mtp.bench import train_flops_per_step  # the one FLOP count (mtp.bench imports torch: only once needed)
     vocab = round((total - non_emb) / (2 * r["dim"]))  # untied embedding + unembedding
     s = {"vocab": vocab, "dim": r["dim"], "n_layers": r["n_layers"], "n_attn_heads": r["n_attn_heads"],
          "seq": r["seq_len"], "batch": r["batch_size"]}

@@ -7,7 +7,7 @@ pairs), and the status section (which result file each model has).
 import math
 from pathlib import Path
 
-from mtp import UserError
+from mtp import UserError, presets
 from mtp.report.verdicts import DEGENERATE
 
 RESULT_FILES = {"metrics": "metrics.json", "decode": "decode.json", "vllm": "vllm.json", "code": "eval_code.json",
@@ -20,11 +20,10 @@ BENCH_TRAIN = "bench/train.json"
 def shape_of(cfg, size):
     """dim, n_layers, n_attn_heads of a size preset and its non-embedding parameters ("params": L blocks of
     attention 4d^2 + SwiGLU 3d*hidden, the same for every n: heads replace trunk blocks)."""
-    from mtp.model import ModelConfig, preset  # the presets live beside the model (config validation imports it too)
-    p = preset(size, cfg.get("model_presets"))
-    c = ModelConfig(vocab_size=1, dim=p["dim"], n_layers=p["n_layers"], n_attn_heads=p["n_attn_heads"])
-    return {"dim": c.dim, "n_layers": c.n_layers, "n_attn_heads": c.n_attn_heads,
-            "params": c.n_layers * (4 * c.dim * c.dim + 3 * c.dim * c.hidden_dim)}
+    p = presets.preset(size, cfg.get("model_presets"))
+    d = p["dim"]
+    return {"dim": d, "n_layers": p["n_layers"], "n_attn_heads": p["n_attn_heads"],
+            "params": p["n_layers"] * (4 * d * d + 3 * d * presets.hidden_dim(d))}
 
 
 def expected(cfg, task, key):

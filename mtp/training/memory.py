@@ -7,7 +7,8 @@ from pathlib import Path
 
 import torch
 
-from mtp.model import PRESETS, ModelConfig, MTPModel
+from mtp.model import ModelConfig, MTPModel
+from mtp.presets import PRESETS
 
 
 def estimate_memory(mcfg, tc, dtype):

@@ -169,6 +169,6 @@ def run(args):
             from mtp.decode_stage import bench_study
             out = bench_study(cfg)
         else:
-            from mtp.vllm_stage import bench_study
+            from mtp.vllm_bench import bench_study
             out = bench_study(cfg)
     print(json.dumps(out))

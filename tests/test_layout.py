@@ -113,3 +113,21 @@ def test_dependencies_run_one_way():
     assert not {m for m in _reach(graph, "mtp.tasks") if m.startswith("mtp.evals")}
     assert "mtp.model" not in _reach(graph, "mtp.config")
     assert not _reach(graph, "mtp.decode") & {"mtp.measure", "mtp.decode_timing", "mtp.io"}
+
+
+MAX_MODULE_LINES, MAX_FUNCTION_LINES = 400, 60  # DESIGN.md's style: small modules, short functions
+
+
+def test_modules_and_functions_stay_small():
+    """Every module under mtp/ at most MAX_MODULE_LINES lines, every function at most MAX_FUNCTION_LINES."""
+    too_long = []
+    for name, path in modules().items():
+        text = path.read_text()
+        if len(text.splitlines()) > MAX_MODULE_LINES:
+            too_long.append(f"{path.relative_to(ROOT)}: {len(text.splitlines())} lines")
+        for node in ast.walk(ast.parse(text)):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                n = node.end_lineno - node.lineno + 1
+                if n > MAX_FUNCTION_LINES:
+                    too_long.append(f"{path.relative_to(ROOT)}:{node.lineno} {node.name}(): {n} lines")
+    assert not too_long, "split these:\n" + "\n".join(too_long)

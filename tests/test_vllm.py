@@ -26,6 +26,7 @@ import yaml
 from mtp import UserError, config
 from mtp import decode as D
 from mtp import decode_timing as DT
+from mtp import vllm_bench as VB
 from mtp import vllm_stage as S
 from mtp.data import TokenData
 from mtp.io import sha256_file
@@ -203,14 +204,14 @@ def test_bench_keys(tmp_path, monkeypatch):
                                                       for b in batch_sizes]} for k, v in names.items()]}
 
     monkeypatch.setattr(S, "measure", fake_measure)
-    out = S.bench(cfg, "toy", "toy", 3)
+    out = VB.bench(cfg, "toy", "toy", 3)
     assert out["heads_vs_nospec_b1"] == 2.0 and out["ngram_vs_nospec_b8"] == 1.5 and out["draft_vs_nospec_b1"] == 0.5
     assert out["heads_tokens_per_s_b8"] == 20.0 and out["nospec_tokens_per_s_b1"] == 10.0
     assert out["ngram_vs_nospec_unstable_b8"] is True and out["ngram_vs_nospec_unstable_b1"] is False
     assert out["heads_vs_nospec_spread_b1"] == 0.2 and out["draft_vs_nospec_range_b8"] == [0.45, 0.55]
     assert out["output_degenerate"] is False
     with pytest.raises(UserError, match="n > 1"):
-        S.bench(cfg, "toy", "toy", 1)
+        VB.bench(cfg, "toy", "toy", 1)
 
 
 def test_bench_picks_the_byte_level_model_with_most_heads(tmp_path):
@@ -221,10 +222,10 @@ def test_bench_picks_the_byte_level_model_with_most_heads(tmp_path):
                          "poly": {"source": {"kind": "polynomial"}}})
     models = [m for m in config.models(cfg) if m["n"] > 1]
     # most heads among the byte-level models (bpe-n4 has more, but is not byte level); code before polynomial
-    assert config.model_name(S.bench_model(cfg, models)) == "toy/toy-n3"
-    assert config.model_name(S.bench_model(cfg, models[::-1])) == "toy/toy-n3"
+    assert config.model_name(VB.bench_model(cfg, models)) == "toy/toy-n3"
+    assert config.model_name(VB.bench_model(cfg, models[::-1])) == "toy/toy-n3"
     bpe = [m for m in models if m["dataset"] == "bpe"]
-    assert config.model_name(S.bench_model(cfg, bpe)) == "bpe/toy-n4"
+    assert config.model_name(VB.bench_model(cfg, bpe)) == "bpe/toy-n4"
 
 
 # ---------------------------------------------------------------- slow: `mtp vllm` end to end

@@ -209,8 +209,7 @@ def _run_one(program, argv, limits, uid, cwd=None):
     for fd in (ctl_in_r, ctl_out_w, info_w):
         os.close(fd)
     got = {"ctl": b"", "err": b"", "info": b""}
-    sent, pid1 = False, None
-    todo = memoryview(program.encode("utf-8", "replace"))
+    st = {"sent": False, "pid1": None}  # answered the runner; host pid(fd) of the sandbox's pid 1
     sel = selectors.DefaultSelector()
     try:
         os.set_blocking(proc.stdin.fileno(), False)
@@ -218,47 +217,55 @@ def _run_one(program, argv, limits, uid, cwd=None):
         sel.register(proc.stderr, selectors.EVENT_READ, "err")
         sel.register(ctl_out_r, selectors.EVENT_READ, "ctl")
         sel.register(info_r, selectors.EVENT_READ, "info")
-        while sel.get_map() and (left := deadline - time.monotonic()) > 0:
-            for key, _ in sel.select(left):
-                if key.data == "in":
-                    try:
-                        todo = todo[os.write(key.fd, todo[:1 << 16]):]
-                    except BrokenPipeError:
-                        todo = todo[:0]
-                    if not todo:
-                        sel.unregister(proc.stdin)
-                        proc.stdin.close()
-                    continue
-                data = os.read(key.fd, 1 << 16)
-                if not data:
-                    sel.unregister(key.fileobj)
-                    continue
-                got[key.data] = (got[key.data] + data)[-STDERR_TAIL:] if key.data == "err" else (got[key.data] + data)[:4096]
-                if key.data == "info" and pid1 is None:
-                    pid1 = _pidfd(got["info"], proc.pid)
-                if not sent and len(got["ctl"]) >= 2:  # one answer only: the nonce after exactly "SR", else EOF
-                    sent = True
-                    try:
-                        if got["ctl"] == b"SR":
-                            os.write(ctl_in_w, nonce)
-                    except BrokenPipeError:
-                        pass
-                    os.close(ctl_in_w)
+        _exchange(sel, proc, program, got, nonce, ctl_in_w, deadline, st)
         timed_out = bool(sel.get_map())
         try:
             code = proc.wait(timeout=max(0.05, deadline - time.monotonic()))
         except subprocess.TimeoutExpired:
             code, timed_out = None, True
     finally:
-        _kill(proc, pid1)
+        _kill(proc, st["pid1"])
         sel.close()
-        for fd in ([] if sent else [ctl_in_w]) + [ctl_out_r, info_r]:
+        for fd in ([] if st["sent"] else [ctl_in_w]) + [ctl_out_r, info_r]:
             os.close(fd)
         for f in (proc.stdin, proc.stderr):
             if not f.closed:
                 f.close()
     result = _verdict(got["ctl"], nonce, code, timed_out, got["ctl"].startswith(b"S"), got["err"])
     return {**result, "seconds": round(time.monotonic() - t0, 3)}
+
+
+def _exchange(sel, proc, program, got, nonce, ctl_in_w, deadline, st):
+    """Until every stream is closed or the deadline: feed the program to stdin, collect the control channel,
+    stderr (its tail) and bwrap's info, and answer the runner's "SR" (exactly) with the nonce, once.
+    st {"sent", "pid1"} is updated as it goes: the caller's clean-up needs it even after an exception."""
+    todo = memoryview(program.encode("utf-8", "replace"))
+    while sel.get_map() and (left := deadline - time.monotonic()) > 0:
+        for key, _ in sel.select(left):
+            if key.data == "in":
+                try:
+                    todo = todo[os.write(key.fd, todo[:1 << 16]):]
+                except BrokenPipeError:
+                    todo = todo[:0]
+                if not todo:
+                    sel.unregister(proc.stdin)
+                    proc.stdin.close()
+                continue
+            data = os.read(key.fd, 1 << 16)
+            if not data:
+                sel.unregister(key.fileobj)
+                continue
+            got[key.data] = (got[key.data] + data)[-STDERR_TAIL:] if key.data == "err" else (got[key.data] + data)[:4096]
+            if key.data == "info" and st["pid1"] is None:
+                st["pid1"] = _pidfd(got["info"], proc.pid)
+            if not st["sent"] and len(got["ctl"]) >= 2:  # one answer only: the nonce after exactly "SR", else EOF
+                st["sent"] = True
+                try:
+                    if got["ctl"] == b"SR":
+                        os.write(ctl_in_w, nonce)
+                except BrokenPipeError:
+                    pass
+                os.close(ctl_in_w)
 
 
 def _pidfd(info, bwrap_pid):

@@ -1,0 +1,63 @@
+"""`mtp bench vllm`: the study's model with most heads served by vLLM with no speculation, our heads (k = n-1),
+ngram and the draft model, timed in interleaved rounds by the vLLM stage's own measurement (mtp/vllm_stage.py)."""
+from pathlib import Path
+
+from mtp import UserError
+from mtp import vllm_stage
+
+
+def bench(cfg, dataset, size, n, batch_sizes=(1, 8)):
+    """tokens/s of nospec, our heads (k = n-1), ngram and the draft model at each batch size, timed in
+    interleaved rounds (vllm.repeats).
+
+    -> {"heads_vs_nospec_b1", "ngram_vs_nospec_b1", "draft_vs_nospec_b1", ... "_b8" (each the median of
+    the per-round tokens/s ratios), "<x>_vs_nospec_unstable_b<B>", "<x>_vs_nospec_spread_b<B>" and
+    "<x>_vs_nospec_range_b<B>" ([min, max] ratio) (mtp.measure.ratio), "<x>_tokens_per_s_b<B>" (median),
+    "model", "vllm_version", "device", "draft_model", "note", "output_degenerate"}; a value is None where its
+    configuration did not run.
+    """
+    from mtp import config
+    entry = config.find_model(cfg, dataset, size, n)
+    if int(n) < 2:
+        raise UserError(f"bench vllm needs a model with n > 1 heads, got {config.model_name(entry)}")
+    bcfg = config.merge(cfg, {"vllm": {"ngram": True, "draft_model": True}})
+    result = vllm_stage.measure(bcfg, entry, list(batch_sizes), cfg["vllm"]["repeats"], ks=[int(n) - 1])
+    vllm_stage._fail_on_mismatch(result)
+    out = {"model": config.model_name(entry), "vllm_version": result["vllm_version"], "device": result["device"],
+           "draft_model": result["draft_model"], "note": result.get("note", ""),
+           "output_degenerate": (result.get("quality") or {}).get("degenerate")}
+    by_name = {("heads" if r["name"].startswith("heads_k") else r["name"]): r for r in result["configs"]}
+    for b in batch_sizes:
+        for key in ("nospec", "heads", "ngram", "draft"):
+            row = next((x for x in by_name[key]["per_batch"] if x["batch_size"] == b), None) if key in by_name else None
+            out[f"{key}_tokens_per_s_b{b}"] = row and row["tokens_per_s"]
+            if key != "nospec":
+                sp = (row or {}).get("speedup_spread") or {}
+                out[f"{key}_vs_nospec_b{b}"] = row and row["speedup"]
+                out[f"{key}_vs_nospec_unstable_b{b}"] = sp.get("unstable")
+                out[f"{key}_vs_nospec_spread_b{b}"] = sp.get("spread")
+                out[f"{key}_vs_nospec_range_b{b}"] = [sp["min"], sp["max"]] if sp else None
+    return out
+
+
+def bench_model(cfg, candidates):
+    """The model `mtp bench vllm` times: the one with most heads on a byte-level dataset (tokenizer kind
+    byte), else the one with most heads; equal heads: code before synthetic tasks, then the first in the sweep."""
+    from mtp import config
+
+    def key(m):
+        ds = cfg["datasets"][m["dataset"]]
+        return ds["tokenizer"]["kind"] == "byte", m["n"], config.task_of(ds) == "code"
+    return max(candidates, key=key)
+
+
+def bench_study(cfg):
+    """`mtp bench vllm`: bench() on the study's trained model chosen by bench_model."""
+    from mtp import config
+    from mtp.checkpoint import MODEL_FILE
+    trained = [m for m in config.models(cfg) if m["n"] > 1 and (Path(m["dir"]) / MODEL_FILE).exists()]
+    if not trained:
+        raise UserError("bench vllm: no trained model with n > 1 heads in this study; train one first "
+                        "(snakemake ... or mtp train)")
+    m = bench_model(cfg, trained)
+    return bench(cfg, m["dataset"], m["size"], m["n"])

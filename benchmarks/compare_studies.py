@@ -1,0 +1,59 @@
+"""Compare two results directories of the same study: weights bit for bit, JSON results with timings aside.
+
+    python benchmarks/compare_studies.py BEFORE/results AFTER/results
+
+Used to show that a refactoring changed no behaviour: run the tiny study (`snakemake --cores 2 --directory
+.test`) on both commits (e.g. two `git worktree`s, each run with PYTHONPATH=<worktree> from outside the main
+checkout), then compare. Every model.pt's tensors must be equal; every JSON file under models/ equal outside
+the keys that hold timings, memory, run ids and paths (SKIP); the report's CSVs are listed when they differ
+(their timing columns always do) for a look at the diff.
+"""
+import json, re, sys
+from pathlib import Path
+import torch
+A, B = Path(sys.argv[1]), Path(sys.argv[2])
+SKIP = re.compile(r"(seconds|_s$|_s_|per_s|speedup|time|wall|run_id|spread|unstable|_all$|elapsed|date|"
+                  r"duration|throughput|uri|path|_dir$|^dir$|host|pid|mem|rss|commit|git|min$|max$|range|"
+                  r"cpu|version|started|finished|ratio)", re.I)
+def walk(a, b, where, diffs):
+    if isinstance(a, dict) and isinstance(b, dict):
+        for k in sorted(set(a) | set(b)):
+            if SKIP.search(str(k)):
+                continue
+            if k not in a or k not in b:
+                diffs.append(f"{where}.{k}: only in {'after' if k not in a else 'before'}")
+            else:
+                walk(a[k], b[k], f"{where}.{k}", diffs)
+    elif isinstance(a, list) and isinstance(b, list):
+        if len(a) != len(b):
+            diffs.append(f"{where}: list length {len(a)} vs {len(b)}")
+        for i, (x, y) in enumerate(zip(a, b)):
+            walk(x, y, f"{where}[{i}]", diffs)
+    elif a != b:
+        diffs.append(f"{where}: {str(a)[:60]} vs {str(b)[:60]}")
+counts = {"weights": 0, "json": 0}
+diffs = []
+for pa in sorted(A.joinpath("models").rglob("*")):
+    pb = B / pa.relative_to(A)
+    if pa.is_dir() or "ckpt" in pa.parts or "hf" in pa.parts[-2:-1] or "hf-drafter" in pa.parts:
+        continue
+    if not pb.exists():
+        diffs.append(f"{pa.relative_to(A)}: missing after"); continue
+    if pa.suffix == ".pt":
+        sa, sb = torch.load(pa, weights_only=False), torch.load(pb, weights_only=False)
+        for k, t in sa["model"].items():
+            if not torch.equal(t, sb["model"][k]):
+                diffs.append(f"{pa.relative_to(A)}: tensor {k} differs")
+        counts["weights"] += 1
+    elif pa.suffix == ".json":
+        walk(json.loads(pa.read_text()), json.loads(pb.read_text()), str(pa.relative_to(A)), diffs)
+        counts["json"] += 1
+for pa in sorted(A.joinpath("report").glob("*.csv")):
+    pb = B / pa.relative_to(A)
+    if not pb.exists():
+        diffs.append(f"{pa.relative_to(A)}: missing after"); continue
+    counts["csv"] = counts.get("csv", 0) + 1
+    if pa.read_text() != pb.read_text():
+        diffs.append(f"{pa.relative_to(A)}: differs (timings in it?)")
+print(json.dumps(counts))
+print("\n".join(diffs) if diffs else "no differences")

@@ -87,6 +87,14 @@ def test_every_m_rule():
     assert report.verdict_every_m({1: [None]}) == D
 
 
+def test_vllm_json_is_expected_only_from_models_with_heads_to_draft():
+    """The rule time_vllm serves n > 1 code models only: an n = 1 model's vllm.json is n/a, not 'missing'."""
+    cfg = config.load(ROOT / ".test" / "config.yaml")
+    assert report.expected(cfg, "code", "vllm", 1) == "n/a"
+    assert report.expected(cfg, "code", "vllm", 2) is None
+    assert report.expected(cfg, "induction", "vllm", 2) == "n/a"
+
+
 def test_paired_bootstrap_interval_excludes_or_includes_zero():
     better = [1] * 60 + [0] * 40  # model A: 60 of 100 items right
     worse = [1] * 40 + [0] * 60  # model B: 40 of the same items, a subset of A's

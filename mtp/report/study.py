@@ -26,8 +26,8 @@ def shape_of(cfg, size):
             "params": p["n_layers"] * (4 * d * d + 3 * d * presets.hidden_dim(d))}
 
 
-def expected(cfg, task, key):
-    """None when the config makes the study write result `key` for a model of `task`, else why not."""
+def expected(cfg, task, key, n=None):
+    """None when the config makes the study write result `key` for a model of `task` with n heads, else why not."""
     if key == "metrics":
         return None
     if key in ("polynomial", "induction"):
@@ -36,6 +36,8 @@ def expected(cfg, task, key):
         return None if cfg["eval"]["synthetic"]["enabled"] else "disabled (eval.synthetic.enabled: false)"
     if key in ("vllm", "code") and task != "code":
         return "n/a"
+    if key == "vllm" and n == 1:
+        return "n/a"  # the rule time_vllm serves models with heads to draft with (workflow/rules/common.smk)
     if key == "decode":
         return None if cfg["decode"]["enabled"] else "disabled (decode.enabled: false)"
     if key == "vllm":
@@ -69,7 +71,7 @@ def load_study(cfg):
                "seq_len": m["train"]["seq_len"], "batch_size": m["train"]["batch_size"],
                "results": {}, "status": {}}
         for key, fname in RESULT_FILES.items():
-            why = expected(cfg, rec["task"], key)  # a file the config does not ask for may be stale: not read
+            why = expected(cfg, rec["task"], key, m["n"])  # a file the config does not ask for may be stale: not read
             data, status = read_result(Path(m["dir"]) / fname) if why is None else (None, why)
             rec["results"][key], rec["status"][key] = data, status
         records.append(rec)

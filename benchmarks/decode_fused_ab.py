@@ -40,7 +40,7 @@ def main(model_dir, rounds=5):
     model, payload = checkpoint.load_model(model_dir)
     prompts = val_prompts(TokenData(payload["data_dir"], "val"), 16, 64)
     engines = {"before": old_engine(), "after": decode}
-    k = model.cfg.n_future - 1
+    k = model.cfg.n_heads - 1
     for threads in (1, 2):
         torch.set_num_threads(threads)
         for bs in (1, 8):

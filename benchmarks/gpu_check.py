@@ -84,7 +84,7 @@ def spec_decode(steps, dim, layers, n, seq, batch, new_tokens):
     train, val = data[:split], data[split:]
     torch.manual_seed(0)
     model = MTPModel(ModelConfig(vocab_size=256, dim=dim, n_layers=layers, n_attn_heads=max(1, dim // 64),
-                                 n_future=n)).to(dev)
+                                 n_heads=n)).to(dev)
     opt = torch.optim.AdamW(model.parameters(), lr=2e-3, betas=(0.9, 0.95), weight_decay=0.1)
     ac = torch.autocast(dev.type, dtype=torch.bfloat16, enabled=dev.type == "cuda")
     g = torch.Generator().manual_seed(0)

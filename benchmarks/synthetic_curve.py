@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 
-from mtp.checkpoint import load as load_checkpoint
+from mtp.checkpoint import load as load_checkpoint, model_config
 from mtp.decode import generate
 from mtp.evals import induction, polynomial
 from mtp.tasks import induction as induction_task
@@ -38,7 +38,7 @@ def score(model, task, tok, ctx):
 def main(dirs):
     for d in map(Path, dirs):
         final = load_checkpoint(d / "model.pt")
-        cfg = ModelConfig(**final["model_config"])
+        cfg = ModelConfig(**model_config(final))
         tok = Tokenizer.load(Path(final["data_dir"]) / "tokenizer.json")
         folder = d / "ckpt-all" if (d / "ckpt-all").is_dir() else d / "ckpt"
         for ck in sorted(folder.glob("step-*.pt")):

@@ -23,7 +23,7 @@ def _model(n, s):
     from mtp.model import ModelConfig, MTPModel
     torch.manual_seed(0)
     return MTPModel(ModelConfig(vocab_size=s["vocab"], dim=s["dim"], n_layers=s["n_layers"],
-                                n_attn_heads=s["n_attn_heads"], n_future=n))
+                                n_attn_heads=s["n_attn_heads"], n_heads=n))
 
 
 def _device():

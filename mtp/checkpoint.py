@@ -65,11 +65,20 @@ def save_model(model_dir, model, extra, state_dict=None):
          meta={k: v for k, v in extra.items() if isinstance(v, (str, int, float))})
 
 
+def model_config(payload):
+    """The ModelConfig fields of a model.pt payload; models saved before the number of heads had one name
+    (ModelConfig.n_future until 2026-11-29) load too."""
+    mc = dict(payload["model_config"])
+    if "n_future" in mc:
+        mc["n_heads"] = mc.pop("n_future")
+    return mc
+
+
 def load_model(model_dir, device="cpu"):
     """-> (MTPModel in eval mode on `device`, payload dict without the weights)."""
     from mtp.model import ModelConfig, MTPModel
     payload = load(Path(model_dir) / MODEL_FILE)
-    model = MTPModel(ModelConfig(**payload["model_config"]))
+    model = MTPModel(ModelConfig(**model_config(payload)))
     model.load_state_dict(payload.pop("model"))
     return model.to(device).eval(), payload
 

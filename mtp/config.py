@@ -187,7 +187,7 @@ def draft_model_for(cfg, m):
 
     def params(c):
         spec = preset(c["size"], cfg["model_presets"])
-        return num_params(vocab, spec["dim"], spec["n_layers"], n_future=c["n"], head_type=c["train"]["head_type"])
+        return num_params(vocab, spec["dim"], spec["n_layers"], n_heads=c["n"], head_type=c["train"]["head_type"])
 
     limit = params(m) / 4
     cands = [c for c in models(cfg) if c["dataset"] == m["dataset"] and c["n"] == 1 and params(c) <= limit]

@@ -201,7 +201,7 @@ def check_prompts(model, prompts):
 
 def check_draft_tokens(model, k):
     """k drafted tokens (None = n-1) -> int, checked against the model's heads."""
-    n = model.cfg.n_future
+    n = model.cfg.n_heads
     k = n - 1 if k is None else int(k)
     if k < 0 or k > n - 1:
         fix = "the model has one head and drafts nothing: use null" if n == 1 else f"use 1..{n - 1} or null (= n-1)"
@@ -328,7 +328,7 @@ def generate(model, prompts, max_new_tokens, eod_id, temperature=0.0, seed=0, ba
     """
     if not prompts:
         return []
-    k = model.cfg.n_future - 1 if temperature == 0 else 0
+    k = model.cfg.n_heads - 1 if temperature == 0 else 0
     return decode(model, prompts, max_new_tokens, eod_id, k, batch_size, temperature, seed)[0]
 
 

@@ -35,7 +35,7 @@ def bench_model(cfg, entry, device="cpu"):
     if dc.get("threads"):
         torch.set_num_threads(dc["threads"])
     model, payload = checkpoint.load_model(entry["dir"], device=device)
-    k = D.check_draft_tokens(model, dc["draft_tokens"] if model.cfg.n_future > 1 else 0)
+    k = D.check_draft_tokens(model, dc["draft_tokens"] if model.cfg.n_heads > 1 else 0)
     if dc["prompt_len"] >= model.cfg.max_seq_len:
         raise UserError(f"decode.prompt_len: {dc['prompt_len']} tokens do not fit the model's context "
                         f"(max_seq_len {model.cfg.max_seq_len}) with room to generate")

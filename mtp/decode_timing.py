@@ -81,7 +81,7 @@ def bench(model, prompts, batch_sizes, max_new_tokens, repeats, draft_tokens=Non
     if repeats < 1:
         raise UserError(f"decode.repeats: {repeats} rounds; at least 1 is needed")
     check_prompts(model, prompts)
-    n = model.cfg.n_future
+    n = model.cfg.n_heads
     k = check_draft_tokens(model, draft_tokens)
     model.eval()
     result = {"n": n, "draft_tokens": k, "speculative": k > 0, "max_new_tokens": max_new_tokens,

@@ -59,7 +59,7 @@ def hf_config(cfg, tok, extra=None):
     """transformers.LlamaConfig for trunk + head 1, with n_future_tokens = n."""
     from transformers import LlamaConfig
     return LlamaConfig(
-        architectures=[TARGET_ARCH if cfg.n_future > 1 else "LlamaForCausalLM"],
+        architectures=[TARGET_ARCH if cfg.n_heads > 1 else "LlamaForCausalLM"],
         vocab_size=cfg.vocab_size, hidden_size=cfg.dim, intermediate_size=cfg.hidden_dim,
         num_hidden_layers=cfg.n_trunk + 1, num_attention_heads=cfg.n_attn_heads,
         num_key_value_heads=cfg.n_attn_heads, head_dim=cfg.dim // cfg.n_attn_heads, hidden_act="silu",
@@ -67,7 +67,7 @@ def hf_config(cfg, tok, extra=None):
         rope_parameters={"rope_type": "default", "rope_theta": cfg.rope_theta},
         tie_word_embeddings=False, attention_bias=False, mlp_bias=False,
         bos_token_id=None, eos_token_id=tok.eod_id, pad_token_id=None, dtype="float32",
-        n_future_tokens=cfg.n_future, **(extra or {}))
+        n_future_tokens=cfg.n_heads, **(extra or {}))
 
 
 def drafter_config(cfg):
@@ -77,9 +77,9 @@ def drafter_config(cfg):
     (MedusaProposer's warm-up feeds zeros of that width). num_heads = n-1 is the most drafts;
     vLLM sets it to num_speculative_tokens.
     """
-    return {"model_type": "medusa", "architectures": [DRAFTER_ARCH], "hidden_size": cfg.n_future * cfg.dim,
-            "head_hidden_size": cfg.dim, "n_future_tokens": cfg.n_future, "vocab_size": cfg.vocab_size,
-            "num_heads": cfg.n_future - 1, "num_hidden_layers": 1, "dtype": "float32"}
+    return {"model_type": "medusa", "architectures": [DRAFTER_ARCH], "hidden_size": cfg.n_heads * cfg.dim,
+            "head_hidden_size": cfg.dim, "n_future_tokens": cfg.n_heads, "vocab_size": cfg.vocab_size,
+            "num_heads": cfg.n_heads - 1, "num_hidden_layers": 1, "dtype": "float32"}
 
 
 def export(model_dir, out_dir=None, drafter_dir=None):
@@ -116,7 +116,7 @@ def export(model_dir, out_dir=None, drafter_dir=None):
         hf_tok.model_max_length = cfg.max_seq_len
         hf_tok.save_pretrained(tmp)
         _portable_tokenizer_class(tmp / "tokenizer_config.json")
-    if cfg.n_future == 1:
+    if cfg.n_heads == 1:
         return {"hf": str(out_dir), "drafter": None}
     with _atomic_dir(drafter_dir) as tmp:
         save_file({"lm_head.weight": tensors["lm_head.weight"]}, str(tmp / "model.safetensors"), metadata={"format": "pt"})

@@ -23,19 +23,19 @@ class ModelConfig:
     dim: int
     n_layers: int
     n_attn_heads: int
-    n_future: int = 1
+    n_heads: int = 1
     head_type: str = "transformer"
     max_seq_len: int = 4096
     norm_eps: float = 1e-5
     rope_theta: float = 10000.0
 
     def __post_init__(self):
-        if self.n_future < 1:
-            raise UserError(f"n_future (n heads) must be >= 1, got {self.n_future}")
+        if self.n_heads < 1:
+            raise UserError(f"n_heads must be >= 1, got {self.n_heads}")
         if self.head_type not in ("transformer", "linear"):
             raise UserError(f"head_type must be 'transformer' or 'linear', got '{self.head_type}'")
-        if self.head_type == "transformer" and self.n_future >= self.n_layers:
-            raise UserError(f"n={self.n_future} heads needs more than {self.n_future} layers, the model has "
+        if self.head_type == "transformer" and self.n_heads >= self.n_layers:
+            raise UserError(f"n={self.n_heads} heads needs more than {self.n_heads} layers, the model has "
                             f"{self.n_layers}; use a deeper size or fewer heads")
         if self.dim % self.n_attn_heads:
             raise UserError(f"dim {self.dim} is not divisible by n_attn_heads {self.n_attn_heads}")
@@ -45,7 +45,7 @@ class ModelConfig:
     @property
     def n_trunk(self):
         """Trunk depth: L-n for transformer heads (parameter matching), L for linear heads."""
-        return presets.n_trunk(self.n_layers, self.n_future, self.head_type)
+        return presets.n_trunk(self.n_layers, self.n_heads, self.head_type)
 
     @property
     def hidden_dim(self):
@@ -54,12 +54,12 @@ class ModelConfig:
     @property
     def num_params(self):
         """Parameter count without building the model (mtp.presets.num_params)."""
-        return presets.num_params(self.vocab_size, self.dim, self.n_layers, self.n_future, self.head_type)
+        return presets.num_params(self.vocab_size, self.dim, self.n_layers, self.n_heads, self.head_type)
 
     @classmethod
-    def from_preset(cls, name, vocab_size, n_future=1, head_type="transformer", extra=None):
+    def from_preset(cls, name, vocab_size, n_heads=1, head_type="transformer", extra=None):
         spec = dict(preset(name, extra))
-        return cls(vocab_size=vocab_size, n_future=n_future, head_type=head_type, **spec)
+        return cls(vocab_size=vocab_size, n_heads=n_heads, head_type=head_type, **spec)
 
 
 class RMSNorm(nn.Module):
@@ -205,7 +205,7 @@ class MTPModel(nn.Module):
         self.tok_emb = nn.Embedding(cfg.vocab_size, cfg.dim)
         self.trunk = nn.ModuleList([Block(cfg) for _ in range(cfg.n_trunk)])
         head_cls = Block if cfg.head_type == "transformer" else LinearHead
-        self.heads = nn.ModuleList([head_cls(cfg) for _ in range(cfg.n_future)])
+        self.heads = nn.ModuleList([head_cls(cfg) for _ in range(cfg.n_heads)])
         self.norm = RMSNorm(cfg.dim, cfg.norm_eps)
         self.lm_head = nn.Linear(cfg.dim, cfg.vocab_size, bias=False)
         self.activation_checkpointing = False  # recompute trunk blocks in backward (train.activation_checkpointing)
@@ -245,7 +245,7 @@ class MTPModel(nn.Module):
         B, T = idx.shape
         cos, sin = self.rope(T, device=idx.device)
         z = self.forward_trunk(idx, cos, sin)
-        return [self.forward_head(i, z, cos, sin) for i in (range(self.cfg.n_future) if heads is None else heads)]
+        return [self.forward_head(i, z, cos, sin) for i in (range(self.cfg.n_heads) if heads is None else heads)]
 
     def param_counts(self):
         count = lambda mod: sum(p.numel() for p in mod.parameters())

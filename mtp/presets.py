@@ -32,19 +32,19 @@ def hidden_dim(dim):
     return 32 * math.ceil(8 * dim / 3 / 32)  # SwiGLU width, as in Llama
 
 
-def n_trunk(n_layers, n_future, head_type):
+def n_trunk(n_layers, n_heads, head_type):
     """Trunk depth: L-n for transformer heads (parameter matching), L for linear heads."""
-    return n_layers - n_future if head_type == "transformer" else n_layers
+    return n_layers - n_heads if head_type == "transformer" else n_layers
 
 
-def num_params(vocab_size, dim, n_layers, n_future=1, head_type="transformer"):
+def num_params(vocab_size, dim, n_layers, n_heads=1, head_type="transformer"):
     """Parameter count, computed without building the model: embedding V*d + trunk blocks + heads
     (a transformer block: attention 4d^2 + SwiGLU 3*d*hidden + two norms 2d; a linear head: d^2)
     + final norm d + unembedding d*V."""
     d, V = dim, vocab_size
     block = 4 * d * d + 3 * d * hidden_dim(d) + 2 * d
     head = block if head_type == "transformer" else d * d
-    return V * d + n_trunk(n_layers, n_future, head_type) * block + n_future * head + d + d * V
+    return V * d + n_trunk(n_layers, n_heads, head_type) * block + n_heads * head + d + d * V
 
 
 def train_flops_per_step(n, s):

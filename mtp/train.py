@@ -48,6 +48,6 @@ def _advice(cfg, entry):
     device = pick_device(tc)
     dtype = pick_dtype(tc, device)
     vocab = read_json(config.data_dir(cfg, entry["dataset"]) / "meta.json")["vocab_size"]
-    mcfg = ModelConfig.from_preset(entry["size"], vocab, n_future=entry["n"], head_type=tc["head_type"],
+    mcfg = ModelConfig.from_preset(entry["size"], vocab, n_heads=entry["n"], head_type=tc["head_type"],
                                    extra=cfg["model_presets"])
     return memory_advice(mcfg, tc, dtype, device, entry["size"])[2]

@@ -141,7 +141,7 @@ def measure(cfg, entry, batch_sizes, repeats, ks=None):
     vllm = import_vllm()
     s = prepare(cfg, entry, ks, max(batch_sizes))
     model, prompts, max_new, ks = s["model"], s["prompts"], s["max_new"], s["ks"]
-    confs = configurations(model.cfg.n_future, s["exported"], cfg["vllm"], ks, s["draft"] and s["draft"]["hf"])
+    confs = configurations(model.cfg.n_heads, s["exported"], cfg["vllm"], ks, s["draft"] and s["draft"]["hf"])
     runs = run_engines(vllm, config.model_name(entry), confs, s["engine_args"], prompts, max_new,
                        batch_sizes, repeats)
 
@@ -151,7 +151,7 @@ def measure(cfg, entry, batch_sizes, repeats, ks=None):
     problems = crosscheck(native, native_counts, runs)
     dc, draft = cfg["decode"], s["draft"]
     result = {
-        "dataset": entry["dataset"], "size": entry["size"], "n": model.cfg.n_future,
+        "dataset": entry["dataset"], "size": entry["size"], "n": model.cfg.n_heads,
         "train_run_id": s["payload"].get("train_run_id"), "vllm_version": vllm.__version__, "device": _device(),
         "dtype": "float32", "enforce_eager": cfg["vllm"]["enforce_eager"], "num_prompts": len(prompts),
         "prompt_len": dc["prompt_len"], "max_new_tokens": max_new, "batch_sizes": batch_sizes, "repeats": repeats,
@@ -178,7 +178,7 @@ def prepare(cfg, entry, ks, max_batch):
     vc, dc = cfg["vllm"], cfg["decode"]
     name = config.model_name(entry)
     model, payload = checkpoint.load_model(entry["dir"])
-    n = model.cfg.n_future
+    n = model.cfg.n_heads
     if model.cfg.head_type != "transformer":
         raise UserError(f"{name}: head_type '{model.cfg.head_type}': export supports transformer heads only, "
                         f"so vLLM cannot serve this model")

@@ -200,7 +200,7 @@ def _study(tmp_path):
     })
     entry = config.models(cfg)[0]
     torch.manual_seed(0)
-    model = MTPModel(ModelConfig.from_preset("debug", vocab_size=257, n_future=2))
+    model = MTPModel(ModelConfig.from_preset("debug", vocab_size=257, n_heads=2))
     save_model(entry["dir"], model, extra={"dataset": "code", "size": "debug", "n": 2, "data_dir": str(data)})
     return cfg, entry
 

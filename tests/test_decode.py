@@ -39,7 +39,7 @@ def one_thread():
 
 def random_model(n, head_type="transformer", seed=0, V=V, max_seq_len=256):
     torch.manual_seed(seed)
-    cfg = ModelConfig(vocab_size=V, dim=32, n_layers=n + 2, n_attn_heads=2, n_future=n, head_type=head_type,
+    cfg = ModelConfig(vocab_size=V, dim=32, n_layers=n + 2, n_attn_heads=2, n_heads=n, head_type=head_type,
                       max_seq_len=max_seq_len)
     m = MTPModel(cfg).eval()
     with torch.no_grad():
@@ -52,7 +52,7 @@ def shift_model(n, head_type="transformer", offsets=None, noise=0.0, seed=0, max
     offsets = offsets or list(range(1, n + 1))
     dim = 32
     cfg = ModelConfig(vocab_size=V, dim=dim, n_layers=n + 2 if head_type == "transformer" else 2, n_attn_heads=2,
-                      n_future=n, head_type=head_type, max_seq_len=max_seq_len)
+                      n_heads=n, head_type=head_type, max_seq_len=max_seq_len)
     torch.manual_seed(seed)
     m = MTPModel(cfg).eval()
     eye = torch.eye(dim)

@@ -22,7 +22,7 @@ def make_model(root, n=4, head_type="transformer", seed=0, model_dir=None):
     data.mkdir(parents=True, exist_ok=True)
     byte_tokenizer().save(str(data / "tokenizer.json"))
     torch.manual_seed(seed)
-    cfg = ModelConfig(vocab_size=300, dim=32, n_layers=6, n_attn_heads=2, n_future=n, head_type=head_type)
+    cfg = ModelConfig(vocab_size=300, dim=32, n_layers=6, n_attn_heads=2, n_heads=n, head_type=head_type)
     model = MTPModel(cfg).eval()
     model_dir = model_dir or root / "model"
     save_model(model_dir, model, extra={"dataset": "t", "size": "debug", "n": n, "data_dir": str(data),
@@ -59,7 +59,7 @@ def test_extra_heads_are_llama_layers(exported):
     n_trunk = model.cfg.n_trunk
     hf = load_hf(out["hf"])
     idx = torch.randint(0, 300, (1, 30), generator=torch.Generator().manual_seed(1))
-    for j in range(2, model.cfg.n_future + 1):
+    for j in range(2, model.cfg.n_heads + 1):
         prefix = f"model.extra_heads.{j - 2}."
         swapped = {k: v for k, v in weights.items() if not k.startswith("model.extra_heads.")}
         swapped.update({f"model.layers.{n_trunk}." + k[len(prefix):]: v for k, v in weights.items()

@@ -568,7 +568,7 @@ def test_disk_full_during_checkpoint_write_keeps_the_previous_checkpoint(baselin
     with_results(baseline, tmp_path, model=False)
     presets = {"wide": {"dim": 128, "n_layers": 3, "n_attn_heads": 4}}
     with torch.device("meta"):
-        params = sum(p.numel() for p in MTPModel(ModelConfig(vocab_size=512, n_future=2, **presets["wide"])).parameters())
+        params = sum(p.numel() for p in MTPModel(ModelConfig(vocab_size=512, n_heads=2, **presets["wide"])).parameters())
     limit = 8 * params
     sweeps = [{"dataset": "code", "sizes": ["wide"], "n_heads": [2]}]
     train = {**faults_config()["train"], "max_steps": 5, "checkpoint_every": 5, "eval_every": 5, "eval_batches": 1}
@@ -1051,7 +1051,7 @@ def test_memory_advice_names_a_batch_or_a_preset_that_fits(monkeypatch):
     parameters fit, else the largest preset whose estimate fits."""
     from mtp.training import memory
     from mtp.model import PRESETS, ModelConfig
-    mcfg = ModelConfig.from_preset("1.3B", 32000, n_future=4)
+    mcfg = ModelConfig.from_preset("1.3B", 32000, n_heads=4)
     tc = {"batch_size": 32, "seq_len": 2048, "grad_accum": 1, "backward": "memory_efficient"}
     est = memory.estimate_memory(mcfg, tc, torch.float32)
     cpu = torch.device("cpu")
@@ -1062,7 +1062,7 @@ def test_memory_advice_names_a_batch_or_a_preset_that_fits(monkeypatch):
     need, free, text = memory.memory_advice(mcfg, tc, torch.float32, cpu, "1.3B")
     assert "even train.batch_size 1 does not fit" in text
     preset = text.split("the largest that fits: ")[1].split(")")[0]
-    small = ModelConfig(vocab_size=32000, n_future=4, **PRESETS[preset])
+    small = ModelConfig(vocab_size=32000, n_heads=4, **PRESETS[preset])
     assert memory.estimate_memory(small, {**tc, "batch_size": 1}, torch.float32)["total"] <= free
     checkpointed = memory.estimate_memory(mcfg, {**tc, "activation_checkpointing": True}, torch.float32)
     assert checkpointed["per_sample"] < est["per_sample"] / 3
@@ -1078,7 +1078,7 @@ from mtp.training.memory import estimate_memory
 from mtp.training.step import head_targets, make_optimizer, mtp_backward
 torch.set_num_threads(2)
 tc = {"batch_size": 8, "seq_len": 256, "backward": "memory_efficient", "lr": 1e-3, "weight_decay": 0.1}
-mcfg = ModelConfig.from_preset("3M", 8192, n_future=2)
+mcfg = ModelConfig.from_preset("3M", 8192, n_heads=2)
 est = estimate_memory(mcfg, tc, torch.float32)["total"]
 rss0 = psutil.Process().memory_info().rss
 model = MTPModel(mcfg)

@@ -147,7 +147,7 @@ def test_evaluate_model_end_to_end(tmp_path):
     from mtp.model import ModelConfig, MTPModel
     cfg, entry = _stories_study(tmp_path, 3)
     torch.manual_seed(0)
-    model = MTPModel(ModelConfig.from_preset("debug", vocab_size=257, n_future=2))
+    model = MTPModel(ModelConfig.from_preset("debug", vocab_size=257, n_heads=2))
     save_model(entry["dir"], model, extra={"dataset": "stories", "size": "debug", "n": 2, "data_dir": str(tmp_path)})
     result = IE.evaluate_model(cfg, entry)
     saved = read_json(f"{entry['dir']}/eval_induction.json")
@@ -171,7 +171,7 @@ def test_evaluate_model_scores_a_model_of_known_accuracy(tmp_path, monkeypatch, 
     from mtp.io import read_json
     from mtp.model import ModelConfig, MTPModel
     cfg, entry = _stories_study(tmp_path, 4)
-    save_model(entry["dir"], MTPModel(ModelConfig.from_preset("debug", vocab_size=257, n_future=2)),
+    save_model(entry["dir"], MTPModel(ModelConfig.from_preset("debug", vocab_size=257, n_heads=2)),
                extra={"dataset": "stories", "size": "debug", "n": 2, "data_dir": str(tmp_path)})
     model = NextTokenOracle() if stand_in == "copier" else Constant(TOK.eod_id)
     real_load = mtp.checkpoint.load_model

@@ -215,7 +215,7 @@ def _study(tmp_path, dataset, kind):
     })
     entry = config.models(cfg)[0]
     torch.manual_seed(0)
-    model = MTPModel(ModelConfig.from_preset("debug", vocab_size=257, n_future=2))
+    model = MTPModel(ModelConfig.from_preset("debug", vocab_size=257, n_heads=2))
     save_model(entry["dir"], model, extra={"dataset": dataset, "size": "debug", "n": 2, "data_dir": str(data)})
     return cfg, entry
 

@@ -178,7 +178,7 @@ def _real_decode(n):
         from mtp.decode import bench
     from mtp.model import ModelConfig, MTPModel
     torch.manual_seed(0)
-    model = MTPModel(ModelConfig(vocab_size=16, dim=16, n_layers=n + 1, n_attn_heads=2, n_future=n)).eval()
+    model = MTPModel(ModelConfig(vocab_size=16, dim=16, n_layers=n + 1, n_attn_heads=2, n_heads=n)).eval()
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:

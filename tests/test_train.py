@@ -16,7 +16,7 @@ from mtp.training.step import head_targets, mtp_backward
 
 def small_model(n, head_type="transformer", seed=0, vocab=97):
     torch.manual_seed(seed)
-    return MTPModel(ModelConfig(vocab_size=vocab, dim=32, n_layers=6, n_attn_heads=2, n_future=n, head_type=head_type))
+    return MTPModel(ModelConfig(vocab_size=vocab, dim=32, n_layers=6, n_attn_heads=2, n_heads=n, head_type=head_type))
 
 
 def grads(model):
@@ -233,3 +233,15 @@ def test_nan_loss_stops_with_a_clear_message(tiny_cfg):
     tokenize(cfg, "code")
     with pytest.raises(UserError, match="loss became"):
         train(cfg, config.find_model(cfg, "code", "micro", 1), progress=False)
+
+
+def test_a_model_saved_under_the_old_name_of_the_head_count_loads(tmp_path):
+    """model.pt files written before ModelConfig.n_future became n_heads keep loading, weights intact."""
+    model = MTPModel(ModelConfig(vocab_size=16, dim=32, n_layers=4, n_attn_heads=2, n_heads=2))
+    checkpoint.save_model(tmp_path, model, {"dataset": "toy"})
+    payload = checkpoint.load(tmp_path / checkpoint.MODEL_FILE)
+    payload["model_config"]["n_future"] = payload["model_config"].pop("n_heads")
+    checkpoint.save(tmp_path / checkpoint.MODEL_FILE, payload)
+    loaded, _ = checkpoint.load_model(tmp_path)
+    assert loaded.cfg.n_heads == 2
+    assert all(torch.equal(a, b) for a, b in zip(loaded.state_dict().values(), model.state_dict().values()))

@@ -101,7 +101,7 @@ def test_configurations(tmp_path):
 def test_param_count_from_presets_matches_the_model():
     from mtp.model import ModelConfig, MTPModel
     for head_type, n in (("transformer", 1), ("transformer", 3), ("linear", 2)):
-        c = ModelConfig(vocab_size=257, dim=64, n_layers=5, n_attn_heads=2, n_future=n, head_type=head_type)
+        c = ModelConfig(vocab_size=257, dim=64, n_layers=5, n_attn_heads=2, n_heads=n, head_type=head_type)
         assert c.num_params == sum(p.numel() for p in MTPModel(c).parameters()), (head_type, n)
 
 
@@ -236,7 +236,7 @@ def train(n, data, steps=150, seed=0, shape=None):
     from mtp.model import ModelConfig, MTPModel, head_losses
     torch.manual_seed(seed)
     shape = shape or {"dim": 64, "n_layers": 5, "n_attn_heads": 2}
-    model = MTPModel(ModelConfig(vocab_size=300, n_future=n, **shape))
+    model = MTPModel(ModelConfig(vocab_size=300, n_heads=n, **shape))
     opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
     T, B = 64, 16
     for _ in range(steps):

@@ -96,7 +96,7 @@ def setup(cfg, entry):
     ddir = data_dir(cfg, entry["dataset"])
     train_data, val_data = TokenData(ddir, "train", verify=True), TokenData(ddir, "val", verify=True)
     torch.manual_seed(cfg["seed"])
-    mcfg = ModelConfig.from_preset(entry["size"], train_data.vocab_size, n_future=entry["n"],
+    mcfg = ModelConfig.from_preset(entry["size"], train_data.vocab_size, n_heads=entry["n"],
                                    head_type=tc["head_type"], extra=cfg["model_presets"])
     if tc["seq_len"] > mcfg.max_seq_len:
         raise UserError(f"train.seq_len {tc['seq_len']} exceeds the model's max_seq_len {mcfg.max_seq_len}")

@@ -19,7 +19,7 @@ def estimate_memory(mcfg, tc, dtype):
     with torch.device("meta"):
         params = sum(p.numel() for p in MTPModel(mcfg).parameters())
     act = 4 if dtype == torch.float32 else 2
-    live = mcfg.n_future if tc["backward"] == "naive" else 1  # memory-efficient: one head at a time
+    live = mcfg.n_heads if tc["backward"] == "naive" else 1  # memory-efficient: one head at a time
     block = (14 * mcfg.dim + 4 * mcfg.hidden_dim) * act
     trunk = (mcfg.n_trunk * mcfg.dim * act + block) if tc.get("activation_checkpointing") else mcfg.n_trunk * block
     heads = live * block if mcfg.head_type == "transformer" else 0
@@ -63,8 +63,8 @@ def memory_advice(mcfg, tc, dtype, device, size):
         text += f"; use train.batch_size {b} with train.grad_accum {math.ceil(B * tc['grad_accum'] / b)} (about the same tokens per step)"
     else:
         fits = [name for name, spec in sorted(PRESETS.items(), key=lambda kv: -kv[1]["dim"] ** 2 * kv[1]["n_layers"])
-                if mcfg.n_future < spec["n_layers"] and estimate_memory(
-                    ModelConfig(vocab_size=mcfg.vocab_size, n_future=mcfg.n_future, head_type=mcfg.head_type, **spec),
+                if mcfg.n_heads < spec["n_layers"] and estimate_memory(
+                    ModelConfig(vocab_size=mcfg.vocab_size, n_heads=mcfg.n_heads, head_type=mcfg.head_type, **spec),
                     {**tc, "batch_size": 1}, dtype)["total"] * procs <= free]
         text += (f"; even train.batch_size 1 does not fit: use a smaller size preset"
                  f"{f' (the largest that fits: {fits[0]})' if fits else ''} or a machine with more memory")

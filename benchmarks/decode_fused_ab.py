@@ -38,6 +38,7 @@ def old_engine():
 
 def main(model_dir, rounds=5):
     model, payload = checkpoint.load_model(model_dir)
+    model.cfg.n_future = model.cfg.n_heads  # the before engine's name for it
     prompts = val_prompts(TokenData(payload["data_dir"], "val"), 16, 64)
     engines = {"before": old_engine(), "after": decode}
     k = model.cfg.n_heads - 1

@@ -42,7 +42,7 @@ import torch
 
 from mtp import UserError
 from mtp.kvcache import KVCache
-from mtp.model import rope_tables
+from mtp.model import FusedHeads, rope_tables
 
 # A finished row stays in the batch, masked, until at most this fraction of the rows is unfinished;
 # then the batch is compacted (every layer's K/V copied).
@@ -51,12 +51,12 @@ COMPACT_AT = 0.5
 # ---------------------------------------------------------------- forward pieces
 
 
-def forward(model, cache, idx, drafts=False, longest=None):
+def forward(model, cache, idx, longest=None):
     """Feed idx (B, T) at each row's next positions; commit them in the cache.
 
-    -> (hidden state of head 1 (B, T, C), of the drafting heads 2..k+1 (k, B, T, C) or None), before
-    the final norm; drafts=False runs head 1 only. longest: max(cache.lengths) if known. Positions stay
-    below max_seq_len: the cache's capacity does.
+    -> (hidden state of head 1 (B, T, C), of the drafting heads 2..k+1 of the cache (k, B, T, C) or None),
+    before the final norm. longest: max(cache.lengths) if known. Positions stay below max_seq_len: the
+    cache's capacity does.
     """
     B, T = idx.shape
     pos, mask = cache.begin(T, longest)  # (B, T), (B, 1, T, S')
@@ -109,7 +109,7 @@ def prefill(model, cache, prompts):
     idx = torch.zeros(len(prompts), int(lens.max()), dtype=torch.long, device=dev)  # (B, Pmax), pad = 0
     for b, p in enumerate(prompts):
         idx[b, :len(p)] = torch.tensor(p, dtype=torch.long)
-    hs = forward(model, cache, idx, drafts=True)
+    hs = forward(model, cache, idx)
     cache.rollback(idx.shape[1] - lens)  # the pads
     return hs, lens - 1
 
@@ -123,7 +123,7 @@ def start(model, cache, prompts, k, temperature=0.0, generator=None):
 
 def ar_step(model, cache, x, temperature=0.0, generator=None, longest=None):
     """One autoregressive decode forward with head 1 only: x (B,) -> next tokens (B,)."""
-    h, _ = forward(model, cache, x[:, None], False, longest)  # (B, 1, C)
+    h, _ = forward(model, cache, x[:, None], longest)  # (B, 1, C)
     return choose(unembed(model, h[:, -1]), temperature, generator)
 
 
@@ -135,7 +135,7 @@ def spec_step(model, cache, x, drafts, longest=None):
     """
     block = torch.cat([x[:, None], drafts], dim=1)  # (B, T)
     B, T = block.shape
-    h, hd = forward(model, cache, block, True, longest)  # heads 1..k+1
+    h, hd = forward(model, cache, block, longest)  # heads 1..k+1
     g = unembed(model, h).argmax(-1)  # (B, T)
     a = verify(block, g)
     cache.rollback(T - 1 - a, check=False)  # 0 <= a <= T-1: never past what this forward added
@@ -245,7 +245,7 @@ def _counts(stats, hist, verified_at):
 
 
 @torch.inference_mode()
-def decode_batch(model, prompts, max_new_tokens, eod_id=None, k=0, temperature=0.0, generator=None):
+def decode_batch(model, prompts, max_new_tokens, eod_id=None, k=0, temperature=0.0, generator=None, fused=None):
     """Decode one batch of prompts; k = 0: autoregressive with head 1, k >= 1: self-speculative greedy.
 
     -> (new tokens per prompt, Stats). Rows progress independently (ragged). A finished row stays in
@@ -258,7 +258,7 @@ def decode_batch(model, prompts, max_new_tokens, eod_id=None, k=0, temperature=0
     B, L = len(prompts), model.cfg.max_seq_len
     stats = Stats(k=k, prompts=B, prefills=1)
     lens = [len(p) for p in prompts]
-    cache = KVCache(model, B, min(max(lens) + max_new_tokens + k, L), k)
+    cache = KVCache(model, B, min(max(lens) + max_new_tokens + k, L), k, fused)
     x, drafts = start(model, cache, prompts, k, temperature, generator)
     out = Outputs(lens, max_new_tokens, L, eod_id)
     hist, verified_at = [0] * (k + 1), [0] * (k + 1)
@@ -312,8 +312,9 @@ def decode(model, prompts, max_new_tokens, eod_id=None, draft_tokens=0, batch_si
     dev = next(model.parameters()).device
     gen = torch.Generator(device=dev).manual_seed(seed) if temperature else None
     outs, total = [], Stats(k=k)
+    fused = FusedHeads(model.heads[:k + 1], model.cfg)  # the heads' weights stacked once, for every batch
     for lo in range(0, len(prompts), batch_size):
-        o, s = decode_batch(model, prompts[lo:lo + batch_size], max_new_tokens, eod_id, k, temperature, gen)
+        o, s = decode_batch(model, prompts[lo:lo + batch_size], max_new_tokens, eod_id, k, temperature, gen, fused)
         outs += o
         total.add(s)
     return outs, total

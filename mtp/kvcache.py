@@ -34,7 +34,7 @@ class KVCache:
     (per row) discards the last n. Discarded entries stay in the buffers, masked, until overwritten.
     """
 
-    def __init__(self, model, batch, capacity, k=0):
+    def __init__(self, model, batch, capacity, k=0, fused=None):
         cfg = model.cfg
         p = next(model.parameters())
         # positions must stay below max_seq_len (rotary tables): the capacity never passes it
@@ -45,8 +45,9 @@ class KVCache:
         nh, hs = cfg.n_attn_heads, cfg.dim // cfg.n_attn_heads
         attends = cfg.head_type == "transformer"
         self.trunk = [LayerCache(self, nh, hs) for _ in model.trunk]
-        # heads 1..k+1 fused into one block (model.FusedHeads) with one cache layer of (k+1)*nh attention heads
-        self.fused = FusedHeads(model.heads[:k + 1], cfg)
+        # heads 1..k+1 fused into one block (model.FusedHeads; pass one to reuse it across batches) with one
+        # cache layer of (k+1)*nh attention heads
+        self.fused = FusedHeads(model.heads[:k + 1], cfg) if fused is None else fused
         self.heads = LayerCache(self, (k + 1) * nh, hs) if attends else None
         self.step = None  # (rows, positions, keys span) of the forward under way
 

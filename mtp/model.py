@@ -62,6 +62,12 @@ class ModelConfig:
         return cls(vocab_size=vocab_size, n_heads=n_heads, head_type=head_type, **spec)
 
 
+def _rms(x, eps):
+    """RMSNorm without its weight (statistics in float32)."""
+    xf = x.float()
+    return (xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + eps)).type_as(x)
+
+
 class RMSNorm(nn.Module):
     def __init__(self, dim, eps):
         super().__init__()
@@ -69,8 +75,7 @@ class RMSNorm(nn.Module):
         self.weight = nn.Parameter(torch.ones(dim))
 
     def forward(self, x):
-        xf = x.float()
-        return (xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + self.eps)).type_as(x) * self.weight
+        return _rms(x, self.eps) * self.weight
 
 
 def rope_tables(cfg, pos):
@@ -147,21 +152,15 @@ class LinearHead(nn.Module):
         return self.proj(x)
 
 
-def _rms(x, eps):
-    """RMSNorm without its weight (float32 statistics, as RMSNorm)."""
-    xf = x.float()
-    return (xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + eps)).type_as(x)
-
-
 class FusedHeads(nn.Module):
-    """Several heads of one model fused into one block, for decoding: the drafting heads 2..k+1.
+    """Several heads of one model fused into one block, for decoding: heads 1..k+1 (k drafted tokens).
 
     Same function as running each head (Block or LinearHead) on the shared z, in a few large ops
     instead of one set of small ops per head: on a CPU at decoding sizes each op's fixed cost
-    dominates, and k separate heads made a speculative forward cost k extra blocks. Each RMSNorm's
+    dominates, and separate heads made a speculative forward cost k extra blocks. Each RMSNorm's
     weight is folded into the matrix after it; the heads' attention heads run side by side as one
-    attention of k * n_attn_heads heads (one KV cache layer). Outputs equal the separate heads' up
-    to float rounding; they only draft, so rounding can change an acceptance, never the output.
+    attention of (k+1) * n_attn_heads heads (one KV cache layer). Outputs equal the separate heads' up
+    to float rounding; greedy and speculative decoding both read head 1 from here, so they agree.
     """
 
     def __init__(self, heads, cfg):

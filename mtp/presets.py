@@ -32,6 +32,11 @@ def hidden_dim(dim):
     return 32 * math.ceil(8 * dim / 3 / 32)  # SwiGLU width, as in Llama
 
 
+def block_matrix_params(dim):
+    """Matrix parameters of one transformer block: attention 4d^2 + SwiGLU 3*d*hidden (norms not counted)."""
+    return 4 * dim * dim + 3 * dim * hidden_dim(dim)
+
+
 def n_trunk(n_layers, n_heads, head_type):
     """Trunk depth: L-n for transformer heads (parameter matching), L for linear heads."""
     return n_layers - n_heads if head_type == "transformer" else n_layers
@@ -42,7 +47,7 @@ def num_params(vocab_size, dim, n_layers, n_heads=1, head_type="transformer"):
     (a transformer block: attention 4d^2 + SwiGLU 3*d*hidden + two norms 2d; a linear head: d^2)
     + final norm d + unembedding d*V."""
     d, V = dim, vocab_size
-    block = 4 * d * d + 3 * d * hidden_dim(d) + 2 * d
+    block = block_matrix_params(d) + 2 * d
     head = block if head_type == "transformer" else d * d
     return V * d + n_trunk(n_layers, n_heads, head_type) * block + n_heads * head + d + d * V
 
@@ -51,6 +56,6 @@ def train_flops_per_step(n, s):
     """6 x (matmul parameters touched per token) + attention, for a batch of batch x seq tokens (s: vocab, dim,
     n_layers, seq, batch)."""
     d = s["dim"]
-    block = 4 * d * d + 3 * d * hidden_dim(d)
+    block = block_matrix_params(d)
     per_token = 6 * (s["n_layers"] * block + n * d * s["vocab"]) + 6 * 2 * s["n_layers"] * s["seq"] * d
     return per_token * s["batch"] * s["seq"]

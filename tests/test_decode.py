@@ -160,7 +160,7 @@ def _plain_cache(model, seqs, k):
     for s in seqs:
         cache = D.KVCache(model, 1, len(s) + 1, k)
         for t in s:
-            D.forward(model, cache, torch.tensor([[t]]), drafts=True)
+            D.forward(model, cache, torch.tensor([[t]]))
         caches.append(cache)
     return caches
 

@@ -21,9 +21,8 @@ def shape_of(cfg, size):
     """dim, n_layers, n_attn_heads of a size preset and its non-embedding parameters ("params": L blocks of
     attention 4d^2 + SwiGLU 3d*hidden, the same for every n: heads replace trunk blocks)."""
     p = presets.preset(size, cfg.get("model_presets"))
-    d = p["dim"]
-    return {"dim": d, "n_layers": p["n_layers"], "n_attn_heads": p["n_attn_heads"],
-            "params": p["n_layers"] * (4 * d * d + 3 * d * presets.hidden_dim(d))}
+    return {"dim": p["dim"], "n_layers": p["n_layers"], "n_attn_heads": p["n_attn_heads"],
+            "params": p["n_layers"] * presets.block_matrix_params(p["dim"])}
 
 
 def expected(cfg, task, key, n=None):

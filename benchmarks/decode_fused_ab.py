@@ -56,10 +56,9 @@ def main(model_dir, rounds=5):
             toks = len(prompts) * 64
             row = {"threads": threads, "batch_size": bs, "rounds": rounds, "model": str(model_dir)}
             for e in engines:
-                rate = {d: [toks / t for t in times[(e, d)]] for d in ("ar", "spec")}
-                r = measure.ratio(rate["spec"], rate["ar"])
-                row[e] = {"ar_tokens_per_s": sorted(rate["ar"])[rounds // 2],
-                          "spec_tokens_per_s": sorted(rate["spec"])[rounds // 2],
+                rate = {d: measure.rate_summary(toks, times[(e, d)]) for d in ("ar", "spec")}
+                r = measure.ratio(rate["spec"]["tokens_per_s_all"], rate["ar"]["tokens_per_s_all"])
+                row[e] = {"ar_tokens_per_s": rate["ar"]["tokens_per_s"], "spec_tokens_per_s": rate["spec"]["tokens_per_s"],
                           "speedup": r["median"], "speedup_min": r["min"], "speedup_max": r["max"],
                           "unstable": r["unstable"], "lossless": last[(e, "spec")] == last[(e, "ar")]}
             print(json.dumps(row), flush=True)

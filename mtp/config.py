@@ -10,8 +10,9 @@ from pathlib import Path
 import jsonschema
 import yaml
 
-from mtp import UserError
-from mtp.presets import num_params, preset
+from mtp import UserError, head_types
+from mtp.head_types import num_params
+from mtp.presets import preset
 
 SCHEMA_PATH = Path(__file__).with_name("config.schema.yaml")
 
@@ -87,13 +88,14 @@ def _check_semantics(cfg, source):
         errors = list(_Validator(schema()["$defs"]["train"]).iter_errors(train))
         if errors:
             raise UserError(f"{where}.train.{_field(errors[0])}': {_message(errors[0])}")
+        takes_block = head_types.get(train["head_type"], f"{where}.train.head_type'").takes_block
         for size in sweep["sizes"]:
             spec = preset(size, cfg["model_presets"], where=f"{where}.sizes'")
             if spec["dim"] % spec["n_attn_heads"] or spec["dim"] // spec["n_attn_heads"] % 2:
                 raise UserError(f"{source}: field 'model_presets.{size}': dim {spec['dim']} / n_attn_heads "
                                 f"{spec['n_attn_heads']} must be a whole, even head size (rotary embeddings)")
             for n in sweep["n_heads"]:
-                if n >= spec["n_layers"]:
+                if takes_block and n >= spec["n_layers"]:
                     raise UserError(f"{where}.n_heads': n={n} needs more than {n} layers but size '{size}' has "
                                     f"{spec['n_layers']} (a model of L layers has a trunk of L-n and n head blocks); "
                                     f"use n < {spec['n_layers']} or a deeper preset")
@@ -176,7 +178,7 @@ def draft_model_for(cfg, m):
     """vLLM's draft_model baseline for model m, or None: the smallest n=1 model of m's dataset whose
     parameter count is at most a quarter of m's (an honest draft model is much cheaper than its target).
 
-    Parameters are counted from the size presets (mtp.presets.num_params: embedding + layers + unembedding;
+    Parameters are counted from the size presets (mtp.head_types.num_params: embedding + layers + unembedding;
     no model is built, torch is not imported).
     The vocabulary comes from the dataset's tokenizer config: 257 for byte, tokenizer.vocab_size for bpe
     (an upper bound: the trained vocabulary may be smaller), the same for both models, so it only moves

@@ -42,7 +42,7 @@ import torch
 
 from mtp import UserError
 from mtp.kvcache import KVCache
-from mtp.model import FusedHeads, rope_tables
+from mtp.model import decoding_heads, rope_tables
 
 # A finished row stays in the batch, masked, until at most this fraction of the rows is unfinished;
 # then the batch is compacted (every layer's K/V copied).
@@ -62,7 +62,7 @@ def forward(model, cache, idx, longest=None):
     pos, mask = cache.begin(T, longest)  # (B, T), (B, 1, T, S')
     cos, sin = rope_tables(model.cfg, pos)  # (B, T, hs/2)
     z = model.forward_trunk(idx, cos, sin, cache.trunk, mask)  # (B, T, C)
-    hs = cache.fused(z, cos, sin, cache.heads, mask)  # (k+1, B, T, C)
+    hs = cache.decoding_heads(z, cos, sin, cache.heads, mask)  # (k+1, B, T, C)
     cache.advance(T)
     return hs[0], hs[1:] if len(hs) > 1 else None
 
@@ -245,7 +245,7 @@ def _counts(stats, hist, verified_at):
 
 
 @torch.inference_mode()
-def decode_batch(model, prompts, max_new_tokens, eod_id=None, k=0, temperature=0.0, generator=None, fused=None):
+def decode_batch(model, prompts, max_new_tokens, eod_id=None, k=0, temperature=0.0, generator=None, heads=None):
     """Decode one batch of prompts; k = 0: autoregressive with head 1, k >= 1: self-speculative greedy.
 
     -> (new tokens per prompt, Stats). Rows progress independently (ragged). A finished row stays in
@@ -258,7 +258,7 @@ def decode_batch(model, prompts, max_new_tokens, eod_id=None, k=0, temperature=0
     B, L = len(prompts), model.cfg.max_seq_len
     stats = Stats(k=k, prompts=B, prefills=1)
     lens = [len(p) for p in prompts]
-    cache = KVCache(model, B, min(max(lens) + max_new_tokens + k, L), k, fused)
+    cache = KVCache(model, B, min(max(lens) + max_new_tokens + k, L), k, heads)
     x, drafts = start(model, cache, prompts, k, temperature, generator)
     out = Outputs(lens, max_new_tokens, L, eod_id)
     hist, verified_at = [0] * (k + 1), [0] * (k + 1)
@@ -312,9 +312,9 @@ def decode(model, prompts, max_new_tokens, eod_id=None, draft_tokens=0, batch_si
     dev = next(model.parameters()).device
     gen = torch.Generator(device=dev).manual_seed(seed) if temperature else None
     outs, total = [], Stats(k=k)
-    fused = FusedHeads(model.heads[:k + 1], model.cfg)  # the heads' weights stacked once, for every batch
+    heads = decoding_heads(model, k)  # built once (FusedHeads stacks the heads' weights), for every batch
     for lo in range(0, len(prompts), batch_size):
-        o, s = decode_batch(model, prompts[lo:lo + batch_size], max_new_tokens, eod_id, k, temperature, gen, fused)
+        o, s = decode_batch(model, prompts[lo:lo + batch_size], max_new_tokens, eod_id, k, temperature, gen, heads)
         outs += o
         total.add(s)
     return outs, total

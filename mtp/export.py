@@ -26,7 +26,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from mtp import UserError
+from mtp import UserError, head_types
 
 DRAFTER_ARCH = "MTPDrafter"
 TARGET_ARCH = "MTPLlamaForCausalLM"
@@ -82,6 +82,13 @@ def drafter_config(cfg):
             "num_heads": cfg.n_heads - 1, "num_hidden_layers": 1, "dtype": "float32"}
 
 
+def refuse_export(cfg, where):
+    """UserError when the model's head type cannot be exported (mtp.head_types: its `export` reason)."""
+    reason = head_types.get(cfg.head_type).export
+    if reason:
+        raise UserError(f"{where}: head_type '{cfg.head_type}': {reason}")
+
+
 def export(model_dir, out_dir=None, drafter_dir=None):
     """Write <model_dir>/hf (and hf-drafter for n > 1). Returns {"hf": path, "drafter": path or None}."""
     import json
@@ -98,9 +105,7 @@ def export(model_dir, out_dir=None, drafter_dir=None):
     drafter_dir = Path(drafter_dir) if drafter_dir else out_dir.with_name(out_dir.name + "-drafter")
     model, payload = load_model(model_dir)
     cfg = model.cfg
-    if cfg.head_type != "transformer":
-        raise UserError(f"{model_dir}: head_type '{cfg.head_type}': export supports transformer heads only "
-                        f"(vLLM serves each head as a decoder layer)")
+    refuse_export(cfg, model_dir)
     tok_path = Path(payload["data_dir"]) / "tokenizer.json"
     tok = Tokenizer.load(tok_path)
     if tok.vocab_size > cfg.vocab_size:

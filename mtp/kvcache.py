@@ -2,7 +2,7 @@
 layer with an explicit position API (begin / advance / rollback per row, keep rows), gpt-fast style."""
 import torch
 
-from mtp.model import FusedHeads
+from mtp.model import decoding_heads
 
 
 class LayerCache:
@@ -34,7 +34,7 @@ class KVCache:
     (per row) discards the last n. Discarded entries stay in the buffers, masked, until overwritten.
     """
 
-    def __init__(self, model, batch, capacity, k=0, fused=None):
+    def __init__(self, model, batch, capacity, k=0, heads=None):
         cfg = model.cfg
         p = next(model.parameters())
         # positions must stay below max_seq_len (rotary tables): the capacity never passes it
@@ -43,12 +43,11 @@ class KVCache:
         self.keys = torch.arange(self.capacity, device=p.device)  # (S,): sliced, never rebuilt per step
         self.rows = torch.arange(batch, device=p.device)[:, None]  # (B, 1)
         nh, hs = cfg.n_attn_heads, cfg.dim // cfg.n_attn_heads
-        attends = cfg.head_type == "transformer"
         self.trunk = [LayerCache(self, nh, hs) for _ in model.trunk]
-        # heads 1..k+1 fused into one block (model.FusedHeads; pass one to reuse it across batches) with one
-        # cache layer of (k+1)*nh attention heads
-        self.fused = FusedHeads(model.heads[:k + 1], cfg) if fused is None else fused
-        self.heads = LayerCache(self, (k + 1) * nh, hs) if attends else None
+        # heads 1..k+1 as one module (model.decoding_heads: fused into one block where the head type can be;
+        # pass one to reuse it across batches) and its cache layer(s)
+        self.decoding_heads = decoding_heads(model, k) if heads is None else heads
+        self.heads = self.decoding_heads.cache_layers(self, LayerCache)
         self.step = None  # (rows, positions, keys span) of the forward under way
 
     def begin(self, T, longest=None):
@@ -85,6 +84,7 @@ class KVCache:
         """Keep only batch rows `rows` (a (B',) index tensor), in that order."""
         self.lengths = self.lengths[rows]
         self.rows = self.rows[:rows.shape[0]]
-        for layer in [*self.trunk, self.heads]:
+        heads = self.heads if isinstance(self.heads, list) else [self.heads]
+        for layer in [*self.trunk, *heads]:
             if layer is not None:
                 layer.keep(rows)

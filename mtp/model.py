@@ -1,7 +1,7 @@
 """Multi-token prediction transformer (Gloeckle et al. 2024, Fig. 1).
 
-A shared trunk of L-n Llama-style blocks maps tokens to z; n independent heads (one
-block each, or a d x d linear map for head_type="linear") map z to h_i; ONE shared final
+A shared trunk of L-n Llama-style blocks maps tokens to z; n independent heads (one block each by default,
+any registered head type: mtp/head_types.py) map z to h_i; ONE shared final
 RMSNorm and ONE shared unembedding (untied from the input embedding) map h_i to logits.
 Head i (1-based) predicts the token i positions ahead; head 1 is the next-token head.
 """
@@ -13,7 +13,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 import torch.utils.checkpoint
 
-from mtp import UserError, presets
+from mtp import UserError, head_types, presets
 from mtp.presets import PRESETS, preset  # noqa: F401 - the size presets (mtp/presets.py), also read from here
 
 
@@ -32,9 +32,7 @@ class ModelConfig:
     def __post_init__(self):
         if self.n_heads < 1:
             raise UserError(f"n_heads must be >= 1, got {self.n_heads}")
-        if self.head_type not in ("transformer", "linear"):
-            raise UserError(f"head_type must be 'transformer' or 'linear', got '{self.head_type}'")
-        if self.head_type == "transformer" and self.n_heads >= self.n_layers:
+        if head_types.get(self.head_type, "head_type").takes_block and self.n_heads >= self.n_layers:
             raise UserError(f"n={self.n_heads} heads needs more than {self.n_heads} layers, the model has "
                             f"{self.n_layers}; use a deeper size or fewer heads")
         if self.dim % self.n_attn_heads:
@@ -44,8 +42,8 @@ class ModelConfig:
 
     @property
     def n_trunk(self):
-        """Trunk depth: L-n for transformer heads (parameter matching), L for linear heads."""
-        return presets.n_trunk(self.n_layers, self.n_heads, self.head_type)
+        """Trunk depth: L-n when each head takes a block (transformer heads: parameter matching), else L."""
+        return head_types.n_trunk(self.n_layers, self.n_heads, self.head_type)
 
     @property
     def hidden_dim(self):
@@ -53,8 +51,8 @@ class ModelConfig:
 
     @property
     def num_params(self):
-        """Parameter count without building the model (mtp.presets.num_params)."""
-        return presets.num_params(self.vocab_size, self.dim, self.n_layers, self.n_heads, self.head_type)
+        """Parameter count without building the model (mtp.head_types.num_params)."""
+        return head_types.num_params(self.vocab_size, self.dim, self.n_layers, self.n_heads, self.head_type)
 
     @classmethod
     def from_preset(cls, name, vocab_size, n_heads=1, head_type="transformer", extra=None):
@@ -165,7 +163,7 @@ class FusedHeads(nn.Module):
 
     def __init__(self, heads, cfg):
         super().__init__()
-        self.k, self.eps, self.linear = len(heads), cfg.norm_eps, cfg.head_type == "linear"
+        self.k, self.eps, self.linear = len(heads), cfg.norm_eps, isinstance(heads[0], LinearHead)
         with torch.no_grad():
             if self.linear:  # z @ [P_1^T .. P_k^T] -> (.., k*C)
                 self.register_buffer("proj", torch.cat([h.proj.weight.t() for h in heads], dim=1))
@@ -196,6 +194,34 @@ class FusedHeads(nn.Module):
         a, b = torch.bmm(_rms(x, self.eps), self.w13).chunk(2, dim=-1)
         return (x + torch.bmm(F.silu(a) * b, self.w2)).view(self.k, B, T, C)
 
+    def cache_layers(self, cache, layer):
+        """The KV-cache layer(s) forward's kv takes: one of k*n_attn_heads heads (None for linear heads)."""
+        return None if self.linear else layer(cache, self.nh, self.hs)
+
+
+class SeparateHeads(nn.Module):
+    """Heads 1..k+1 run one after another on z, for decoding: what FusedHeads does, for head types without a
+    fused form (mtp.head_types: fused=False). kv: one cache layer per attending head."""
+
+    def __init__(self, heads, cfg):
+        super().__init__()
+        self.run = list(heads)  # not registered as submodules: the model owns them
+        self.attends = head_types.get(cfg.head_type).attends
+        self.nh, self.hs = cfg.n_attn_heads, cfg.dim // cfg.n_attn_heads
+
+    def forward(self, z, cos, sin, kv=None, mask=None):
+        """z (B, T, C) -> hidden states of the heads (k, B, T, C)."""
+        return torch.stack([h(z, cos, sin, None if kv is None else kv[i], mask) for i, h in enumerate(self.run)])
+
+    def cache_layers(self, cache, layer):
+        return [layer(cache, self.nh, self.hs) for _ in self.run] if self.attends else None
+
+
+def decoding_heads(model, k):
+    """Heads 1..k+1 of `model` as one module for decoding: FusedHeads where the head type has a fused form."""
+    fused = head_types.get(model.cfg.head_type).fused
+    return (FusedHeads if fused else SeparateHeads)(model.heads[:k + 1], model.cfg)
+
 
 class MTPModel(nn.Module):
     def __init__(self, cfg: ModelConfig):
@@ -203,7 +229,7 @@ class MTPModel(nn.Module):
         self.cfg = cfg
         self.tok_emb = nn.Embedding(cfg.vocab_size, cfg.dim)
         self.trunk = nn.ModuleList([Block(cfg) for _ in range(cfg.n_trunk)])
-        head_cls = Block if cfg.head_type == "transformer" else LinearHead
+        head_cls = head_types.get(cfg.head_type).module()
         self.heads = nn.ModuleList([head_cls(cfg) for _ in range(cfg.n_heads)])
         self.norm = RMSNorm(cfg.dim, cfg.norm_eps)
         self.lm_head = nn.Linear(cfg.dim, cfg.vocab_size, bias=False)

@@ -1,5 +1,5 @@
-"""Named model sizes and the parameter count of a model, without torch (config validation and the
-Snakefile use them at parse time; mtp.model builds the model from them)."""
+"""Named model sizes and the size of one block, without torch (config validation and the Snakefile use them at
+parse time; mtp.model builds the model from them; a whole model's parameter count: mtp.head_types.num_params)."""
 import math
 
 from mtp import UserError
@@ -35,21 +35,6 @@ def hidden_dim(dim):
 def block_matrix_params(dim):
     """Matrix parameters of one transformer block: attention 4d^2 + SwiGLU 3*d*hidden (norms not counted)."""
     return 4 * dim * dim + 3 * dim * hidden_dim(dim)
-
-
-def n_trunk(n_layers, n_heads, head_type):
-    """Trunk depth: L-n for transformer heads (parameter matching), L for linear heads."""
-    return n_layers - n_heads if head_type == "transformer" else n_layers
-
-
-def num_params(vocab_size, dim, n_layers, n_heads=1, head_type="transformer"):
-    """Parameter count, computed without building the model: embedding V*d + trunk blocks + heads
-    (a transformer block: attention 4d^2 + SwiGLU 3*d*hidden + two norms 2d; a linear head: d^2)
-    + final norm d + unembedding d*V."""
-    d, V = dim, vocab_size
-    block = block_matrix_params(d) + 2 * d
-    head = block if head_type == "transformer" else d * d
-    return V * d + n_trunk(n_layers, n_heads, head_type) * block + n_heads * head + d + d * V
 
 
 def train_flops_per_step(n, s):

@@ -175,13 +175,12 @@ def prepare(cfg, entry, ks, max_batch):
     from mtp import decode as D
     from mtp import decode_timing as DT
     from mtp.data import TokenData
+    from mtp.export import refuse_export
     vc, dc = cfg["vllm"], cfg["decode"]
     name = config.model_name(entry)
     model, payload = checkpoint.load_model(entry["dir"])
     n = model.cfg.n_heads
-    if model.cfg.head_type != "transformer":
-        raise UserError(f"{name}: head_type '{model.cfg.head_type}': export supports transformer heads only, "
-                        f"so vLLM cannot serve this model")
+    refuse_export(model.cfg, name)
     check_head_dim(model.cfg, name)
     ks = list(range(1, n)) if ks is None else [k for k in ks if 1 <= k < n]
     exported = ensure_exported(entry["dir"], n)

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import torch
 
+from mtp import head_types
 from mtp.model import ModelConfig, MTPModel
 from mtp.presets import PRESETS
 
@@ -22,7 +23,7 @@ def estimate_memory(mcfg, tc, dtype):
     live = mcfg.n_heads if tc["backward"] == "naive" else 1  # memory-efficient: one head at a time
     block = (14 * mcfg.dim + 4 * mcfg.hidden_dim) * act
     trunk = (mcfg.n_trunk * mcfg.dim * act + block) if tc.get("activation_checkpointing") else mcfg.n_trunk * block
-    heads = live * block if mcfg.head_type == "transformer" else 0
+    heads = live * block if head_types.get(mcfg.head_type).attends else 0
     per_sample = tc["seq_len"] * (trunk + heads + live * 3 * mcfg.vocab_size * 4)
     world = int(os.environ.get("WORLD_SIZE", 1))
     fsdp = world > 1 and (tc.get("parallel") == "fsdp" or

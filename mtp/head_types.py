@@ -1,0 +1,82 @@
+"""The registry of head types: what a model's n output heads are made of (train.head_type).
+
+torch-free (config validation and the Snakefile read it at parse time). Each entry declares what the rest of
+the pipeline needs to know about it, so that no stage tests a head type's name:
+
+- `build`: the head's nn.Module class, or "module:attr" naming it (imported when a model is built); it is
+  called as build(model_config) and its forward is forward(z, cos, sin, kv=None, mask=None) -> (B, T, C),
+  the head's hidden state before the shared final norm and unembedding;
+- `attends`: the head has an attention layer, so decoding gives it a KV-cache layer (mtp.kvcache);
+- `takes_block`: each head replaces one trunk block (parameter matching: a model of L layers has a trunk of
+  L-n blocks), so n < L is required;
+- `params(dim)`: parameters of one head (mtp.presets.num_params, the draft-model rule, the report);
+- `fused`: mtp.model.FusedHeads runs these heads as one block when decoding; other types run one by one;
+- `export`: None when `mtp export` / vLLM can serve the type, else the one-line reason it cannot.
+
+Add a head type: its module in one new file, one `register(HeadType(...))` line below (docs/ARCHITECTURE.md).
+"""
+from dataclasses import dataclass
+from typing import Callable, Optional, Union
+
+from mtp import UserError
+from mtp.presets import block_matrix_params
+
+
+@dataclass(frozen=True)
+class HeadType:
+    name: str
+    build: Union[str, Callable]
+    attends: bool
+    takes_block: bool
+    params: Callable[[int], int]
+    fused: bool = False
+    export: Optional[str] = None
+
+    def module(self):
+        """The head's nn.Module class (imports it)."""
+        if not isinstance(self.build, str):
+            return self.build
+        import importlib
+        mod, attr = self.build.split(":")
+        return getattr(importlib.import_module(mod), attr)
+
+
+HEAD_TYPES = {}
+
+
+def register(head_type):
+    """Add a head type (replacing one of the same name) and return it."""
+    HEAD_TYPES[head_type.name] = head_type
+    return head_type
+
+
+def get(name, where="train.head_type"):
+    """The registered head type `name`, or a UserError naming the known ones."""
+    if name not in HEAD_TYPES:
+        raise UserError(f"{where}: unknown head type '{name}'; known: {', '.join(HEAD_TYPES)} "
+                        f"(mtp/head_types.py registers them)")
+    return HEAD_TYPES[name]
+
+
+def n_trunk(n_layers, n_heads, head_type):
+    """Trunk depth: L-n when each head takes a block (parameter matching), else L."""
+    return n_layers - n_heads if get(head_type).takes_block else n_layers
+
+
+def num_params(vocab_size, dim, n_layers, n_heads=1, head_type="transformer"):
+    """Parameter count, computed without building the model: embedding V*d + trunk blocks (attention 4d^2 +
+    SwiGLU 3*d*hidden + two norms 2d each) + n heads (the head type's params) + final norm d + unembedding d*V."""
+    block = block_matrix_params(dim) + 2 * dim
+    heads = n_heads * get(head_type).params(dim)
+    return vocab_size * dim + n_trunk(n_layers, n_heads, head_type) * block + heads + dim + dim * vocab_size
+
+
+def _block_params(dim):
+    return block_matrix_params(dim) + 2 * dim  # matrices + two RMSNorm weights
+
+
+register(HeadType("transformer", "mtp.model:Block", attends=True, takes_block=True, params=_block_params,
+                  fused=True))  # Gloeckle et al.: one transformer block per head
+register(HeadType("linear", "mtp.model:LinearHead", attends=False, takes_block=False, params=lambda d: d * d,
+                  fused=True, export="export supports transformer heads only (vLLM serves each head as a decoder "
+                                     "layer); decode linear heads natively with `mtp decode`"))  # the paper's Table S4

@@ -10,7 +10,7 @@ from pathlib import Path
 import jsonschema
 import yaml
 
-from mtp import UserError, head_types
+from mtp import UserError, code_benchmarks, head_types
 from mtp.head_types import num_params
 from mtp.presets import preset
 
@@ -79,6 +79,8 @@ def validate(cfg, source="config"):
 
 
 def _check_semantics(cfg, source):
+    for i, bench in enumerate(cfg["eval"]["code"]["benchmarks"]):
+        code_benchmarks.get(bench, f"{source}: field 'eval.code.benchmarks.{i}'")
     for i, sweep in enumerate(cfg["sweeps"]):
         where = f"{source}: field 'sweeps.{i}"
         if sweep["dataset"] not in cfg["datasets"]:

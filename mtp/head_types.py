@@ -18,8 +18,8 @@ Add a head type: its module in one new file, one `register(HeadType(...))` line 
 from dataclasses import dataclass
 from typing import Callable, Optional, Union
 
-from mtp import UserError
 from mtp.presets import block_matrix_params
+from mtp.registry import Registry, resolve
 
 
 @dataclass(frozen=True)
@@ -34,28 +34,16 @@ class HeadType:
 
     def module(self):
         """The head's nn.Module class (imports it)."""
-        if not isinstance(self.build, str):
-            return self.build
-        import importlib
-        mod, attr = self.build.split(":")
-        return getattr(importlib.import_module(mod), attr)
+        return resolve(self.build)
 
 
-HEAD_TYPES = {}
-
-
-def register(head_type):
-    """Add a head type (replacing one of the same name) and return it."""
-    HEAD_TYPES[head_type.name] = head_type
-    return head_type
+HEAD_TYPES = Registry("head type", "mtp/head_types.py")
+register = HEAD_TYPES.register
 
 
 def get(name, where="train.head_type"):
     """The registered head type `name`, or a UserError naming the known ones."""
-    if name not in HEAD_TYPES:
-        raise UserError(f"{where}: unknown head type '{name}'; known: {', '.join(HEAD_TYPES)} "
-                        f"(mtp/head_types.py registers them)")
-    return HEAD_TYPES[name]
+    return HEAD_TYPES.lookup(name, where)
 
 
 def n_trunk(n_layers, n_heads, head_type):

@@ -6,7 +6,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 import yaml
 
-from mtp import checkpoint, cli, config, head_types
+from mtp import checkpoint, cli, code_benchmarks, config, head_types
 from mtp.data import tokenize
 from mtp.io import read_json
 from mtp.model import Block, RMSNorm
@@ -90,3 +90,61 @@ def test_a_registered_head_type_runs_train_decode_report(registered, tiny_cfg, t
     capsys.readouterr()
     assert cli.main(["export", *model_args]) == 2
     assert "head_type 'toy-mlp': toy heads are not exportable" in capsys.readouterr().err
+
+
+def test_a_registered_head_type_has_the_naive_gradients(registered):
+    """The memory-efficient backward of a registered head type equals the naive summed-loss backward."""
+    from mtp.model import ModelConfig, MTPModel
+    from mtp.training.step import head_targets, mtp_backward
+    grads = []
+    for mode in ("memory_efficient", "naive"):
+        torch.manual_seed(0)
+        model = MTPModel(ModelConfig(vocab_size=40, dim=32, n_layers=3, n_attn_heads=2, n_heads=3, head_type="toy-mlp"))
+        x, ys = head_targets(torch.randint(0, 40, (2, 19), generator=torch.Generator().manual_seed(1)), 3)
+        mtp_backward(model, x, ys, mode)
+        grads.append({k: p.grad for k, p in model.named_parameters()})
+    for k in grads[0]:
+        torch.testing.assert_close(grads[0][k], grads[1][k], rtol=1e-5, atol=1e-7, msg=k)
+
+
+def _toy_problems(path=None):
+    return [{"task_id": f"toy/{i}", "prompt": f"def f{i}(x):\n    return", "answer": i} for i in range(3)]
+
+
+def _toy_program(problem, completion):
+    return f"{problem['prompt']}{completion}\nassert f{problem['answer']}(0) == {problem['answer']}\n"
+
+
+TOY_BENCHMARK = code_benchmarks.CodeBenchmark("toy-constant", _toy_problems, ("\n",), _toy_program)
+
+
+@pytest.fixture
+def toy_benchmark():
+    code_benchmarks.register(TOY_BENCHMARK)
+    yield
+    code_benchmarks.CODE_BENCHMARKS.pop(TOY_BENCHMARK.name)
+
+
+def test_a_registered_code_benchmark_is_scored_and_reported(toy_benchmark, tiny_cfg, tmp_path, capsys):
+    """A code benchmark registered here: config accepts it, `mtp eval code` generates and scores it in the sandbox
+    (completions cut at its stops, its programs), the report lists its pass@1; external samples score too."""
+    raw = {**tiny_cfg, "sweeps": [{"dataset": "code", "sizes": ["micro"], "n_heads": [1], "train": {"max_steps": 5}}]}
+    raw["eval"]["code"] = {**raw["eval"]["code"], "benchmarks": ["toy-constant"]}
+    path = tmp_path / "toy.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    cfg = config.load(path)
+    tokenize(cfg, "code")
+    model_args = ["--config", str(path), "--dataset", "code", "--size", "micro", "--n-heads", "1"]
+    assert cli.main(["train", *model_args]) == 0
+    assert cli.main(["eval", "code", *model_args]) == 0
+    entry = config.find_model(cfg, "code", "micro", 1)
+    result = read_json(f"{entry['dir']}/eval_code.json")["benchmarks"]["toy-constant"]
+    assert result["num_problems"] == 3 and all("\n" not in s["completion"] for p in result["problems"]
+                                                for s in p["samples"])
+    assert cli.main(["report", "--config", str(path), "--no-tracking"]) == 0
+    assert "toy-constant" in (tmp_path / "results" / "report" / "code.md").read_text()
+
+    samples = tmp_path / "samples.jsonl"  # right for toy/1 and toy/2, wrong for toy/0
+    samples.write_text("".join(f'{{"task_id": "toy/{i}", "completion": " {a}"}}\n' for i, a in ((0, 5), (1, 1), (2, 2))))
+    assert cli.main(["eval", "code", "--benchmark", "toy-constant", "--samples", str(samples), "--k", "1"]) == 0
+    assert '{"pass@1": 0.6666666666666666}' in capsys.readouterr().out

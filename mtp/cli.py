@@ -19,7 +19,7 @@ STAGES = {
     "export": ("mtp.export", "export a trained model as a Hugging Face / vLLM directory (rule export_model)"),
     "decode": ("mtp.decode_stage", "time greedy vs self-speculative decoding natively (rule time_decoding)"),
     "vllm": ("mtp.vllm_stage", "time the model inside vLLM: no speculation, own heads, ngram, draft model (rule time_vllm)"),
-    "eval": ("mtp.evals.cli", "score a model: code (HumanEval/MBPP pass@k), polynomial, induction"),
+    "eval": ("mtp.evals.cli", "score a model: code (HumanEval/MBPP pass@k) or a synthetic task (polynomial, induction)"),
     "report": ("mtp.report", "tables, plots and the claims check of the whole study (rule build_report)"),
     "bench": ("mtp.bench", "benchmarks: train (memory, step time, FLOP/s), decode, vllm; prints one JSON line"),
     "ui": ("mtp.tracking_cli", "open a light MLflow UI on 127.0.0.1"),
@@ -51,7 +51,31 @@ def build_parser():
     return parser
 
 
+def preload_extensions(argv):
+    """Import the `extensions` of the config named by --config before the parser is built: their synthetic
+    tasks are `mtp eval` subcommands and their benchmarks --benchmark choices. A config that cannot be read
+    is left to the stage, which says why."""
+    import yaml
+
+    from mtp.config import load_extensions
+    path = next((b for a, b in zip(argv, argv[1:]) if a == "--config"), None)
+    path = path or next((a.split("=", 1)[1] for a in argv if a.startswith("--config=")), None)
+    try:
+        with open(path or "config.yaml") as f:
+            raw = yaml.safe_load(f)
+    except (OSError, ValueError, yaml.YAMLError):  # unreadable, not UTF-8, not YAML: the stage says why
+        return
+    if isinstance(raw, dict) and isinstance(raw.get("extensions"), list):
+        load_extensions(raw, path or "config.yaml")
+
+
 def main(argv=None):
+    argv = sys.argv[1:] if argv is None else list(argv)
+    try:
+        preload_extensions(argv)
+    except UserError as e:
+        print(f"mtp: error: {e}", file=sys.stderr)
+        return 2
     parser = build_parser()
     args = parser.parse_args(argv)
     if not args.stage:

@@ -13,6 +13,7 @@ import yaml
 from mtp import UserError, code_benchmarks, head_types
 from mtp.head_types import num_params
 from mtp.presets import preset
+from mtp.tasks import TASKS
 
 SCHEMA_PATH = Path(__file__).with_name("config.schema.yaml")
 
@@ -78,7 +79,24 @@ def validate(cfg, source="config"):
     return cfg
 
 
+def load_extensions(cfg, source="config"):
+    """Import the config's `extensions` (modules that register head types, benchmarks, baselines)."""
+    import importlib
+    import sys
+    if "" not in sys.path and "." not in sys.path:
+        sys.path.append(".")  # the console script's sys.path lacks the working directory
+    for i, name in enumerate(cfg.get("extensions") or ()):
+        try:
+            importlib.import_module(name)
+        except ImportError as e:
+            raise UserError(f"{source}: field 'extensions.{i}': cannot import '{name}': {e}; put the module in "
+                            f"the working directory or on PYTHONPATH") from None
+
+
 def _check_semantics(cfg, source):
+    load_extensions(cfg, source)
+    for name, ds in cfg["datasets"].items():
+        _check_source(ds["source"], f"{source}: field 'datasets.{name}.source")
     for i, bench in enumerate(cfg["eval"]["code"]["benchmarks"]):
         code_benchmarks.get(bench, f"{source}: field 'eval.code.benchmarks.{i}'")
     for i, sweep in enumerate(cfg["sweeps"]):
@@ -104,6 +122,22 @@ def _check_semantics(cfg, source):
             if train["seq_len"] > spec.get("max_seq_len", 4096):
                 raise UserError(f"{where}.train.seq_len': {train['seq_len']} exceeds size '{size}' "
                                 f"max_seq_len {spec.get('max_seq_len', 4096)}")
+
+
+SOURCE_KINDS = ("stdlib", "files", "json", "hub")  # text corpora (the schema checks them); tasks: mtp.tasks
+
+
+def _check_source(src, where):
+    """A synthetic task's source options against the task's declared options (text corpora: the schema)."""
+    kind = src["kind"]
+    if kind in SOURCE_KINDS:
+        return
+    task = TASKS.lookup(kind, f"{where}.kind'")
+    schema_ = {"type": "object", "additionalProperties": False, "properties": {"kind": {}, **task.options}}
+    errors = list(_Validator(schema_).iter_errors(src))
+    if errors:
+        raise UserError(f"{where}.{_field(errors[0])}': {_message(errors[0])} (options of task '{kind}': "
+                        f"{', '.join(task.options) or 'none'})")
 
 
 def load(path, overrides=None):
@@ -171,9 +205,9 @@ def model_dir(cfg, dataset, size, n):
 
 
 def task_of(dataset_cfg):
-    """Which evaluation a dataset's models get: its source kind for synthetic data, else code."""
+    """Which evaluation a dataset's models get: its source kind for a registered task (mtp.tasks), else code."""
     kind = dataset_cfg["source"]["kind"]
-    return kind if kind in ("polynomial", "induction") else "code"
+    return kind if kind in TASKS else "code"
 
 
 def draft_model_for(cfg, m):

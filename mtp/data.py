@@ -14,6 +14,7 @@ import numpy as np
 from tqdm import tqdm
 
 from mtp import UserError
+from mtp.tasks import TASKS
 from mtp.io import atomic_path, digest, read_json, remove_stale_temps, sha256_file, write_json
 from mtp.tokenizer import Tokenizer, byte_tokenizer, train_bpe
 
@@ -72,13 +73,11 @@ def load_documents(source, seed=0):
         if source.get("max_documents"):
             ds = ds.select(range(min(len(ds), source["max_documents"])))
         return ds[source["text_field"]], {"kind": kind, "name": source["name"]}
-    if kind in ("polynomial", "induction"):
-        from mtp.tasks import induction, polynomial
-        module = polynomial if kind == "polynomial" else induction
+    if kind in TASKS:
         opts = {k: v for k, v in source.items() if k != "kind"}
-        texts = module.training_documents(seed=seed, **opts)
+        texts = TASKS[kind].make_documents(seed, opts)
         return datasets.Dataset.from_dict({"text": texts})["text"], {"kind": kind, **opts}
-    raise UserError(f"source.kind: unknown kind '{kind}'")
+    raise UserError(f"source.kind: unknown kind '{kind}'; known: stdlib, files, json, hub, {', '.join(TASKS)}")
 
 
 def _cache_dir():

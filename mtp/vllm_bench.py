@@ -1,9 +1,10 @@
-"""`mtp bench vllm`: the study's model with most heads served by vLLM with no speculation, our heads (k = n-1),
-ngram and the draft model, timed in interleaved rounds by the vLLM stage's own measurement (mtp/vllm_stage.py)."""
+"""`mtp bench vllm`: the study's model with most heads served by vLLM with no speculation, our heads (k = n-1)
+and every baseline of mtp/vllm_baselines.py (ngram, the draft model), timed in interleaved rounds by the vLLM stage's own measurement (mtp/vllm_stage.py)."""
 from pathlib import Path
 
 from mtp import UserError
 from mtp import vllm_stage
+from mtp.vllm_baselines import VLLM_BASELINES
 
 
 def bench(cfg, dataset, size, n, batch_sizes=(1, 8)):
@@ -20,7 +21,8 @@ def bench(cfg, dataset, size, n, batch_sizes=(1, 8)):
     entry = config.find_model(cfg, dataset, size, n)
     if int(n) < 2:
         raise UserError(f"bench vllm needs a model with n > 1 heads, got {config.model_name(entry)}")
-    bcfg = config.merge(cfg, {"vllm": {"ngram": True, "draft_model": True}})
+    switches = {b.switch: True for b in VLLM_BASELINES.values() if b.switch}  # every baseline on
+    bcfg = config.merge(cfg, {"vllm": switches})
     result = vllm_stage.measure(bcfg, entry, list(batch_sizes), cfg["vllm"]["repeats"], ks=[int(n) - 1])
     vllm_stage._fail_on_mismatch(result)
     out = {"model": config.model_name(entry), "vllm_version": result["vllm_version"], "device": result["device"],
@@ -28,7 +30,7 @@ def bench(cfg, dataset, size, n, batch_sizes=(1, 8)):
            "output_degenerate": (result.get("quality") or {}).get("degenerate")}
     by_name = {("heads" if r["name"].startswith("heads_k") else r["name"]): r for r in result["configs"]}
     for b in batch_sizes:
-        for key in ("nospec", "heads", "ngram", "draft"):
+        for key in ("nospec", "heads", *VLLM_BASELINES):
             row = next((x for x in by_name[key]["per_batch"] if x["batch_size"] == b), None) if key in by_name else None
             out[f"{key}_tokens_per_s_b{b}"] = row and row["tokens_per_s"]
             if key != "nospec":

@@ -4,7 +4,8 @@ One `LLM()` per configuration, all alive side by side (mtp/vllm_timing.py: start
 generation timed in interleaved rounds):
   nospec     trunk + head 1 only (`mtp_serve_heads: 1`: the plain Llama model), no speculation
   heads_k{k} our heads: target serves heads 1..k+1, drafter (medusa slot) drafts k tokens, k = 1..n-1
-  ngram      vLLM's prompt-lookup drafter on the nospec target
+and the baselines of mtp/vllm_baselines.py the config turns on, each on the nospec target:
+  ngram      vLLM's prompt-lookup drafter
   draft      vLLM's `draft_model` drafter: the sweep's smallest n=1 model of the same dataset with at
              most a quarter of the target's parameters (mtp.config.draft_model_for); none: a note says why
 A model with n = 1 gets the baselines only.
@@ -49,7 +50,7 @@ import contextlib
 import os
 from pathlib import Path
 
-from mtp import UserError
+from mtp import UserError, vllm_baselines
 from mtp import measure as M
 from mtp import vllm_timing as T
 from mtp.vllm_plugin import DIE_WITH_PARENT
@@ -119,13 +120,10 @@ def configurations(n, exported, vc, ks, draft_hf):
         out.append((f"heads_k{k}", k, {"mtp_serve_heads": k + 1},
                     {"method": "medusa", "model": exported["drafter"], "num_speculative_tokens": k}))
     kb = vc["num_speculative_tokens_baselines"]
-    if vc["ngram"]:
-        out.append(("ngram", kb, base, {"method": "ngram", "num_speculative_tokens": kb,
-                                        "prompt_lookup_max": vc["ngram_prompt_lookup_max"],
-                                        "prompt_lookup_min": min(vc["ngram_prompt_lookup_min"],
-                                                                 vc["ngram_prompt_lookup_max"])}))
-    if draft_hf:
-        out.append(("draft", kb, base, {"method": "draft_model", "model": draft_hf, "num_speculative_tokens": kb}))
+    for b in vllm_baselines.enabled(vc):  # vLLM's own drafters (mtp/vllm_baselines.py)
+        spec = b.make_config(vc, kb, draft_hf)
+        if spec:
+            out.append((b.name, spec.get("num_speculative_tokens", kb), base, spec))
     return out
 
 

@@ -74,7 +74,7 @@ def test_no_import_cycles():
     functions count: they only hide a cycle). mtp.cli loads the stages by name (importlib), not by import."""
     mods = modules()
     graph = {name: imports(name, path, mods) for name, path in mods.items()}
-    assert "mtp.config" in graph and graph["mtp.data"] >= {"mtp.tasks.polynomial", "mtp.tasks.induction"}
+    assert "mtp.config" in graph and "mtp.tasks" in graph["mtp.data"]
     cycle = find_cycle(graph)
     assert cycle is None, "import cycle: " + " -> ".join(cycle)
 

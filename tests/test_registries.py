@@ -6,7 +6,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 import yaml
 
-from mtp import checkpoint, cli, code_benchmarks, config, head_types
+from mtp import checkpoint, cli, code_benchmarks, config, head_types, tasks
 from mtp.data import tokenize
 from mtp.io import read_json
 from mtp.model import Block, RMSNorm
@@ -41,6 +41,18 @@ def registered():
         head_types.HEAD_TYPES.pop(t.name)
 
 
+def _trained(tmp_path, raw, dataset, n):
+    """Write config `raw`, tokenize `dataset`, train its micro model with n heads through `mtp train`
+    -> (config, the stage arguments naming the model, its sweep entry)."""
+    path = tmp_path / "toy.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    cfg = config.load(path)
+    tokenize(cfg, dataset)
+    model_args = ["--config", str(path), "--dataset", dataset, "--size", "micro", "--n-heads", str(n)]
+    assert cli.main(["train", *model_args]) == 0
+    return cfg, model_args, config.find_model(cfg, dataset, "micro", n)
+
+
 def test_unknown_head_type_is_refused_naming_the_known_ones(tiny_cfg):
     tiny_cfg["train"]["head_type"] = "nope"
     with pytest.raises(Exception, match=r"sweeps.0.train.head_type.*unknown head type 'nope'.*transformer, linear"):
@@ -71,20 +83,14 @@ def test_a_registered_head_type_runs_train_decode_report(registered, tiny_cfg, t
     raw = {**tiny_cfg, "sweeps": [{"dataset": "code", "sizes": ["micro"], "n_heads": [2],
                                    "train": {"head_type": "toy-mlp", "max_steps": 10}}]}
     raw["decode"] = {**raw["decode"], "batch_sizes": [1]}
-    path = tmp_path / "toy.yaml"
-    path.write_text(yaml.safe_dump(raw))
-    cfg = config.load(path)
-    tokenize(cfg, "code")
-    model_args = ["--config", str(path), "--dataset", "code", "--size", "micro", "--n-heads", "2"]
-    assert cli.main(["train", *model_args]) == 0
-    entry = config.find_model(cfg, "code", "micro", 2)
+    cfg, model_args, entry = _trained(tmp_path, raw, "code", 2)
     model, _ = checkpoint.load_model(entry["dir"])
     assert model.cfg.head_type == "toy-mlp" and model.cfg.n_trunk == 5  # the toy takes no trunk block
     assert read_json(f"{entry['dir']}/metrics.json")["params_total"] == model.cfg.num_params
     assert cli.main(["decode", *model_args]) == 0
     decoded = read_json(f"{entry['dir']}/decode.json")
     assert decoded["per_batch"][0]["lossless"] is True
-    assert cli.main(["report", "--config", str(path), "--no-tracking"]) == 0
+    assert cli.main(["report", *model_args[:2], "--no-tracking"]) == 0
     rows = (tmp_path / "results" / "report" / "speculative.md").read_text()
     assert "code/micro-n2" in rows
     capsys.readouterr()
@@ -130,21 +136,71 @@ def test_a_registered_code_benchmark_is_scored_and_reported(toy_benchmark, tiny_
     (completions cut at its stops, its programs), the report lists its pass@1; external samples score too."""
     raw = {**tiny_cfg, "sweeps": [{"dataset": "code", "sizes": ["micro"], "n_heads": [1], "train": {"max_steps": 5}}]}
     raw["eval"]["code"] = {**raw["eval"]["code"], "benchmarks": ["toy-constant"]}
-    path = tmp_path / "toy.yaml"
-    path.write_text(yaml.safe_dump(raw))
-    cfg = config.load(path)
-    tokenize(cfg, "code")
-    model_args = ["--config", str(path), "--dataset", "code", "--size", "micro", "--n-heads", "1"]
-    assert cli.main(["train", *model_args]) == 0
+    cfg, model_args, entry = _trained(tmp_path, raw, "code", 1)
     assert cli.main(["eval", "code", *model_args]) == 0
-    entry = config.find_model(cfg, "code", "micro", 1)
     result = read_json(f"{entry['dir']}/eval_code.json")["benchmarks"]["toy-constant"]
     assert result["num_problems"] == 3 and all("\n" not in s["completion"] for p in result["problems"]
                                                 for s in p["samples"])
-    assert cli.main(["report", "--config", str(path), "--no-tracking"]) == 0
+    assert cli.main(["report", *model_args[:2], "--no-tracking"]) == 0
     assert "toy-constant" in (tmp_path / "results" / "report" / "code.md").read_text()
 
     samples = tmp_path / "samples.jsonl"  # right for toy/1 and toy/2, wrong for toy/0
     samples.write_text("".join(f'{{"task_id": "toy/{i}", "completion": " {a}"}}\n' for i, a in ((0, 5), (1, 1), (2, 2))))
     assert cli.main(["eval", "code", "--benchmark", "toy-constant", "--samples", str(samples), "--k", "1"]) == 0
     assert '{"pass@1": 0.6666666666666666}' in capsys.readouterr().out
+
+
+def _toy_documents(seed, num_documents=50):
+    """Training texts of the toy task: a letter and the same letter again ("a=a")."""
+    import random
+    rng = random.Random(seed)
+    return ["\n".join(f"{c}={c}" for c in rng.choices("abcdef", k=40)) for _ in range(num_documents)]
+
+
+def _toy_evaluate(cfg, entry):
+    """Greedy answer to "x=" for each letter -> eval_toy-echo.json with the fraction right."""
+    from mtp.decode import generate
+    from mtp.io import write_json
+    from mtp.tokenizer import Tokenizer
+    model, payload = checkpoint.load_model(entry["dir"])
+    tok = Tokenizer.load(f"{payload['data_dir']}/tokenizer.json")
+    outs = generate(model, [tok.encode(f"a=a\n{c}=") for c in "abcdef"], 1, tok.eod_id)
+    right = sum(tok.decode(o) == c for o, c in zip(outs, "abcdef")) / 6
+    write_json(f"{entry['dir']}/eval_toy-echo.json", {"metrics": {"echo_acc": right}})
+
+
+TOY_TASK = tasks.Task("toy-echo", _toy_documents, _toy_evaluate, "echo_acc",
+                      {"num_documents": {"type": "integer", "minimum": 1}})
+
+
+@pytest.fixture
+def toy_task():
+    tasks.register(TOY_TASK)
+    yield
+    tasks.TASKS.pop(TOY_TASK.name)
+
+
+def test_a_registered_task_is_generated_trained_scored_and_reported(toy_task, tiny_cfg, tmp_path):
+    """A synthetic task registered here: a dataset of its kind (options checked against its declaration) is
+    tokenized from its documents, trained on, scored by `mtp eval toy-echo` and shown in the report."""
+    raw = {**tiny_cfg, "datasets": {"echo": {"source": {"kind": "toy-echo", "num_documents": 60},
+                                             "tokenizer": {"kind": "byte"}, "val_fraction": 0.1}},
+           "sweeps": [{"dataset": "echo", "sizes": ["micro"], "n_heads": [1, 2], "train": {"max_steps": 40}}]}
+    bad = {**raw, "datasets": {"echo": {"source": {"kind": "toy-echo", "num_docs": 60}}}}
+    with pytest.raises(Exception, match=r"datasets.echo.source.*num_docs.*options of task 'toy-echo': num_documents"):
+        config.validate(bad)
+    path = tmp_path / "toy.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    cfg = config.load(path)
+    tokenize(cfg, "echo")
+    for n in (1, 2):
+        args = ["--config", str(path), "--dataset", "echo", "--size", "micro", "--n-heads", str(n)]
+        assert cli.main(["train", *args]) == 0
+        assert cli.main(["eval", "toy-echo", *args]) == 0
+    assert cli.main(["report", "--config", str(path), "--no-tracking"]) == 0
+    table = (tmp_path / "results" / "report" / "tasks.md").read_text()
+    assert "toy-echo" in table and "echo_acc" in table
+    lines = (tmp_path / "results" / "report" / "status.md").read_text().splitlines()
+    header = [c.strip() for c in next(x for x in lines if x.startswith("| model")).split("|")]
+    col = header.index("eval_toy-echo.json")
+    assert [[c.strip() for c in x.split("|")][col] for x in lines if x.startswith("| echo/")] == ["ok", "ok"]

@@ -311,7 +311,7 @@ def write_study(cfg, good=True, only=None):
             files["induction"] = fake_induction(m, 0.5 + 0.2 * gain)
         for key, data in files.items():
             if (only is None or key in only) and report.expected(cfg, task, key) is None:
-                write_json(d / report.RESULT_FILES[key], data)
+                write_json(d / report.result_files()[key], data)
 
 
 class _Refs(HTMLParser):
@@ -457,7 +457,7 @@ POLYNOMIAL = "n > 1 helps polynomial arithmetic at every m"
 
 def _rewrite(cfg, dataset, size, n, key, change):
     m = next(m for m in config.models(cfg) if (m["dataset"], m["size"], m["n"]) == (dataset, size, n))
-    path = Path(m["dir"]) / report.RESULT_FILES[key]
+    path = Path(m["dir"]) / report.result_files()[key]
     data = json.loads(path.read_text())
     change(data)
     write_json(path, data)

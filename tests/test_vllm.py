@@ -250,6 +250,18 @@ def train(n, data, steps=150, seed=0, shape=None):
     return model.eval()
 
 
+TOY_BASELINE = """
+from mtp.vllm_baselines import Baseline, register
+
+
+def shortest_ngram(vc, k, draft_hf):
+    return {"method": "ngram", "num_speculative_tokens": 1, "prompt_lookup_max": 2, "prompt_lookup_min": 1}
+
+
+register(Baseline("ngram-short", "ngram k=1 (toy)", shortest_ngram, marker="v"))
+"""
+
+
 @pytest.fixture(scope="module")
 def study(tmp_path_factory):
     pytest.importorskip("vllm")
@@ -260,6 +272,8 @@ def study(tmp_path_factory):
     cfg = _cfg(root, sweeps=[{"dataset": "toy", "sizes": ["toy"], "n_heads": [3]},
                              {"dataset": "toy", "sizes": ["mini"], "n_heads": [1]}], vllm={"repeats": 2})
     cfg["tracking"]["uri"] = f"sqlite:///{root / 'mlflow.db'}"
+    (root / "toy_baselines.py").write_text(TOY_BASELINE)  # a baseline registered outside the package
+    cfg["extensions"] = ["toy_baselines"]
     cfg_path = root / "config.yaml"
     cfg_path.write_text(yaml.safe_dump(cfg))
     data_dir = config.data_dir(cfg, "toy")
@@ -280,7 +294,7 @@ def study(tmp_path_factory):
                    {"dataset": "toy", "size": size, "n": n, "data_dir": str(data_dir), "train_run_id": f"run{n}"})
     torch.set_num_threads(threads)
     tag = f"mtptest{os.getpid()}"  # vLLM titles its processes with this prefix: find leftovers by it
-    env = {**os.environ, "VLLM_PROCESS_NAME_PREFIX": tag}
+    env = {**os.environ, "VLLM_PROCESS_NAME_PREFIX": tag, "PYTHONPATH": str(root)}
     t0 = time.perf_counter()
     proc = subprocess.run([str(BIN / "mtp"), "vllm", "--config", str(cfg_path), "--dataset", "toy", "--size", "toy",
                            "--n", "3"], capture_output=True, text=True, env=env, timeout=1500)
@@ -312,7 +326,7 @@ def test_stage_runs_and_records(study):
     proc, result = study["proc"], study["result"]
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "cross-checks against the native engine: ok" in proc.stdout
-    assert [r["name"] for r in result["configs"]] == ["nospec", "heads_k1", "heads_k2", "ngram", "draft"]
+    assert [r["name"] for r in result["configs"]] == ["nospec", "heads_k1", "heads_k2", "ngram", "draft", "ngram-short"]
     assert result["draft_model"] == "toy/mini-n1" and result["crosscheck"]["ok"] and result["vllm_version"]
     m = result["metrics"]
     for key in ("vllm_nospec_tokens_per_s_b1", "vllm_heads_k2_speedup_b2", "vllm_heads_k2_accept_rate_pos2_b1",
@@ -334,6 +348,24 @@ def test_stage_runs_and_records(study):
     assert q["prompts"] == 4 and len(q["distinct_tokens"]) == 4 and isinstance(q["degenerate"], bool)
     assert q["distinct_tokens"] == [len(set(p["tokens"])) for p in result["configs"][0]["per_prompt"]]
     assert tracking.find_run(study["cfg"], "vllm", dataset="toy", size="toy", n=3)
+
+
+@pytest.mark.slow
+def test_a_registered_baseline_is_served_and_reported(study, monkeypatch):
+    """The toy baseline registered by the config's `extensions` ran in the stage's process (its own engine,
+    cross-checked like every configuration) and the report names it by its method."""
+    from mtp.report.vllm import vllm_runs
+    from mtp.vllm_baselines import VLLM_BASELINES
+    toy = next(r for r in study["result"]["configs"] if r["name"] == "ngram-short")
+    assert toy["k"] == 1  # the drafted tokens its speculative config asks for
+    assert all(row["acceptance_rate"] is not None and len(row["acceptance_rate_per_pos"]) == 1
+               for row in toy["per_batch"])  # its own speculative config (1 token) reached vLLM
+    monkeypatch.syspath_prepend(str(Path(study["cfg"]["results"]).parent))
+    config.load_extensions(study["cfg"])
+    try:
+        assert {r["method"] for r in vllm_runs(study["result"])} >= {"ngram k=1 (toy)", "mtp", "none"}
+    finally:
+        VLLM_BASELINES.pop("ngram-short")
 
 
 @pytest.mark.slow

@@ -2,7 +2,7 @@
 
   mtp eval code --config C --dataset D --size S --n-heads N         # a model of the study
   mtp eval code --benchmark humaneval --samples samples.jsonl [--k 1,10,100]   # human-eval style samples
-  mtp eval polynomial|induction --config C --dataset D --size S --n-heads N
+  mtp eval <task> --config C --dataset D --size S --n-heads N     # a synthetic task: polynomial, induction, ...
 """
 import json
 import sys
@@ -10,6 +10,7 @@ from pathlib import Path
 
 from mtp import UserError
 from mtp.args import add_config_arg, add_model_args
+from mtp.tasks import TASKS
 
 DEFAULT_K = (1, 10, 100)
 
@@ -36,16 +37,14 @@ def add_arguments(p):
     code.add_argument("--memory-mb", type=int, default=1024, help="address-space limit per program (default: %(default)s)")
     code.add_argument("--unsafe-no-sandbox", action="store_true",
                       help="run generated code WITHOUT bubblewrap (only rlimits); never on untrusted samples")
-    for task in ("polynomial", "induction"):
-        s = sub.add_parser(task, help=f"{task} accuracy of a model of the study",
-                           description=f"{task} accuracy of a model of the study; writes <model dir>/eval_{task}.json")
+    for task in TASKS:  # the registered synthetic tasks (mtp/tasks/__init__.py, and the config's extensions)
+        s = sub.add_parser(task, help=f"{task} score of a model of the study",
+                           description=f"{task} score of a model of the study; writes <model dir>/eval_{task}.json")
         add_config_arg(s)
         add_model_args(s)
 
 
 def run(args):
-    import importlib
-
     from mtp import config
     if args.task == "code" and args.samples:
         return run_samples(args)
@@ -56,8 +55,10 @@ def run(args):
                             f"or --benchmark and --samples to score a samples file")
     cfg = config.load(args.config)
     entry = config.find_model(cfg, args.dataset, args.size, args.n)
-    module = importlib.import_module(f"mtp.evals.{args.task}")
-    module.evaluate_model(cfg, entry)
+    if args.task == "code":
+        from mtp.evals.code import evaluate_model
+        return evaluate_model(cfg, entry) and None
+    TASKS[args.task].run_evaluation(cfg, entry)
 
 
 def _parse_k(text):

@@ -12,6 +12,7 @@ One module per section (paper analogue), each with its rows, figure and claims:
                byte-level gain, losslessness (Tables S2/S3)
   code         code benchmarks pass@k (Table S7); small models and n > 1
   synthetic    polynomial arithmetic by m (Fig. 8) and induction (Fig. 7)
+  tasks        every registered synthetic task's headline metric (mtp.tasks), one table
 and what they share: study (loading the results), verdicts (verdict kinds, paired intervals), tables and figures
 (writing), claims (the claims table), page (the sections and index.html), outputs (the files written).
 """
@@ -23,19 +24,20 @@ from mtp.report.code import code_rows, plot_code
 from mtp.report.cost import (bench_markdown, bench_missing_note, bench_rows, cost_rows, plot_cost,
                              verdict_memory_flat, verdict_training_overhead)
 from mtp.report.outputs import FIGURES, OUTPUTS, TABLES
-from mtp.report.page import SECTIONS, index_html
+from mtp.report.page import index_html, sections
 from mtp.report.speculative import (plot_speculative, speculative_rows, verdict_byte_level_gain_largest,
                                     verdict_lossless, verdict_tokens_per_forward_grow)
-from mtp.report.study import (BENCH_TRAIN, RESULT_FILES, expected, load_bench, load_study, missing_notes,
+from mtp.report.study import (BENCH_TRAIN, expected, result_files, load_bench, load_study, missing_notes,
                               shape_of, status_rows)
 from mtp.report.synthetic import (induction_rows, plot_induction, plot_polynomial, polynomial_rows,
                                   verdict_every_m)
 from mtp.report.tables import write_table
+from mtp.report.tasks import task_rows
 from mtp.report.training import plot_loss_curves, plot_val_loss, val_loss_rows
 from mtp.report.verdicts import (CONTRADICTED, DEGENERATE, INCONCLUSIVE, NO_DATA, NO_VERDICT, NOT_AT_SCALE,
                                  REPRODUCED, verdict_paired)
 
-__all__ = ["OUTPUTS", "TABLES", "FIGURES", "RESULT_FILES", "BENCH_TRAIN", "SECTIONS",
+__all__ = ["OUTPUTS", "TABLES", "FIGURES", "result_files", "BENCH_TRAIN", "sections", "task_rows",
            "REPRODUCED", "NOT_AT_SCALE", "CONTRADICTED", "NO_DATA", "INCONCLUSIVE", "NO_VERDICT", "DEGENERATE",
            "verdict_memory_flat", "verdict_training_overhead", "verdict_tokens_per_forward_grow",
            "verdict_byte_level_gain_largest", "verdict_lossless", "verdict_paired", "verdict_every_m",
@@ -53,12 +55,13 @@ def build(cfg):
     table_rows = {"status": status_rows(records), "val_loss": val_loss_rows(records), "cost": cost_rows(records),
                   "speculative": speculative_rows(records), "code": code_rows(records),
                   "polynomial": polynomial_rows(records), "induction": induction_rows(records),
+                  "tasks": task_rows(records),
                   "claims": claims(records, bench)}
-    notes = {sid: missing_notes(records, keys) for sid, _, _, _, keys in SECTIONS if sid != "status"}
+    notes = {sid: missing_notes(records, keys) for sid, _, _, _, keys in sections() if sid != "status"}
     if bench is None:
         notes["cost"].append(bench_missing_note(cfg, bench_status))
     extra = {"claims": f"\n{CLAIMS_NOTE}\n", "cost": bench_markdown(bench)}
-    for sid, title, _, table, _ in SECTIONS:
+    for sid, title, _, table, _ in sections():
         write_table(out, table, title, table_rows[table], notes.get(sid, ()), extra.get(sid, ""))
     plot_loss_curves(records, out / "loss_curves.png")
     plot_val_loss(records, out / "val_loss.png")

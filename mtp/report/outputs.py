@@ -4,7 +4,7 @@ A section without data says "no data" inside its files, so the set never changes
 declares the rule's output from `shown()`; Snakemake imports this while parsing the workflow, so the package
 imports neither torch nor MLflow at import time.
 """
-TABLES = ("status", "val_loss", "cost", "speculative", "code", "polynomial", "induction", "claims")
+TABLES = ("status", "val_loss", "cost", "speculative", "code", "polynomial", "induction", "tasks", "claims")
 FIGURES = ("loss_curves", "val_loss", "cost", "speculative", "code", "polynomial", "induction")
 OUTPUTS = ("index.html", *[f"{f}.png" for f in FIGURES], *[f"{t}.{ext}" for t in TABLES for ext in ("md", "csv")])
 
@@ -21,6 +21,7 @@ SHOWN = {
     "code": ("6 Code benchmarks", None, "pass@k by size x n", "pass@k"),
     "polynomial": ("7 Synthetic tasks", "Polynomial arithmetic", "accuracy by operations m", "accuracy by m"),
     "induction": ("7 Synthetic tasks", "Induction", "accuracy by size x n", "accuracy"),
+    "tasks": ("7 Synthetic tasks", "Every task", None, "headline metric per model"),
 }
 
 

@@ -3,11 +3,18 @@ import html
 
 from mtp.report.claims import CLAIMS_NOTE, claims_html
 from mtp.report.cost import bench_rows
-from mtp.report.study import RESULT_FILES
+from mtp.report.study import result_files
+from mtp.tasks import TASKS
 from mtp.report.tables import cell, columns
 
-SECTIONS = [  # (id, title, figure or None, table, result files it reads)
-    ("status", "Study status", None, "status", list(RESULT_FILES)),
+def sections():
+    """The report's sections in order: (id, title, figure or None, table, result files it reads); the status and
+    tasks sections read the result files of every registered task (mtp.tasks)."""
+    return [("status", "Study status", None, "status", list(result_files())), *SECTIONS,
+            ("tasks", "Synthetic tasks: the headline metric of every task", None, "tasks", list(TASKS))]
+
+
+SECTIONS = [  # the fixed sections after the status: (id, title, figure or None, table, result files it reads)
     ("claims", "Claims of the paper, checked", None, "claims", []),
     ("training", "Training: loss curves and final validation loss (Fig. 3 analogue)", "loss_curves", "val_loss",
      ["metrics"]),
@@ -44,9 +51,9 @@ def index_html(cfg, table_rows, notes, bench):
              "Prediction</em> "
              f"(ICML 2024). Results: <code>{html.escape(str(cfg['results']))}</code>; "
              f"{len(table_rows['status'])} models in the config.</p>", "<ul>"]
-    parts += [f"<li><a href='#{sid}'>{html.escape(title)}</a></li>" for sid, title, *_ in SECTIONS]
+    parts += [f"<li><a href='#{sid}'>{html.escape(title)}</a></li>" for sid, title, *_ in sections()]
     parts.append("</ul>")
-    for section in SECTIONS:
+    for section in sections():
         parts += _section_html(section, table_rows, notes, bench)
     parts.append("</body></html>\n")
     return "\n".join(parts)

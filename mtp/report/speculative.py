@@ -12,6 +12,7 @@ from mtp.report.tables import fmt
 from mtp.report.verdicts import (CONTRADICTED, DEGENERATE, NO_DATA, NO_VERDICT, NOT_AT_SCALE, REPRODUCED, claim,
                                  unstable_verdict)
 from mtp.report.vllm import crosschecks, vllm_runs
+from mtp.vllm_baselines import VLLM_BASELINES
 
 # Paper, Table S2: tokens per forward rise with heads used (7B code: 1 -> 3.50 at 4 heads). Tokens per
 # forward is a count over fixed prompts (greedy, deterministic): 0.01 only absorbs rounding.
@@ -295,8 +296,8 @@ def _own_heads(ax, xs, engine, metric):
 
 
 def _baselines(ax, xs, metric, colors):
-    """vLLM's ngram and draft-model runs as markers at drafts + 1, in the color of their model's line."""
-    for method, marker in (("ngram", "x"), ("draft_model", "s")):
+    """vLLM's baseline runs (ngram, draft model, ...) as markers at drafts + 1, in the color of their model's line."""
+    for method, marker in {b.method: b.marker for b in VLLM_BASELINES.values()}.items():
         ps = [x for x in xs if x["method"] == method and num(x[metric]) is not None
               and isinstance(x["draft_tokens"], int)]
         for x in ps:

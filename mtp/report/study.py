@@ -9,11 +9,20 @@ from pathlib import Path
 
 from mtp import UserError, presets
 from mtp.report.verdicts import DEGENERATE
+from mtp.tasks import TASKS
 
-RESULT_FILES = {"metrics": "metrics.json", "decode": "decode.json", "vllm": "vllm.json", "code": "eval_code.json",
-                "polynomial": "eval_polynomial.json", "induction": "eval_induction.json"}
-WRITER = {"metrics": "mtp train", "decode": "mtp decode", "vllm": "mtp vllm", "code": "mtp eval code",
-          "polynomial": "mtp eval polynomial", "induction": "mtp eval induction"}
+_STAGE_FILES = {"metrics": ("metrics.json", "mtp train"), "decode": ("decode.json", "mtp decode"),
+                "vllm": ("vllm.json", "mtp vllm"), "code": ("eval_code.json", "mtp eval code")}
+
+
+def result_files():
+    """{key: file name} of every per-model result file: the stages' and one per registered task (mtp.tasks)."""
+    return {**{k: f for k, (f, _) in _STAGE_FILES.items()}, **{t: task.result_file for t, task in TASKS.items()}}
+
+
+def writer(key):
+    """The command that writes result file `key`."""
+    return _STAGE_FILES[key][1] if key in _STAGE_FILES else f"mtp eval {key}"
 BENCH_TRAIN = "bench/train.json"
 
 
@@ -29,7 +38,7 @@ def expected(cfg, task, key, n=None):
     """None when the config makes the study write result `key` for a model of `task` with n heads, else why not."""
     if key == "metrics":
         return None
-    if key in ("polynomial", "induction"):
+    if key in TASKS:
         if task != key:
             return "n/a"
         return None if cfg["eval"]["synthetic"]["enabled"] else "disabled (eval.synthetic.enabled: false)"
@@ -69,7 +78,7 @@ def load_study(cfg):
                "task": task_of(ds), "tokenizer": ds["tokenizer"]["kind"], **shape_of(cfg, m["size"]),
                "seq_len": m["train"]["seq_len"], "batch_size": m["train"]["batch_size"],
                "results": {}, "status": {}}
-        for key, fname in RESULT_FILES.items():
+        for key, fname in result_files().items():
             why = expected(cfg, rec["task"], key, m["n"])  # a file the config does not ask for may be stale: not read
             data, status = read_result(Path(m["dir"]) / fname) if why is None else (None, why)
             rec["results"][key], rec["status"][key] = data, status
@@ -91,18 +100,18 @@ def missing_notes(records, keys):
             if s not in ("ok", "n/a"):
                 by_reason.setdefault(s, []).append(r["name"])
         if all(r["status"][key] == "n/a" for r in records):
-            notes.append(f"{RESULT_FILES[key]}: not part of this study (no model of the config's sweeps produces it)")
+            notes.append(f"{result_files()[key]}: not part of this study (no model of the config's sweeps produces it)")
         for reason, names in by_reason.items():
-            what = f"{RESULT_FILES[key]} {reason}"
+            what = f"{result_files()[key]} {reason}"
             if reason == "missing":
-                what += f" (written by `{WRITER[key]}`; the stage has not run)"
+                what += f" (written by `{writer(key)}`; the stage has not run)"
             notes.append(f"{what}: {', '.join(names)}")
     return notes
 
 
 def status_rows(records):
-    return [{"model": r["name"], "task": r["task"], **{RESULT_FILES[k]: r["status"][k] for k in RESULT_FILES}}
-            for r in records]
+    files = result_files()
+    return [{"model": r["name"], "task": r["task"], **{files[k]: r["status"][k] for k in files}} for r in records]
 
 
 # ---- fields shared by decode.json and vllm.json
@@ -117,7 +126,7 @@ def output_check(r, key):
         return None
     q = d.get("quality")
     if not isinstance(q, dict) or not isinstance(q.get("degenerate"), bool):
-        return f"no data: {RESULT_FILES[key]} has no output-quality check (rerun `{WRITER[key]}`)"
+        return f"no data: {result_files()[key]} has no output-quality check (rerun `{writer(key)}`)"
     if q["degenerate"]:
         reason = str(q.get("reason") or "no reason recorded")
         return f"{DEGENERATE} ({reason.removeprefix('degenerate output: ')})"

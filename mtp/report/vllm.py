@@ -1,21 +1,20 @@
 """vLLM runs: vllm.json (mtp/vllm_stage.py) read through its "configs": nospec, heads_k<k> (our heads drafting
-k tokens), ngram and draft, each with "per_batch" rows (tokens_per_s, speedup vs nospec, mean_acceptance_length
+k tokens) and the baselines of mtp/vllm_baselines.py (ngram, draft, ...), each with "per_batch" rows (tokens_per_s, speedup vs nospec, mean_acceptance_length
 = tokens per forward, acceptance_rate_per_pos), and its "crosscheck" against the native engine. Missing keys
 leave blanks. The rows join the speculative section (mtp.report.speculative).
 """
 from mtp.report.study import get, num, speedup_spread
-
-VLLM_METHODS = {"nospec": "none", "ngram": "ngram", "draft": "draft_model"}  # heads_k<k>: "mtp" (our heads)
+from mtp.vllm_baselines import method_of
 
 
 def vllm_runs(v):
     """A vllm.json (mtp/vllm_stage.py) -> rows {method, k, batch_size, tokens_per_s, speedup, spread,
     tokens_per_forward, accept_rate_per_pos}, one per configuration and batch size; method: none, mtp (our heads),
-    ngram, draft_model."""
+    or the baseline's (mtp.vllm_baselines.method_of)."""
     rows = []
     for c in (v or {}).get("configs") or []:
         name = c.get("name") or ""
-        method = "mtp" if name.startswith("heads_k") else VLLM_METHODS.get(name, name)
+        method = method_of(name)
         for b in c.get("per_batch") or []:
             tpf = num(b.get("mean_acceptance_length"))  # 1 + accepted / drafts: tokens per target forward
             if tpf is None and num(b.get("num_drafts")) and num(b.get("num_accepted_tokens")) is not None:

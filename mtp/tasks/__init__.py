@@ -1,4 +1,45 @@
-"""Synthetic tasks (polynomial arithmetic, induction): their generators, test sets and vocabularies.
+"""Synthetic tasks (polynomial arithmetic, induction, ...): the registry TASKS, their generators and test sets.
 
-No torch, no model: mtp.data builds training corpora from them, mtp.evals scores models on them.
+No torch, no model: mtp.data builds training corpora from them, mtp.evals scores models on them. A task is
+named by a dataset's `source.kind`; its entry says how to make the training documents, how to score a
+model (`mtp eval <name>`, writing <model dir>/eval_<name>.json) and which metric the report's tasks table
+shows. Entries name their code as "module:attr" (mtp.registry), so that this stays free of evaluation code.
 """
+from dataclasses import dataclass, field
+from typing import Callable, Union
+
+from mtp.registry import Registry, resolve
+
+Ref = Union[str, Callable]
+
+
+@dataclass(frozen=True)
+class Task:
+    """name: the `source.kind` that generates it and `mtp eval <name>`; documents(seed, **options) -> training
+    texts; evaluate(cfg, model entry) scores one model and writes <model dir>/eval_<name>.json, a dict whose
+    "metrics" holds `metric`; options: the JSON-schema properties of its `source` options."""
+    name: str
+    documents: Ref
+    evaluate: Ref
+    metric: str
+    options: dict = field(default_factory=dict)
+
+    def make_documents(self, seed, options):
+        return resolve(self.documents)(seed=seed, **options)
+
+    def run_evaluation(self, cfg, entry):
+        return resolve(self.evaluate)(cfg, entry)
+
+    @property
+    def result_file(self):
+        return f"eval_{self.name}.json"
+
+
+TASKS = Registry("task", "mtp/tasks/__init__.py")
+register = TASKS.register
+
+_COUNT = {"type": "integer", "minimum": 1}
+register(Task("polynomial", "mtp.tasks.polynomial:training_documents", "mtp.evals.polynomial:evaluate_model",
+              "poly_acc_in_domain", {"num_documents": _COUNT, "max_ops": _COUNT}))  # Section 4.2
+register(Task("induction", "mtp.tasks.induction:training_documents", "mtp.evals.induction:evaluate_model",
+              "induction_acc", {"num_documents": _COUNT}))  # Section 4.1

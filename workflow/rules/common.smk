@@ -1,6 +1,7 @@
 # Sweep expansion and input functions only.
 import mtp.config
 from mtp.io import digest
+from mtp.tasks import TASKS
 
 mtp.config.validate(config, source="config")  # checks a schema cannot state (n < layers, known sizes)
 RESULTS = config["results"]

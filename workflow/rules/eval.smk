@@ -25,7 +25,7 @@ rule score_synthetic:
     params:
         cfg=lambda w: digest([config["eval"]["synthetic"], config["seed"]]),
     wildcard_constraints:
-        task="polynomial|induction",
+        task="|".join(TASKS),
     threads: JOB_THREADS
     conda:
         CONDA_ENV

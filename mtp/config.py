@@ -108,14 +108,14 @@ def _check_semantics(cfg, source):
         errors = list(_Validator(schema()["$defs"]["train"]).iter_errors(train))
         if errors:
             raise UserError(f"{where}.train.{_field(errors[0])}': {_message(errors[0])}")
-        takes_block = head_types.get(train["head_type"], f"{where}.train.head_type'").takes_block
+        head_type = head_types.get(train["head_type"], f"{where}.train.head_type'").name
         for size in sweep["sizes"]:
             spec = preset(size, cfg["model_presets"], where=f"{where}.sizes'")
             if spec["dim"] % spec["n_attn_heads"] or spec["dim"] // spec["n_attn_heads"] % 2:
                 raise UserError(f"{source}: field 'model_presets.{size}': dim {spec['dim']} / n_attn_heads "
                                 f"{spec['n_attn_heads']} must be a whole, even head size (rotary embeddings)")
             for n in sweep["n_heads"]:
-                if takes_block and n >= spec["n_layers"]:
+                if head_types.n_trunk(spec["n_layers"], n, head_type) < 1:
                     raise UserError(f"{where}.n_heads': n={n} needs more than {n} layers but size '{size}' has "
                                     f"{spec['n_layers']} (a model of L layers has a trunk of L-n and n head blocks); "
                                     f"use n < {spec['n_layers']} or a deeper preset")

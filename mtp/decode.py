@@ -67,9 +67,9 @@ def forward(model, cache, idx, longest=None):
     return hs[0], hs[1:] if len(hs) > 1 else None
 
 
-def unembed(model, h):
-    """Hidden state (..., C) -> logits (..., V): the shared final norm and unembedding (as forward_head)."""
-    return model.lm_head(model.norm(h))
+def unembed(model, h, draft=False):
+    """Head 1's state (or a drafting head's, draft=True) (..., C) -> logits (..., V): MTPModel.logits."""
+    return model.logits(1 if draft else 0, h)
 
 
 def at(h, j):
@@ -90,7 +90,7 @@ def propose(model, hd, j):
     if hd is None:
         return torch.zeros(j.shape[0], 0, dtype=torch.long, device=j.device)
     h = hd[:, torch.arange(j.shape[0], device=j.device), j]  # (k, B, C)
-    return unembed(model, h).argmax(-1).t()  # (B, k)
+    return unembed(model, h, draft=True).argmax(-1).t()  # (B, k)
 
 
 def verify(block, g):

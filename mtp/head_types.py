@@ -11,7 +11,10 @@ the pipeline needs to know about it, so that no stage tests a head type's name:
   L-n blocks), so n < L is required;
 - `params(dim)`: parameters of one head (mtp.presets.num_params, the draft-model rule, the report);
 - `fused`: mtp.model.FusedHeads runs these heads as one block when decoding; other types run one by one;
-- `export`: None when `mtp export` / vLLM can serve the type, else the one-line reason it cannot.
+- `export`: None when `mtp export` / vLLM can serve the type, else the one-line reason it cannot;
+- `first`: head 1's module when it differs from the others (Medusa: head 1 is the base model's last
+  transformer block, taking one trunk block); heads 2..n then read head 1's state through the shared final
+  norm instead of z, and their output goes to the unembedding without the final norm (Medusa-1's layout).
 
 Add a head type: its module in one new file, one `register(HeadType(...))` line below (docs/ARCHITECTURE.md).
 """
@@ -31,10 +34,16 @@ class HeadType:
     params: Callable[[int], int]
     fused: bool = False
     export: Optional[str] = None
+    first: Optional[Union[str, Callable]] = None
 
-    def module(self):
-        """The head's nn.Module class (imports it)."""
-        return resolve(self.build)
+    def module(self, i=1):
+        """The nn.Module class of head i (0-based; imports it)."""
+        return resolve(self.first if i == 0 and self.first else self.build)
+
+    @property
+    def reads_head1(self):
+        """Heads 2..n read head 1's normed state (not z) and skip the final norm."""
+        return self.first is not None
 
 
 HEAD_TYPES = Registry("head type", "mtp/head_types.py")
@@ -47,15 +56,17 @@ def get(name, where="train.head_type"):
 
 
 def n_trunk(n_layers, n_heads, head_type):
-    """Trunk depth: L-n when each head takes a block (parameter matching), else L."""
-    return n_layers - n_heads if get(head_type).takes_block else n_layers
+    """Trunk depth: L-n when each head takes a block (parameter matching), L-1 when only head 1 does, else L."""
+    t = get(head_type)
+    return n_layers - (n_heads if t.takes_block else 1 if t.first else 0)
 
 
 def num_params(vocab_size, dim, n_layers, n_heads=1, head_type="transformer"):
     """Parameter count, computed without building the model: embedding V*d + trunk blocks (attention 4d^2 +
     SwiGLU 3*d*hidden + two norms 2d each) + n heads (the head type's params) + final norm d + unembedding d*V."""
     block = block_matrix_params(dim) + 2 * dim
-    heads = n_heads * get(head_type).params(dim)
+    t = get(head_type)
+    heads = (block + (n_heads - 1) * t.params(dim)) if t.first else n_heads * t.params(dim)
     return vocab_size * dim + n_trunk(n_layers, n_heads, head_type) * block + heads + dim + dim * vocab_size
 
 
@@ -68,3 +79,6 @@ register(HeadType("transformer", "mtp.model:Block", attends=True, takes_block=Tr
 register(HeadType("linear", "mtp.model:LinearHead", attends=False, takes_block=False, params=lambda d: d * d,
                   fused=True, export="export supports transformer heads only (vLLM serves each head as a decoder "
                                      "layer); decode linear heads natively with `mtp decode`"))  # the paper's Table S4
+register(HeadType("medusa", "mtp.heads_medusa:MedusaHead", attends=False, takes_block=False, params=lambda d: d * d,
+                  first="mtp.model:Block", export="medusa heads are not exported yet (vLLM's Medusa format is "
+                                                  "planned); decode them natively with `mtp decode`"))  # Medusa-1

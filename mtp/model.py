@@ -32,7 +32,8 @@ class ModelConfig:
     def __post_init__(self):
         if self.n_heads < 1:
             raise UserError(f"n_heads must be >= 1, got {self.n_heads}")
-        if head_types.get(self.head_type, "head_type").takes_block and self.n_heads >= self.n_layers:
+        head_types.get(self.head_type, "head_type")
+        if self.n_trunk < 1:
             raise UserError(f"n={self.n_heads} heads needs more than {self.n_heads} layers, the model has "
                             f"{self.n_layers}; use a deeper size or fewer heads")
         if self.dim % self.n_attn_heads:
@@ -200,27 +201,35 @@ class FusedHeads(nn.Module):
 
 
 class SeparateHeads(nn.Module):
-    """Heads 1..k+1 run one after another on z, for decoding: what FusedHeads does, for head types without a
-    fused form (mtp.head_types: fused=False). kv: one cache layer per attending head."""
+    """Heads 1..k+1 run one after another, for decoding: what FusedHeads does, for head types without a fused
+    form (mtp.head_types: fused=False). kv: one cache layer per head, None for heads without attention."""
 
-    def __init__(self, heads, cfg):
+    def __init__(self, model, k):
         super().__init__()
-        self.run = list(heads)  # not registered as submodules: the model owns them
-        self.attends = head_types.get(cfg.head_type).attends
-        self.nh, self.hs = cfg.n_attn_heads, cfg.dim // cfg.n_attn_heads
+        self.run = list(model.heads[:k + 1])  # not registered as submodules: the model owns them
+        self.norm, self.reads_head1 = model.norm, model.reads_head1
+        self.attends = [any(isinstance(m, Attention) for m in h.modules()) for h in self.run]
+        self.nh, self.hs = model.cfg.n_attn_heads, model.cfg.dim // model.cfg.n_attn_heads
 
     def forward(self, z, cos, sin, kv=None, mask=None):
-        """z (B, T, C) -> hidden states of the heads (k, B, T, C)."""
-        return torch.stack([h(z, cos, sin, None if kv is None else kv[i], mask) for i, h in enumerate(self.run)])
+        """z (B, T, C) -> states of the heads (k+1, B, T, C), as MTPModel.head_states."""
+        def run(i, x):
+            return self.run[i](x, cos, sin, None if kv is None else kv[i], mask)
+        if not self.reads_head1:
+            return torch.stack([run(i, z) for i in range(len(self.run))])
+        h1 = run(0, z)
+        x = self.norm(h1)
+        return torch.stack([h1, *[run(i, x) for i in range(1, len(self.run))]])
 
     def cache_layers(self, cache, layer):
-        return [layer(cache, self.nh, self.hs) for _ in self.run] if self.attends else None
+        return [layer(cache, self.nh, self.hs) if a else None for a in self.attends] if any(self.attends) else None
 
 
 def decoding_heads(model, k):
     """Heads 1..k+1 of `model` as one module for decoding: FusedHeads where the head type has a fused form."""
-    fused = head_types.get(model.cfg.head_type).fused
-    return (FusedHeads if fused else SeparateHeads)(model.heads[:k + 1], model.cfg)
+    if head_types.get(model.cfg.head_type).fused:
+        return FusedHeads(model.heads[:k + 1], model.cfg)
+    return SeparateHeads(model, k)
 
 
 class MTPModel(nn.Module):
@@ -229,8 +238,9 @@ class MTPModel(nn.Module):
         self.cfg = cfg
         self.tok_emb = nn.Embedding(cfg.vocab_size, cfg.dim)
         self.trunk = nn.ModuleList([Block(cfg) for _ in range(cfg.n_trunk)])
-        head_cls = head_types.get(cfg.head_type).module()
-        self.heads = nn.ModuleList([head_cls(cfg) for _ in range(cfg.n_heads)])
+        ht = head_types.get(cfg.head_type)
+        self.heads = nn.ModuleList([ht.module(i)(cfg) for i in range(cfg.n_heads)])
+        self.reads_head1 = ht.reads_head1  # Medusa: heads 2..n read head 1's normed state, skip the final norm
         self.norm = RMSNorm(cfg.dim, cfg.norm_eps)
         self.lm_head = nn.Linear(cfg.dim, cfg.vocab_size, bias=False)
         self.activation_checkpointing = False  # recompute trunk blocks in backward (train.activation_checkpointing)
@@ -261,16 +271,27 @@ class MTPModel(nn.Module):
                 x = block(x, cos, sin, None if kvs is None else kvs[i], mask)
         return x
 
-    def forward_head(self, i, z, cos, sin, kv=None, mask=None):
-        """Head i (0-based, so head i+1 of the paper): z (B, T, C) -> logits (B, T, V)."""
-        return self.lm_head(self.norm(self.heads[i](z, cos, sin, kv, mask)))
+    def logits(self, i, h):
+        """Head i's state (0-based) -> logits: the shared final norm and unembedding (heads that read head 1's
+        normed state, Medusa's, go to the unembedding without the norm)."""
+        return self.lm_head(h if i > 0 and self.reads_head1 else self.norm(h))
+
+    def head_states(self, z, cos, sin, heads=None):
+        """z (B, T, C) -> the states (B, T, C) of the heads in `heads` (0-based; default: all), for logits()."""
+        heads = range(self.cfg.n_heads) if heads is None else heads
+        if not self.reads_head1:
+            return [self.heads[i](z, cos, sin) for i in heads]
+        h1 = self.heads[0](z, cos, sin)
+        x = self.norm(h1)
+        return [h1 if i == 0 else self.heads[i](x) for i in heads]
 
     def forward(self, idx, heads=None):
         """idx (B, T) -> list of logits (B, T, V), one per head in `heads` (default: all)."""
         B, T = idx.shape
         cos, sin = self.rope(T, device=idx.device)
         z = self.forward_trunk(idx, cos, sin)
-        return [self.forward_head(i, z, cos, sin) for i in (range(self.cfg.n_heads) if heads is None else heads)]
+        heads = range(self.cfg.n_heads) if heads is None else heads
+        return [self.logits(i, h) for i, h in zip(heads, self.head_states(z, cos, sin, heads))]
 
     def param_counts(self):
         count = lambda mod: sum(p.numel() for p in mod.parameters())

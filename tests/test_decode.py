@@ -123,6 +123,52 @@ def test_speculative_is_lossless(n, head_type):
     assert hist[0] > 0 and sum(hist[1:]) > 0 and sum(1 for h in hist if h) >= min(n, 3), hist
 
 
+def test_decoding_heads_compute_the_models_head_states():
+    """What decoding runs for heads 1..k+1 (model.decoding_heads: SeparateHeads for medusa) equals the model's own
+    head states (the training path), so drafts are the heads' real predictions."""
+    from mtp.model import decoding_heads
+    model = random_model(4, "medusa", seed=5)
+    idx = torch.randint(0, V, (2, 9), generator=torch.Generator().manual_seed(0))
+    with torch.inference_mode():
+        cos, sin = model.rope(9)
+        z = model.forward_trunk(idx, cos, sin)
+        torch.testing.assert_close(decoding_heads(model, 3)(z, cos, sin), torch.stack(model.head_states(z, cos, sin)))
+
+
+def cyclic_medusa(n, steps=150):
+    """A medusa model trained (memory-efficient backward) on the cycle 0, 1, .., V-1, 0, ..: its drafts are right."""
+    from mtp.training.step import head_targets, mtp_backward
+    model = random_model(n, "medusa", seed=0)
+    with torch.no_grad():
+        model.lm_head.weight.div_(100)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-2)
+    model.train()
+    for step in range(steps):
+        start = torch.randint(0, V, (8, 1), generator=torch.Generator().manual_seed(step))
+        x, ys = head_targets((start + torch.arange(24 + n)) % V, n)
+        opt.zero_grad()
+        mtp_backward(model, x, ys)
+        opt.step()
+    return model.eval()
+
+
+@pytest.mark.parametrize("n", [2, 4])
+def test_medusa_speculative_is_lossless(n):
+    """Medusa heads (heads 2..n on head 1's normed state, no KV cache of their own): speculative output equals
+    greedy and the naive recompute, on a model whose drafts are mostly right (trained on a cycle) and on random
+    ones (drafts mostly wrong)."""
+    accepted = []
+    for model, seed in [(cyclic_medusa(n), 0), *((random_model(n, "medusa", seed=s), s) for s in (1, 2))]:
+        prompts = prompts_for(seed)
+        ar, _ = D.decode(model, prompts, 20, draft_tokens=0, batch_size=1)
+        assert ar == [naive_greedy(model, p, 20) for p in prompts]
+        for bs in (1, 5):
+            spec, stats = D.decode(model, prompts, 20, draft_tokens=n - 1, batch_size=bs)
+            assert spec == ar, (seed, bs)
+        accepted.append(stats.tokens_per_forward)
+    assert accepted[0] > 1 + 0.5 * (n - 1) and min(accepted[1:]) < accepted[0], accepted
+
+
 def test_ragged_rows_progress_independently():
     model = shift_model(4, noise=0.1, seed=1)
     prompts = prompts_for(1, count=6)

@@ -23,7 +23,7 @@ def grads(model):
     return {k: p.grad.clone() for k, p in model.named_parameters() if p.grad is not None}
 
 
-@pytest.mark.parametrize("head_type", ["transformer", "linear"])
+@pytest.mark.parametrize("head_type", ["transformer", "linear", "medusa"])
 @pytest.mark.parametrize("n", [1, 2, 4])
 def test_memory_efficient_gradients_equal_naive(n, head_type):
     model = small_model(n, head_type)

@@ -100,7 +100,7 @@ def test_configurations(tmp_path):
 
 def test_param_count_from_presets_matches_the_model():
     from mtp.model import ModelConfig, MTPModel
-    for head_type, n in (("transformer", 1), ("transformer", 3), ("linear", 2)):
+    for head_type, n in (("transformer", 1), ("transformer", 3), ("linear", 2), ("medusa", 1), ("medusa", 4)):
         c = ModelConfig(vocab_size=257, dim=64, n_layers=5, n_attn_heads=2, n_heads=n, head_type=head_type)
         assert c.num_params == sum(p.numel() for p in MTPModel(c).parameters()), (head_type, n)
 

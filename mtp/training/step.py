@@ -35,25 +35,38 @@ def naive_backward(model, x, ys, scale=1.0, autocast=None):
     """One backward of the summed head losses: every head's logits stay alive until it runs."""
     z, cos, sin, ctx = _trunk(model, x, autocast)
     with ctx:
-        losses = [F.cross_entropy(model.forward_head(i, z, cos, sin).float().flatten(0, 1), y.flatten())
-                  for i, y in enumerate(ys)]
+        states = model.head_states(z, cos, sin)
+        losses = [F.cross_entropy(model.logits(i, h).float().flatten(0, 1), y.flatten())
+                  for i, (h, y) in enumerate(zip(states, ys))]
     (sum(losses) * scale).backward()
     return [l.detach() for l in losses]
 
 
 def memory_efficient_backward(model, x, ys, scale=1.0, autocast=None):
     """The same gradients, one head's logits alive at a time: per head forward + backward into dL/dz, then
-    dL/dz through the trunk."""
+    dL/dz through the trunk. Heads that read head 1's state (Medusa) backward into dL/dh_1 the same way, and
+    dL/dh_1 then goes through head 1 into dL/dz."""
     z, cos, sin, ctx = _trunk(model, x, autocast)
     zd = z.detach().requires_grad_(True)
+    h1 = h1d = None
+    if model.reads_head1:
+        with ctx:
+            h1 = model.heads[0](zd, cos, sin)
+        h1d = h1.detach().requires_grad_(True)
     losses = []
     for i, y in enumerate(ys):
         with ctx:
-            logits = model.forward_head(i, zd, cos, sin)  # (B, T, V)
+            if h1d is None:
+                h = model.heads[i](zd, cos, sin)
+            else:
+                h = h1d if i == 0 else model.heads[i](model.norm(h1d))
+            logits = model.logits(i, h)  # (B, T, V)
         loss = F.cross_entropy(logits.float().flatten(0, 1), y.flatten())
-        (loss * scale).backward()  # accumulates dL/dz in zd.grad; frees this head's logits
+        (loss * scale).backward()  # accumulates dL/dz in zd.grad (or dL/dh_1); frees this head's logits
         losses.append(loss.detach())
-        del logits, loss
+        del logits, loss, h
+    if h1 is not None:
+        h1.backward(h1d.grad)
     z.backward(zd.grad)
     return losses
 

@@ -1,0 +1,20 @@
+"""Medusa-1 heads (Cai et al. 2024, arXiv 2401.10774), registered as head type "medusa" (mtp/head_types.py).
+
+Head 1 is the model's last transformer block (the next-token head, as in any base model); heads 2..n are
+one residual SiLU block each, y = x + SiLU(W x), on x = the final-normed state of head 1 (Medusa's input:
+the base model's last hidden state), and y goes to the unembedding directly. One difference from the
+original: the unembedding is shared by every head here (Medusa-1 gives each head its own copy of the LM
+head, initialised from it), which keeps the parameter count of n heads at one d x d matrix each.
+"""
+import torch.nn as nn
+import torch.nn.functional as F
+
+
+class MedusaHead(nn.Module):
+    def __init__(self, cfg):
+        super().__init__()
+        self.proj = nn.Linear(cfg.dim, cfg.dim, bias=False)
+
+    def forward(self, x, cos=None, sin=None, kv=None, mask=None):
+        """x (B, T, C): head 1's normed state -> (B, T, C), unembedded without the final norm."""
+        return x + F.silu(self.proj(x))

@@ -108,14 +108,19 @@ def _check_semantics(cfg, source):
         errors = list(_Validator(schema()["$defs"]["train"]).iter_errors(train))
         if errors:
             raise UserError(f"{where}.train.{_field(errors[0])}': {_message(errors[0])}")
-        head_type = head_types.get(train["head_type"], f"{where}.train.head_type'").name
+        kinds = [head_types.get(t, f"{where}.head_types'").name for t in sweep.get("head_types") or ()]
+        kinds = kinds or [head_types.get(train["head_type"], f"{where}.train.head_type'").name]
+        weights = train.get("head_weights")
+        if isinstance(weights, list) and len(weights) < max(sweep["n_heads"]):
+            raise UserError(f"{where}.train.head_weights': {len(weights)} weights for models of up to "
+                            f"n={max(sweep['n_heads'])} heads; give one per head (head 1 first)")
         for size in sweep["sizes"]:
             spec = preset(size, cfg["model_presets"], where=f"{where}.sizes'")
             if spec["dim"] % spec["n_attn_heads"] or spec["dim"] // spec["n_attn_heads"] % 2:
                 raise UserError(f"{source}: field 'model_presets.{size}': dim {spec['dim']} / n_attn_heads "
                                 f"{spec['n_attn_heads']} must be a whole, even head size (rotary embeddings)")
             for n in sweep["n_heads"]:
-                if head_types.n_trunk(spec["n_layers"], n, head_type) < 1:
+                if min(head_types.n_trunk(spec["n_layers"], n, t) for t in kinds) < 1:
                     raise UserError(f"{where}.n_heads': n={n} needs more than {n} layers but size '{size}' has "
                                     f"{spec['n_layers']} (a model of L layers has a trunk of L-n and n head blocks); "
                                     f"use n < {spec['n_layers']} or a deeper preset")
@@ -169,39 +174,68 @@ def train_config(cfg, sweep):
     return {**cfg["train"], **sweep.get("train", {})}
 
 
+def head_types_of(cfg, sweep):
+    """The head types a sweep entry trains: its `head_types`, else its train.head_type."""
+    return sweep.get("head_types") or [train_config(cfg, sweep)["head_type"]]
+
+
+def model_slot(size, head_type):
+    """A model's name within its dataset, before -n<n>: the size for transformer heads (the paper's), else
+    <size>-<head_type>. The rules' {size} wildcard and the stages' --size take it."""
+    return size if head_type == "transformer" else f"{size}-{head_type}"
+
+
 def models(cfg):
-    """Every model of the study: dicts with dataset, size, n, train (merged), dir."""
+    """Every model of the study: dicts with dataset, size, head_type, slot (mtp.config.model_slot), n, train
+    (merged, with the model's head_type), dir."""
     seen, out = set(), []
     for sweep in cfg["sweeps"]:
         for size in sweep["sizes"]:
-            for n in sweep["n_heads"]:
-                key = (sweep["dataset"], size, n)
-                if key in seen:
-                    continue
-                seen.add(key)
-                out.append({"dataset": sweep["dataset"], "size": size, "n": n,
-                            "train": train_config(cfg, sweep), "dir": str(model_dir(cfg, *key))})
+            for head_type in head_types_of(cfg, sweep):
+                for n in sweep["n_heads"]:
+                    slot = model_slot(size, head_type)
+                    if (sweep["dataset"], slot, n) in seen:
+                        continue
+                    seen.add((sweep["dataset"], slot, n))
+                    out.append({"dataset": sweep["dataset"], "size": size, "head_type": head_type, "slot": slot,
+                                "n": n, "train": {**train_config(cfg, sweep), "head_type": head_type},
+                                "dir": str(model_dir(cfg, sweep["dataset"], slot, n))})
     return out
 
 
-def find_model(cfg, dataset, size, n):
+def find_model(cfg, dataset, slot, n):
+    """The model <dataset>/<slot>-n<n> of the sweeps (slot: the size, or <size>-<head_type>)."""
     for m in models(cfg):
-        if (m["dataset"], m["size"], m["n"]) == (dataset, size, int(n)):
+        if (m["dataset"], m["slot"], m["n"]) == (dataset, slot, int(n)):
             return m
-    raise UserError(f"model {dataset}/{size}-n{n} is not in the config's sweeps; "
+    raise UserError(f"model {dataset}/{slot}-n{n} is not in the config's sweeps; "
                     f"known: {', '.join(model_name(m) for m in models(cfg))}")
 
 
 def model_name(m):
-    return f"{m['dataset']}/{m['size']}-n{m['n']}"
+    return f"{m['dataset']}/{m['slot']}-n{m['n']}"
+
+
+def served_by_vllm(cfg, m):
+    """Whether the rule time_vllm serves model m: a code model with heads to draft with, of a head type that
+    exports (mtp.head_types: export)."""
+    code = task_of(cfg["datasets"][m["dataset"]]) == "code"
+    return code and m["n"] > 1 and head_types.get(m["head_type"]).export is None
+
+
+def run_keys(m):
+    """The MLflow tags naming model m's jobs (mtp.tracking.child_run): dataset, size, n, and head_type unless
+    transformer (so that runs of the paper's heads keep the identity they had before head types)."""
+    keys = {"dataset": m["dataset"], "size": m["size"], "n": m["n"]}
+    return keys if m["head_type"] == "transformer" else {**keys, "head_type": m["head_type"]}
 
 
 def data_dir(cfg, dataset):
     return Path(cfg["results"]) / "data" / dataset
 
 
-def model_dir(cfg, dataset, size, n):
-    return Path(cfg["results"]) / "models" / dataset / f"{size}-n{n}"
+def model_dir(cfg, dataset, slot, n):
+    return Path(cfg["results"]) / "models" / dataset / f"{slot}-n{n}"
 
 
 def task_of(dataset_cfg):
@@ -225,7 +259,7 @@ def draft_model_for(cfg, m):
 
     def params(c):
         spec = preset(c["size"], cfg["model_presets"])
-        return num_params(vocab, spec["dim"], spec["n_layers"], n_heads=c["n"], head_type=c["train"]["head_type"])
+        return num_params(vocab, spec["dim"], spec["n_layers"], n_heads=c["n"], head_type=c["head_type"])
 
     limit = params(m) / 4
     cands = [c for c in models(cfg) if c["dataset"] == m["dataset"] and c["n"] == 1 and params(c) <= limit]

@@ -118,7 +118,7 @@ def run(args):
     from mtp.io import write_json
     cfg = config.load(args.config)
     entry = config.find_model(cfg, args.dataset, args.size, args.n)
-    with tracking.child_run(cfg, "decode", dataset=args.dataset, size=args.size, n=args.n) as run:
+    with tracking.child_run(cfg, "decode", **config.run_keys(entry)) as run:
         result, payload = bench_model(cfg, entry, args.device)
         run.tags({"mtp.train_run_id": payload.get("train_run_id", "")})
         run.params({"decode": cfg["decode"], "draft_tokens_used": result["draft_tokens"], "device": args.device,

@@ -18,7 +18,7 @@ from mtp.training.memory import is_out_of_memory, memory_advice
 def train(cfg, entry, progress=True):
     """Train model `entry` (an item of mtp.config.models(cfg)) in its own child run; returns the metrics dict
     (None on processes other than rank 0)."""
-    open_run = partial(tracking.child_run, cfg, "train", dataset=entry["dataset"], size=entry["size"], n=entry["n"])
+    open_run = partial(tracking.child_run, cfg, "train", **config.run_keys(entry))
     return loop.train(cfg, entry, open_run, progress=progress)
 
 

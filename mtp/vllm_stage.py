@@ -317,7 +317,7 @@ def run(args):
     cfg = config.load(args.config)
     entry = config.find_model(cfg, args.dataset, args.size, args.n)
     vc = cfg["vllm"]
-    with tracking.child_run(cfg, "vllm", dataset=args.dataset, size=args.size, n=args.n) as run_:
+    with tracking.child_run(cfg, "vllm", **config.run_keys(entry)) as run_:
         run_.params({"vllm": vc, "decode.num_prompts": cfg["decode"]["num_prompts"],
                      "decode.prompt_len": cfg["decode"]["prompt_len"],
                      "decode.max_new_tokens": cfg["decode"]["max_new_tokens"]})

@@ -1,4 +1,5 @@
 """The Snakemake pipeline itself: the DAG of the default study, and the tiny study run for real."""
+import json
 import subprocess
 
 import pytest
@@ -33,6 +34,11 @@ def test_tiny_study_runs_and_second_run_has_nothing_to_do(workdir):
     results = workdir / ".test" / "results"
     assert (results / "report" / "index.html").exists()
     assert (results / "models" / "code" / "micro-n2" / "decode.json").exists()
+    medusa = results / "models" / "code" / "micro-medusa-n2"  # a head type swept beside the paper's
+    assert json.loads((medusa / "decode.json").read_text())["per_batch"][0]["lossless"] is True
+    assert (medusa / "eval_code.json").exists() and not (medusa / "vllm.json").exists()  # not exported: no vLLM
+    assert "| code | micro-medusa | 2 |" in (results / "report" / "speculative.md").read_text()
+    assert "| code | micro | medusa | 2 |" in (results / "report" / "heads.md").read_text()  # head types side by side
     second = snakemake(workdir, "--directory", ".test")
     assert second.returncode == 0
     assert "Nothing to be done" in second.stdout + second.stderr

@@ -41,16 +41,16 @@ def registered():
         head_types.HEAD_TYPES.pop(t.name)
 
 
-def _trained(tmp_path, raw, dataset, n):
-    """Write config `raw`, tokenize `dataset`, train its micro model with n heads through `mtp train`
+def _trained(tmp_path, raw, dataset, n, slot="micro"):
+    """Write config `raw`, tokenize `dataset`, train its model <slot>-n<n> through `mtp train`
     -> (config, the stage arguments naming the model, its sweep entry)."""
     path = tmp_path / "toy.yaml"
     path.write_text(yaml.safe_dump(raw))
     cfg = config.load(path)
     tokenize(cfg, dataset)
-    model_args = ["--config", str(path), "--dataset", dataset, "--size", "micro", "--n-heads", str(n)]
+    model_args = ["--config", str(path), "--dataset", dataset, "--size", slot, "--n-heads", str(n)]
     assert cli.main(["train", *model_args]) == 0
-    return cfg, model_args, config.find_model(cfg, dataset, "micro", n)
+    return cfg, model_args, config.find_model(cfg, dataset, slot, n)
 
 
 def test_unknown_head_type_is_refused_naming_the_known_ones(tiny_cfg):
@@ -80,10 +80,10 @@ def test_a_registered_head_type_decodes_losslessly(registered, name):
 def test_a_registered_head_type_runs_train_decode_report(registered, tiny_cfg, tmp_path, capsys):
     """One new head type, registered here: trained (memory-efficient backward), decoded by `mtp decode`, and
     shown in the report, with no change to the package."""
-    raw = {**tiny_cfg, "sweeps": [{"dataset": "code", "sizes": ["micro"], "n_heads": [2],
-                                   "train": {"head_type": "toy-mlp", "max_steps": 10}}]}
+    raw = {**tiny_cfg, "sweeps": [{"dataset": "code", "sizes": ["micro"], "n_heads": [2], "head_types": ["toy-mlp"],
+                                   "train": {"max_steps": 10}}]}
     raw["decode"] = {**raw["decode"], "batch_sizes": [1]}
-    cfg, model_args, entry = _trained(tmp_path, raw, "code", 2)
+    cfg, model_args, entry = _trained(tmp_path, raw, "code", 2, slot="micro-toy-mlp")
     model, _ = checkpoint.load_model(entry["dir"])
     assert model.cfg.head_type == "toy-mlp" and model.cfg.n_trunk == 5  # the toy takes no trunk block
     assert read_json(f"{entry['dir']}/metrics.json")["params_total"] == model.cfg.num_params
@@ -92,7 +92,7 @@ def test_a_registered_head_type_runs_train_decode_report(registered, tiny_cfg, t
     assert decoded["per_batch"][0]["lossless"] is True
     assert cli.main(["report", *model_args[:2], "--no-tracking"]) == 0
     rows = (tmp_path / "results" / "report" / "speculative.md").read_text()
-    assert "code/micro-n2" in rows
+    assert "| code | micro-toy-mlp | 2 |" in rows and entry["dir"].endswith("code/micro-toy-mlp-n2")
     capsys.readouterr()
     assert cli.main(["export", *model_args]) == 2
     assert "head_type 'toy-mlp': toy heads are not exportable" in capsys.readouterr().err

@@ -245,3 +245,21 @@ def test_a_model_saved_under_the_old_name_of_the_head_count_loads(tmp_path):
     loaded, _ = checkpoint.load_model(tmp_path)
     assert loaded.cfg.n_heads == 2
     assert all(torch.equal(a, b) for a, b in zip(loaded.state_dict().values(), model.state_dict().values()))
+
+
+@pytest.mark.parametrize("spec", [[1.0, 0.5, 0.25], {"mtp_lambda": 0.3}])
+def test_weighted_head_losses_have_the_naive_weighted_gradients(spec):
+    """train.head_weights: the memory-efficient backward of the weighted sum equals the naive one, and differs from
+    the unweighted sum (the weights reach the gradients)."""
+    from mtp.training.step import head_weights
+    w = head_weights(spec, 3)
+    assert w == ([1.0, 0.5, 0.25] if isinstance(spec, list) else [1.0, 0.15, 0.15])
+    x, ys = head_targets(torch.randint(0, 97, (3, 27)), 3)
+    got = {}
+    for mode, weights in (("memory_efficient", w), ("naive", w), ("naive", None)):
+        model = small_model(3)
+        mtp_backward(model, x, ys, mode, weights=weights)
+        got[mode, weights is None] = grads(model)
+    for k in got["naive", False]:
+        torch.testing.assert_close(got["memory_efficient", False][k], got["naive", False][k], rtol=1e-5, atol=1e-7)
+    assert not torch.allclose(got["naive", False]["heads.1.mlp.w2.weight"], got["naive", True]["heads.1.mlp.w2.weight"])

@@ -250,7 +250,7 @@ def evaluate_model(cfg, model_entry):
     """Generate and score every configured benchmark for one model; write <model dir>/eval_code.json, log to MLflow."""
     import torch
 
-    from mtp import tracking
+    from mtp import config, tracking
     from mtp.checkpoint import load_model
     from mtp.evals.sandbox import check_available
     from mtp.io import write_json
@@ -260,7 +260,7 @@ def evaluate_model(cfg, model_entry):
     check_available(code_cfg["unsafe_no_sandbox"])  # before minutes of generation
     ks = sorted(set(code_cfg["k"]))
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    keys = {k: model_entry[k] for k in ("dataset", "size", "n")}
+    keys = config.run_keys(model_entry)
     out_path = Path(model_entry["dir"]) / "eval_code.json"
     with tracking.child_run(cfg, "eval_code", **keys) as run:
         run.params({"eval.code": code_cfg})

@@ -98,14 +98,14 @@ def evaluate_model(cfg, model_entry):
 
     import torch
 
-    from mtp import tracking
+    from mtp import config, tracking
     from mtp.checkpoint import load_model
     from mtp.io import write_json
     from mtp.tokenizer import Tokenizer
 
     syn = cfg["eval"]["synthetic"]
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    keys = {k: model_entry[k] for k in ("dataset", "size", "n")}
+    keys = config.run_keys(model_entry)
     with tracking.child_run(cfg, "eval_induction", **keys) as run:
         model, payload = load_model(model_entry["dir"], device=device)
         tok = Tokenizer.load(Path(payload["data_dir"]) / "tokenizer.json")

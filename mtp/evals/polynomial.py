@@ -63,7 +63,7 @@ def evaluate_model(cfg, model_entry):
 
     import torch
 
-    from mtp import tracking
+    from mtp import config, tracking
     from mtp.checkpoint import load_model
     from mtp.decode import generate
     from mtp.io import write_json
@@ -73,7 +73,7 @@ def evaluate_model(cfg, model_entry):
     max_ops_train = cfg["datasets"][model_entry["dataset"]]["source"].get("max_ops", 5)
     ms = range(1, syn["max_ops"] + 1)
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    keys = {k: model_entry[k] for k in ("dataset", "size", "n")}
+    keys = config.run_keys(model_entry)
     with tracking.child_run(cfg, "eval_polynomial", **keys) as run:
         model, payload = load_model(model_entry["dir"], device=device)
         tok = Tokenizer.load(Path(payload["data_dir"]) / "tokenizer.json")

@@ -10,6 +10,7 @@ One module per section (paper analogue), each with its rows, figure and claims:
   cost         memory and step time by n; the memory and overhead claims (Fig. 2 / Table S5)
   speculative  speculative decoding, native and in vLLM (vllm: reading vllm.json); tokens per forward,
                byte-level gain, losslessness (Tables S2/S3)
+  heads        head types side by side: quality, acceptance per position, speed, cost (Table S4 + speed)
   code         code benchmarks pass@k (Table S7); small models and n > 1
   synthetic    polynomial arithmetic by m (Fig. 8) and induction (Fig. 7)
   tasks        every registered synthetic task's headline metric (mtp.tasks), one table
@@ -23,6 +24,7 @@ from mtp.report.claims import CLAIMS_NOTE, claims
 from mtp.report.code import code_rows, plot_code
 from mtp.report.cost import (bench_markdown, bench_missing_note, bench_rows, cost_rows, plot_cost,
                              verdict_memory_flat, verdict_training_overhead)
+from mtp.report.heads import head_rows, plot_heads
 from mtp.report.outputs import FIGURES, OUTPUTS, TABLES
 from mtp.report.page import index_html, sections
 from mtp.report.speculative import (plot_speculative, speculative_rows, verdict_byte_level_gain_largest,
@@ -41,7 +43,7 @@ __all__ = ["OUTPUTS", "TABLES", "FIGURES", "result_files", "BENCH_TRAIN", "secti
            "REPRODUCED", "NOT_AT_SCALE", "CONTRADICTED", "NO_DATA", "INCONCLUSIVE", "NO_VERDICT", "DEGENERATE",
            "verdict_memory_flat", "verdict_training_overhead", "verdict_tokens_per_forward_grow",
            "verdict_byte_level_gain_largest", "verdict_lossless", "verdict_paired", "verdict_every_m",
-           "shape_of", "expected", "load_study", "load_bench", "missing_notes", "status_rows", "val_loss_rows",
+           "shape_of", "expected", "head_rows", "load_study", "load_bench", "missing_notes", "status_rows", "val_loss_rows",
            "cost_rows", "bench_rows", "speculative_rows", "code_rows", "polynomial_rows", "induction_rows",
            "claims", "build", "add_arguments", "run"]
 
@@ -55,7 +57,7 @@ def build(cfg):
     table_rows = {"status": status_rows(records), "val_loss": val_loss_rows(records), "cost": cost_rows(records),
                   "speculative": speculative_rows(records), "code": code_rows(records),
                   "polynomial": polynomial_rows(records), "induction": induction_rows(records),
-                  "tasks": task_rows(records),
+                  "tasks": task_rows(records), "heads": head_rows(records),
                   "claims": claims(records, bench)}
     notes = {sid: missing_notes(records, keys) for sid, _, _, _, keys in sections() if sid != "status"}
     if bench is None:
@@ -67,6 +69,7 @@ def build(cfg):
     plot_val_loss(records, out / "val_loss.png")
     plot_cost(records, bench, out / "cost.png")
     plot_speculative(records, out / "speculative.png")
+    plot_heads(records, out / "heads.png")
     plot_code(records, out / "code.png")
     plot_polynomial(records, out / "polynomial.png")
     plot_induction(records, out / "induction.png")

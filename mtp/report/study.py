@@ -7,7 +7,7 @@ pairs), and the status section (which result file each model has).
 import math
 from pathlib import Path
 
-from mtp import UserError, presets
+from mtp import UserError, head_types, presets
 from mtp.report.verdicts import DEGENERATE
 from mtp.tasks import TASKS
 
@@ -34,8 +34,9 @@ def shape_of(cfg, size):
             "params": p["n_layers"] * presets.block_matrix_params(p["dim"])}
 
 
-def expected(cfg, task, key, n=None):
-    """None when the config makes the study write result `key` for a model of `task` with n heads, else why not."""
+def expected(cfg, task, key, n=None, head_type="transformer"):
+    """None when the config makes the study write result `key` for a model of `task` with n heads of `head_type`,
+    else why not."""
     if key == "metrics":
         return None
     if key in TASKS:
@@ -44,8 +45,8 @@ def expected(cfg, task, key, n=None):
         return None if cfg["eval"]["synthetic"]["enabled"] else "disabled (eval.synthetic.enabled: false)"
     if key in ("vllm", "code") and task != "code":
         return "n/a"
-    if key == "vllm" and n == 1:
-        return "n/a"  # the rule time_vllm serves models with heads to draft with (workflow/rules/common.smk)
+    if key == "vllm" and (n == 1 or head_types.get(head_type).export):
+        return "n/a"  # time_vllm serves models with exportable heads to draft with (mtp.config.served_by_vllm)
     if key == "decode":
         return None if cfg["decode"]["enabled"] else "disabled (decode.enabled: false)"
     if key == "vllm":
@@ -69,17 +70,20 @@ def read_result(path):
 
 
 def load_study(cfg):
-    """One record per model of the config: identity, preset size, and each result file (or why it is absent)."""
+    """One record per model of the config: identity, preset size, and each result file (or why it is absent).
+    "size" is the model's slot (mtp.config.model_slot: the preset, or <preset>-<head_type>), so that tables and
+    figures keep head types apart; "preset" and "head_type" name the two."""
     from mtp.config import model_name, models, task_of
     records = []
     for m in models(cfg):
         ds = cfg["datasets"][m["dataset"]]
-        rec = {"dataset": m["dataset"], "size": m["size"], "n": m["n"], "name": model_name(m), "dir": m["dir"],
+        rec = {"dataset": m["dataset"], "size": m["slot"], "preset": m["size"], "head_type": m["head_type"],
+               "n": m["n"], "name": model_name(m), "dir": m["dir"],
                "task": task_of(ds), "tokenizer": ds["tokenizer"]["kind"], **shape_of(cfg, m["size"]),
                "seq_len": m["train"]["seq_len"], "batch_size": m["train"]["batch_size"],
                "results": {}, "status": {}}
         for key, fname in result_files().items():
-            why = expected(cfg, rec["task"], key, m["n"])  # a file the config does not ask for may be stale: not read
+            why = expected(cfg, rec["task"], key, m["n"], m["head_type"])  # a file the config does not ask for may be stale: not read
             data, status = read_result(Path(m["dir"]) / fname) if why is None else (None, why)
             rec["results"][key], rec["status"][key] = data, status
         records.append(rec)
@@ -170,8 +174,12 @@ def order(r):
 
 
 def baseline(records, r):
-    """The n=1 model of r's dataset and size, or None."""
-    return next((b for b in records if (b["dataset"], b["size"], b["n"]) == (r["dataset"], r["size"], 1)), None)
+    """The n=1 model of r's dataset and slot (size and head type), else the n=1 transformer model of its dataset
+    and preset (every head type's n=1 model but linear is that same architecture), or None."""
+    same = [b for b in records if (b["dataset"], b["size"], b["n"]) == (r["dataset"], r["size"], 1)]
+    plain = [b for b in records if (b["dataset"], b.get("preset"), b.get("head_type"), b["n"]) ==
+             (r["dataset"], r.get("preset"), "transformer", 1)]
+    return (same or plain or [None])[0]
 
 
 def pairs(records):

@@ -21,7 +21,7 @@ from mtp.model import ModelConfig, MTPModel
 from mtp.training.device import autocast_for, pick_device, pick_dtype
 from mtp.training.dist import Dist, global_starts, total_steps
 from mtp.training.memory import memory_advice, peak_mem_bytes
-from mtp.training.step import evaluate, head_targets, lr_at, make_optimizer, mtp_backward
+from mtp.training.step import evaluate, head_targets, head_weights, lr_at, make_optimizer, mtp_backward
 
 
 @dataclass
@@ -52,6 +52,7 @@ class Job:
     per_step = property(lambda self: self.per_micro * self.tc["grad_accum"] * self.dist.world)  # windows a step
     length = property(lambda self: self.tc["seq_len"] + self.n)  # a window: the input and n targets
     scale = property(lambda self: self.dist.loss_scale(self.tc["grad_accum"]))
+    weights = property(lambda self: head_weights(self.tc.get("head_weights"), self.n))  # train.head_weights
     log_every = property(lambda self: max(1, self.steps // 100))
 
     @property
@@ -59,7 +60,8 @@ class Job:
         e = self.entry
         return {"model": {**self.mcfg.__dict__, "size": e["size"]}, "train": self.tc, "dataset": e["dataset"],
                 "device": str(self.device), "dtype": str(self.dtype).replace("torch.", ""),
-                "world_size": self.dist.world, "steps": self.steps, "seed": self.cfg["seed"]}
+                "world_size": self.dist.world, "steps": self.steps, "seed": self.cfg["seed"],
+                "head_weights_used": self.weights}
 
 
 class StepResult(NamedTuple):
@@ -161,7 +163,7 @@ def run_steps(job, run, progress):
         run.params(job.params)
         run.log(counts)
     e = job.entry
-    bar = tqdm(total=job.steps, initial=job.start, desc=f"train {e['dataset']}/{e['size']}-n{job.n}",
+    bar = tqdm(total=job.steps, initial=job.start, desc=f"train {e['dataset']}/{e['slot']}-n{job.n}",
                disable=not progress or job.dist.rank != 0 or None, unit="step")
     meter = Throughput()
     tokens = job.per_step * job.tc["seq_len"]
@@ -198,7 +200,8 @@ def train_step(job, step):
         window = job.train_data.windows(starts[lo:lo + job.per_micro], job.length)
         w = torch.from_numpy(window).to(job.device, non_blocking=True)
         x, ys = head_targets(w, job.n)
-        losses += torch.stack(mtp_backward(job.model, x, ys, tc["backward"], job.scale, job.autocast)).float().cpu()
+        losses += torch.stack(mtp_backward(job.model, x, ys, tc["backward"], job.scale, job.autocast,
+                                           job.weights)).float().cpu()
     dist.all_reduce_grads(job.model)
     grad_norm = torch.nn.utils.clip_grad_norm_(job.model.parameters(), tc["grad_clip"])
     if hasattr(grad_norm, "full_tensor"):  # a DTensor under FSDP
@@ -257,7 +260,7 @@ def finish(job, run, counts, final):
     state, e = job.state, job.entry
     val = {k: v[-1] for k, v in state["val"].items() if k != "step" and v}
     bpb = val["val_loss_head_1"] / math.log(2) / job.val_data.bytes_per_token
-    metrics = {"dataset": e["dataset"], "size": e["size"], "n": job.n, "steps": job.steps,
+    metrics = {"dataset": e["dataset"], "size": e["size"], "head_type": e["head_type"], "n": job.n, "steps": job.steps,
                "tokens_seen": state["tokens_seen"], "wall_s": state["wall_s"], **counts, **val,
                "val_bits_per_byte": bpb, "peak_mem_bytes": peak_mem_bytes(job.device),
                "step_time_s": state["wall_s"] / max(1, job.steps), "device": str(job.device),

@@ -31,18 +31,31 @@ def _trunk(model, x, autocast):
     return z, cos, sin, ctx
 
 
-def naive_backward(model, x, ys, scale=1.0, autocast=None):
-    """One backward of the summed head losses: every head's logits stay alive until it runs."""
+def head_weights(spec, n):
+    """train.head_weights -> n weights: None = 1 each (the paper's sum); a list (cut to n); {mtp_lambda: x} =
+    DeepSeek-V3's next-token loss + x * mean of the other n-1 heads' losses."""
+    if spec is None:
+        return [1.0] * n
+    if isinstance(spec, dict):
+        return [1.0] + [spec["mtp_lambda"] / (n - 1)] * (n - 1) if n > 1 else [1.0]
+    if len(spec) < n:
+        raise UserError(f"train.head_weights: {len(spec)} weights for a model with n={n} heads; give at least {n}")
+    return [float(w) for w in spec[:n]]
+
+
+def naive_backward(model, x, ys, scale=1.0, autocast=None, weights=None):
+    """One backward of the (weighted) summed head losses: every head's logits stay alive until it runs."""
     z, cos, sin, ctx = _trunk(model, x, autocast)
     with ctx:
         states = model.head_states(z, cos, sin)
         losses = [F.cross_entropy(model.logits(i, h).float().flatten(0, 1), y.flatten())
                   for i, (h, y) in enumerate(zip(states, ys))]
-    (sum(losses) * scale).backward()
+    weights = weights or [1.0] * len(ys)
+    (sum(w * l for w, l in zip(weights, losses)) * scale).backward()
     return [l.detach() for l in losses]
 
 
-def memory_efficient_backward(model, x, ys, scale=1.0, autocast=None):
+def memory_efficient_backward(model, x, ys, scale=1.0, autocast=None, weights=None):
     """The same gradients, one head's logits alive at a time: per head forward + backward into dL/dz, then
     dL/dz through the trunk. Heads that read head 1's state (Medusa) backward into dL/dh_1 the same way, and
     dL/dh_1 then goes through head 1 into dL/dz."""
@@ -53,7 +66,7 @@ def memory_efficient_backward(model, x, ys, scale=1.0, autocast=None):
         with ctx:
             h1 = model.heads[0](zd, cos, sin)
         h1d = h1.detach().requires_grad_(True)
-    losses = []
+    losses, weights = [], weights or [1.0] * len(ys)
     for i, y in enumerate(ys):
         with ctx:
             if h1d is None:
@@ -62,7 +75,7 @@ def memory_efficient_backward(model, x, ys, scale=1.0, autocast=None):
                 h = h1d if i == 0 else model.heads[i](model.norm(h1d))
             logits = model.logits(i, h)  # (B, T, V)
         loss = F.cross_entropy(logits.float().flatten(0, 1), y.flatten())
-        (loss * scale).backward()  # accumulates dL/dz in zd.grad (or dL/dh_1); frees this head's logits
+        (loss * (weights[i] * scale)).backward()  # accumulates dL/dz in zd.grad (or dL/dh_1); frees the logits
         losses.append(loss.detach())
         del logits, loss, h
     if h1 is not None:
@@ -74,9 +87,10 @@ def memory_efficient_backward(model, x, ys, scale=1.0, autocast=None):
 BACKWARDS = {"naive": naive_backward, "memory_efficient": memory_efficient_backward}  # train.backward
 
 
-def mtp_backward(model, x, ys, mode="memory_efficient", scale=1.0, autocast=None):
-    """Forward + backward of the summed head losses on one micro-batch; returns each head's loss (detached)."""
-    return BACKWARDS[mode](model, x, ys, scale, autocast)
+def mtp_backward(model, x, ys, mode="memory_efficient", scale=1.0, autocast=None, weights=None):
+    """Forward + backward of the (weighted: head_weights) summed head losses on one micro-batch; returns each
+    head's loss (detached, unweighted)."""
+    return BACKWARDS[mode](model, x, ys, scale, autocast, weights)
 
 
 def lr_at(step, tc, total):

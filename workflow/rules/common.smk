@@ -50,7 +50,7 @@ def report_inputs():
     if config["decode"]["enabled"]:
         out += [model_path(m, "decode.json") for m in MODELS]
     if config["vllm"]["enabled"]:
-        out += [model_path(m, "vllm.json") for m in MODELS if task(m) == "code" and m["n"] > 1]
+        out += [model_path(m, "vllm.json") for m in MODELS if mtp.config.served_by_vllm(config, m)]
     if config["eval"]["code"]["enabled"]:
         out += [model_path(m, "eval_code.json") for m in MODELS if task(m) == "code"]
     if config["eval"]["synthetic"]["enabled"]:

@@ -1,0 +1,74 @@
+"""Head architectures side by side (issue #14; the paper's Table S4 compared head types on quality only): per
+dataset, head type x n -> validation bits/byte of head 1, the task's score, acceptance per draft position,
+tokens per forward, native and vLLM speed-up at batch 1 and the largest batch, training step time and memory;
+and a figure of acceptance per draft position by head type. Speed figures of degenerate output are left out
+(mtp.report.study.output_check), as in the speculative section."""
+from mtp.report.figures import by, figure_no_data, grid, legend, save
+from mtp.report.study import get, num, order, output_check
+from mtp.report.vllm import vllm_runs
+from mtp.tasks import TASKS
+
+
+def _native(r):
+    """decode.json -> {batch size: per-batch row} and the acceptance per draft position at the smallest batch."""
+    d = r["results"]["decode"]
+    rows = {b.get("batch_size"): b for b in (get(d, "per_batch") or []) if isinstance(b, dict)}
+    first = rows[min(rows)] if rows else None
+    return rows, get(first, "spec", "accept_rate_per_pos")
+
+
+def _score(r):
+    """(metric name, value): the task's headline metric, or pass@1 of the first code benchmark."""
+    if r["task"] in TASKS:
+        metric = TASKS[r["task"]].metric
+        return metric, num(get(r["results"][r["task"]], "metrics", metric))
+    benches = get(r["results"]["code"], "benchmarks") or {}
+    for bench, res in benches.items():
+        return f"{bench} pass@1", num(get(res, "pass_at_k", "pass@1"))
+    return None, None
+
+
+def head_rows(records):
+    """One row per model: dataset, head_type, n, the quality and speed figures above."""
+    rows = []
+    for r in sorted(records, key=lambda x: (x["dataset"], x.get("head_type") or "", x["n"], order(x))):
+        m = r["results"]["metrics"] or {}
+        native, accept = _native(r)
+        ok = output_check(r, "decode") == "ok"
+        heads = [x for x in vllm_runs(r["results"]["vllm"]) if x["method"] == "mtp" and x["k"] == r["n"] - 1
+                 and output_check(r, "vllm") == "ok"]
+        metric, score = _score(r)
+        batches = sorted(native)
+        row = {"dataset": r["dataset"], "preset": r.get("preset", r["size"]), "head_type": r.get("head_type"),
+               "n": r["n"], "val_bits_per_byte": num(m.get("val_bits_per_byte")), "score_metric": metric,
+               "score": score, "accept_rate_per_pos": accept if ok and r["n"] > 1 else None,
+               "tokens_per_forward": num(get(native.get(batches[0]) if batches else None, "tokens_per_forward"))
+               if ok and r["n"] > 1 else None,
+               "step_time_s": num(m.get("step_time_s")), "peak_mem_mb": (num(m.get("peak_mem_bytes")) or 0) / 2**20
+               or None}
+        for b in batches[:1] + batches[-1:] if batches else ():
+            row[f"native_speedup_b{b}"] = num(native[b].get("speedup")) if ok and r["n"] > 1 else None
+            row[f"vllm_speedup_b{b}"] = next((x["speedup"] for x in heads if x["batch_size"] == b), None)
+        rows.append(row)
+    return rows
+
+
+def plot_heads(records, path):
+    """Acceptance rate per draft position, one line per head type and n, a panel per dataset."""
+    rows = [x for x in head_rows(records) if x["accept_rate_per_pos"]]
+    if not rows:
+        return figure_no_data(path, "Acceptance per draft position by head type", "no decode.json of a model with n > 1")
+    groups = by(rows, lambda x: x["dataset"])
+    fig, axes = grid(len(groups), ncols=2, w=5.5)
+    for ax, (dataset, xs) in zip(axes, groups.items()):
+        for x in xs:
+            rates = [num(v) for v in x["accept_rate_per_pos"]]
+            ax.plot(range(1, len(rates) + 1), rates, "o-", label=f"{x['head_type']} n={x['n']} ({x['preset']})")
+        ax.set_title(f"{dataset}: acceptance per draft position")
+        ax.set_xlabel("draft position j (token t+j+1)")
+        ax.set_ylabel("acceptance rate (batch 1)")
+        ax.set_ylim(0, 1)
+        ax.grid(alpha=0.3)
+        legend(ax, fontsize=8)
+    fig.tight_layout()
+    save(fig, path)

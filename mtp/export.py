@@ -20,6 +20,12 @@ The tokenizer is our tokenizer.json as a PreTrainedTokenizerFast with eos = <|eo
 <model dir>/hf-drafter/ (n > 1 only) is the drafter's own config (vLLM `medusa` slot, arch
 `MTPDrafter`) plus a copy of lm_head: it reads heads 2..n's normed hidden states from the
 target's output and applies the shared unembedding.
+
+Medusa heads (head type "medusa", mtp/heads_medusa.py) export in vLLM's own Medusa format instead, served
+with `method: "medusa"` and no class of ours: hf/ is the plain Llama of trunk + head 1 (n_future_tokens 1,
+LlamaForCausalLM), and hf-drafter/ is a MedusaModel checkpoint (`blocks.{j}.layers.0.weight` = heads.{j+1}.proj,
+one shared `lm_head` with `original_lm_head: true`), reading the target's final-normed last hidden state as
+our medusa heads do.
 """
 import os
 import shutil
@@ -82,6 +88,16 @@ def drafter_config(cfg):
             "num_heads": cfg.n_heads - 1, "num_hidden_layers": 1, "dtype": "float32"}
 
 
+def medusa_drafter(cfg, state):
+    """hf-drafter/ of medusa heads: (config.json dict, tensors) in vLLM's Medusa format (vllm/model_executor/models/
+    medusa.py: ResidualBlock x + SiLU(W x), one layer per head, the LM head shared: original_lm_head)."""
+    conf = {"model_type": "medusa", "architectures": ["MedusaModel"], "hidden_size": cfg.dim,
+            "vocab_size": cfg.vocab_size, "num_heads": cfg.n_heads - 1, "num_hidden_layers": 1,
+            "original_lm_head": True, "medusa_fc_bias": False, "dtype": "float32"}
+    tensors = {f"blocks.{j - 1}.layers.0.weight": state[f"heads.{j}.proj.weight"] for j in range(1, cfg.n_heads)}
+    return conf, {**tensors, "lm_head.weight": state["lm_head.weight"]}
+
+
 def refuse_export(cfg, where):
     """UserError when the model's head type cannot be exported (mtp.head_types: its `export` reason)."""
     reason = head_types.get(cfg.head_type).export
@@ -92,6 +108,8 @@ def refuse_export(cfg, where):
 def export(model_dir, out_dir=None, drafter_dir=None):
     """Write <model_dir>/hf (and hf-drafter for n > 1). Returns {"hf": path, "drafter": path or None}."""
     import json
+
+    from dataclasses import replace
 
     import torch
     from safetensors.torch import save_file
@@ -111,11 +129,15 @@ def export(model_dir, out_dir=None, drafter_dir=None):
     if tok.vocab_size > cfg.vocab_size:
         raise UserError(f"{tok_path}: tokenizer has {tok.vocab_size} tokens, the model only {cfg.vocab_size}")
 
-    tensors = {hf_name(k, cfg.n_trunk): v.detach().to(torch.float32).contiguous() for k, v in model.state_dict().items()}
+    state = {k: v.detach().to(torch.float32).contiguous() for k, v in model.state_dict().items()}
+    medusa = model.reads_head1  # heads 2..n live in the drafter (vLLM's Medusa), not in the target
+    tensors = {hf_name(k, cfg.n_trunk): v for k, v in state.items() if not (medusa and k.startswith("heads.")
+                                                                             and not k.startswith("heads.0."))}
     source = {k: payload.get(k) for k in ("dataset", "size", "n", "train_run_id")}
+    target_cfg = replace(cfg, n_heads=1) if medusa else cfg  # medusa: the target is the plain Llama
     with _atomic_dir(out_dir) as tmp:
         save_file(tensors, str(tmp / "model.safetensors"), metadata={"format": "pt"})
-        hf_config(cfg, tok, {"mtp_source": source}).save_pretrained(tmp)
+        hf_config(target_cfg, tok, {"mtp_source": source}).save_pretrained(tmp)
         _portable_config(tmp / "config.json", cfg)
         hf_tok = PreTrainedTokenizerFast(tokenizer_file=str(tok_path), eos_token=EOD)
         hf_tok.model_max_length = cfg.max_seq_len
@@ -123,9 +145,10 @@ def export(model_dir, out_dir=None, drafter_dir=None):
         _portable_tokenizer_class(tmp / "tokenizer_config.json")
     if cfg.n_heads == 1:
         return {"hf": str(out_dir), "drafter": None}
+    conf, weights = medusa_drafter(cfg, state) if medusa else (drafter_config(cfg), {"lm_head.weight": state["lm_head.weight"]})
     with _atomic_dir(drafter_dir) as tmp:
-        save_file({"lm_head.weight": tensors["lm_head.weight"]}, str(tmp / "model.safetensors"), metadata={"format": "pt"})
-        (tmp / "config.json").write_text(json.dumps(drafter_config(cfg), indent=2) + "\n")
+        save_file(weights, str(tmp / "model.safetensors"), metadata={"format": "pt"})
+        (tmp / "config.json").write_text(json.dumps(conf, indent=2) + "\n")
     return {"hf": str(out_dir), "drafter": str(drafter_dir)}
 
 

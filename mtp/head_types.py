@@ -80,5 +80,4 @@ register(HeadType("linear", "mtp.model:LinearHead", attends=False, takes_block=F
                   fused=True, export="export supports transformer heads only (vLLM serves each head as a decoder "
                                      "layer); decode linear heads natively with `mtp decode`"))  # the paper's Table S4
 register(HeadType("medusa", "mtp.heads_medusa:MedusaHead", attends=False, takes_block=False, params=lambda d: d * d,
-                  first="mtp.model:Block", export="medusa heads are not exported yet (vLLM's Medusa format is "
-                                                  "planned); decode them natively with `mtp decode`"))  # Medusa-1
+                  first="mtp.model:Block"))  # Medusa-1; exported in vLLM's own Medusa format (mtp/export.py)

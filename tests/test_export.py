@@ -134,3 +134,28 @@ def test_cli_stage(tmp_path):
     E.run(SimpleNamespace(config=str(cfg_path), dataset="toy", size="toy", n=2))
     assert (tmp_path / "results/models/toy/toy-n2/hf/model.safetensors").exists()
     assert (tmp_path / "results/models/toy/toy-n2/hf-drafter/config.json").exists()
+
+
+def test_medusa_heads_export_in_vllms_medusa_format(tmp_path):
+    """Medusa heads: hf/ is the plain Llama of trunk + head 1 (head 1's logits exactly in transformers); hf-drafter/
+    is vLLM's Medusa checkpoint, whose blocks on transformers' final-normed last hidden state, through the shared
+    lm_head, give each medusa head's logits exactly."""
+    import torch.nn.functional as F
+    from safetensors.torch import load_file
+    model, model_dir = make_model(tmp_path, n=3, head_type="medusa")
+    out = export(model_dir)
+    conf = json.loads((model_dir / "hf" / "config.json").read_text())
+    assert conf["architectures"] == ["LlamaForCausalLM"] and conf["num_hidden_layers"] == 6
+    drafter = json.loads((model_dir / "hf-drafter" / "config.json").read_text())
+    assert drafter["architectures"] == ["MedusaModel"] and drafter["num_heads"] == 2 and drafter["original_lm_head"]
+    w = load_file(f"{out['drafter']}/model.safetensors")
+    assert set(w) == {"blocks.0.layers.0.weight", "blocks.1.layers.0.weight", "lm_head.weight"}
+    hf = load_hf(out["hf"])
+    idx = torch.randint(0, 300, (2, 30), generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        ours = model(idx)
+        torch.testing.assert_close(hf(idx).logits, ours[0], rtol=1e-5, atol=1e-5)
+        x = hf.model(idx).last_hidden_state  # after the final norm, what vLLM hands the Medusa drafter
+        for j in (1, 2):
+            y = x + F.silu(x @ w[f"blocks.{j - 1}.layers.0.weight"].t())
+            torch.testing.assert_close(y @ w["lm_head.weight"].t(), ours[j], rtol=1e-4, atol=1e-4)

@@ -231,12 +231,12 @@ def test_bench_picks_the_byte_level_model_with_most_heads(tmp_path):
 # ---------------------------------------------------------------- slow: `mtp vllm` end to end
 
 
-def train(n, data, steps=150, seed=0, shape=None):
+def train(n, data, steps=150, seed=0, shape=None, head_type="transformer"):
     """A few optimizer steps of the summed multi-token loss: enough for mixed acceptance."""
     from mtp.model import ModelConfig, MTPModel, head_losses
     torch.manual_seed(seed)
     shape = shape or {"dim": 64, "n_layers": 5, "n_attn_heads": 2}
-    model = MTPModel(ModelConfig(vocab_size=300, n_heads=n, **shape))
+    model = MTPModel(ModelConfig(vocab_size=300, n_heads=n, head_type=head_type, **shape))
     opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
     T, B = 64, 16
     for _ in range(steps):
@@ -262,6 +262,19 @@ register(Baseline("ngram-short", "ngram k=1 (toy)", shortest_ngram, marker="v"))
 """
 
 
+def _write_data(cfg):
+    """The toy dataset's tokenizer and val split (the prompts' source) under the config's results."""
+    data_dir = config.data_dir(cfg, "toy")
+    data_dir.mkdir(parents=True)
+    byte_tokenizer().save(str(data_dir / "tokenizer.json"))
+    val = np.array(corpus(400, 1), dtype=np.uint16)
+    val.tofile(data_dir / "val.bin")
+    (data_dir / "meta.json").write_text(json.dumps({"dtype": "uint16", "tokens_val": len(val), "bytes_val": len(val),
+                                                    "vocab_size": 257,
+                                                    "sha256": {"val.bin": sha256_file(data_dir / "val.bin")}}))
+    return data_dir
+
+
 @pytest.fixture(scope="module")
 def study(tmp_path_factory):
     pytest.importorskip("vllm")
@@ -276,14 +289,7 @@ def study(tmp_path_factory):
     cfg["extensions"] = ["toy_baselines"]
     cfg_path = root / "config.yaml"
     cfg_path.write_text(yaml.safe_dump(cfg))
-    data_dir = config.data_dir(cfg, "toy")
-    data_dir.mkdir(parents=True)
-    byte_tokenizer().save(str(data_dir / "tokenizer.json"))
-    val = np.array(corpus(400, 1), dtype=np.uint16)
-    val.tofile(data_dir / "val.bin")
-    (data_dir / "meta.json").write_text(json.dumps({"dtype": "uint16", "tokens_val": len(val), "bytes_val": len(val),
-                                                    "vocab_size": 257,
-                                                    "sha256": {"val.bin": sha256_file(data_dir / "val.bin")}}))
+    data_dir = _write_data(cfg)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     data = torch.tensor(corpus(20000, 0))
@@ -408,3 +414,34 @@ def test_no_vllm_process_outlives_the_stage(study):
         if study["tag"] in text:
             left.append(p.pid)
     assert not left, f"vLLM processes left: {left}"
+
+
+@pytest.mark.slow
+def test_medusa_heads_served_by_vllms_own_medusa(tmp_path):
+    """A medusa model exported in vLLM's Medusa format runs through `mtp vllm` with vLLM's own `medusa` drafter
+    (no class of ours): greedy output equal to native and acceptance counts per position equal at batch 1."""
+    pytest.importorskip("vllm")
+    from mtp.checkpoint import save_model
+    cfg = _cfg(tmp_path, sweeps=[{"dataset": "toy", "sizes": ["toy"], "n_heads": [3], "head_types": ["medusa"]}],
+               vllm={"ngram": False, "draft_model": False, "batch_sizes": [1, 2]})
+    cfg["tracking"]["uri"] = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    cfg_path = tmp_path / "config.yaml"
+    cfg_path.write_text(yaml.safe_dump(cfg))
+    data_dir = _write_data(cfg)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    model = train(3, torch.tensor(corpus(20000, 0)), head_type="medusa")
+    torch.set_num_threads(threads)
+    entry = config.find_model(cfg, "toy", "toy-medusa", 3)
+    save_model(entry["dir"], model, {"dataset": "toy", "size": "toy", "n": 3, "data_dir": str(data_dir),
+                                     "train_run_id": "medusa"})
+    proc = subprocess.run([str(BIN / "mtp"), "vllm", "--config", str(cfg_path), "--dataset", "toy", "--size",
+                           "toy-medusa", "--n-heads", "3"], capture_output=True, text=True, timeout=1200)
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
+    result = json.loads((Path(entry["dir"]) / "vllm.json").read_text())
+    assert [r["name"] for r in result["configs"]] == ["nospec", "heads_k1", "heads_k2"]
+    assert result["crosscheck"]["ok"], result["crosscheck"]["problems"]
+    drafter = json.loads((Path(entry["dir"]) / "hf-drafter" / "config.json").read_text())
+    assert drafter["architectures"] == ["MedusaModel"]
+    k2 = result["configs"][2]["per_batch"][0]
+    assert k2["num_accepted_tokens"] > 0 and len(k2["acceptance_rate_per_pos"]) == 2  # both blocks drafted

@@ -43,6 +43,7 @@ import torch
 from mtp import UserError
 from mtp.kvcache import KVCache
 from mtp.model import decoding_heads, rope_tables
+from mtp.sampling import Sampler
 
 # A finished row stays in the batch, masked, until at most this fraction of the rows is unfinished;
 # then the batch is compacted (every layer's K/V copied).
@@ -85,12 +86,14 @@ def choose(logits, temperature=0.0, generator=None):
     return torch.multinomial(probs, 1, generator=generator)[:, 0]
 
 
-def propose(model, hd, j):
-    """Drafts from the drafting heads' states hd (k, B, T, C) at block index j (B,) -> (B, k) tokens."""
+def propose(model, hd, j, sampler=None):
+    """Drafts from the drafting heads' states hd (k, B, T, C) at block index j (B,) -> (B, k) tokens: their
+    argmax, or drawn from their distributions at the sampler's temperature (mtp.sampling)."""
     if hd is None:
         return torch.zeros(j.shape[0], 0, dtype=torch.long, device=j.device)
     h = hd[:, torch.arange(j.shape[0], device=j.device), j]  # (k, B, C)
-    return unembed(model, h, draft=True).argmax(-1).t()  # (B, k)
+    logits = unembed(model, h, draft=True).transpose(0, 1)  # (B, k, V)
+    return logits.argmax(-1) if sampler is None else sampler.propose(logits)
 
 
 def verify(block, g):
@@ -114,11 +117,11 @@ def prefill(model, cache, prompts):
     return hs, lens - 1
 
 
-def start(model, cache, prompts, k, temperature=0.0, generator=None):
+def start(model, cache, prompts, k, temperature=0.0, generator=None, sampler=None):
     """Prefill -> (x (B,) first new token, drafts (B, k))."""
     (h, hd), last = prefill(model, cache, prompts)
     x = choose(unembed(model, at(h, last)), temperature, generator)
-    return x, propose(model, hd, last)
+    return x, propose(model, hd, last, sampler)
 
 
 def ar_step(model, cache, x, temperature=0.0, generator=None, longest=None):
@@ -127,8 +130,9 @@ def ar_step(model, cache, x, temperature=0.0, generator=None, longest=None):
     return choose(unembed(model, h[:, -1]), temperature, generator)
 
 
-def spec_step(model, cache, x, drafts, longest=None):
-    """One speculative decode forward: verify, accept, roll back, propose.
+def spec_step(model, cache, x, drafts, longest=None, sampler=None):
+    """One speculative decode forward: verify, accept, roll back, propose (greedy, or speculative sampling
+    with a mtp.sampling.Sampler).
 
     x (B,) pending tokens, drafts (B, j) with j <= k -> (g (B, j+1), a (B,), x_next (B,), drafts_next (B, k)):
     row b gains tokens g[b, :a[b]+1]; x_next = g[b, a[b]] is its new pending token.
@@ -136,10 +140,13 @@ def spec_step(model, cache, x, drafts, longest=None):
     block = torch.cat([x[:, None], drafts], dim=1)  # (B, T)
     B, T = block.shape
     h, hd = forward(model, cache, block, longest)  # heads 1..k+1
-    g = unembed(model, h).argmax(-1)  # (B, T)
-    a = verify(block, g)
+    if sampler is None:
+        g = unembed(model, h).argmax(-1)  # (B, T)
+        a = verify(block, g)
+    else:
+        g, a = sampler.verify(block, unembed(model, h))
     cache.rollback(T - 1 - a, check=False)  # 0 <= a <= T-1: never past what this forward added
-    return g, a, g.gather(1, a[:, None])[:, 0], propose(model, hd, a)
+    return g, a, g.gather(1, a[:, None])[:, 0], propose(model, hd, a, sampler)
 
 
 # ---------------------------------------------------------------- the decoding loop
@@ -246,20 +253,20 @@ def _counts(stats, hist, verified_at):
 
 @torch.inference_mode()
 def decode_batch(model, prompts, max_new_tokens, eod_id=None, k=0, temperature=0.0, generator=None, heads=None):
-    """Decode one batch of prompts; k = 0: autoregressive with head 1, k >= 1: self-speculative greedy.
+    """Decode one batch of prompts; k = 0: autoregressive with head 1, k >= 1: self-speculative (greedy, or
+    speculative sampling at temperature > 0: mtp.sampling, distributed as sampling from head 1).
 
     -> (new tokens per prompt, Stats). Rows progress independently (ragged). A finished row stays in
     the batch, masked (its cache length held at 0: in bounds, never read), until half the batch has
     finished; then the batch is compacted. One device read per decode forward; the cache lengths are
     mirrored on the host.
     """
-    if k and temperature != 0:
-        raise ValueError("self-speculative decoding here is greedy only (temperature 0)")
     B, L = len(prompts), model.cfg.max_seq_len
+    sampler = Sampler(temperature, generator) if k and temperature else None  # speculative sampling
     stats = Stats(k=k, prompts=B, prefills=1)
     lens = [len(p) for p in prompts]
     cache = KVCache(model, B, min(max(lens) + max_new_tokens + k, L), k, heads)
-    x, drafts = start(model, cache, prompts, k, temperature, generator)
+    x, drafts = start(model, cache, prompts, k, temperature, generator, sampler)
     out = Outputs(lens, max_new_tokens, L, eod_id)
     hist, verified_at = [0] * (k + 1), [0] * (k + 1)
     alive = [not out.take(r, [t]) for r, t in enumerate(x.tolist())]
@@ -273,6 +280,8 @@ def decode_batch(model, prompts, max_new_tokens, eod_id=None, k=0, temperature=0
             idx = torch.tensor(sel, device=x.device)
             cache.keep(idx)
             x, drafts, mask = x[idx], drafts[idx], None
+            if sampler is not None:
+                sampler.keep(idx)
             out.rows, lengths, alive = [out.rows[r] for r in sel], [lengths[r] for r in sel], [True] * n
         elif n < len(alive):
             if mask is None or mask[0] != alive:
@@ -286,7 +295,7 @@ def decode_batch(model, prompts, max_new_tokens, eod_id=None, k=0, temperature=0
             rows = [[t, 0] for t in x.tolist()]
         else:
             j = min(k, L - 1 - longest)  # drafts this step; positions stay < max_seq_len
-            g, a, x, drafts = spec_step(model, cache, x, drafts[:, :j], longest)
+            g, a, x, drafts = spec_step(model, cache, x, drafts[:, :j], longest, sampler)
             rows = torch.cat([g, a[:, None]], dim=1).tolist()  # the step's one device read
             verified_at[j] += n
         for r, row in enumerate(rows):
@@ -323,13 +332,13 @@ def decode(model, prompts, max_new_tokens, eod_id=None, draft_tokens=0, batch_si
 def generate(model, prompts, max_new_tokens, eod_id, temperature=0.0, seed=0, batch_size=8):
     """New tokens for each prompt (stopping before eod_id or at max_new_tokens).
 
-    Greedy (temperature 0) uses self-speculative decoding with every head when the model has
-    n > 1 (same output as head-1 greedy decoding); temperature > 0 samples from head 1,
-    autoregressively, with a generator seeded by `seed`.
+    With n > 1 heads, decoding is self-speculative with every head: greedy (temperature 0: the same output
+    as head-1 greedy decoding) or speculative sampling (temperature > 0: distributed as sampling from head 1,
+    mtp.sampling), with a generator seeded by `seed`.
     """
     if not prompts:
         return []
-    k = model.cfg.n_heads - 1 if temperature == 0 else 0
+    k = model.cfg.n_heads - 1
     return decode(model, prompts, max_new_tokens, eod_id, k, batch_size, temperature, seed)[0]
 
 

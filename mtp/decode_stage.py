@@ -40,7 +40,8 @@ def bench_model(cfg, entry, device="cpu"):
         raise UserError(f"decode.prompt_len: {dc['prompt_len']} tokens do not fit the model's context "
                         f"(max_seq_len {model.cfg.max_seq_len}) with room to generate")
     prompts = DT.val_prompts(TokenData(payload["data_dir"], "val", verify=True), dc["num_prompts"], dc["prompt_len"])
-    result = DT.bench(model, prompts, dc["batch_sizes"], dc["max_new_tokens"], dc["repeats"], k)
+    result = DT.bench(model, prompts, dc["batch_sizes"], dc["max_new_tokens"], dc["repeats"], k,
+                      temperature=dc["sample_temperature"])
     result.update({"dataset": entry["dataset"], "size": entry["size"], "prompt_len": dc["prompt_len"],
                    "train_run_id": payload.get("train_run_id")})
     return result, payload

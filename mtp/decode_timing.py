@@ -10,6 +10,9 @@ Counting (the engine's counts, tokens per forward and acceptance, are defined in
   round) at the same batch size; its spread (min, max) marks it unstable (mtp.measure).
 - quality: mtp.measure.output_quality of the greedy outputs; degenerate output (one token
   repeated, few distinct tokens) accepts every draft, so its speed figures say nothing.
+- sampling (decode.sample_temperature T, at the first batch size): autoregressive sampling from head 1 vs
+  speculative sampling (mtp.sampling, the same distribution), timed in the same rounds; their outputs differ
+  by design (other random draws), so there is no lossless check, only speed-up and acceptance.
 """
 import torch
 
@@ -23,16 +26,18 @@ def _sync(model):
         torch.cuda.synchronize(dev)
 
 
-def _timed(model, prompts, max_new_tokens, eod_id, batch_sizes, k, rounds):
-    """Every configuration (AR, and speculative when k, at each batch size) timed in interleaved rounds
-    (measure.interleaved, one untimed warm-up each) -> ({(kind, bs): seconds per round}, {(kind, bs): last
-    (outputs, Stats)})."""
+def _timed(model, prompts, max_new_tokens, eod_id, batch_sizes, k, rounds, temperature=None):
+    """Every configuration (AR, and speculative when k, at each batch size; sampled at `temperature` at the first
+    batch size) timed in interleaved rounds (measure.interleaved, one untimed warm-up each) ->
+    ({(kind, bs): seconds per round}, {(kind, bs): last (outputs, Stats)})."""
     last, configs = {}, {}
-    for bs in batch_sizes:
-        for kind, kk in (("ar", 0), ("spec", k)) if k else (("ar", 0),):
-            def call(key=(kind, bs), kk=kk, bs=bs):
-                last[key] = decode(model, prompts, max_new_tokens, eod_id, kk, bs)
-            configs[(kind, bs)] = call
+    runs = [(kind, kk, bs, 0.0) for bs in batch_sizes for kind, kk in (("ar", 0), ("spec", k))[:2 if k else 1]]
+    if k and temperature:
+        runs += [("ar_sample", 0, batch_sizes[0], temperature), ("spec_sample", k, batch_sizes[0], temperature)]
+    for kind, kk, bs, t in runs:
+        def call(key=(kind, bs), kk=kk, bs=bs, t=t):
+            last[key] = decode(model, prompts, max_new_tokens, eod_id, kk, bs, temperature=t, seed=0)
+        configs[(kind, bs)] = call
     sync = lambda: _sync(model)  # noqa: E731
     return measure.interleaved(configs, rounds, warmup=1, before=sync, after=sync), last
 
@@ -63,7 +68,21 @@ def _batch_row(bs, times, last, k, metrics):
     return row
 
 
-def bench(model, prompts, batch_sizes, max_new_tokens, repeats, draft_tokens=None, eod_id=None):
+def _sampling_row(bs, times, last, temperature, metrics):
+    """Speculative vs autoregressive sampling at `temperature` and batch size bs; fills metrics."""
+    (_, ar), (_, sp) = last[("ar_sample", bs)], last[("spec_sample", bs)]
+    row = {"temperature": temperature, "batch_size": bs,
+           "ar": {**measure.rate_summary(ar.new_tokens, times[("ar_sample", bs)]), **ar.as_dict()},
+           "spec": {**measure.rate_summary(sp.new_tokens, times[("spec_sample", bs)]), **sp.as_dict()}}
+    r = measure.ratio(row["spec"]["tokens_per_s_all"], row["ar"]["tokens_per_s_all"])
+    row.update(speedup=r["median"], speedup_spread={key: r[key] for key in ("min", "max", "spread", "unstable")},
+               tokens_per_forward=sp.tokens_per_forward)
+    metrics.update({f"decode_sample_speedup_b{bs}": r["median"],
+                    f"decode_sample_tokens_per_forward_b{bs}": sp.tokens_per_forward})
+    return row
+
+
+def bench(model, prompts, batch_sizes, max_new_tokens, repeats, draft_tokens=None, eod_id=None, temperature=None):
     """Time autoregressive vs self-speculative greedy decoding of `prompts` at each batch size.
 
     All configurations run in `repeats` interleaved rounds (mtp.measure), after one untimed warm-up each.
@@ -74,7 +93,8 @@ def bench(model, prompts, batch_sizes, max_new_tokens, repeats, draft_tokens=Non
                        "speedup_spread": {min, max, spread, unstable}, "tokens_per_forward",
                        "lossless": spec output == AR output}],
         "metrics": flat {name: value} with stable names (decode_speedup_b1, decode_degenerate, ...)}.
-    eod_id None: every prompt gets exactly max_new_tokens (comparable across models).
+    eod_id None: every prompt gets exactly max_new_tokens (comparable across models). temperature: also time
+    sampling at it (result["sampling"], first batch size; None when off or n = 1).
     """
     if not prompts:
         raise UserError("decode: no prompts to time (num_prompts must be >= 1)")
@@ -91,8 +111,9 @@ def bench(model, prompts, batch_sizes, max_new_tokens, repeats, draft_tokens=Non
               "note": "" if k else "n=1: one head, nothing to draft; autoregressive baseline only",
               "per_batch": [], "metrics": {}}
     metrics = result["metrics"]
-    times, last = _timed(model, prompts, max_new_tokens, eod_id, batch_sizes, k, repeats)
+    times, last = _timed(model, prompts, max_new_tokens, eod_id, batch_sizes, k, repeats, temperature)
     result["per_batch"] = [_batch_row(bs, times, last, k, metrics) for bs in batch_sizes]
+    result["sampling"] = _sampling_row(batch_sizes[0], times, last, temperature, metrics) if k and temperature else None
     quality = result["quality"] = measure.output_quality(last[("ar", batch_sizes[0])][0])
     metrics["decode_distinct_tokens_min"] = min(quality["distinct_tokens"])
     metrics["decode_degenerate"] = float(quality["degenerate"])

@@ -338,6 +338,17 @@ def test_bench_reports_each_batch_size():
     base = DT.bench(shift_model(1), [[1, 2]], [1], 4, repeats=1)
     assert not base["speculative"] and "n=1" in base["note"] and base["per_batch"][0]["speedup"] is None
     assert "decode_speedup_b1" not in base["metrics"]
+    assert r["sampling"] is None and DT.bench(shift_model(1), [[1, 2]], [1], 4, 1, temperature=0.8)["sampling"] is None
+
+
+def test_bench_times_speculative_sampling_beside_greedy():
+    """decode.sample_temperature: AR and speculative sampling at the first batch size, in the same rounds."""
+    r = DT.bench(shift_model(4, noise=0.1, seed=0), prompts_for(0, count=4), [1, 2], 12, repeats=2, temperature=0.8)
+    s = r["sampling"]
+    assert s["temperature"] == 0.8 and s["batch_size"] == 1 and s["spec"]["new_tokens"] == s["ar"]["new_tokens"] == 48
+    assert len(s["spec"]["tokens_per_s_all"]) == 2 and s["speedup"] > 0 and 1 <= s["tokens_per_forward"] <= 4
+    assert len(s["spec"]["accept_rate_per_pos"]) == 3 and s["speedup_spread"]["min"] <= s["speedup"]
+    assert r["metrics"]["decode_sample_tokens_per_forward_b1"] == s["tokens_per_forward"]
 
 
 def test_bench_flags_degenerate_output():
@@ -449,3 +460,39 @@ def test_stage_writes_decode_json(tmp_path, monkeypatch, capsys, n):
     # 6 new tokens cannot hold 8 distinct ones: degenerate by rule, and the stage says so
     assert result["quality"]["degenerate"] and run.metrics["decode_degenerate"] == 1.0
     assert "DEGENERATE OUTPUT" in capsys.readouterr().out
+
+
+def _chi2_pvalue(counts, expected):
+    """Pearson's chi-square test of counts against expected counts (cells with expected >= 5 kept, the rest
+    pooled into one) -> p-value, from the chi-square survival function Q(df/2, x/2)."""
+    big = expected >= 5
+    obs = torch.cat([counts[big], counts[~big].sum()[None]])
+    exp = torch.cat([expected[big], expected[~big].sum()[None]])
+    keep = exp > 0
+    stat = ((obs[keep] - exp[keep]) ** 2 / exp[keep]).sum()
+    df = int(keep.sum()) - 1
+    return float(torch.special.gammaincc(torch.tensor(df / 2, dtype=torch.float64), stat.double() / 2))
+
+
+@pytest.mark.parametrize("head_type", ["transformer", "medusa"])
+def test_speculative_sampling_is_distributed_as_sampling_from_head1(head_type):
+    """Speculative sampling at T = 0.8 with k = 2 drafts: the first three new tokens, over 12,000 samples, follow
+    head 1's exact joint distribution (computed from the model; chi-square, p > 0.001), while drawing the drafts'
+    rejected positions from p instead of the residual (a wrong rule) is refused by the same test (checked once)."""
+    Vs, T, N = 5, 0.8, 12000
+    torch.manual_seed(1)
+    model = MTPModel(ModelConfig(vocab_size=Vs, dim=16, n_layers=4, n_attn_heads=2, n_heads=3,
+                                 head_type=head_type)).eval()
+    with torch.no_grad():
+        model.lm_head.weight.mul_(40)  # distributions far from uniform, and heads that disagree with head 1
+    prompt = [1, 2, 3]
+    seqs = torch.tensor([[a, b, c] for a in range(Vs) for b in range(Vs) for c in range(Vs)])  # (125, 3)
+    with torch.no_grad():
+        logp = torch.log_softmax(model(torch.cat([torch.tensor(prompt).expand(len(seqs), 3), seqs], 1),
+                                       heads=[0])[0].float() / T, -1)  # (125, 6, V)
+    exact = sum(logp[torch.arange(len(seqs)), 2 + i, seqs[:, i]] for i in range(3)).exp()  # P(t1, t2, t3)
+    out, stats = D.decode(model, [prompt] * N, 3, draft_tokens=2, batch_size=3000, temperature=T, seed=7)
+    assert sum(stats.accepted_per_pos) > 0 and sum(stats.verified_per_pos) > sum(stats.accepted_per_pos)
+    index = torch.tensor([(o[0] * Vs + o[1]) * Vs + o[2] for o in out])
+    counts = torch.bincount(index, minlength=Vs ** 3).double()
+    assert _chi2_pvalue(counts, N * exact.double()) > 1e-3

@@ -7,7 +7,7 @@ Speed figures (tokens per forward, speed-ups) are evidence only from a file whos
 with its per-round spread ("speedup_spread", mtp.measure.ratio): unstable -> "no verdict".
 """
 from mtp.report.figures import by, figure_no_data, legend, no_data, plt, save
-from mtp.report.study import num, order, output_check, speedup_spread
+from mtp.report.study import get, num, order, output_check, speedup_spread
 from mtp.report.tables import fmt
 from mtp.report.verdicts import (CONTRADICTED, DEGENERATE, NO_DATA, NO_VERDICT, NOT_AT_SCALE, REPRODUCED, claim,
                                  unstable_verdict)
@@ -111,6 +111,14 @@ def _native_rows(r):
                                   num(b.get("speedup")),
                                   num(b.get("tokens_per_forward", sp.get("tokens_per_forward"))),
                                   sp.get("accept_rate_per_pos"), b.get("lossless"), speedup_spread(b), out))
+    s = d.get("sampling")
+    if isinstance(s, dict) and isinstance(s.get("spec"), dict):  # speculative sampling at temperature T
+        t, bs = s.get("temperature"), s.get("batch_size")
+        rows.append(_spec_row("native", r, bs, f"sampling T={t}", 0, num(get(s, "ar", "tokens_per_s")), 1.0, 1.0,
+                              output=out))
+        rows.append(_spec_row("native", r, bs, f"speculative sampling T={t}", s["spec"].get("draft_tokens"),
+                              num(s["spec"].get("tokens_per_s")), num(s.get("speedup")), num(s.get("tokens_per_forward")),
+                              s["spec"].get("accept_rate_per_pos"), None, speedup_spread(s), out))
     return rows
 
 

@@ -21,6 +21,7 @@ STAGES = {
     "vllm": ("mtp.vllm_stage", "time the model inside vLLM: no speculation, own heads, ngram, draft model (rule time_vllm)"),
     "eval": ("mtp.evals.cli", "score a model: code (HumanEval/MBPP pass@k) or a synthetic task (polynomial, induction)"),
     "report": ("mtp.report", "tables, plots and the claims check of the whole study (rule build_report)"),
+    "import": ("mtp.import_meta", "import a released multi-token checkpoint (Meta's layout) as an mtp model directory"),
     "bench": ("mtp.bench", "benchmarks: train (memory, step time, FLOP/s), decode, vllm; prints one JSON line"),
     "ui": ("mtp.tracking_cli", "open a light MLflow UI on 127.0.0.1"),
 }

@@ -139,7 +139,7 @@ def export(model_dir, out_dir=None, drafter_dir=None):
         save_file(tensors, str(tmp / "model.safetensors"), metadata={"format": "pt"})
         hf_config(target_cfg, tok, {"mtp_source": source}).save_pretrained(tmp)
         _portable_config(tmp / "config.json", cfg)
-        hf_tok = PreTrainedTokenizerFast(tokenizer_file=str(tok_path), eos_token=EOD)
+        hf_tok = PreTrainedTokenizerFast(tokenizer_file=str(tok_path), eos_token=tok.hf.id_to_token(tok.eod_id) or EOD)
         hf_tok.model_max_length = cfg.max_seq_len
         hf_tok.save_pretrained(tmp)
         _portable_tokenizer_class(tmp / "tokenizer_config.json")

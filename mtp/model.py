@@ -28,6 +28,7 @@ class ModelConfig:
     max_seq_len: int = 4096
     norm_eps: float = 1e-5
     rope_theta: float = 10000.0
+    ffn_dim: int = None  # SwiGLU width; None = Llama's rule from dim (mtp.presets.hidden_dim); imported models set it
 
     def __post_init__(self):
         if self.n_heads < 1:
@@ -48,7 +49,7 @@ class ModelConfig:
 
     @property
     def hidden_dim(self):
-        return presets.hidden_dim(self.dim)  # SwiGLU width, as in Llama
+        return self.ffn_dim or presets.hidden_dim(self.dim)  # SwiGLU width, as in Llama
 
     @property
     def num_params(self):

@@ -58,7 +58,8 @@ class Tokenizer:
 
     def __init__(self, hf):
         self.hf = hf
-        self.eod_id = hf.token_to_id(EOD)
+        # ours <|eod|>; an imported model's own end of sequence (Llama's sentencepiece </s>)
+        self.eod_id = next((i for t in (EOD, "</s>") if (i := hf.token_to_id(t)) is not None), None)
         self.vocab_size = hf.get_vocab_size()
 
     @classmethod

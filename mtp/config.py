@@ -179,9 +179,11 @@ def head_types_of(cfg, sweep):
     return sweep.get("head_types") or [train_config(cfg, sweep)["head_type"]]
 
 
-def model_slot(size, head_type):
+def model_slot(size, head_type, init_from=None):
     """A model's name within its dataset, before -n<n>: the size for transformer heads (the paper's), else
-    <size>-<head_type>. The rules' {size} wildcard and the stages' --size take it."""
+    <size>-<head_type>; with `-init` after the size for heads added to a model (init_from). The rules' {size}
+    wildcard and the stages' --size take it."""
+    size = f"{size}-init" if init_from else size
     return size if head_type == "transformer" else f"{size}-{head_type}"
 
 
@@ -193,12 +195,12 @@ def models(cfg):
         for size in sweep["sizes"]:
             for head_type in head_types_of(cfg, sweep):
                 for n in sweep["n_heads"]:
-                    slot = model_slot(size, head_type)
+                    slot = model_slot(size, head_type, sweep.get("init_from"))
                     if (sweep["dataset"], slot, n) in seen:
                         continue
                     seen.add((sweep["dataset"], slot, n))
                     out.append({"dataset": sweep["dataset"], "size": size, "head_type": head_type, "slot": slot,
-                                "n": n, "train": {**train_config(cfg, sweep), "head_type": head_type},
+                                "init_from": sweep.get("init_from"), "n": n, "train": {**train_config(cfg, sweep), "head_type": head_type},
                                 "dir": str(model_dir(cfg, sweep["dataset"], slot, n))})
     return out
 

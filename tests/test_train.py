@@ -263,3 +263,35 @@ def test_weighted_head_losses_have_the_naive_weighted_gradients(spec):
     for k in got["naive", False]:
         torch.testing.assert_close(got["memory_efficient", False][k], got["naive", False][k], rtol=1e-5, atol=1e-7)
     assert not torch.allclose(got["naive", False]["heads.1.mlp.w2.weight"], got["naive", True]["heads.1.mlp.w2.weight"])
+
+
+@pytest.mark.parametrize("head_type", ["transformer", "medusa"])
+def test_heads_added_to_a_trained_model_keep_its_greedy_output(tiny_cfg, tmp_path, head_type):
+    """init_from mtp:<n=1 model> with train.freeze: trunk: the source's embedding, trunk, head 1, norm and
+    unembedding are bit for bit the source's after training, so greedy output is the source model's; the new
+    heads trained (they changed), and speculative decoding with them is lossless."""
+    from mtp.decode import decode
+    cfg = _train_cfg(tiny_cfg, max_steps=20, checkpoint_every=10, eval_every=10)
+    tokenize(cfg, "code")
+    src = config.find_model(cfg, "code", "micro", 1)
+    train(cfg, src, progress=False)
+    raw = {**cfg, "sweeps": [*cfg["sweeps"], {"dataset": "code", "sizes": ["micro"], "n_heads": [3],
+                                               "head_types": [head_type], "init_from": f"mtp:{src['dir']}",
+                                               "train": {"freeze": "trunk", "max_steps": 15, "lr": 0.01}}]}
+    cfg2 = config.validate(raw)
+    slot = "micro-init" if head_type == "transformer" else "micro-init-medusa"
+    added = config.find_model(cfg2, "code", slot, 3)
+    train(cfg2, added, progress=False)
+    before, _ = checkpoint.load_model(src["dir"])
+    after, _ = checkpoint.load_model(added["dir"])
+    b, a = before.state_dict(), after.state_dict()
+    for k, v in b.items():
+        assert torch.equal(a[k], v), k  # trunk, head 1, embedding, norm, unembedding untouched
+    if head_type == "medusa":  # the new heads started as the identity (zero projections) and trained
+        assert a["heads.1.proj.weight"].abs().sum() > 0
+    else:  # ... or as copies of head 1
+        assert not torch.equal(a["heads.1.mlp.w2.weight"], b["heads.0.mlp.w2.weight"])
+    prompts = [[5, 6, 7, 8], [9, 10, 11]]
+    greedy = decode(before, prompts, 16, draft_tokens=0)[0]
+    assert decode(after, prompts, 16, draft_tokens=0)[0] == greedy
+    assert decode(after, prompts, 16, draft_tokens=2)[0] == greedy

@@ -21,6 +21,7 @@ from mtp.model import ModelConfig, MTPModel
 from mtp.training.device import autocast_for, pick_device, pick_dtype
 from mtp.training.dist import Dist, global_starts, total_steps
 from mtp.training.memory import memory_advice, peak_mem_bytes
+from mtp.training import init_from
 from mtp.training.step import evaluate, head_targets, head_weights, lr_at, make_optimizer, mtp_backward
 
 
@@ -98,15 +99,18 @@ def setup(cfg, entry):
     ddir = data_dir(cfg, entry["dataset"])
     train_data, val_data = TokenData(ddir, "train", verify=True), TokenData(ddir, "val", verify=True)
     torch.manual_seed(cfg["seed"])
-    mcfg = ModelConfig.from_preset(entry["size"], train_data.vocab_size, n_heads=entry["n"],
-                                   head_type=tc["head_type"], extra=cfg["model_presets"])
+    if entry.get("init_from"):  # heads added to a model of ours (mtp/training/init_from.py)
+        mcfg = init_from.config_from(entry, train_data.vocab_size)
+    else:
+        mcfg = ModelConfig.from_preset(entry["size"], train_data.vocab_size, n_heads=entry["n"],
+                                       head_type=tc["head_type"], extra=cfg["model_presets"])
     if tc["seq_len"] > mcfg.max_seq_len:
         raise UserError(f"train.seq_len {tc['seq_len']} exceeds the model's max_seq_len {mcfg.max_seq_len}")
     train_data.check_vocab(mcfg.vocab_size)
     need, free, advice = memory_advice(mcfg, tc, dtype, device, entry["size"])
     if need > free:
         raise UserError(f"not enough memory: {advice}")
-    model = build_model(mcfg, tc, dist, device)
+    model = build_model(mcfg, tc, dist, device, entry)
     job = Job(cfg=cfg, entry=entry, device=device, dist=dist, dtype=dtype,
               autocast=autocast_for(device, dtype), ddir=ddir, train_data=train_data,
               val_data=val_data, mcfg=mcfg, model=model, opt=make_optimizer(model, tc),
@@ -115,9 +119,14 @@ def setup(cfg, entry):
     return job
 
 
-def build_model(mcfg, tc, dist, device):
-    """The model on `device` (seeded by the caller), wrapped for data parallelism, its blocks compiled if asked."""
-    model = MTPModel(mcfg).to(device)
+def build_model(mcfg, tc, dist, device, entry=None):
+    """The model on `device` (seeded by the caller; from the entry's init_from source if any, with train.freeze
+    applied), wrapped for data parallelism, its blocks compiled if asked."""
+    model = MTPModel(mcfg)
+    if entry is not None and entry.get("init_from"):
+        init_from.load_source(model, entry)
+    init_from.freeze(model, tc["freeze"])
+    model = model.to(device)
     model.activation_checkpointing = tc["activation_checkpointing"]
     dist.wrap(model, tc, device)
     if tc["compile"]:

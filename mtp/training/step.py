@@ -78,9 +78,10 @@ def memory_efficient_backward(model, x, ys, scale=1.0, autocast=None, weights=No
         (loss * (weights[i] * scale)).backward()  # accumulates dL/dz in zd.grad (or dL/dh_1); frees the logits
         losses.append(loss.detach())
         del logits, loss, h
-    if h1 is not None:
+    if h1 is not None and h1.requires_grad:  # not under train.freeze: trunk (head 1 frozen)
         h1.backward(h1d.grad)
-    z.backward(zd.grad)
+    if z.requires_grad:
+        z.backward(zd.grad)
     return losses
 
 
@@ -102,8 +103,9 @@ def lr_at(step, tc, total):
 
 
 def make_optimizer(model, tc):
-    decay = [p for n, p in model.named_parameters() if p.dim() >= 2]
-    no_decay = [p for n, p in model.named_parameters() if p.dim() < 2]
+    params = [(n, p) for n, p in model.named_parameters() if p.requires_grad]  # train.freeze leaves some out
+    decay = [p for n, p in params if p.dim() >= 2]
+    no_decay = [p for n, p in params if p.dim() < 2]
     return torch.optim.AdamW([{"params": decay, "weight_decay": tc["weight_decay"]},
                               {"params": no_decay, "weight_decay": 0.0}], lr=tc["lr"], betas=(0.9, 0.95),
                              fused=False)

@@ -1,11 +1,19 @@
 def train_params(w):
     m = mtp.config.find_model(config, w.dataset, w.size, w.n)
-    return digest([m["train"], config["model_presets"].get(w.size), config["seed"]])
+    extra = [m["init_from"]] if m["init_from"] else []  # a from-scratch model's digest is what it always was
+    return digest([m["train"], config["model_presets"].get(m["size"]), config["seed"], *extra])
+
+
+def train_inputs(w):
+    """The dataset, and the source model of heads added to a model of ours (init_from: mtp:<dir>)."""
+    m = mtp.config.find_model(config, w.dataset, w.size, w.n)
+    source = [f"{m['init_from'].partition(':')[2]}/model.pt"] if m["init_from"] else []
+    return [R(f"data/{w.dataset}/meta.json"), *source]
 
 
 rule train_model:
     input:
-        R("data/{dataset}/meta.json"),
+        train_inputs,
     output:
         R("models/{dataset}/{size}-n{n}/model.pt"),
         R("models/{dataset}/{size}-n{n}/metrics.json"),

@@ -264,6 +264,7 @@ register(Baseline("ngram-short", "ngram k=1 (toy)", shortest_ngram, marker="v"))
 
 def _write_data(cfg):
     """The toy dataset's tokenizer and val split (the prompts' source) under the config's results."""
+    from mtp.tokenizer import byte_tokenizer
     data_dir = config.data_dir(cfg, "toy")
     data_dir.mkdir(parents=True)
     byte_tokenizer().save(str(data_dir / "tokenizer.json"))

@@ -28,6 +28,20 @@ def _score(r):
     return None, None
 
 
+def _fmt(rates):
+    return " ".join("-" if num(a) is None else f"{a:.2f}" for a in rates) if isinstance(rates, list) else None
+
+
+def _acceptance(records):
+    """[(dataset, label, rates)] of the models with n > 1 whose decode.json output is not degenerate."""
+    out = []
+    for r in sorted(records, key=lambda x: (x["dataset"], x.get("head_type") or "", x["n"])):
+        rates = _native(r)[1]
+        if r["n"] > 1 and isinstance(rates, list) and output_check(r, "decode") == "ok":
+            out.append((r["dataset"], f"{r.get('head_type')} n={r['n']} ({r.get('preset', r['size'])})", rates))
+    return out
+
+
 def head_rows(records):
     """One row per model: dataset, head_type, n, the quality and speed figures above."""
     rows = []
@@ -41,7 +55,7 @@ def head_rows(records):
         batches = sorted(native)
         row = {"dataset": r["dataset"], "preset": r.get("preset", r["size"]), "head_type": r.get("head_type"),
                "n": r["n"], "val_bits_per_byte": num(m.get("val_bits_per_byte")), "score_metric": metric,
-               "score": score, "accept_rate_per_pos": accept if ok and r["n"] > 1 else None,
+               "score": score, "accept_rate_per_pos": _fmt(accept) if ok and r["n"] > 1 else None,
                "tokens_per_forward": num(get(native.get(batches[0]) if batches else None, "tokens_per_forward"))
                if ok and r["n"] > 1 else None,
                "step_time_s": num(m.get("step_time_s")), "peak_mem_mb": (num(m.get("peak_mem_bytes")) or 0) / 2**20
@@ -55,15 +69,17 @@ def head_rows(records):
 
 def plot_heads(records, path):
     """Acceptance rate per draft position, one line per head type and n, a panel per dataset."""
-    rows = [x for x in head_rows(records) if x["accept_rate_per_pos"]]
+    rows = _acceptance(records)
     if not rows:
-        return figure_no_data(path, "Acceptance per draft position by head type", "no decode.json of a model with n > 1")
-    groups = by(rows, lambda x: x["dataset"])
+        return figure_no_data(path, "Acceptance per draft position by head type",
+                              "no decode.json of a model with n > 1 and non-degenerate output")
+    groups = by(rows, lambda x: x[0])
     fig, axes = grid(len(groups), ncols=2, w=5.5)
     for ax, (dataset, xs) in zip(axes, groups.items()):
-        for x in xs:
-            rates = [num(v) for v in x["accept_rate_per_pos"]]
-            ax.plot(range(1, len(rates) + 1), rates, "o-", label=f"{x['head_type']} n={x['n']} ({x['preset']})")
+        for _, label, rates in xs:
+            rates = [num(v) for v in rates]
+            ax.plot(range(1, len(rates) + 1), rates, "o-", label=label)
+        ax.set_xticks(range(1, max(len(r) for _, _, r in xs) + 1))
         ax.set_title(f"{dataset}: acceptance per draft position")
         ax.set_xlabel("draft position j (token t+j+1)")
         ax.set_ylabel("acceptance rate (batch 1)")

@@ -200,7 +200,8 @@ def models(cfg):
                         continue
                     seen.add((sweep["dataset"], slot, n))
                     out.append({"dataset": sweep["dataset"], "size": size, "head_type": head_type, "slot": slot,
-                                "init_from": sweep.get("init_from"), "n": n, "train": {**train_config(cfg, sweep), "head_type": head_type},
+                                "init_from": sweep.get("init_from"), "n": n,
+                                "train": {**train_config(cfg, sweep), "head_type": head_type},
                                 "dir": str(model_dir(cfg, sweep["dataset"], slot, n))})
     return out
 

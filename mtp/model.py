@@ -201,26 +201,19 @@ class FusedHeads(nn.Module):
         return None if self.linear else layer(cache, self.nh, self.hs)
 
 
-class SeparateHeads(nn.Module):
-    """Heads 1..k+1 run one after another, for decoding: what FusedHeads does, for head types without a fused
-    form (mtp.head_types: fused=False). kv: one cache layer per head, None for heads without attention."""
+class SeparateHeads:
+    """Heads 1..k+1 run one after another through MTPModel.head_states, for decoding: what FusedHeads does, for
+    head types without a fused form (mtp.head_types: fused=False). kv: one cache layer per head, None for heads
+    without attention."""
 
     def __init__(self, model, k):
-        super().__init__()
-        self.run = list(model.heads[:k + 1])  # not registered as submodules: the model owns them
-        self.norm, self.reads_head1 = model.norm, model.reads_head1
-        self.attends = [any(isinstance(m, Attention) for m in h.modules()) for h in self.run]
+        self.model, self.heads = model, range(k + 1)  # a plain object: the model owns the weights
+        self.attends = [any(isinstance(m, Attention) for m in h.modules()) for h in model.heads[:k + 1]]
         self.nh, self.hs = model.cfg.n_attn_heads, model.cfg.dim // model.cfg.n_attn_heads
 
-    def forward(self, z, cos, sin, kv=None, mask=None):
-        """z (B, T, C) -> states of the heads (k+1, B, T, C), as MTPModel.head_states."""
-        def run(i, x):
-            return self.run[i](x, cos, sin, None if kv is None else kv[i], mask)
-        if not self.reads_head1:
-            return torch.stack([run(i, z) for i in range(len(self.run))])
-        h1 = run(0, z)
-        x = self.norm(h1)
-        return torch.stack([h1, *[run(i, x) for i in range(1, len(self.run))]])
+    def __call__(self, z, cos, sin, kv=None, mask=None):
+        """z (B, T, C) -> states of the heads (k+1, B, T, C)."""
+        return torch.stack(self.model.head_states(z, cos, sin, self.heads, kv, mask))
 
     def cache_layers(self, cache, layer):
         return [layer(cache, self.nh, self.hs) if a else None for a in self.attends] if any(self.attends) else None
@@ -277,14 +270,19 @@ class MTPModel(nn.Module):
         normed state, Medusa's, go to the unembedding without the norm)."""
         return self.lm_head(h if i > 0 and self.reads_head1 else self.norm(h))
 
-    def head_states(self, z, cos, sin, heads=None):
-        """z (B, T, C) -> the states (B, T, C) of the heads in `heads` (0-based; default: all), for logits()."""
-        heads = range(self.cfg.n_heads) if heads is None else heads
+    def head_states(self, z, cos, sin, heads=None, kvs=None, mask=None):
+        """z (B, T, C) -> the states (B, T, C) of the heads in `heads` (0-based; default: all), for logits().
+        kvs: a KV-cache layer (or None) per head of `heads`, when decoding (model.SeparateHeads)."""
+        heads = list(range(self.cfg.n_heads) if heads is None else heads)
+        kvs = [None] * len(heads) if kvs is None else kvs
+
+        def run(j, x):
+            return self.heads[heads[j]](x, cos, sin, kvs[j], mask)
         if not self.reads_head1:
-            return [self.heads[i](z, cos, sin) for i in heads]
-        h1 = self.heads[0](z, cos, sin)
+            return [run(j, z) for j in range(len(heads))]
+        h1 = run(0, z) if heads[0] == 0 else self.heads[0](z, cos, sin)  # heads 2..n read head 1's normed state
         x = self.norm(h1)
-        return [h1 if i == 0 else self.heads[i](x) for i in heads]
+        return [h1 if i == 0 else run(j, x) for j, i in enumerate(heads)]
 
     def forward(self, idx, heads=None):
         """idx (B, T) -> list of logits (B, T, V), one per head in `heads` (default: all)."""

@@ -54,6 +54,6 @@ class Sampler:
         residual = (p_a - q_a).clamp_min(0)
         total = residual.sum(-1, keepdim=True)
         residual = torch.where(total > 0, residual / total.clamp_min(1e-30), p_a)  # p == q exactly: never rejected
-        g = torch.cat([drafts, drafts[:, :1]], dim=1).clone()
+        g = torch.cat([drafts, torch.zeros_like(block[:, :1])], dim=1)  # (B, j+1); works for j = 0 too
         g[rows[:, 0], a] = self.draw(residual)
         return g, a

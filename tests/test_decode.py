@@ -496,3 +496,12 @@ def test_speculative_sampling_is_distributed_as_sampling_from_head1(head_type):
     index = torch.tensor([(o[0] * Vs + o[1]) * Vs + o[2] for o in out])
     counts = torch.bincount(index, minlength=Vs ** 3).double()
     assert _chi2_pvalue(counts, N * exact.double()) > 1e-3
+
+
+def test_speculative_sampling_near_the_end_of_the_context():
+    """Where the block narrows to fewer drafts (positions stay below max_seq_len), speculative sampling verifies the
+    shorter block and stops at the context's end, as greedy decoding does."""
+    model = random_model(3, seed=2, max_seq_len=24)
+    prompts = [list(range(1, 15)), [t % V for t in range(3, 20)]]
+    out, stats = D.decode(model, prompts, 30, draft_tokens=2, batch_size=2, temperature=0.8, seed=1)
+    assert [len(o) for o in out] == [24 - 14, 24 - 17] and stats.forwards > 0

@@ -57,8 +57,9 @@ def run(args):
     entry = config.find_model(cfg, args.dataset, args.size, args.n)
     if args.task == "code":
         from mtp.evals.code import evaluate_model
-        return evaluate_model(cfg, entry) and None
-    TASKS[args.task].run_evaluation(cfg, entry)
+        evaluate_model(cfg, entry)
+    else:
+        TASKS[args.task].run_evaluation(cfg, entry)
 
 
 def _parse_k(text):

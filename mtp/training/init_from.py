@@ -24,12 +24,17 @@ def source_dir(init_from):
     return Path(path)
 
 
-def config_from(entry, vocab_size):
+def read(entry):
+    """The source's model.pt payload (config and weights), read once for config_from and load_source."""
+    from mtp.checkpoint import load
+    return load(source_dir(entry["init_from"]) / "model.pt")
+
+
+def config_from(entry, payload, vocab_size):
     """The new model's ModelConfig: the source's shape, its trunk depth kept, n heads of the entry's type."""
-    from mtp.checkpoint import load, model_config
+    from mtp.checkpoint import model_config
     from mtp.model import ModelConfig
     src = source_dir(entry["init_from"])
-    payload = load(src / "model.pt")
     mc = model_config(payload)
     if mc["n_heads"] != 1 or mc.get("head_type", "transformer") != "transformer":
         raise UserError(f"init_from {src}: the source must be an n=1 transformer model, it has n={mc['n_heads']} "
@@ -45,11 +50,10 @@ def config_from(entry, vocab_size):
     return ModelConfig(**{**mc, "n_heads": n, "head_type": ht.name, "n_layers": trunk + (n if ht.takes_block else 1)})
 
 
-def load_source(model, entry):
-    """Copy the source's weights into `model` (built by config_from): head 1 and the trunk as they are, the new
-    heads as copies of head 1 (transformer) or zero projections (medusa)."""
-    from mtp.checkpoint import load
-    state = load(source_dir(entry["init_from"]) / "model.pt")["model"]
+def load_source(model, payload):
+    """Copy the source's weights (read()'s payload) into `model` (built by config_from): head 1 and the trunk as
+    they are, the new heads as copies of head 1 (transformer) or zero projections (medusa)."""
+    state = payload["model"]
     new = dict(state)
     for j in range(1, model.cfg.n_heads):
         if model.reads_head1:

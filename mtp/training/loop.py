@@ -99,8 +99,9 @@ def setup(cfg, entry):
     ddir = data_dir(cfg, entry["dataset"])
     train_data, val_data = TokenData(ddir, "train", verify=True), TokenData(ddir, "val", verify=True)
     torch.manual_seed(cfg["seed"])
-    if entry.get("init_from"):  # heads added to a model of ours (mtp/training/init_from.py)
-        mcfg = init_from.config_from(entry, train_data.vocab_size)
+    source = init_from.read(entry) if entry.get("init_from") else None  # heads added to a model of ours
+    if source is not None:
+        mcfg = init_from.config_from(entry, source, train_data.vocab_size)
     else:
         mcfg = ModelConfig.from_preset(entry["size"], train_data.vocab_size, n_heads=entry["n"],
                                        head_type=tc["head_type"], extra=cfg["model_presets"])
@@ -110,7 +111,7 @@ def setup(cfg, entry):
     need, free, advice = memory_advice(mcfg, tc, dtype, device, entry["size"])
     if need > free:
         raise UserError(f"not enough memory: {advice}")
-    model = build_model(mcfg, tc, dist, device, entry)
+    model = build_model(mcfg, tc, dist, device, source)
     job = Job(cfg=cfg, entry=entry, device=device, dist=dist, dtype=dtype,
               autocast=autocast_for(device, dtype), ddir=ddir, train_data=train_data,
               val_data=val_data, mcfg=mcfg, model=model, opt=make_optimizer(model, tc),
@@ -119,12 +120,12 @@ def setup(cfg, entry):
     return job
 
 
-def build_model(mcfg, tc, dist, device, entry=None):
-    """The model on `device` (seeded by the caller; from the entry's init_from source if any, with train.freeze
+def build_model(mcfg, tc, dist, device, source=None):
+    """The model on `device` (seeded by the caller; from the init_from source's payload if any, with train.freeze
     applied), wrapped for data parallelism, its blocks compiled if asked."""
     model = MTPModel(mcfg)
-    if entry is not None and entry.get("init_from"):
-        init_from.load_source(model, entry)
+    if source is not None:
+        init_from.load_source(model, source)
     init_from.freeze(model, tc["freeze"])
     model = model.to(device)
     model.activation_checkpointing = tc["activation_checkpointing"]

@@ -86,7 +86,7 @@ def bench(model, prompts, batch_sizes, max_new_tokens, repeats, draft_tokens=Non
     """Time autoregressive vs self-speculative greedy decoding of `prompts` at each batch size.
 
     All configurations run in `repeats` interleaved rounds (mtp.measure), after one untimed warm-up each.
-    -> {"n", "draft_tokens", "speculative" (False for n=1: baseline only), "note",
+    -> {"n", "draft_tokens", "speculative" (False for n=1: quality only, no timing, "per_batch" empty), "note",
         "quality": measure.output_quality of the greedy outputs (degenerate output fakes acceptance),
         "per_batch": [{"batch_size", "ar": {tokens_per_s (median over rounds), _min, _max, _all, ...},
                        "spec": {...} or None, "speedup" (median of per-round ratios),
@@ -94,7 +94,9 @@ def bench(model, prompts, batch_sizes, max_new_tokens, repeats, draft_tokens=Non
                        "lossless": spec output == AR output}],
         "metrics": flat {name: value} with stable names (decode_speedup_b1, decode_degenerate, ...)}.
     eod_id None: every prompt gets exactly max_new_tokens (comparable across models). temperature: also time
-    sampling at it (result["sampling"], first batch size; None when off or n = 1).
+    sampling at it (result["sampling"], first batch size; None when off). n = 1 has nothing to compare its
+    greedy speed with (the n > 1 model of its size times the same greedy decoding), so only its output quality
+    is checked, at the first batch size, untimed.
     """
     if not prompts:
         raise UserError("decode: no prompts to time (num_prompts must be >= 1)")
@@ -108,20 +110,28 @@ def bench(model, prompts, batch_sizes, max_new_tokens, repeats, draft_tokens=Non
               "num_prompts": len(prompts), "repeats": repeats, "timing": "interleaved rounds",
               "stop_at_eod": eod_id is not None,
               "threads": torch.get_num_threads(), "device": str(next(model.parameters()).device),
-              "note": "" if k else "n=1: one head, nothing to draft; autoregressive baseline only",
-              "per_batch": [], "metrics": {}}
+              "note": "" if k else "n=1: one head, nothing to draft; greedy output checked for quality, not timed",
+              "per_batch": [], "sampling": None, "metrics": {}}
     metrics = result["metrics"]
+    if not k:  # nothing to compare with: the greedy output's quality, untimed (the job can share the machine)
+        result["timing"] = None
+        return _quality(result, decode(model, prompts, max_new_tokens, eod_id, 0, batch_sizes[0])[0])
     times, last = _timed(model, prompts, max_new_tokens, eod_id, batch_sizes, k, repeats, temperature)
     result["per_batch"] = [_batch_row(bs, times, last, k, metrics) for bs in batch_sizes]
-    result["sampling"] = _sampling_row(batch_sizes[0], times, last, temperature, metrics) if k and temperature else None
-    quality = result["quality"] = measure.output_quality(last[("ar", batch_sizes[0])][0])
-    metrics["decode_distinct_tokens_min"] = min(quality["distinct_tokens"])
-    metrics["decode_degenerate"] = float(quality["degenerate"])
-    first = result["per_batch"][0]
-    if k:  # headline acceptance: the first configured batch size
-        for j, rate in enumerate(first["spec"]["accept_rate_per_pos"], 1):
-            metrics[f"decode_accept_rate_pos{j}"] = rate
-        metrics["decode_tokens_per_forward"] = first["tokens_per_forward"]
+    result["sampling"] = _sampling_row(batch_sizes[0], times, last, temperature, metrics) if temperature else None
+    _quality(result, last[("ar", batch_sizes[0])][0])
+    first = result["per_batch"][0]  # headline acceptance: the first configured batch size
+    for j, rate in enumerate(first["spec"]["accept_rate_per_pos"], 1):
+        metrics[f"decode_accept_rate_pos{j}"] = rate
+    metrics["decode_tokens_per_forward"] = first["tokens_per_forward"]
+    return result
+
+
+def _quality(result, outputs):
+    """result["quality"] (measure.output_quality of the greedy outputs) and its metrics -> result."""
+    quality = result["quality"] = measure.output_quality(outputs)
+    result["metrics"]["decode_distinct_tokens_min"] = min(quality["distinct_tokens"])
+    result["metrics"]["decode_degenerate"] = float(quality["degenerate"])
     return result
 
 

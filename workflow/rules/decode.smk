@@ -1,3 +1,8 @@
+def decode_threads(w):
+    """n > 1: timing, so every core is reserved (nothing runs beside it); n = 1: an untimed quality check."""
+    return CORES if int(w.n) > 1 else JOB_THREADS
+
+
 rule time_decoding:
     input:
         R("models/{dataset}/{size}-n{n}/model.pt"),
@@ -7,11 +12,12 @@ rule time_decoding:
         R("logs/time_decoding/{dataset}/{size}-n{n}.log"),
     params:
         cfg=section("decode"),
-    threads: CORES
+        omp=lambda w: min(decode_threads(w), TIMING_THREADS),
+    threads: decode_threads
     resources:
         gpu=0,
     conda:
         CONDA_ENV
     shell:
-        "OMP_NUM_THREADS={TIMING_THREADS} mtp decode --config {CFG} --dataset {wildcards.dataset} --size {wildcards.size} "
+        "OMP_NUM_THREADS={params.omp} mtp decode --config {CFG} --dataset {wildcards.dataset} --size {wildcards.size} "
         "--n-heads {wildcards.n} --device $([ {resources.gpu} -gt 0 ] && echo cuda || echo cpu) 2>&1 | tee {log}"

@@ -6,15 +6,21 @@ Used to show that a refactoring changed no behaviour: run the tiny study (`snake
 .test`) on both commits (e.g. two `git worktree`s, each run with PYTHONPATH=<worktree> from outside the main
 checkout), then compare. Every model.pt's tensors must be equal; every JSON file under models/ equal outside
 the keys that hold timings, memory, run ids and paths (SKIP); the report's CSVs are listed when they differ
-(their timing columns always do) for a look at the diff.
+(their timing columns always do) for a look at the diff. tests/test_slurm.py compares a Slurm run of the tiny
+study with a local one through compare().
 """
-import json, re, sys
+import json
+import re
+import sys
 from pathlib import Path
+
 import torch
-A, B = Path(sys.argv[1]), Path(sys.argv[2])
+
 SKIP = re.compile(r"(seconds|_s$|_s_|per_s|speedup|time|wall|run_id|spread|unstable|_all$|elapsed|date|"
                   r"duration|throughput|uri|path|_dir$|^dir$|host|pid|mem|rss|commit|git|min$|max$|range|"
                   r"cpu|version|started|finished|ratio)", re.I)
+
+
 def walk(a, b, where, diffs):
     if isinstance(a, dict) and isinstance(b, dict):
         for k in sorted(set(a) | set(b)):
@@ -31,29 +37,40 @@ def walk(a, b, where, diffs):
             walk(x, y, f"{where}[{i}]", diffs)
     elif a != b:
         diffs.append(f"{where}: {str(a)[:60]} vs {str(b)[:60]}")
-counts = {"weights": 0, "json": 0}
-diffs = []
-for pa in sorted(A.joinpath("models").rglob("*")):
-    pb = B / pa.relative_to(A)
-    if pa.is_dir() or "ckpt" in pa.parts or "hf" in pa.parts[-2:-1] or "hf-drafter" in pa.parts:
-        continue
-    if not pb.exists():
-        diffs.append(f"{pa.relative_to(A)}: missing after"); continue
-    if pa.suffix == ".pt":
-        sa, sb = torch.load(pa, weights_only=False), torch.load(pb, weights_only=False)
-        for k, t in sa["model"].items():
-            if not torch.equal(t, sb["model"][k]):
-                diffs.append(f"{pa.relative_to(A)}: tensor {k} differs")
-        counts["weights"] += 1
-    elif pa.suffix == ".json":
-        walk(json.loads(pa.read_text()), json.loads(pb.read_text()), str(pa.relative_to(A)), diffs)
-        counts["json"] += 1
-for pa in sorted(A.joinpath("report").glob("*.csv")):
-    pb = B / pa.relative_to(A)
-    if not pb.exists():
-        diffs.append(f"{pa.relative_to(A)}: missing after"); continue
-    counts["csv"] = counts.get("csv", 0) + 1
-    if pa.read_text() != pb.read_text():
-        diffs.append(f"{pa.relative_to(A)}: differs (timings in it?)")
-print(json.dumps(counts))
-print("\n".join(diffs) if diffs else "no differences")
+
+
+def compare(A, B):
+    """Results folders A and B -> ({"weights": models compared, "json": files, "csv": report tables}, [differences])."""
+    A, B = Path(A), Path(B)
+    counts, diffs = {"weights": 0, "json": 0, "csv": 0}, []
+    for pa in sorted(A.joinpath("models").rglob("*")):
+        pb = B / pa.relative_to(A)
+        if pa.is_dir() or "ckpt" in pa.parts or "hf" in pa.parts[-2:-1] or "hf-drafter" in pa.parts:
+            continue
+        if not pb.exists():
+            diffs.append(f"{pa.relative_to(A)}: missing after")
+            continue
+        if pa.suffix == ".pt":
+            sa, sb = torch.load(pa, weights_only=False), torch.load(pb, weights_only=False)
+            for k, t in sa["model"].items():
+                if not torch.equal(t, sb["model"][k]):
+                    diffs.append(f"{pa.relative_to(A)}: tensor {k} differs")
+            counts["weights"] += 1
+        elif pa.suffix == ".json":
+            walk(json.loads(pa.read_text()), json.loads(pb.read_text()), str(pa.relative_to(A)), diffs)
+            counts["json"] += 1
+    for pa in sorted(A.joinpath("report").glob("*.csv")):
+        pb = B / pa.relative_to(A)
+        if not pb.exists():
+            diffs.append(f"{pa.relative_to(A)}: missing after")
+            continue
+        counts["csv"] += 1
+        if pa.read_text() != pb.read_text():
+            diffs.append(f"{pa.relative_to(A)}: differs (timings in it?)")
+    return counts, diffs
+
+
+if __name__ == "__main__":
+    counts, diffs = compare(sys.argv[1], sys.argv[2])
+    print(json.dumps(counts))
+    print("\n".join(diffs) if diffs else "no differences")

@@ -12,7 +12,7 @@ import yaml
 
 from mtp import UserError, code_benchmarks, head_types
 from mtp.head_types import num_params
-from mtp.presets import preset
+from mtp.presets import preset, train_flops_per_step
 from mtp.tasks import TASKS
 
 SCHEMA_PATH = Path(__file__).with_name("config.schema.yaml")
@@ -267,6 +267,15 @@ def draft_model_for(cfg, m):
     limit = params(m) / 4
     cands = [c for c in models(cfg) if c["dataset"] == m["dataset"] and c["n"] == 1 and params(c) <= limit]
     return min(cands, key=params, default=None)
+
+
+def train_flops(cfg, m):
+    """Estimated FLOPs of training model entry m (presets.train_flops_per_step x steps at a byte vocabulary):
+    the Snakefile starts the longest training jobs first, so that no long job starts last."""
+    tc, spec = m["train"], preset(m["size"], cfg.get("model_presets"))
+    tokens = tc["tokens"] or tc["max_steps"] * tc["batch_size"] * tc["grad_accum"] * tc["seq_len"]
+    shape = {**spec, "vocab": 256, "seq": tc["seq_len"], "batch": 1}
+    return train_flops_per_step(m["n"], shape) / tc["seq_len"] * tokens
 
 
 def launcher(cfg, dataset, size, n):

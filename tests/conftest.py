@@ -1,4 +1,6 @@
+import os
 import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -20,14 +22,40 @@ def tiny_cfg(tmp_path):
     return config.validate(raw)
 
 
-@pytest.fixture
-def workdir(tmp_path):
-    """A copy of the workflow (Snakefile, rules, configs) to run Snakemake in."""
+def copy_workflow(dst):
+    """A copy of the workflow (Snakefile, rules, configs) in dst to run Snakemake in -> dst."""
+    dst.mkdir(parents=True, exist_ok=True)
     for item in ("Snakefile", "workflow", "envs", "config.yaml", ".test"):
         src = ROOT / item
         if src.is_dir():
-            shutil.copytree(src, tmp_path / item, symlinks=True, ignore=shutil.ignore_patterns("results", "mlflow.db*"))
-        else:
-            shutil.copy(src, tmp_path / item)
-    (tmp_path / "mtp").symlink_to(ROOT / "mtp")  # the schema symlink points into the package
-    return tmp_path
+            shutil.copytree(src, dst / item, symlinks=True,
+                            ignore=shutil.ignore_patterns("results", "mlflow.db*", ".snakemake", "mlruns"))
+        elif src.exists():
+            shutil.copy(src, dst / item)
+    (dst / "mtp").symlink_to(ROOT / "mtp")  # the schema symlink points into the package
+    return dst
+
+
+def snakemake_env(path_first=None, **extra):
+    """The environment Snakemake runs in: the venv's bin (mtp, snakemake) on PATH, after path_first if given."""
+    path = ":".join(str(p) for p in (path_first, BIN, os.environ["PATH"]) if p)
+    out = {**os.environ, "PATH": path, **extra}
+    out.pop("MLFLOW_TRACKING_URI", None)
+    return out
+
+
+@pytest.fixture
+def workdir(tmp_path):
+    return copy_workflow(tmp_path)
+
+
+@pytest.fixture(scope="session")
+def tiny_study(tmp_path_factory):
+    """The tiny study (.test/config.yaml) run once, locally, with `snakemake --cores 2`: its workflow folder
+    (results in .test/results) and Snakemake's output. tests/test_pipeline.py checks it; tests/test_slurm.py
+    compares a run through Slurm with it."""
+    wd = copy_workflow(tmp_path_factory.mktemp("tiny-study"))
+    run = subprocess.run([str(BIN / "snakemake"), "--cores", "2", "--directory", ".test"], cwd=wd,
+                         capture_output=True, text=True, env=snakemake_env(), timeout=1500)
+    assert run.returncode == 0, (run.stdout + run.stderr)[-5000:]
+    return wd, run.stdout + run.stderr

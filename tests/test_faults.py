@@ -36,6 +36,7 @@ import torch
 import yaml
 from hypothesis import HealthCheck, given, settings, strategies as st
 
+import conftest
 from conftest import BIN, ROOT
 from mtp import checkpoint, cli, config
 from mtp.io import sha256_file
@@ -68,17 +69,8 @@ def faults_config(results="results"):
 
 
 def copy_workflow(dst):
-    """What the `workdir` fixture copies, for module-scoped use; the study config replaced by faults_config()."""
-    dst.mkdir(parents=True, exist_ok=True)
-    for item in ("Snakefile", "workflow", "envs", "config.yaml", ".test"):
-        src = ROOT / item
-        if src.is_dir():
-            shutil.copytree(src, dst / item, symlinks=True,
-                            ignore=shutil.ignore_patterns("results", "mlflow.db*", ".snakemake", "mlruns"))
-        elif src.exists():
-            shutil.copy(src, dst / item)
-    (dst / "mtp").symlink_to(ROOT / "mtp")
-    return use_faults_config(dst)
+    """conftest.copy_workflow, for module-scoped use; the study config replaced by faults_config()."""
+    return use_faults_config(conftest.copy_workflow(dst))
 
 
 def use_faults_config(wd):
@@ -87,10 +79,7 @@ def use_faults_config(wd):
 
 
 def env(path_first=None, **extra):
-    path = f"{BIN}:{os.environ['PATH']}" if path_first is None else f"{path_first}:{BIN}:{os.environ['PATH']}"
-    out = {**os.environ, "PATH": path, **extra}
-    out.pop("MLFLOW_TRACKING_URI", None)
-    return out
+    return conftest.snakemake_env(path_first, **extra)
 
 
 def snakemake_cmd(*args):

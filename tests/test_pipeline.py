@@ -4,7 +4,7 @@ import subprocess
 
 import pytest
 
-from conftest import BIN
+from conftest import BIN, snakemake_env
 
 RULES = ["init_tracking", "tokenize_corpus", "train_model", "export_model", "time_decoding", "time_vllm",
          "score_code", "score_synthetic", "build_report"]
@@ -12,12 +12,7 @@ RULES = ["init_tracking", "tokenize_corpus", "train_model", "export_model", "tim
 
 def snakemake(workdir, *args, cwd_dir=None):
     return subprocess.run([str(BIN / "snakemake"), "--cores", "2", *args], cwd=cwd_dir or workdir,
-                          capture_output=True, text=True, env=_env(), timeout=1500)
-
-
-def _env():
-    import os
-    return {**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}"}
+                          capture_output=True, text=True, env=snakemake_env(), timeout=1500)
 
 
 def test_default_study_dry_run_lists_every_rule(workdir):
@@ -28,9 +23,8 @@ def test_default_study_dry_run_lists_every_rule(workdir):
 
 
 @pytest.mark.slow
-def test_tiny_study_runs_and_second_run_has_nothing_to_do(workdir):
-    first = snakemake(workdir, "--directory", ".test")
-    assert first.returncode == 0, (first.stdout + first.stderr)[-5000:]
+def test_tiny_study_runs_and_second_run_has_nothing_to_do(tiny_study):
+    workdir, _ = tiny_study
     results = workdir / ".test" / "results"
     assert (results / "report" / "index.html").exists()
     assert (results / "models" / "code" / "micro-n2" / "decode.json").exists()

@@ -1,4 +1,6 @@
 # Sweep expansion and input functions only.
+import math
+
 import mtp.config
 from mtp.io import digest
 from mtp.tasks import TASKS

@@ -11,6 +11,11 @@ def train_inputs(w):
     return [R(f"data/{w.dataset}/meta.json"), *source]
 
 
+def train_priority(w):
+    """Longest training first (log10 of its estimated FLOPs): a long job that starts last sets the wall time."""
+    return math.log10(1 + mtp.config.train_flops(config, mtp.config.find_model(config, w.dataset, w.size, w.n)))
+
+
 rule train_model:
     input:
         train_inputs,
@@ -23,6 +28,7 @@ rule train_model:
         cfg=train_params,
         launcher=lambda w: mtp.config.launcher(config, w.dataset, w.size, w.n),
     threads: JOB_THREADS
+    priority: train_priority
     resources:
         gpu=lambda w: mtp.config.find_model(config, w.dataset, w.size, w.n)["train"]["gpus"],
     conda:

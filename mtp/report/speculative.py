@@ -111,6 +111,8 @@ def _native_rows(r):
                                   num(b.get("speedup")),
                                   num(b.get("tokens_per_forward", sp.get("tokens_per_forward"))),
                                   sp.get("accept_rate_per_pos"), b.get("lossless"), speedup_spread(b), out))
+    if d and not d.get("per_batch"):  # n = 1: its greedy output is checked, not timed (nothing to compare with)
+        rows.append(_spec_row("native", r, None, "greedy, untimed", 0, None, None, None, output=out))
     s = d.get("sampling")
     if isinstance(s, dict) and isinstance(s.get("spec"), dict):  # speculative sampling at temperature T
         t, bs = s.get("temperature"), s.get("batch_size")

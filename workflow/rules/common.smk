@@ -1,6 +1,8 @@
 # Sweep expansion and input functions only.
 import math
 
+from snakemake.exceptions import WorkflowError
+
 import mtp.config
 from mtp.io import digest
 from mtp.tasks import TASKS
@@ -10,10 +12,21 @@ RESULTS = config["results"]
 MODELS = mtp.config.models(config)
 CFG = mtp.config.write_resolved(config)  # <results>/config.yaml: what every `mtp` call reads
 CONDA_ENV = f"../../envs/{config['software_env']}.yaml"  # used with --sdm conda
+
+
+def mtp_cores(workflow):
+    """--cores; 1 on a cluster without --cores (Snakemake's Slurm or Kubernetes executor), where each job gets
+    its own allocation (the profile's cpus_per_task) and nothing else runs beside it."""
+    try:
+        return workflow.cores or 1
+    except WorkflowError:
+        return 1
+
+
 # Threads: tiny models train faster as two 1-thread jobs than as one 2-thread job, so work jobs take
 # half the cores (at most 4); timing jobs reserve every core, so that nothing runs beside them, and
 # use at most 4 threads.
-CORES = workflow.cores or 1
+CORES = mtp_cores(workflow)
 JOB_THREADS = max(1, min(4, CORES // 2))
 TIMING_THREADS = min(CORES, 4)
 VLLM_THREADS = max(1, TIMING_THREADS // 2)  # vLLM keeps two processes busy (engine core, worker)

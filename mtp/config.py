@@ -5,6 +5,7 @@ False, and infinity passes open upper bounds) and `type: integer` takes integers
 whole float such as 8.0 or 1e300 as an integer); booleans are neither.
 """
 import math
+import os
 from pathlib import Path
 
 import jsonschema
@@ -104,6 +105,7 @@ def _check_semantics(cfg, source):
         if sweep["dataset"] not in cfg["datasets"]:
             raise UserError(f"{where}.dataset': unknown dataset '{sweep['dataset']}'; "
                             f"defined datasets: {', '.join(cfg['datasets'])}")
+        _check_init_from(cfg, sweep, where)
         train = train_config(cfg, sweep)
         errors = list(_Validator(schema()["$defs"]["train"]).iter_errors(train))
         if errors:
@@ -127,6 +129,15 @@ def _check_semantics(cfg, source):
             if train["seq_len"] > spec.get("max_seq_len", 4096):
                 raise UserError(f"{where}.train.seq_len': {train['seq_len']} exceeds size '{size}' "
                                 f"max_seq_len {spec.get('max_seq_len', 4096)}")
+
+
+def _check_init_from(cfg, sweep, where):
+    """Heads added to a Hugging Face model (init_from: hf:<dir>) train on data in its own tokens."""
+    kind, _, src = (sweep.get("init_from") or "").partition(":")
+    tk = cfg["datasets"][sweep["dataset"]]["tokenizer"]
+    if kind == "hf" and (tk["kind"] != "hf" or os.path.normpath(tk["path"]) != os.path.normpath(src)):
+        raise UserError(f"{where}.init_from': hf:{src} reads data in its own tokens: give dataset "
+                        f"'{sweep['dataset']}' tokenizer: {{kind: hf, path: {src}}}")
 
 
 SOURCE_KINDS = ("stdlib", "files", "json", "hub")  # text corpora (the schema checks them); tasks: mtp.tasks

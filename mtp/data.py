@@ -16,7 +16,7 @@ from tqdm import tqdm
 from mtp import UserError
 from mtp.tasks import TASKS
 from mtp.io import atomic_path, digest, read_json, remove_stale_temps, sha256_file, write_json
-from mtp.tokenizer import Tokenizer, byte_tokenizer, train_bpe
+from mtp.tokenizer import Tokenizer, byte_tokenizer, from_model_dir, train_bpe
 
 
 def stdlib_files(max_files=None):
@@ -112,6 +112,13 @@ def _encode_split(tok, texts, out_path, desc):
     return n_tokens, dtype
 
 
+def make_tokenizer(tk, train):
+    """The dataset's `tokenizer`: bytes, BPE trained on the train split, or a Hugging Face model's own (kind hf)."""
+    if tk["kind"] == "hf":
+        return from_model_dir(tk["path"])
+    return Tokenizer(byte_tokenizer() if tk["kind"] == "byte" else train_bpe(iter(train), tk["vocab_size"]))
+
+
 def tokenize(cfg, name):
     """Run the tokenize stage for dataset `name`; returns meta (also written to meta.json)."""
     from mtp.config import data_dir
@@ -133,8 +140,7 @@ def tokenize(cfg, name):
                             f"{'train' if not train else 'val'} split empty for {len(texts)} documents; "
                             f"add documents or change val_fraction")
         tk = ds_cfg["tokenizer"]
-        hf = byte_tokenizer() if tk["kind"] == "byte" else train_bpe(iter(train), tk["vocab_size"])
-        tok = Tokenizer(hf)
+        tok = make_tokenizer(tk, train)
         with atomic_path(out / "tokenizer.json") as tmp:
             tok.save(tmp)
         n_train, dtype = _encode_split(tok, train, out / "train.bin", f"tokenize {name} train")

@@ -1,47 +1,70 @@
-"""Heads added to a model that already exists: a sweep entry with `init_from: mtp:<model dir>` starts from an n=1
-model of ours instead of from scratch (issue #15, part 2; Hugging Face sources, `hf:<dir>`, are not built yet).
+"""Heads added to a model that already exists: a sweep entry with `init_from` starts from an n=1 model instead of
+from scratch (issue #15, part 2). Two sources:
+  mtp:<model dir>  an n=1 model of ours (model.pt), trained on the sweep's dataset;
+  hf:<dir>         a Hugging Face Llama directory (config.json, model.safetensors or pytorch_model.bin, tokenizer.json;
+                   mtp/hf_llama.py maps its names onto ours and refuses what our model cannot represent); the
+                   sweep's dataset is tokenized with its own tokenizer (tokenizer: {kind: hf, path: <dir>}).
+The sweep's `sizes` names a preset with the source's shape (dim, n_layers, n_attn_heads; checked here).
 
-The source's trunk and its one head become the new model's trunk and head 1, unchanged; the n-1 new heads
-start as copies of head 1 (transformer heads: the last layer, as the paper's finetuning does) or as the
-identity (medusa heads: zero projections, Medusa-1's init). `train.freeze: trunk` then trains the new heads
-only (tok_emb, trunk, head 1, the final norm and the unembedding keep their values exactly, so greedy output
-is the source model's and any speed-up is free); `freeze: none` trains everything (the paper's Table S6).
-The data must be the source's own dataset (its tokenizer).
+The source's trunk and its one head (an HF model's last decoder layer; its final norm and lm_head are our shared
+norm and unembedding) become the new model's trunk and head 1, unchanged; the n-1 new heads start as copies of
+head 1 (transformer heads: the last layer, as the paper's finetuning does) or as the identity (medusa heads: zero
+projections, Medusa-1's init). `train.freeze: trunk` then trains the new heads only (tok_emb, trunk, head 1, the
+final norm and the unembedding keep their values exactly, so greedy output is the source model's and any speed-up
+is free); `freeze: none` trains everything (the paper's Table S6).
 """
+from dataclasses import asdict
 from pathlib import Path
 
 import torch
 
 from mtp import UserError, head_types
+from mtp.presets import preset
 
 FROZEN = ("tok_emb.", "trunk.", "heads.0.", "norm.", "lm_head.")  # what freeze: trunk keeps
+SHAPE = ("dim", "n_layers", "n_attn_heads")  # what the sweep's size preset must share with the source
 
 
-def source_dir(init_from):
+def source(init_from):
+    """-> (kind, directory) of a sweep's init_from."""
     kind, _, path = init_from.partition(":")
-    if kind != "mtp":
-        raise UserError(f"init_from '{init_from}': only mtp:<model dir> (an n=1 model of ours) is supported yet")
-    return Path(path)
+    if kind not in ("mtp", "hf"):
+        raise UserError(f"init_from '{init_from}': give mtp:<model dir> (an n=1 model of ours) or hf:<dir> "
+                        f"(a Hugging Face Llama directory)")
+    return kind, Path(path)
 
 
 def read(entry):
-    """The source's model.pt payload (config and weights), read once for config_from and load_source."""
+    """The source as a model.pt payload (model_config, model: the weights), read once for config_from and
+    load_source."""
+    kind, src = source(entry["init_from"])
+    if kind == "hf":
+        from mtp import hf_llama
+        mcfg, state = hf_llama.read(src)
+        return {"model_config": asdict(mcfg), "model": state}
     from mtp.checkpoint import load
-    return load(source_dir(entry["init_from"]) / "model.pt")
+    return load(src / "model.pt")
 
 
-def config_from(entry, payload, vocab_size):
+def config_from(entry, payload, vocab_size, presets=None):
     """The new model's ModelConfig: the source's shape, its trunk depth kept, n heads of the entry's type."""
     from mtp.checkpoint import model_config
     from mtp.model import ModelConfig
-    src = source_dir(entry["init_from"])
+    kind, src = source(entry["init_from"])
     mc = model_config(payload)
     if mc["n_heads"] != 1 or mc.get("head_type", "transformer") != "transformer":
         raise UserError(f"init_from {src}: the source must be an n=1 transformer model, it has n={mc['n_heads']} "
                         f"{mc.get('head_type')} heads")
-    if mc["vocab_size"] != vocab_size:
+    if mc["vocab_size"] != vocab_size and (kind == "mtp" or vocab_size > mc["vocab_size"]):
+        fix = ("add heads on the source's own dataset" if kind == "mtp" else
+               f"tokenize it with the source's tokenizer (tokenizer: {{kind: hf, path: {src}}})")
         raise UserError(f"init_from {src}: its vocabulary ({mc['vocab_size']}) is not dataset "
-                        f"'{entry['dataset']}''s ({vocab_size}); add heads on the source's own dataset")
+                        f"'{entry['dataset']}''s ({vocab_size}); {fix}")
+    spec = preset(entry["size"], presets)
+    if any(spec[k] != mc[k] for k in SHAPE):
+        shape = ", ".join(f"{k}: {mc[k]}" for k in SHAPE)
+        raise UserError(f"init_from {src}: size '{entry['size']}' is not the source's shape; name a preset of it "
+                        f"in the sweep's sizes (model_presets: {{{entry['size']}: {{{shape}}}}})")
     ht = head_types.get(entry["train"]["head_type"])
     if not (ht.takes_block or ht.first):
         raise UserError(f"init_from: head type '{ht.name}' has no transformer head 1 to keep the source's last layer")

@@ -101,9 +101,9 @@ def setup(cfg, entry):
     ddir = data_dir(cfg, entry["dataset"])
     train_data, val_data = TokenData(ddir, "train", verify=True), TokenData(ddir, "val", verify=True)
     torch.manual_seed(cfg["seed"])
-    source = init_from.read(entry) if entry.get("init_from") else None  # heads added to a model of ours
+    source = init_from.read(entry) if entry.get("init_from") else None  # heads added to an existing model
     if source is not None:
-        mcfg = init_from.config_from(entry, source, train_data.vocab_size)
+        mcfg = init_from.config_from(entry, source, train_data.vocab_size, cfg["model_presets"])
     else:
         mcfg = ModelConfig.from_preset(entry["size"], train_data.vocab_size, n_heads=entry["n"],
                                        head_type=tc["head_type"], extra=cfg["model_presets"])

@@ -1,3 +1,6 @@
+import mtp.tokenizer
+
+
 rule init_tracking:
     output:
         R("mlflow/parent.json"),
@@ -12,9 +15,16 @@ rule init_tracking:
         "mtp init --config {CFG} 2>&1 | tee {log}"
 
 
+def tokenize_inputs(w):
+    """The study's MLflow parent run, and for tokenizer kind hf the model directory's tokenizer files (a changed
+    tokenizer re-tokenizes)."""
+    tk = config["datasets"][w.dataset]["tokenizer"]
+    return [R("mlflow/parent.json"), *(mtp.tokenizer.source_files(tk["path"]) if tk["kind"] == "hf" else [])]
+
+
 rule tokenize_corpus:
     input:
-        R("mlflow/parent.json"),
+        tokenize_inputs,
     output:
         multiext(R("data/{dataset}/"), "train.bin", "val.bin", "tokenizer.json", "meta.json"),
     log:

@@ -1,3 +1,6 @@
+import mtp.hf_llama
+
+
 def train_params(w):
     m = mtp.config.find_model(config, w.dataset, w.size, w.n)
     extra = [m["init_from"]] if m["init_from"] else []  # a from-scratch model's digest is what it always was
@@ -5,9 +8,14 @@ def train_params(w):
 
 
 def train_inputs(w):
-    """The dataset, and the source model of heads added to a model of ours (init_from: mtp:<dir>)."""
+    """The dataset, and the source of heads added to a model: mtp:<dir>'s model.pt, or hf:<dir>'s config.json and
+    weights file(s) (a changed source retrains)."""
     m = mtp.config.find_model(config, w.dataset, w.size, w.n)
-    source = [f"{m['init_from'].partition(':')[2]}/model.pt"] if m["init_from"] else []
+    kind, _, src = (m["init_from"] or "").partition(":")
+    if kind == "hf":
+        source = [f"{src}/config.json", *(str(f) for f in mtp.hf_llama.weight_files(src))]
+    else:
+        source = [f"{src}/model.pt"] if kind == "mtp" else []
     return [R(f"data/{w.dataset}/meta.json"), *source]
 
 

@@ -12,6 +12,9 @@
 # No accounting database (accounting_storage/none), so `sacct` has nothing to say: the profile asks
 # Snakemake's plugin to follow jobs with squeue, and MinJobAge=300 keeps finished jobs visible to squeue
 # for 5 minutes. proctrack/linuxproc and task/none need no cgroups. The daemons run as root (start needs root).
+# Inside each job, Snakemake's jobstep plugin runs the rule with srun in an environment stripped of SLURM_*
+# variables, SLURM_CONF included, so srun reads the default /etc/slurm/slurm.conf: start links that to
+# DIR/slurm.conf (and refuses when a real one is there), stop removes the link.
 set -euo pipefail
 
 die() { echo "local.sh: $*" >&2; exit 1; }
@@ -54,6 +57,16 @@ PartitionName=local Nodes=$host Default=YES MaxTime=INFINITE State=UP OverSubscr
 EOF
 }
 
+SYSTEM_CONF=/etc/slurm/slurm.conf
+
+link_conf() {  # DIR -> /etc/slurm/slurm.conf points to DIR/slurm.conf
+  if [ -e "$SYSTEM_CONF" ] && [ ! -L "$SYSTEM_CONF" ]; then
+    die "$SYSTEM_CONF exists (a real Slurm configuration): this machine has its own Slurm; use it instead"
+  fi
+  mkdir -p "$(dirname "$SYSTEM_CONF")"
+  ln -sfn "$1/slurm.conf" "$SYSTEM_CONF"
+}
+
 start() {
   local dir=$1
   [ "$(id -u)" = 0 ] || die "start needs root (slurmd runs jobs as their users)"
@@ -64,6 +77,7 @@ start() {
   chmod 700 "$dir"
   [ -f "$dir/munge.key" ] || { head -c 1024 /dev/urandom >"$dir/munge.key"; chmod 400 "$dir/munge.key"; }
   write_conf "$dir"
+  link_conf "$dir"
   munged --force --key-file "$dir/munge.key" --socket "$dir/munge.socket" --pid-file "$dir/munged.pid" \
     --log-file "$dir/munged.log" --seed-file "$dir/munged.seed"
   export SLURM_CONF=$dir/slurm.conf
@@ -89,6 +103,7 @@ stop() {
     kill -9 "$pid" 2>/dev/null || true
     rm -f "$dir/$name.pid"
   done
+  if [ "$(readlink "$SYSTEM_CONF" 2>/dev/null)" = "$(cd "$dir" && pwd)/slurm.conf" ]; then rm -f "$SYSTEM_CONF"; fi
 }
 
 case "${1:-}" in

@@ -187,33 +187,6 @@ def test_crosscheck_reports_a_diff():
         S._fail_on_mismatch({"crosscheck": {"problems": problems}})
 
 
-def test_bench_keys(tmp_path, monkeypatch):
-    cfg = _cfg(tmp_path)
-
-    def row(b, tps, speedup=None, unstable=False):
-        spread = None if speedup is None else {"min": speedup * 0.9, "max": speedup * 1.1, "spread": 0.2,
-                                               "unstable": unstable}
-        return {"batch_size": b, "tokens_per_s": tps, "speedup": speedup, "speedup_spread": spread}
-
-    def fake_measure(cfg_, entry, batch_sizes, repeats, ks=None):
-        assert ks == [2] and batch_sizes == [1, 8] and cfg_["vllm"]["ngram"] and cfg_["vllm"]["draft_model"]
-        names = {"nospec": None, "heads_k2": 2.0, "ngram": 1.5, "draft": 0.5}
-        return {"vllm_version": "x", "device": "cpu", "draft_model": "toy/mini-n1", "crosscheck": {"problems": []},
-                "note": "", "quality": {"degenerate": False},
-                "configs": [{"name": k, "per_batch": [row(b, 10 * (v or 1), v, k == "ngram" and b == 8)
-                                                      for b in batch_sizes]} for k, v in names.items()]}
-
-    monkeypatch.setattr(S, "measure", fake_measure)
-    out = VB.bench(cfg, "toy", "toy", 3)
-    assert out["heads_vs_nospec_b1"] == 2.0 and out["ngram_vs_nospec_b8"] == 1.5 and out["draft_vs_nospec_b1"] == 0.5
-    assert out["heads_tokens_per_s_b8"] == 20.0 and out["nospec_tokens_per_s_b1"] == 10.0
-    assert out["ngram_vs_nospec_unstable_b8"] is True and out["ngram_vs_nospec_unstable_b1"] is False
-    assert out["heads_vs_nospec_spread_b1"] == 0.2 and out["draft_vs_nospec_range_b8"] == [0.45, 0.55]
-    assert out["output_degenerate"] is False
-    with pytest.raises(UserError, match="n > 1"):
-        VB.bench(cfg, "toy", "toy", 1)
-
-
 def test_bench_picks_the_byte_level_model_with_most_heads(tmp_path):
     cfg = _cfg(tmp_path, sweeps=[{"dataset": "bpe", "sizes": ["toy"], "n_heads": [1, 4]},
                                  {"dataset": "toy", "sizes": ["toy"], "n_heads": [2, 3]},
@@ -355,6 +328,27 @@ def test_stage_runs_and_records(study):
     assert q["prompts"] == 4 and len(q["distinct_tokens"]) == 4 and isinstance(q["degenerate"], bool)
     assert q["distinct_tokens"] == [len(set(p["tokens"])) for p in result["configs"][0]["per_prompt"]]
     assert tracking.find_run(study["cfg"], "vllm", dataset="toy", size="toy", n=3)
+
+
+@pytest.mark.slow
+def test_bench_vllm_prints_its_keys_from_a_real_run(study):
+    """`mtp bench vllm` for real on the study's n=3 model: every configuration (no speculation, our heads, ngram,
+    the draft model, the registered toy baseline) served again in interleaved rounds at batch 1 and 8; the JSON
+    line holds the top-level keys, each ratio inside its own rounds' range."""
+    root = Path(study["cfg"]["results"]).parent
+    env = {**os.environ, "PYTHONPATH": str(root), "VLLM_PROCESS_NAME_PREFIX": study["tag"]}
+    proc = subprocess.run([str(BIN / "mtp"), "bench", "vllm", "--config", str(root / "config.yaml")],
+                          capture_output=True, text=True, env=env, timeout=1500)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert out["model"] == "toy/toy-n3" and out["draft_model"] == "toy/mini-n1"
+    assert isinstance(out["output_degenerate"], bool)
+    for b in (1, 8):
+        assert out[f"nospec_tokens_per_s_b{b}"] > 0
+        for key in ("heads", "ngram", "draft", "ngram-short"):
+            ratio, (lo, hi) = out[f"{key}_vs_nospec_b{b}"], out[f"{key}_vs_nospec_range_b{b}"]
+            assert out[f"{key}_tokens_per_s_b{b}"] > 0 and 0 < lo <= ratio <= hi, (key, b, ratio, lo, hi)
+            assert isinstance(out[f"{key}_vs_nospec_unstable_b{b}"], bool)
 
 
 @pytest.mark.slow

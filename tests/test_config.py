@@ -22,6 +22,14 @@ def test_default_and_test_configs_validate():
         config.load(path)
 
 
+def test_add_heads_config_is_the_default_study_plus_its_sweep():
+    """configs/add-heads.yaml shares the default study's results: any other difference from config.yaml would
+    make Snakemake retrain the default study's models (their params digests change)."""
+    base, add = (yaml.safe_load(p.read_text()) for p in (ROOT / "config.yaml", ROOT / "configs" / "add-heads.yaml"))
+    assert {k: v for k, v in add.items() if k != "sweeps"} == {k: v for k, v in base.items() if k != "sweeps"}
+    assert add["sweeps"][:len(base["sweeps"])] == base["sweeps"] and add["sweeps"][-1]["init_from"]
+
+
 @pytest.mark.parametrize("change, field", [
     (lambda c: c.update(unknown_key=1), "unknown_key"),
     (lambda c: c["train"].update(lr="fast"), "train.lr"),

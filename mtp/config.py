@@ -285,8 +285,7 @@ def train_flops(cfg, m):
     the Snakefile starts the longest training jobs first, so that no long job starts last."""
     tc, spec = m["train"], preset(m["size"], cfg.get("model_presets"))
     tokens = tc["tokens"] or tc["max_steps"] * tc["batch_size"] * tc["grad_accum"] * tc["seq_len"]
-    shape = {**spec, "vocab": 256, "seq": tc["seq_len"], "batch": 1}
-    return train_flops_per_step(m["n"], shape) / tc["seq_len"] * tokens
+    return train_flops_per_step(m["n"], {**spec, "vocab": 256, "seq": tc["seq_len"], "batch": tokens / tc["seq_len"]})
 
 
 def launcher(cfg, dataset, size, n):

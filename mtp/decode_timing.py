@@ -107,14 +107,13 @@ def bench(model, prompts, batch_sizes, max_new_tokens, repeats, draft_tokens=Non
     k = check_draft_tokens(model, draft_tokens)
     model.eval()
     result = {"n": n, "draft_tokens": k, "speculative": k > 0, "max_new_tokens": max_new_tokens,
-              "num_prompts": len(prompts), "repeats": repeats, "timing": "interleaved rounds",
+              "num_prompts": len(prompts), "repeats": repeats, "timing": "interleaved rounds" if k else None,
               "stop_at_eod": eod_id is not None,
               "threads": torch.get_num_threads(), "device": str(next(model.parameters()).device),
               "note": "" if k else "n=1: one head, nothing to draft; greedy output checked for quality, not timed",
               "per_batch": [], "sampling": None, "metrics": {}}
     metrics = result["metrics"]
     if not k:  # nothing to compare with: the greedy output's quality, untimed (the job can share the machine)
-        result["timing"] = None
         return _quality(result, decode(model, prompts, max_new_tokens, eod_id, 0, batch_sizes[0])[0])
     times, last = _timed(model, prompts, max_new_tokens, eod_id, batch_sizes, k, repeats, temperature)
     result["per_batch"] = [_batch_row(bs, times, last, k, metrics) for bs in batch_sizes]

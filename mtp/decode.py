@@ -41,8 +41,8 @@ from dataclasses import dataclass, field
 import torch
 
 from mtp import UserError
-from mtp.kvcache import KVCache
-from mtp.model import decoding_heads, rope_tables
+from mtp.kvcache import KVCache, decoding_heads
+from mtp.model import rope_tables
 from mtp.sampling import Sampler
 
 # A finished row stays in the batch, masked, until at most this fraction of the rows is unfinished;
@@ -63,7 +63,7 @@ def forward(model, cache, idx, longest=None):
     pos, mask = cache.begin(T, longest)  # (B, T), (B, 1, T, S')
     cos, sin = rope_tables(model.cfg, pos)  # (B, T, hs/2)
     z = model.forward_trunk(idx, cos, sin, cache.trunk, mask)  # (B, T, C)
-    hs = cache.decoding_heads(z, cos, sin, cache.heads, mask)  # (k+1, B, T, C)
+    hs = cache.decoding_heads(z, cos, sin, cache.heads, mask, idx, cache)  # (k+1, B, T, C); sequential: head 1
     cache.advance(T)
     return hs[0], hs[1:] if len(hs) > 1 else None
 
@@ -86,9 +86,12 @@ def choose(logits, temperature=0.0, generator=None):
     return torch.multinomial(probs, 1, generator=generator)[:, 0]
 
 
-def propose(model, hd, j, sampler=None):
+def propose(model, cache, hd, j, x, sampler=None):
     """Drafts from the drafting heads' states hd (k, B, T, C) at block index j (B,) -> (B, k) tokens: their
-    argmax, or drawn from their distributions at the sampler's temperature (mtp.sampling)."""
+    argmax, or drawn from their distributions at the sampler's temperature (mtp.sampling). Sequential heads
+    draft in turn from the pending tokens x (B,) instead (mtp.decode_chain)."""
+    if hasattr(cache.decoding_heads, "draft"):
+        return cache.decoding_heads.draft(cache, x, sampler)
     if hd is None:
         return torch.zeros(j.shape[0], 0, dtype=torch.long, device=j.device)
     h = hd[:, torch.arange(j.shape[0], device=j.device), j]  # (k, B, C)
@@ -121,7 +124,7 @@ def start(model, cache, prompts, k, temperature=0.0, generator=None, sampler=Non
     """Prefill -> (x (B,) first new token, drafts (B, k))."""
     (h, hd), last = prefill(model, cache, prompts)
     x = choose(unembed(model, at(h, last)), temperature, generator)
-    return x, propose(model, hd, last, sampler)
+    return x, propose(model, cache, hd, last, x, sampler)
 
 
 def ar_step(model, cache, x, temperature=0.0, generator=None, longest=None):
@@ -146,7 +149,8 @@ def spec_step(model, cache, x, drafts, longest=None, sampler=None):
     else:
         g, a = sampler.verify(block, unembed(model, h))
     cache.rollback(T - 1 - a, check=False)  # 0 <= a <= T-1: never past what this forward added
-    return g, a, g.gather(1, a[:, None])[:, 0], propose(model, hd, a, sampler)
+    x = g.gather(1, a[:, None])[:, 0]
+    return g, a, x, propose(model, cache, hd, a, x, sampler)
 
 
 # ---------------------------------------------------------------- the decoding loop

@@ -134,7 +134,7 @@ def export(model_dir, out_dir=None, drafter_dir=None):
     tensors = {hf_name(k, cfg.n_trunk): v for k, v in state.items() if not (medusa and k.startswith("heads.")
                                                                              and not k.startswith("heads.0."))}
     source = {k: payload.get(k) for k in ("dataset", "size", "n", "train_run_id")}
-    target_cfg = replace(cfg, n_heads=1) if medusa else cfg  # medusa: the target is the plain Llama
+    target_cfg = replace(cfg, n_heads=1, ffn_dim=cfg.hidden_dim) if medusa else cfg  # medusa: the plain Llama
     with _atomic_dir(out_dir) as tmp:
         save_file(tensors, str(tmp / "model.safetensors"), metadata={"format": "pt"})
         hf_config(target_cfg, tok, {"mtp_source": source}).save_pretrained(tmp)

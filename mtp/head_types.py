@@ -9,19 +9,27 @@ the pipeline needs to know about it, so that no stage tests a head type's name:
 - `attends`: the head has an attention layer, so decoding gives it a KV-cache layer (mtp.kvcache);
 - `takes_block`: each head replaces one trunk block (parameter matching: a model of L layers has a trunk of
   L-n blocks), so n < L is required;
-- `params(dim)`: parameters of one head (mtp.presets.num_params, the draft-model rule, the report);
+- `params(dim, hidden)`: parameters of one head with SwiGLU width `hidden` (num_params, the parameter matching);
 - `fused`: mtp.model.FusedHeads runs these heads as one block when decoding; other types run one by one;
 - `export`: None when `mtp export` / vLLM can serve the type, else the one-line reason it cannot;
 - `first`: head 1's module when it differs from the others (Medusa: head 1 is the base model's last
   transformer block, taking one trunk block); heads 2..n then read head 1's state through the shared final
-  norm instead of z, and their output goes to the unembedding without the final norm (Medusa-1's layout).
+  norm instead of z, and their output goes to the unembedding without the final norm (Medusa-1's layout);
+- `chain`: heads 2..n run in turn (DeepSeek-V3's MTP modules): head i+1 reads head i's output (head 2: head 1's
+  normed state) and the embedding of the token i positions ahead of the one head 1 reads; decoding drafts with
+  them one after another on the tokens just drafted (mtp.decode_chain).
+
+Equal parameters: every model of a size (preset) and n has the parameter count of its transformer model, whatever
+the head type: all types keep L blocks in all (trunk + the blocks heads take or contain), and the SwiGLU width of
+every block is narrowed to pay for what the heads add beyond blocks (linear n*d^2, medusa (n-1)*d^2, sequential
+(n-1)*(2d^2+3d)): matched_hidden. Equal up to the rounding of one width unit (3*d*L parameters; < 0.1%).
 
 Add a head type: its module in one new file, one `register(HeadType(...))` line below (docs/ARCHITECTURE.md).
 """
 from dataclasses import dataclass
 from typing import Callable, Optional, Union
 
-from mtp.presets import block_matrix_params
+from mtp.presets import block_matrix_params, hidden_dim
 from mtp.registry import Registry, resolve
 
 
@@ -35,6 +43,7 @@ class HeadType:
     fused: bool = False
     export: Optional[str] = None
     first: Optional[Union[str, Callable]] = None
+    chain: bool = False
 
     def module(self, i=1):
         """The nn.Module class of head i (0-based; imports it)."""
@@ -61,23 +70,45 @@ def n_trunk(n_layers, n_heads, head_type):
     return n_layers - (n_heads if t.takes_block else 1 if t.first else 0)
 
 
-def num_params(vocab_size, dim, n_layers, n_heads=1, head_type="transformer"):
-    """Parameter count, computed without building the model: embedding V*d + trunk blocks (attention 4d^2 +
-    SwiGLU 3*d*hidden + two norms 2d each) + n heads (the head type's params) + final norm d + unembedding d*V."""
-    block = block_matrix_params(dim) + 2 * dim
+def _layers(dim, n_layers, n_heads, head_type, hidden):
+    """Parameters of the trunk blocks and the heads at SwiGLU width `hidden`."""
     t = get(head_type)
-    heads = (block + (n_heads - 1) * t.params(dim)) if t.first else n_heads * t.params(dim)
-    return vocab_size * dim + n_trunk(n_layers, n_heads, head_type) * block + heads + dim + dim * vocab_size
+    heads = (_block(dim, hidden) + (n_heads - 1) * t.params(dim, hidden)) if t.first else n_heads * t.params(dim, hidden)
+    return n_trunk(n_layers, n_heads, head_type) * _block(dim, hidden) + heads
 
 
-def _block_params(dim):
-    return block_matrix_params(dim) + 2 * dim  # matrices + two RMSNorm weights
+def matched_hidden(dim, n_layers, n_heads=1, head_type="transformer"):
+    """The SwiGLU width at which n heads of `head_type` give the model the parameters of the transformer model of
+    the same size (L blocks of Llama's width, mtp.presets.hidden_dim): the transformer's own width for it."""
+    h0 = hidden_dim(dim)
+    target = n_layers * _block(dim, h0)
+    f0 = _layers(dim, n_layers, n_heads, head_type, 0)
+    slope = _layers(dim, n_layers, n_heads, head_type, 1) - f0
+    return max(1, round((target - f0) / slope))
 
 
-register(HeadType("transformer", "mtp.model:Block", attends=True, takes_block=True, params=_block_params,
+def num_params(vocab_size, dim, n_layers, n_heads=1, head_type="transformer", hidden=None):
+    """Parameter count, computed without building the model: embedding V*d + trunk blocks (attention 4d^2 +
+    SwiGLU 3*d*hidden + two norms 2d each) + n heads (the head type's params) + final norm d + unembedding d*V.
+    hidden: the SwiGLU width (default: matched_hidden)."""
+    hidden = matched_hidden(dim, n_layers, n_heads, head_type) if hidden is None else hidden
+    return vocab_size * dim + _layers(dim, n_layers, n_heads, head_type, hidden) + dim + dim * vocab_size
+
+
+def _block(dim, hidden):
+    return block_matrix_params(dim, hidden) + 2 * dim  # matrices + two RMSNorm weights
+
+
+register(HeadType("transformer", "mtp.model:Block", attends=True, takes_block=True, params=_block,
                   fused=True))  # Gloeckle et al.: one transformer block per head
-register(HeadType("linear", "mtp.model:LinearHead", attends=False, takes_block=False, params=lambda d: d * d,
+register(HeadType("linear", "mtp.model:LinearHead", attends=False, takes_block=False, params=lambda d, h: d * d,
                   fused=True, export="export supports transformer heads only (vLLM serves each head as a decoder "
                                      "layer); decode linear heads natively with `mtp decode`"))  # the paper's Table S4
-register(HeadType("medusa", "mtp.heads_medusa:MedusaHead", attends=False, takes_block=False, params=lambda d: d * d,
-                  first="mtp.model:Block"))  # Medusa-1; exported in vLLM's own Medusa format (mtp/export.py)
+register(HeadType("medusa", "mtp.heads_medusa:MedusaHead", attends=False, takes_block=False,
+                  params=lambda d, h: d * d, first="mtp.model:Block"))  # Medusa-1; vLLM's Medusa format (mtp/export.py)
+register(HeadType("sequential", "mtp.heads_sequential:SequentialHead", attends=True, takes_block=True,
+                  params=lambda d, h: _block(d, h) + 2 * d * d + 3 * d, first="mtp.model:Block", chain=True,
+                  export="vLLM 0.32's CPU build runs its first MTP layer for every draft position (MiMo layout) and "
+                         "our plugin's drafter takes all drafts from one forward; decode sequential heads natively "
+                         "with `mtp decode` (README: Head types)"))
+# DeepSeek-V3's MTP modules (mtp/heads_sequential.py): norms, 2d -> d projection, one block, own final norm

@@ -2,7 +2,20 @@
 layer with an explicit position API (begin / advance / rollback per row, keep rows), gpt-fast style."""
 import torch
 
-from mtp.model import decoding_heads
+from mtp import head_types
+from mtp.decode_chain import ChainHeads
+from mtp.model import FusedHeads, SeparateHeads
+
+
+def decoding_heads(model, k):
+    """Heads 1..k+1 of `model` as one module for decoding: FusedHeads where the head type has a fused form,
+    mtp.decode_chain.ChainHeads for sequential heads (they draft one after another)."""
+    t = head_types.get(model.cfg.head_type)
+    if t.fused:
+        return FusedHeads(model.heads[:k + 1], model.cfg)
+    if t.chain:
+        return ChainHeads(model, k)
+    return SeparateHeads(model, k)
 
 
 class LayerCache:
@@ -44,7 +57,7 @@ class KVCache:
         self.rows = torch.arange(batch, device=p.device)[:, None]  # (B, 1)
         nh, hs = cfg.n_attn_heads, cfg.dim // cfg.n_attn_heads
         self.trunk = [LayerCache(self, nh, hs) for _ in model.trunk]
-        # heads 1..k+1 as one module (model.decoding_heads: fused into one block where the head type can be;
+        # heads 1..k+1 as one module (kvcache.decoding_heads: fused into one block where the head type can be;
         # pass one to reuse it across batches) and its cache layer(s)
         self.decoding_heads = decoding_heads(model, k) if heads is None else heads
         self.heads = self.decoding_heads.cache_layers(self, LayerCache)

@@ -13,7 +13,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 import torch.utils.checkpoint
 
-from mtp import UserError, head_types, presets
+from mtp import UserError, head_types
 from mtp.presets import PRESETS, preset  # noqa: F401 - the size presets (mtp/presets.py), also read from here
 
 
@@ -28,7 +28,8 @@ class ModelConfig:
     max_seq_len: int = 4096
     norm_eps: float = 1e-5
     rope_theta: float = 10000.0
-    ffn_dim: int = None  # SwiGLU width; None = Llama's rule from dim (mtp.presets.hidden_dim); imported models set it
+    ffn_dim: int = None  # SwiGLU width; None = Llama's from dim, narrowed to match parameters across head types
+    # (mtp.head_types.matched_hidden); imported models and heads added to a model set it
 
     def __post_init__(self):
         if self.n_heads < 1:
@@ -49,12 +50,13 @@ class ModelConfig:
 
     @property
     def hidden_dim(self):
-        return self.ffn_dim or presets.hidden_dim(self.dim)  # SwiGLU width, as in Llama
+        return self.ffn_dim or head_types.matched_hidden(self.dim, self.n_layers, self.n_heads, self.head_type)
 
     @property
     def num_params(self):
         """Parameter count without building the model (mtp.head_types.num_params)."""
-        return head_types.num_params(self.vocab_size, self.dim, self.n_layers, self.n_heads, self.head_type)
+        return head_types.num_params(self.vocab_size, self.dim, self.n_layers, self.n_heads, self.head_type,
+                                     self.hidden_dim)
 
     @classmethod
     def from_preset(cls, name, vocab_size, n_heads=1, head_type="transformer", extra=None):
@@ -181,8 +183,9 @@ class FusedHeads(nn.Module):
                                                      for h in heads]))  # (k, C, 2*hidden)
             self.register_buffer("w2", torch.stack([h.mlp.w2.weight.t() for h in heads]))  # (k, hidden, C)
 
-    def forward(self, z, cos, sin, kv=None, mask=None):
-        """z (B, T, C) -> hidden states of the k heads (k, B, T, C). kv: one cache layer of k*n_attn_heads heads."""
+    def forward(self, z, cos, sin, kv=None, mask=None, idx=None, cache=None):
+        """z (B, T, C) -> hidden states of the k heads (k, B, T, C). kv: one cache layer of k*n_attn_heads heads.
+        idx, cache: the forward's tokens and cache (read by mtp.decode_chain.ChainHeads only)."""
         B, T, C = z.shape
         if self.linear:
             return (z @ self.proj).view(B, T, self.k, C).permute(2, 0, 1, 3)
@@ -211,19 +214,12 @@ class SeparateHeads:
         self.attends = [any(isinstance(m, Attention) for m in h.modules()) for h in model.heads[:k + 1]]
         self.nh, self.hs = model.cfg.n_attn_heads, model.cfg.dim // model.cfg.n_attn_heads
 
-    def __call__(self, z, cos, sin, kv=None, mask=None):
+    def __call__(self, z, cos, sin, kv=None, mask=None, idx=None, cache=None):
         """z (B, T, C) -> states of the heads (k+1, B, T, C)."""
         return torch.stack(self.model.head_states(z, cos, sin, self.heads, kv, mask))
 
     def cache_layers(self, cache, layer):
         return [layer(cache, self.nh, self.hs) if a else None for a in self.attends] if any(self.attends) else None
-
-
-def decoding_heads(model, k):
-    """Heads 1..k+1 of `model` as one module for decoding: FusedHeads where the head type has a fused form."""
-    if head_types.get(model.cfg.head_type).fused:
-        return FusedHeads(model.heads[:k + 1], model.cfg)
-    return SeparateHeads(model, k)
 
 
 class MTPModel(nn.Module):
@@ -235,6 +231,7 @@ class MTPModel(nn.Module):
         ht = head_types.get(cfg.head_type)
         self.heads = nn.ModuleList([ht.module(i)(cfg) for i in range(cfg.n_heads)])
         self.reads_head1 = ht.reads_head1  # Medusa: heads 2..n read head 1's normed state, skip the final norm
+        self.chain = ht.chain  # sequential: head i+1 reads head i's output and a token embedding (head_states)
         self.norm = RMSNorm(cfg.dim, cfg.norm_eps)
         self.lm_head = nn.Linear(cfg.dim, cfg.vocab_size, bias=False)
         self.activation_checkpointing = False  # recompute trunk blocks in backward (train.activation_checkpointing)
@@ -270,27 +267,40 @@ class MTPModel(nn.Module):
         normed state, Medusa's, go to the unembedding without the norm)."""
         return self.lm_head(h if i > 0 and self.reads_head1 else self.norm(h))
 
-    def head_states(self, z, cos, sin, heads=None, kvs=None, mask=None):
+    def head_input(self, i, h1, prev, ahead=None):
+        """What head i (0-based, i >= 1) of a model that reads head 1 runs on: head 1's normed state (Medusa;
+        sequential head 2) or head i-1's output `prev` (sequential), with, for sequential heads, the keyword
+        `emb` = the embedding of ahead[i-1] (B, T), the tokens i positions ahead (head i's own targets)."""
+        x = self.norm(h1) if i == 1 or not self.chain else prev
+        return (x, {"emb": self.tok_emb(ahead[i - 1])}) if self.chain else (x, {})
+
+    def head_states(self, z, cos, sin, heads=None, kvs=None, mask=None, ahead=None):
         """z (B, T, C) -> the states (B, T, C) of the heads in `heads` (0-based; default: all), for logits().
-        kvs: a KV-cache layer (or None) per head of `heads`, when decoding (model.SeparateHeads)."""
+        kvs: a KV-cache layer (or None) per head of `heads`, when decoding (model.SeparateHeads). ahead: the
+        targets of heads 1..n-1 (training's targets), which sequential heads read (head_input)."""
         heads = list(range(self.cfg.n_heads) if heads is None else heads)
         kvs = [None] * len(heads) if kvs is None else kvs
-
-        def run(j, x):
-            return self.heads[heads[j]](x, cos, sin, kvs[j], mask)
         if not self.reads_head1:
-            return [run(j, z) for j in range(len(heads))]
-        h1 = run(0, z) if heads[0] == 0 else self.heads[0](z, cos, sin)  # heads 2..n read head 1's normed state
-        x = self.norm(h1)
-        return [h1 if i == 0 else run(j, x) for j, i in enumerate(heads)]
+            return [self.heads[i](z, cos, sin, kvs[j], mask) for j, i in enumerate(heads)]
+        if self.chain and heads != list(range(len(heads))):
+            raise ValueError("sequential heads run in a chain from head 1: heads must be 0..k")
+        h1 = self.heads[0](z, cos, sin, kvs[0] if heads[0] == 0 else None, mask)
+        out, prev = [], h1
+        for j, i in enumerate(heads):
+            if i > 0:
+                x, kw = self.head_input(i, h1, prev, ahead)
+                prev = self.heads[i](x, cos, sin, kvs[j], mask, **kw)
+            out.append(h1 if i == 0 else prev)
+        return out
 
-    def forward(self, idx, heads=None):
-        """idx (B, T) -> list of logits (B, T, V), one per head in `heads` (default: all)."""
+    def forward(self, idx, heads=None, ahead=None):
+        """idx (B, T) -> list of logits (B, T, V), one per head in `heads` (default: all). ahead: the targets of
+        heads 1..n-1 (B, T) each, which sequential heads need (head_input)."""
         B, T = idx.shape
         cos, sin = self.rope(T, device=idx.device)
         z = self.forward_trunk(idx, cos, sin)
         heads = range(self.cfg.n_heads) if heads is None else heads
-        return [self.logits(i, h) for i, h in zip(heads, self.head_states(z, cos, sin, heads))]
+        return [self.logits(i, h) for i, h in zip(heads, self.head_states(z, cos, sin, heads, ahead=ahead))]
 
     def param_counts(self):
         count = lambda mod: sum(p.numel() for p in mod.parameters())

@@ -32,9 +32,10 @@ def hidden_dim(dim):
     return 32 * math.ceil(8 * dim / 3 / 32)  # SwiGLU width, as in Llama
 
 
-def block_matrix_params(dim):
-    """Matrix parameters of one transformer block: attention 4d^2 + SwiGLU 3*d*hidden (norms not counted)."""
-    return 4 * dim * dim + 3 * dim * hidden_dim(dim)
+def block_matrix_params(dim, hidden=None):
+    """Matrix parameters of one transformer block: attention 4d^2 + SwiGLU 3*d*hidden (default: Llama's width;
+    norms not counted)."""
+    return 4 * dim * dim + 3 * dim * (hidden_dim(dim) if hidden is None else hidden)
 
 
 def train_flops_per_step(n, s):

@@ -6,8 +6,9 @@ Draft j (for the token j positions after the pending one) is drawn from q_j = he
 row's last verified position. The next forward gives p_1..p_{k+1}, head 1's distributions at the block
 positions. Draft j is accepted with probability min(1, p_j(d_j) / q_j(d_j)), in order, stopping at the first
 rejection; a rejected position draws from the residual norm(max(0, p_j - q_j)); when all k are accepted, the
-bonus token is drawn from p_{k+1}. q_j depends only on the context before the block (the heads see the
-verified prefix), never on the drafts themselves, which is what the rejection rule's correctness needs.
+bonus token is drawn from p_{k+1}. What the rule needs is that d_j was drawn from q_j given the prefix and
+d_1..d_{j-1}: parallel heads' q_j see the verified prefix only, sequential heads' (mtp.decode_chain) also
+the earlier drafts, as a draft model's would.
 """
 import torch
 

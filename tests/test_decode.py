@@ -124,9 +124,9 @@ def test_speculative_is_lossless(n, head_type):
 
 
 def test_decoding_heads_compute_the_models_head_states():
-    """What decoding runs for heads 1..k+1 (model.decoding_heads: SeparateHeads for medusa) equals the model's own
+    """What decoding runs for heads 1..k+1 (kvcache.decoding_heads: SeparateHeads for medusa) equals the model's own
     head states (the training path), so drafts are the heads' real predictions."""
-    from mtp.model import decoding_heads
+    from mtp.kvcache import decoding_heads
     model = random_model(4, "medusa", seed=5)
     idx = torch.randint(0, V, (2, 9), generator=torch.Generator().manual_seed(0))
     with torch.inference_mode():
@@ -476,7 +476,7 @@ def _chi2_pvalue(counts, expected):
     return float(torch.special.gammaincc(torch.tensor(df / 2, dtype=torch.float64), stat.double() / 2))
 
 
-@pytest.mark.parametrize("head_type", ["transformer", "medusa"])
+@pytest.mark.parametrize("head_type", ["transformer", "medusa", "sequential"])
 def test_speculative_sampling_is_distributed_as_sampling_from_head1(head_type):
     """Speculative sampling at T = 0.8 with k = 2 drafts: the first three new tokens, over 12,000 samples, follow
     head 1's exact joint distribution (computed from the model; chi-square, p > 0.001), while drawing the drafts'

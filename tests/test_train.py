@@ -9,7 +9,7 @@ import torch.nn.functional as F
 
 from mtp import UserError, checkpoint, config
 from mtp.data import tokenize
-from mtp.model import ModelConfig, MTPModel
+from mtp.model import Block, ModelConfig, MTPModel
 from mtp.train import train
 from mtp.training.step import head_targets, mtp_backward
 
@@ -23,7 +23,7 @@ def grads(model):
     return {k: p.grad.clone() for k, p in model.named_parameters() if p.grad is not None}
 
 
-@pytest.mark.parametrize("head_type", ["transformer", "linear", "medusa"])
+@pytest.mark.parametrize("head_type", ["transformer", "linear", "medusa", "sequential"])
 @pytest.mark.parametrize("n", [1, 2, 4])
 def test_memory_efficient_gradients_equal_naive(n, head_type):
     model = small_model(n, head_type)
@@ -64,6 +64,28 @@ def test_parameter_matching_and_counts():
     assert one.param_counts()["params_total"] == four.param_counts()["params_total"]
     with pytest.raises(UserError, match="layers"):
         small_model(6)
+
+
+def test_every_head_type_has_the_transformer_models_parameters():
+    """Parameter matching across head types (mtp.head_types.matched_hidden): at every preset up to 1.3B and every n
+    up to 4, each head type's model has its transformer model's parameters to within one SwiGLU width unit of all
+    its blocks (3*d*L: < 0.1% above the debug size), the count computed without building the model equals the built model's, and every
+    type keeps L blocks in all."""
+    from mtp.head_types import HEAD_TYPES, num_params
+    from mtp.presets import PRESETS
+    for name, spec in PRESETS.items():
+        for n in range(1, min(4, spec["n_layers"] - 1) + 1):
+            ref = num_params(256, spec["dim"], spec["n_layers"], n, "transformer")
+            for t in HEAD_TYPES:
+                got = num_params(256, spec["dim"], spec["n_layers"], n, t)
+                assert abs(got - ref) <= 1.5 * 3 * spec["dim"] * spec["n_layers"], (name, n, t, got, ref)
+                assert name == "debug" or abs(got - ref) / ref < 1e-3, (name, n, t)  # debug: 0.2%
+    for t in HEAD_TYPES:
+        for n in (1, 2, 4):
+            model = small_model(n, t)
+            blocks = sum(isinstance(m, Block) for m in model.modules())
+            assert model.cfg.num_params == sum(p.numel() for p in model.parameters()) and blocks == 6, (t, n)
+    assert small_model(4, "linear").cfg.hidden_dim < small_model(4, "transformer").cfg.hidden_dim
 
 
 def _train_cfg(tiny_cfg, **train):
@@ -265,7 +287,7 @@ def test_weighted_head_losses_have_the_naive_weighted_gradients(spec):
     assert not torch.allclose(got["naive", False]["heads.1.mlp.w2.weight"], got["naive", True]["heads.1.mlp.w2.weight"])
 
 
-@pytest.mark.parametrize("head_type", ["transformer", "medusa"])
+@pytest.mark.parametrize("head_type", ["transformer", "medusa", "sequential"])
 def test_heads_added_to_a_trained_model_keep_its_greedy_output(tiny_cfg, tmp_path, head_type):
     """init_from mtp:<n=1 model> with train.freeze: trunk: the source's embedding, trunk, head 1, norm and
     unembedding are bit for bit the source's after training, so greedy output is the source model's; the new
@@ -279,7 +301,7 @@ def test_heads_added_to_a_trained_model_keep_its_greedy_output(tiny_cfg, tmp_pat
                                                "head_types": [head_type], "init_from": f"mtp:{src['dir']}",
                                                "train": {"freeze": "trunk", "max_steps": 15, "lr": 0.01}}]}
     cfg2 = config.validate(raw)
-    slot = "micro-init" if head_type == "transformer" else "micro-init-medusa"
+    slot = "micro-init" if head_type == "transformer" else f"micro-init-{head_type}"
     added = config.find_model(cfg2, "code", slot, 3)
     train(cfg2, added, progress=False)
     before, _ = checkpoint.load_model(src["dir"])
@@ -289,7 +311,7 @@ def test_heads_added_to_a_trained_model_keep_its_greedy_output(tiny_cfg, tmp_pat
         assert torch.equal(a[k], v), k  # trunk, head 1, embedding, norm, unembedding untouched
     if head_type == "medusa":  # the new heads started as the identity (zero projections) and trained
         assert a["heads.1.proj.weight"].abs().sum() > 0
-    else:  # ... or as copies of head 1
+    elif head_type == "transformer":  # ... or as copies of head 1 (sequential heads: freshly initialised)
         assert not torch.equal(a["heads.1.mlp.w2.weight"], b["heads.0.mlp.w2.weight"])
     prompts = [[5, 6, 7, 8], [9, 10, 11]]
     greedy = decode(before, prompts, 16, draft_tokens=0)[0]

@@ -1,5 +1,5 @@
 """Head architectures side by side (issue #14; the paper's Table S4 compared head types on quality only): per
-dataset, head type x n -> validation bits/byte of head 1, the task's score, acceptance per draft position,
+dataset, head type x n -> parameters, validation bits/byte of head 1, the task's score, acceptance per draft position,
 tokens per forward, native and vLLM speed-up at batch 1 and the largest batch, training step time and memory;
 and a figure of acceptance per draft position by head type. Speed figures of degenerate output are left out
 (mtp.report.study.output_check), as in the speculative section."""
@@ -54,7 +54,8 @@ def head_rows(records):
         metric, score = _score(r)
         batches = sorted(native)
         row = {"dataset": r["dataset"], "preset": r.get("preset", r["size"]), "head_type": r.get("head_type"),
-               "n": r["n"], "val_bits_per_byte": num(m.get("val_bits_per_byte")), "score_metric": metric,
+               "n": r["n"], "params": num(m.get("params_total")),  # equal per size and n (matched widths)
+               "val_bits_per_byte": num(m.get("val_bits_per_byte")), "score_metric": metric,
                "score": score, "accept_rate_per_pos": _fmt(accept) if ok and r["n"] > 1 else None,
                "tokens_per_forward": num(get(native.get(batches[0]) if batches else None, "tokens_per_forward"))
                if ok and r["n"] > 1 else None,

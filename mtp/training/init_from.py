@@ -8,8 +8,8 @@ The sweep's `sizes` names a preset with the source's shape (dim, n_layers, n_att
 
 The source's trunk and its one head (an HF model's last decoder layer; its final norm and lm_head are our shared
 norm and unembedding) become the new model's trunk and head 1, unchanged; the n-1 new heads start as copies of
-head 1 (transformer heads: the last layer, as the paper's finetuning does) or as the identity (medusa heads: zero
-projections, Medusa-1's init). `train.freeze: trunk` then trains the new heads only (tok_emb, trunk, head 1, the
+head 1 (transformer heads: the last layer, as the paper's finetuning does), as the identity (medusa heads: zero
+projections, Medusa-1's init) or freshly initialised (sequential heads). `train.freeze: trunk` then trains the new heads only (tok_emb, trunk, head 1, the
 final norm and the unembedding keep their values exactly, so greedy output is the source model's and any speed-up
 is free); `freeze: none` trains everything (the paper's Table S6).
 """
@@ -70,15 +70,18 @@ def config_from(entry, payload, vocab_size, presets=None):
         raise UserError(f"init_from: head type '{ht.name}' has no transformer head 1 to keep the source's last layer")
     trunk = mc["n_layers"] - 1
     n = entry["n"]
-    return ModelConfig(**{**mc, "n_heads": n, "head_type": ht.name, "n_layers": trunk + (n if ht.takes_block else 1)})
+    return ModelConfig(**{**mc, "n_heads": n, "head_type": ht.name, "n_layers": trunk + (n if ht.takes_block else 1),
+                          "ffn_dim": ModelConfig(**mc).hidden_dim})  # the source's width: no parameter matching
 
 
 def load_source(model, payload):
     """Copy the source's weights (read()'s payload) into `model` (built by config_from): head 1 and the trunk as
     they are, the new heads as copies of head 1 (transformer) or zero projections (medusa)."""
     state = payload["model"]
-    new = dict(state)
+    new = {**model.state_dict(), **state}  # sequential heads keep their fresh init (DeepSeek-V3 trains them so)
     for j in range(1, model.cfg.n_heads):
+        if model.chain:
+            continue
         if model.reads_head1:
             new[f"heads.{j}.proj.weight"] = torch.zeros_like(model.heads[j].proj.weight)
         else:

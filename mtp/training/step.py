@@ -47,7 +47,7 @@ def naive_backward(model, x, ys, scale=1.0, autocast=None, weights=None):
     """One backward of the (weighted) summed head losses: every head's logits stay alive until it runs."""
     z, cos, sin, ctx = _trunk(model, x, autocast)
     with ctx:
-        states = model.head_states(z, cos, sin)
+        states = model.head_states(z, cos, sin, ahead=ys)
         losses = [F.cross_entropy(model.logits(i, h).float().flatten(0, 1), y.flatten())
                   for i, (h, y) in enumerate(zip(states, ys))]
     weights = weights or [1.0] * len(ys)
@@ -55,31 +55,44 @@ def naive_backward(model, x, ys, scale=1.0, autocast=None, weights=None):
     return [l.detach() for l in losses]
 
 
+def _head_loss(model, i, h, y, ctx, w):
+    """Head i's loss on its (detached) state h, backward into h.grad at once (its logits freed) -> the loss."""
+    with ctx:
+        logits = model.logits(i, h)  # (B, T, V)
+    loss = F.cross_entropy(logits.float().flatten(0, 1), y.flatten())
+    (loss * w).backward()
+    return loss.detach()
+
+
 def memory_efficient_backward(model, x, ys, scale=1.0, autocast=None, weights=None):
-    """The same gradients, one head's logits alive at a time: per head forward + backward into dL/dz, then
-    dL/dz through the trunk. Heads that read head 1's state (Medusa) backward into dL/dh_1 the same way, and
-    dL/dh_1 then goes through head 1 into dL/dz."""
+    """The same gradients, one head's logits alive at a time. Each head's state is cut from the graph (a leaf),
+    its loss backpropagated into the leaf's grad, and the leaves' grads then run back through the heads in reverse
+    order: parallel heads into dL/dz; heads reading head 1 (Medusa) into dL/dh_1; sequential heads down their
+    chain (head i+1's input is head i's state) into dL/dh_1; finally dL/dh_1 through head 1, dL/dz through the
+    trunk."""
     z, cos, sin, ctx = _trunk(model, x, autocast)
     zd = z.detach().requires_grad_(True)
-    h1 = h1d = None
-    if model.reads_head1:
+    weights = [w * scale for w in (weights or [1.0] * len(ys))]
+    if not model.reads_head1:
+        losses = []
+        for i, y in enumerate(ys):
+            with ctx:
+                h = model.heads[i](zd, cos, sin)
+            losses.append(_head_loss(model, i, h, y, ctx, weights[i]))  # accumulates dL/dz in zd.grad
+    else:
         with ctx:
             h1 = model.heads[0](zd, cos, sin)
-        h1d = h1.detach().requires_grad_(True)
-    losses, weights = [], weights or [1.0] * len(ys)
-    for i, y in enumerate(ys):
-        with ctx:
-            if h1d is None:
-                h = model.heads[i](zd, cos, sin)
-            else:
-                h = h1d if i == 0 else model.heads[i](model.norm(h1d))
-            logits = model.logits(i, h)  # (B, T, V)
-        loss = F.cross_entropy(logits.float().flatten(0, 1), y.flatten())
-        (loss * (weights[i] * scale)).backward()  # accumulates dL/dz in zd.grad (or dL/dh_1); frees the logits
-        losses.append(loss.detach())
-        del logits, loss, h
-    if h1 is not None and h1.requires_grad:  # not under train.freeze: trunk (head 1 frozen)
-        h1.backward(h1d.grad)
+        cut = [(h1, h1.detach().requires_grad_(True))]  # (state in the graph, its leaf)
+        losses = [_head_loss(model, 0, cut[0][1], ys[0], ctx, weights[0])]
+        for i, y in enumerate(ys[1:], start=1):
+            with ctx:
+                inp, kw = model.head_input(i, cut[0][1], cut[-1][1], ys)
+                h = model.heads[i](inp, cos, sin, **kw)
+            cut.append((h, h.detach().requires_grad_(True)))
+            losses.append(_head_loss(model, i, cut[-1][1], y, ctx, weights[i]))
+        for h, leaf in reversed(cut):  # head n first: its leaf's grad is complete before its input's is used
+            if h.requires_grad and leaf.grad is not None:  # under train.freeze: trunk head 1 keeps no graph
+                h.backward(leaf.grad)
     if z.requires_grad:
         z.backward(zd.grad)
     return losses
@@ -126,7 +139,7 @@ def evaluate(model, val, tc, n, device, autocast):
         w = torch.from_numpy(val.windows(starts[i:i + tc["batch_size"]], length)).to(device)
         x, ys = head_targets(w, n)
         with autocast:
-            logits = model(x)
+            logits = model(x, ahead=ys)
         sums += torch.stack([F.cross_entropy(lg.float().flatten(0, 1), y.flatten()).cpu() for lg, y in zip(logits, ys)])
     model.train()
     return (sums / tc["eval_batches"]).tolist()

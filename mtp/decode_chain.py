@@ -1,0 +1,86 @@
+"""Drafting with sequential heads (mtp/heads_sequential.py) in the decoding engine (mtp/decode.py).
+
+A decode forward runs the trunk and head 1 only (ChainHeads.__call__). Drafting then runs the modules in turn at
+the row's last verified position P (its pending token x at P+1): module 1 reads head 1's normed state at P and x,
+and drafts d_1 for P+2; module j reads module j-1's state at P and d_{j-1}, and drafts d_j. That is the model's own
+forward on the sequence with the drafts appended, so every module also needs its own states (its KV cache) at the
+positions before P, and the state of position i in module j needs token i+j: it is final only once that token is
+verified. The caches therefore lag: module j's entries after P+1-j were computed from drafts, and those of them
+after P'-j (P' the next pass's position) from drafts the next forward rejected. Each drafting pass recomputes a
+window of the last w = max(T, k) positions up to P in every module (T: the forward's tokens per row, >= a+1, the
+new positions; k >= j: the wrong entries), which overwrites the wrong entries with what the verified tokens give. The window reads head 1's normed states and the tokens from per-row buffers (ChainState) kept at
+every position, like a KV-cache layer. Positions before 0 (short prompts) are clamped to 0 and recomputed alike.
+"""
+import torch
+
+from mtp.model import rope_tables
+
+
+class ChainState:
+    """Per batch row, at every position: the token (verified, pending or drafted) and head 1's normed state."""
+
+    def __init__(self, owner, dim, k):
+        B, S = owner.lengths.shape[0], owner.capacity
+        self.tokens = torch.zeros(B, S + k + 1, dtype=torch.long, device=owner.lengths.device)
+        self.h1 = torch.zeros(B, S, dim, dtype=owner.dtype, device=owner.lengths.device)
+        self.span = 0  # keys span (S') and tokens per row (T) of the last forward
+
+    def keep(self, rows):
+        self.tokens, self.h1 = self.tokens[rows], self.h1[rows]
+
+
+class ChainHeads:
+    """Heads 1..k+1 of a model with sequential heads, for decoding (mtp.kvcache.decoding_heads)."""
+
+    def __init__(self, model, k):
+        self.model, self.k = model, k
+        self.nh, self.hs = model.cfg.n_attn_heads, model.cfg.dim // model.cfg.n_attn_heads
+
+    def cache_layers(self, cache, layer):
+        """Head 1's cache layer, one per module 1..k, and the ChainState (last)."""
+        return [layer(cache, self.nh, self.hs) for _ in range(self.k + 1)] + \
+            [ChainState(cache, self.model.cfg.dim, self.k)]
+
+    def __call__(self, z, cos, sin, kv, mask, idx, cache):
+        """z (B, T, C), the forward's tokens idx (B, T) -> head 1's state (1, B, T, C); records the tokens and
+        head 1's normed states at the forward's positions for draft()."""
+        h1 = self.model.heads[0](z, cos, sin, kv[0], mask)
+        rows, pos, S = cache.step
+        state = kv[-1]
+        state.tokens[rows, pos] = idx
+        state.h1[rows, pos] = self.model.norm(h1)
+        state.span = S, idx.shape[1]
+        return h1[None]
+
+    def draft(self, cache, x, sampler=None):
+        """After a forward and its rollback (cache.lengths = P+1), x (B,) the pending tokens -> drafts (B, k):
+        argmax of each module in turn, or drawn at the sampler's temperature (its q: every draft's distribution)."""
+        if self.k == 0:
+            return x.new_zeros(x.shape[0], 0)
+        model, state, layers = self.model, cache.heads[-1], cache.heads[1:-1]
+        S, T = state.span
+        w = max(T, self.k)
+        B = x.shape[0]
+        P = cache.lengths - 1  # (B,)
+        pos = (P[:, None] - w + 1 + torch.arange(w, device=x.device)).clamp_min(0)  # (B, w)
+        rows = cache.rows.expand(B, w)
+        state.tokens[rows[:, 0], P + 1] = x
+        mask = (cache.keys[None, None, :S] <= pos[:, :, None])[:, None]  # (B, 1, w, S')
+        cos, sin = rope_tables(model.cfg, pos)  # (B, w, hs/2)
+        prev, drafts, qs = state.h1[rows, pos], [], []
+        for j in range(1, self.k + 1):
+            cache.step = rows, pos, S
+            emb = model.tok_emb(state.tokens[rows, pos + j])
+            prev = model.heads[j](prev, cos, sin, layers[j - 1], mask, emb=emb)  # (B, w, C)
+            logits = model.logits(j, prev[:, -1])  # (B, V): at P
+            if sampler is None:
+                d = logits.argmax(-1)
+            else:
+                qs.append(sampler.probs(logits))
+                d = sampler.draw(qs[-1])
+            state.tokens[rows[:, 0], P + 1 + j] = d
+            drafts.append(d)
+        cache.step = None
+        if sampler is not None:
+            sampler.q = torch.stack(qs, dim=1)
+        return torch.stack(drafts, dim=1)

@@ -1,0 +1,100 @@
+"""Sequential heads (DeepSeek-V3's MTP modules, mtp/heads_sequential.py) in the decoding engine
+(mtp/decode_chain.py): every draft equals what the model's own full forward predicts on the verified sequence with
+the earlier drafts appended (the lagging per-module caches hold the right states after any mix of accepted and
+rejected drafts), decoding is lossless, and a model trained on a cycle drafts right. Gradient equality: test_train;
+speculative sampling: test_decode."""
+import pytest
+import torch
+
+from mtp import decode as D
+from mtp.model import ModelConfig, MTPModel
+from mtp.training.step import head_targets, mtp_backward
+
+V = 16
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def sequential_model(n, seed=0, scale=100.0):
+    torch.manual_seed(seed)
+    m = MTPModel(ModelConfig(vocab_size=V, dim=32, n_layers=n + 2, n_attn_heads=2, n_heads=n,
+                             head_type="sequential", max_seq_len=256)).eval()
+    with torch.no_grad():
+        m.lm_head.weight.mul_(scale)  # logit gaps far above float rounding
+    return m
+
+
+def cyclic(n, steps=150, skip=1, noise=0.0):
+    """Trained (memory-efficient backward) on the sequences t, t+skip, t+2*skip, .. mod V: drafts are right;
+    `noise` then perturbs the modules (heads 2..n): a mix of accepted lengths."""
+    model = sequential_model(n, scale=1.0)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-2)
+    model.train()
+    for step in range(steps):
+        start = torch.randint(0, V, (8, 1), generator=torch.Generator().manual_seed(step))
+        x, ys = head_targets((start + skip * torch.arange(24 + n)) % V, n)
+        opt.zero_grad()
+        mtp_backward(model, x, ys)
+        opt.step()
+    g = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for p in model.heads[1:].parameters():
+            p.add_(noise * torch.randn(p.shape, generator=g))
+    return model.eval()
+
+
+def prompts_for(seed, count=5):
+    g = torch.Generator().manual_seed(seed)
+    return [torch.randint(0, V, (L,), generator=g).tolist() for L in torch.randint(1, 12, (count,), generator=g).tolist()]
+
+
+def full_forward_drafts(model, seq, pending, drafts):
+    """The drafts the model's full forward gives at the end of `seq` with `pending` and drafts[:-1] appended:
+    module j reads token P+j, the j-th of [pending, d_1, ..]."""
+    ext = seq + [pending] + drafts[:-1]
+    T = len(seq)
+    ahead = [torch.tensor([ext[j:j + T]]) for j in range(1, len(drafts) + 1)]
+    logits = model(torch.tensor([seq]), heads=list(range(len(drafts) + 1)), ahead=ahead)
+    return [int(lg[0, -1].argmax()) for lg in logits[1:]]
+
+
+@pytest.mark.parametrize("make", [lambda: sequential_model(4, seed=1), lambda: cyclic(4, steps=30, noise=0.2)],
+                         ids=["random", "trained-perturbed"])
+def test_every_draft_is_the_full_forwards_prediction(make):
+    model, k = make(), 3
+    prompts = prompts_for(3)
+    B = len(prompts)
+    cache = D.KVCache(model, B, 96, k)
+    hist = [0] * (k + 1)
+    with torch.inference_mode():
+        x, drafts = D.start(model, cache, prompts, k)
+        seqs = [list(p) for p in prompts]
+        for step in range(12):
+            for b in range(B):
+                assert drafts[b].tolist() == full_forward_drafts(model, seqs[b], int(x[b]), drafts[b].tolist()), (step, b)
+            g, a, x_next, drafts = D.spec_step(model, cache, x, drafts)
+            for b in range(B):
+                seqs[b] += [int(x[b])] + g[b, :int(a[b])].tolist()
+                hist[int(a[b])] += 1
+            x = x_next
+    assert cache.lengths.tolist() == [len(s) for s in seqs]
+    assert hist[0] > 0 and sum(hist[1:]) > 0, hist  # rejections and acceptances (perturbed: every length)
+
+
+@pytest.mark.parametrize("n", [2, 4])
+def test_sequential_speculative_is_lossless_and_drafts_right_when_trained(n):
+    accepted = []
+    for model, seed in [(cyclic(n, skip=3), 0), (sequential_model(n, seed=1), 1), (sequential_model(n, seed=2), 2)]:
+        prompts = prompts_for(seed)
+        ar, _ = D.decode(model, prompts, 20, draft_tokens=0, batch_size=1)
+        for k, bs in [(n - 1, 1), (n - 1, 5), (1, 5)]:
+            spec, stats = D.decode(model, prompts, 20, draft_tokens=k, batch_size=bs)
+            assert spec == ar, (seed, k, bs)
+        accepted.append(D.decode(model, prompts, 20, draft_tokens=n - 1, batch_size=1)[1].tokens_per_forward)
+    assert accepted[0] > 1 + 0.7 * (n - 1) and max(accepted[1:]) < accepted[0], accepted

@@ -131,7 +131,7 @@ def test_every_rule_states_its_rule():
 
 # ---------------------------------------------------------------- a synthetic study in the writers' formats
 
-def study_cfg(tmp_path, **enabled):
+def study_cfg(tmp_path, extra_sweeps=(), **enabled):
     raw = {"results": str(tmp_path / "results"), "seed": 0,
            "tracking": {"uri": f"sqlite:///{tmp_path / 'mlflow.db'}", "experiment": "mtp-test-report"},
            "model_presets": {"micro": {"dim": 32, "n_layers": 5, "n_attn_heads": 2},
@@ -144,7 +144,7 @@ def study_cfg(tmp_path, **enabled):
            "sweeps": [{"dataset": "code", "sizes": ["micro", "mini"], "n_heads": [1, 2, 4]},
                       {"dataset": "code-bytes", "sizes": ["deep"], "n_heads": [1, 8]},
                       {"dataset": "poly", "sizes": ["micro"], "n_heads": [1, 2]},
-                      {"dataset": "ind", "sizes": ["micro"], "n_heads": [1, 2]}],
+                      {"dataset": "ind", "sizes": ["micro"], "n_heads": [1, 2]}, *extra_sweeps],
            "train": {"seq_len": 64, "batch_size": 8, "max_steps": 30, "eval_every": 15},
            "decode": {"enabled": enabled.get("decode", True), "batch_sizes": [1, 2]},
            "vllm": {"enabled": enabled.get("vllm", True)},
@@ -487,6 +487,23 @@ def test_degenerate_output_is_never_scored(tmp_path):
     every = _claims(cfg)
     for claim in (TPF, BYTES):
         assert every[claim]["verdict"] == f"no data: degenerate output ({reason})", claim
+
+
+def test_claims_are_about_the_papers_heads_only(tmp_path):
+    """A sequential-head model whose induction is worse than n = 1 stays out of the paper's claims (its heads are
+    not the paper's; the Head types section compares them) but in the lossless check and the heads table."""
+    cfg = study_cfg(tmp_path, vllm=False, extra_sweeps=[{"dataset": "ind", "sizes": ["micro"], "n_heads": [2],
+                                                         "head_types": ["sequential"]}])
+    write_study(cfg, good=True)
+    m = next(m for m in config.models(cfg) if m["head_type"] == "sequential")
+    write_json(Path(m["dir"]) / report.result_files()["induction"], fake_induction(m, 0.1))
+    claims = _claims(cfg)
+    assert claims[INDUCTION]["verdict"] == R and "sequential" not in claims[INDUCTION]["ours"]
+    assert any(r["head_type"] == "sequential" for r in report.head_rows(report.load_study(cfg)))
+    lossless = "Self-speculative decoding is lossless"
+    assert claims[lossless]["verdict"] == R
+    write_json(Path(m["dir"]) / report.result_files()["decode"], fake_decode(m, 1.4, 1.2, lossless=False))
+    assert _claims(cfg)[lossless]["verdict"] != R  # every head type's decoding is checked
 
 
 def test_decode_without_quality_check_is_not_scored(tmp_path):

@@ -105,9 +105,11 @@ def test_n1_is_a_plain_llama_without_drafter(tmp_path):
         torch.testing.assert_close(load_hf(out["hf"])(idx).logits, model(idx)[0], rtol=1e-5, atol=1e-5)
 
 
-def test_linear_heads_refused(tmp_path):
-    _, model_dir = make_model(tmp_path, n=2, head_type="linear")
-    with pytest.raises(UserError, match="export supports transformer heads only"):
+@pytest.mark.parametrize("head_type, why", [("linear", "export supports transformer heads only"),
+                                            ("sequential", "first MTP layer for every draft position")])
+def test_heads_vllm_cannot_serve_are_refused_with_the_reason(tmp_path, head_type, why):
+    _, model_dir = make_model(tmp_path, n=2, head_type=head_type)
+    with pytest.raises(UserError, match=why):
         export(model_dir)
     assert not (model_dir / "hf").exists()
 

@@ -14,6 +14,17 @@ BIN = Path(sys.executable).parent  # the venv's bin: mtp, snakemake
 
 
 @pytest.fixture
+def one_thread():
+    """torch on one thread for the test (tiny matmuls: several threads only contend, 30x slower on a loaded 2-core
+    machine). Modules of such tests: pytestmark = pytest.mark.usefixtures("one_thread")."""
+    import torch
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture
 def tiny_cfg(tmp_path):
     """The .test config, with results and the MLflow store under tmp_path."""
     raw = yaml.safe_load((ROOT / ".test" / "config.yaml").read_text())

@@ -28,13 +28,7 @@ from mtp.model import ModelConfig, MTPModel
 V = 16
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    # tiny matmuls: several threads only contend (30x slower on a loaded 2-core machine)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest: tiny matmuls on one thread
 
 
 def random_model(n, head_type="transformer", seed=0, V=V, max_seq_len=256):

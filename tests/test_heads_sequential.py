@@ -13,12 +13,7 @@ from mtp.training.step import head_targets, mtp_backward
 V = 16
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest: tiny matmuls on one thread
 
 
 def sequential_model(n, seed=0, scale=100.0):

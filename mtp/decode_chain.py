@@ -1,15 +1,16 @@
 """Drafting with sequential heads (mtp/heads_sequential.py) in the decoding engine (mtp/decode.py).
 
-A decode forward runs the trunk and head 1 only (ChainHeads.__call__). Drafting then runs the modules in turn at
-the row's last verified position P (its pending token x at P+1): module 1 reads head 1's normed state at P and x,
-and drafts d_1 for P+2; module j reads module j-1's state at P and d_{j-1}, and drafts d_j. That is the model's own
+A decode forward runs the trunk and head 1 only (ChainHeads.__call__). Drafting then runs the modules in turn at the
+row's last verified position P (its pending token x at P+1): module 1 reads head 1's normed state at P and x, and
+drafts d_1 for P+2; module j reads module j-1's state at P and d_{j-1}, and drafts d_j. That is the model's own
 forward on the sequence with the drafts appended, so every module also needs its own states (its KV cache) at the
 positions before P, and the state of position i in module j needs token i+j: it is final only once that token is
 verified. The caches therefore lag: module j's entries after P+1-j were computed from drafts, and those of them
 after P'-j (P' the next pass's position) from drafts the next forward rejected. Each drafting pass recomputes a
-window of the last w = max(T, k) positions up to P in every module (T: the forward's tokens per row, >= a+1, the
-new positions; k >= j: the wrong entries), which overwrites the wrong entries with what the verified tokens give. The window reads head 1's normed states and the tokens from per-row buffers (ChainState) kept at
-every position, like a KV-cache layer. Positions before 0 (short prompts) are clamped to 0 and recomputed alike.
+window of the last w = max(T, k) positions up to P in every module (T: the forward's tokens per row, >= a+1, the new
+positions; k >= j: the wrong entries), which overwrites the wrong entries with what the verified tokens give. The
+window reads head 1's normed states and the tokens from per-row buffers (ChainState) kept at every position, like a
+KV-cache layer. Positions before 0 (short prompts) are clamped to 0 and recomputed alike.
 """
 import torch
 

@@ -73,7 +73,8 @@ def n_trunk(n_layers, n_heads, head_type):
 def _layers(dim, n_layers, n_heads, head_type, hidden):
     """Parameters of the trunk blocks and the heads at SwiGLU width `hidden`."""
     t = get(head_type)
-    heads = (_block(dim, hidden) + (n_heads - 1) * t.params(dim, hidden)) if t.first else n_heads * t.params(dim, hidden)
+    head = t.params(dim, hidden)
+    heads = _block(dim, hidden) + (n_heads - 1) * head if t.first else n_heads * head
     return n_trunk(n_layers, n_heads, head_type) * _block(dim, hidden) + heads
 
 

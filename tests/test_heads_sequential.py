@@ -46,7 +46,8 @@ def cyclic(n, steps=150, skip=1, noise=0.0):
 
 def prompts_for(seed, count=5):
     g = torch.Generator().manual_seed(seed)
-    return [torch.randint(0, V, (L,), generator=g).tolist() for L in torch.randint(1, 12, (count,), generator=g).tolist()]
+    lens = torch.randint(1, 12, (count,), generator=g).tolist()
+    return [torch.randint(0, V, (L,), generator=g).tolist() for L in lens]
 
 
 def full_forward_drafts(model, seq, pending, drafts):
@@ -72,7 +73,8 @@ def test_every_draft_is_the_full_forwards_prediction(make):
         seqs = [list(p) for p in prompts]
         for step in range(12):
             for b in range(B):
-                assert drafts[b].tolist() == full_forward_drafts(model, seqs[b], int(x[b]), drafts[b].tolist()), (step, b)
+                mine = drafts[b].tolist()
+                assert mine == full_forward_drafts(model, seqs[b], int(x[b]), mine), (step, b)
             g, a, x_next, drafts = D.spec_step(model, cache, x, drafts)
             for b in range(B):
                 seqs[b] += [int(x[b])] + g[b, :int(a[b])].tolist()

@@ -68,9 +68,9 @@ def test_parameter_matching_and_counts():
 
 def test_every_head_type_has_the_transformer_models_parameters():
     """Parameter matching across head types (mtp.head_types.matched_hidden): at every preset up to 1.3B and every n
-    up to 4, each head type's model has its transformer model's parameters to within one SwiGLU width unit of all
-    its blocks (3*d*L: < 0.1% above the debug size), the count computed without building the model equals the built model's, and every
-    type keeps L blocks in all."""
+    up to 4, each head type's model has its transformer model's parameters to within one SwiGLU width unit of all its
+    blocks (3*d*L: < 0.1% above the debug size), the count computed without building the model equals the built
+    model's, and every type keeps L blocks in all."""
     from mtp.head_types import HEAD_TYPES, num_params
     from mtp.presets import PRESETS
     for name, spec in PRESETS.items():

@@ -40,7 +40,8 @@ def _acceptance(records):
         rates = _native(r)[1]
         if r["n"] > 1 and isinstance(rates, list):
             ok = output_check(r, "decode") == "ok"
-            label = f"{r.get('head_type')} n={r['n']} ({r.get('preset', r['size'])})" + ("" if ok else ", degenerate output")
+            label = f"{r.get('head_type')} n={r['n']} ({r.get('preset', r['size'])})"
+            label += "" if ok else ", degenerate output"
             out.append((r["dataset"], label, rates, ok))
     return out
 

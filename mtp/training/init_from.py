@@ -7,11 +7,11 @@ from scratch (issue #15, part 2). Two sources:
 The sweep's `sizes` names a preset with the source's shape (dim, n_layers, n_attn_heads; checked here).
 
 The source's trunk and its one head (an HF model's last decoder layer; its final norm and lm_head are our shared
-norm and unembedding) become the new model's trunk and head 1, unchanged; the n-1 new heads start as copies of
-head 1 (transformer heads: the last layer, as the paper's finetuning does), as the identity (medusa heads: zero
-projections, Medusa-1's init) or freshly initialised (sequential heads). `train.freeze: trunk` then trains the new heads only (tok_emb, trunk, head 1, the
-final norm and the unembedding keep their values exactly, so greedy output is the source model's and any speed-up
-is free); `freeze: none` trains everything (the paper's Table S6).
+norm and unembedding) become the new model's trunk and head 1, unchanged; the n-1 new heads start as copies of head
+1 (transformer heads: the last layer, as the paper's finetuning does), as the identity (medusa heads: zero
+projections, Medusa-1's init) or freshly initialised (sequential heads). `train.freeze: trunk` then trains the new
+heads only (tok_emb, trunk, head 1, the final norm and the unembedding keep their values exactly, so greedy output
+is the source model's and any speed-up is free); `freeze: none` trains everything (the paper's Table S6).
 """
 from dataclasses import asdict
 from pathlib import Path

@@ -68,20 +68,14 @@ class ChainHeads:
         state.tokens[rows[:, 0], P + 1] = x
         mask = (cache.keys[None, None, :S] <= pos[:, :, None])[:, None]  # (B, 1, w, S')
         cos, sin = rope_tables(model.cfg, pos)  # (B, w, hs/2)
-        prev, drafts, qs = state.h1[rows, pos], [], []
+        prev, drafts = state.h1[rows, pos], []
+        cache.step = rows, pos, S  # where every module's cache layer writes (LayerCache.update)
         for j in range(1, self.k + 1):
-            cache.step = rows, pos, S
             emb = model.tok_emb(state.tokens[rows, pos + j])
             prev = model.heads[j](prev, cos, sin, layers[j - 1], mask, emb=emb)  # (B, w, C)
             logits = model.logits(j, prev[:, -1])  # (B, V): at P
-            if sampler is None:
-                d = logits.argmax(-1)
-            else:
-                qs.append(sampler.probs(logits))
-                d = sampler.draw(qs[-1])
+            d = logits.argmax(-1) if sampler is None else sampler.propose_next(logits, first=j == 1)
             state.tokens[rows[:, 0], P + 1 + j] = d
             drafts.append(d)
         cache.step = None
-        if sampler is not None:
-            sampler.q = torch.stack(qs, dim=1)
         return torch.stack(drafts, dim=1)

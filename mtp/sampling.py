@@ -32,6 +32,13 @@ class Sampler:
         self.q = self.probs(draft_logits)
         return self.draw(self.q)
 
+    def propose_next(self, logits, first):
+        """One more draft (sequential heads draft in turn: mtp.decode_chain): logits (B, V) -> (B,) drawn from q,
+        whose q joins the step's earlier ones (first: the step's first draft)."""
+        q = self.probs(logits)[:, None]  # (B, 1, V)
+        self.q = q if first else torch.cat([self.q, q], dim=1)
+        return self.draw(q)[:, 0]
+
     def keep(self, rows):
         if self.q is not None:
             self.q = self.q[rows]

@@ -76,12 +76,11 @@ def config_from(entry, payload, vocab_size, presets=None):
 
 def load_source(model, payload):
     """Copy the source's weights (read()'s payload) into `model` (built by config_from): head 1 and the trunk as
-    they are, the new heads as copies of head 1 (transformer) or zero projections (medusa)."""
+    they are, the new heads as copies of head 1 (transformer), zero projections (medusa) or as built (sequential:
+    fresh modules, as DeepSeek-V3 trains them)."""
     state = payload["model"]
-    new = {**model.state_dict(), **state}  # sequential heads keep their fresh init (DeepSeek-V3 trains them so)
-    for j in range(1, model.cfg.n_heads):
-        if model.chain:
-            continue
+    new = {**model.state_dict(), **state}
+    for j in range(1, 1 if model.chain else model.cfg.n_heads):
         if model.reads_head1:
             new[f"heads.{j}.proj.weight"] = torch.zeros_like(model.heads[j].proj.weight)
         else:

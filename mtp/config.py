@@ -121,6 +121,9 @@ def _check_semantics(cfg, source):
             if spec["dim"] % spec["n_attn_heads"] or spec["dim"] // spec["n_attn_heads"] % 2:
                 raise UserError(f"{source}: field 'model_presets.{size}': dim {spec['dim']} / n_attn_heads "
                                 f"{spec['n_attn_heads']} must be a whole, even head size (rotary embeddings)")
+            if spec["n_attn_heads"] % spec.get("n_kv_heads", spec["n_attn_heads"]):
+                raise UserError(f"{source}: field 'model_presets.{size}.n_kv_heads': {spec['n_kv_heads']} must divide "
+                                f"n_attn_heads {spec['n_attn_heads']} (grouped-query attention)")
             for n in sweep["n_heads"]:
                 if min(head_types.n_trunk(spec["n_layers"], n, t) for t in kinds) < 1:
                     raise UserError(f"{where}.n_heads': n={n} needs more than {n} layers but size '{size}' has "
@@ -273,7 +276,9 @@ def draft_model_for(cfg, m):
 
     def params(c):
         spec = preset(c["size"], cfg["model_presets"])
-        return num_params(vocab, spec["dim"], spec["n_layers"], n_heads=c["n"], head_type=c["head_type"])
+        kv_dim = spec.get("n_kv_heads", spec["n_attn_heads"]) * spec["dim"] // spec["n_attn_heads"]
+        return num_params(vocab, spec["dim"], spec["n_layers"], n_heads=c["n"], head_type=c["head_type"],
+                          kv_dim=kv_dim)
 
     limit = params(m) / 4
     cands = [c for c in models(cfg) if c["dataset"] == m["dataset"] and c["n"] == 1 and params(c) <= limit]

@@ -35,11 +35,11 @@ class ChainHeads:
 
     def __init__(self, model, k):
         self.model, self.k = model, k
-        self.nh, self.hs = model.cfg.n_attn_heads, model.cfg.dim // model.cfg.n_attn_heads
+        self.nkv, self.hs = model.cfg.n_kv_heads, model.cfg.head_dim
 
     def cache_layers(self, cache, layer):
         """Head 1's cache layer, one per module 1..k, and the ChainState (last)."""
-        return [layer(cache, self.nh, self.hs) for _ in range(self.k + 1)] + \
+        return [layer(cache, self.nkv, self.hs) for _ in range(self.k + 1)] + \
             [ChainState(cache, self.model.cfg.dim, self.k)]
 
     def __call__(self, z, cos, sin, kv, mask, idx, cache):

@@ -68,10 +68,10 @@ def hf_config(cfg, tok, extra=None):
         architectures=[TARGET_ARCH if cfg.n_heads > 1 else "LlamaForCausalLM"],
         vocab_size=cfg.vocab_size, hidden_size=cfg.dim, intermediate_size=cfg.hidden_dim,
         num_hidden_layers=cfg.n_trunk + 1, num_attention_heads=cfg.n_attn_heads,
-        num_key_value_heads=cfg.n_attn_heads, head_dim=cfg.dim // cfg.n_attn_heads, hidden_act="silu",
+        num_key_value_heads=cfg.n_kv_heads, head_dim=cfg.head_dim, hidden_act="silu",
         max_position_embeddings=cfg.max_seq_len, rms_norm_eps=cfg.norm_eps,
         rope_parameters={"rope_type": "default", "rope_theta": cfg.rope_theta},
-        tie_word_embeddings=False, attention_bias=False, mlp_bias=False,
+        tie_word_embeddings=cfg.tie_embeddings, attention_bias=False, mlp_bias=False,
         bos_token_id=None, eos_token_id=tok.eod_id, pad_token_id=None, dtype="float32",
         n_future_tokens=cfg.n_heads, **(extra or {}))
 
@@ -133,6 +133,10 @@ def export(model_dir, out_dir=None, drafter_dir=None):
     medusa = model.reads_head1  # heads 2..n live in the drafter (vLLM's Medusa), not in the target
     tensors = {hf_name(k, cfg.n_trunk): v for k, v in state.items() if not (medusa and k.startswith("heads.")
                                                                              and not k.startswith("heads.0."))}
+    if cfg.tie_embeddings:  # tie_word_embeddings: transformers and vLLM take lm_head from embed_tokens
+        del tensors["lm_head.weight"]
+        state["lm_head.weight"] = state["lm_head.weight"].clone()  # the drafter's own copy (safetensors refuses
+        # tensors that share memory)
     source = {k: payload.get(k) for k in ("dataset", "size", "n", "train_run_id")}
     target_cfg = replace(cfg, n_heads=1, ffn_dim=cfg.hidden_dim) if medusa else cfg  # medusa: the plain Llama
     with _atomic_dir(out_dir) as tmp:

@@ -9,7 +9,8 @@ the pipeline needs to know about it, so that no stage tests a head type's name:
 - `attends`: the head has an attention layer, so decoding gives it a KV-cache layer (mtp.kvcache);
 - `takes_block`: each head replaces one trunk block (parameter matching: a model of L layers has a trunk of
   L-n blocks), so n < L is required;
-- `params(dim, hidden)`: parameters of one head with SwiGLU width `hidden` (num_params, the parameter matching);
+- `params(dim, hidden, kv_dim)`: parameters of one head with SwiGLU width `hidden` and key/value width `kv_dim`
+  (num_params, the parameter matching);
 - `fused`: mtp.model.FusedHeads runs these heads as one block when decoding; other types run one by one;
 - `export`: None when `mtp export` / vLLM can serve the type, else the one-line reason it cannot;
 - `first`: head 1's module when it differs from the others (Medusa: head 1 is the base model's last
@@ -70,45 +71,48 @@ def n_trunk(n_layers, n_heads, head_type):
     return n_layers - (n_heads if t.takes_block else 1 if t.first else 0)
 
 
-def _layers(dim, n_layers, n_heads, head_type, hidden):
-    """Parameters of the trunk blocks and the heads at SwiGLU width `hidden`."""
+def _layers(dim, n_layers, n_heads, head_type, hidden, kv_dim=None):
+    """Parameters of the trunk blocks and the heads at SwiGLU width `hidden` (kv_dim: key/value width, default
+    dim)."""
     t = get(head_type)
-    head = t.params(dim, hidden)
-    heads = _block(dim, hidden) + (n_heads - 1) * head if t.first else n_heads * head
-    return n_trunk(n_layers, n_heads, head_type) * _block(dim, hidden) + heads
+    kv_dim = dim if kv_dim is None else kv_dim
+    head = t.params(dim, hidden, kv_dim)
+    heads = _block(dim, hidden, kv_dim) + (n_heads - 1) * head if t.first else n_heads * head
+    return n_trunk(n_layers, n_heads, head_type) * _block(dim, hidden, kv_dim) + heads
 
 
-def matched_hidden(dim, n_layers, n_heads=1, head_type="transformer"):
+def matched_hidden(dim, n_layers, n_heads=1, head_type="transformer", kv_dim=None):
     """The SwiGLU width at which n heads of `head_type` give the model the parameters of the transformer model of
     the same size (L blocks of Llama's width, mtp.presets.hidden_dim): the transformer's own width for it."""
     h0 = hidden_dim(dim)
-    target = n_layers * _block(dim, h0)
-    f0 = _layers(dim, n_layers, n_heads, head_type, 0)
-    slope = _layers(dim, n_layers, n_heads, head_type, 1) - f0
+    target = n_layers * _block(dim, h0, kv_dim)
+    f0 = _layers(dim, n_layers, n_heads, head_type, 0, kv_dim)
+    slope = _layers(dim, n_layers, n_heads, head_type, 1, kv_dim) - f0
     return max(1, round((target - f0) / slope))
 
 
-def num_params(vocab_size, dim, n_layers, n_heads=1, head_type="transformer", hidden=None):
-    """Parameter count, computed without building the model: embedding V*d + trunk blocks (attention 4d^2 +
-    SwiGLU 3*d*hidden + two norms 2d each) + n heads (the head type's params) + final norm d + unembedding d*V.
-    hidden: the SwiGLU width (default: matched_hidden)."""
-    hidden = matched_hidden(dim, n_layers, n_heads, head_type) if hidden is None else hidden
-    return vocab_size * dim + _layers(dim, n_layers, n_heads, head_type, hidden) + dim + dim * vocab_size
+def num_params(vocab_size, dim, n_layers, n_heads=1, head_type="transformer", hidden=None, kv_dim=None):
+    """Parameter count, computed without building the model: embedding V*d + trunk blocks (attention 2d^2 +
+    2*d*kv_dim + SwiGLU 3*d*hidden + two norms 2d each) + n heads (the head type's params) + final norm d +
+    unembedding d*V. hidden: the SwiGLU width (default: matched_hidden); kv_dim: n_kv_heads * head size (default
+    dim)."""
+    hidden = matched_hidden(dim, n_layers, n_heads, head_type, kv_dim) if hidden is None else hidden
+    return vocab_size * dim + _layers(dim, n_layers, n_heads, head_type, hidden, kv_dim) + dim + dim * vocab_size
 
 
-def _block(dim, hidden):
-    return block_matrix_params(dim, hidden) + 2 * dim  # matrices + two RMSNorm weights
+def _block(dim, hidden, kv_dim=None):
+    return block_matrix_params(dim, hidden, kv_dim) + 2 * dim  # matrices + two RMSNorm weights
 
 
 register(HeadType("transformer", "mtp.model:Block", attends=True, takes_block=True, params=_block,
                   fused=True))  # Gloeckle et al.: one transformer block per head
-register(HeadType("linear", "mtp.model:LinearHead", attends=False, takes_block=False, params=lambda d, h: d * d,
+register(HeadType("linear", "mtp.model:LinearHead", attends=False, takes_block=False, params=lambda d, h, kv: d * d,
                   fused=True, export="export supports transformer heads only (vLLM serves each head as a decoder "
                                      "layer); decode linear heads natively with `mtp decode`"))  # the paper's Table S4
 register(HeadType("medusa", "mtp.heads_medusa:MedusaHead", attends=False, takes_block=False,
-                  params=lambda d, h: d * d, first="mtp.model:Block"))  # Medusa-1; vLLM's Medusa format (mtp/export.py)
+                  params=lambda d, h, kv: d * d, first="mtp.model:Block"))  # Medusa-1; vLLM's Medusa format (mtp/export.py)
 register(HeadType("sequential", "mtp.heads_sequential:SequentialHead", attends=True, takes_block=True,
-                  params=lambda d, h: _block(d, h) + 2 * d * d + 3 * d, first="mtp.model:Block", chain=True,
+                  params=lambda d, h, kv: _block(d, h, kv) + 2 * d * d + 3 * d, first="mtp.model:Block", chain=True,
                   export="vLLM 0.32's CPU build runs its first MTP layer for every draft position (MiMo layout) and "
                          "our plugin's drafter takes all drafts from one forward; decode sequential heads natively "
                          "with `mtp decode` (README: Head types)"))

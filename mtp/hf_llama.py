@@ -5,14 +5,15 @@ model.safetensors.index.json, or pytorch_model.bin), tokenizer.json (the dataset
 mtp/tokenizer.py). The names are mtp/export.py's (our n=1 model -> HF Llama) read backwards:
 
     model.embed_tokens -> tok_emb       model.layers.{i}, i < L-1 -> trunk.{i}      model.layers.{L-1} -> heads.0
-    model.norm -> norm                  lm_head -> lm_head (tie_word_embeddings: a copy of model.embed_tokens;
-                                        ours is untied, so with train.freeze: none the two part ways)
+    model.norm -> norm                  lm_head -> lm_head (tie_word_embeddings: model.embed_tokens, one
+                                        parameter in our model too)
 
 HF and ours rotate the two halves of each attention head's q/k (rotate_half), so no rows are permuted (Meta's
 reference layout, mtp/import_meta.py, needs it). Weights load as float32.
 
-What our model cannot represent is refused in one line naming config.json's key: grouped-query attention
-(num_key_value_heads != num_attention_heads), a head_dim other than hidden_size / num_attention_heads, rope scaling
+Grouped-query attention (num_key_value_heads < num_attention_heads) is ModelConfig.n_kv_heads; tied embeddings
+(tie_word_embeddings) stay tied (ModelConfig.tie_embeddings). What our model cannot represent is refused in one line
+naming config.json's key: a head_dim other than hidden_size / num_attention_heads, rope scaling
 (rope_scaling, or rope_parameters of a type other than default), attention or MLP biases, a hidden_act other than
 silu. intermediate_size is ModelConfig.ffn_dim (any width). Top-level imports are torch-free: the train rule's
 input function reads weight_files() at parse time.
@@ -67,9 +68,8 @@ def read_config(src):
         raise UserError(f"{path}: key '{missing[0]}' is missing or not a whole number (a LlamaConfig has it)")
     d, nh = conf["hidden_size"], conf["num_attention_heads"]
     rope_type, theta = _rope(conf)
-    needs = [("num_key_value_heads", conf.get("num_key_value_heads") or nh, nh,
-              "grouped-query attention: our attention has one key/value head per query head"),
-             ("head_dim", conf.get("head_dim") or d // nh, d // nh,
+    nkv = conf.get("num_key_value_heads") or nh
+    needs = [("head_dim", conf.get("head_dim") or d // nh, d // nh,
               "our head size is hidden_size / num_attention_heads"),
              ("rope_scaling" if conf.get("rope_scaling") else "rope_parameters.rope_type", rope_type, "default",
               "rope scaling is not in our rotary embedding"),
@@ -82,7 +82,7 @@ def read_config(src):
                             f"model without it, or train one of ours from scratch")
     try:
         cfg = ModelConfig(vocab_size=conf["vocab_size"], dim=d, n_layers=conf["num_hidden_layers"], n_attn_heads=nh,
-                          max_seq_len=conf.get("max_position_embeddings", 2048),
+                          n_kv_heads=nkv, tie_embeddings=bool(conf.get("tie_word_embeddings")), max_seq_len=conf.get("max_position_embeddings", 2048),
                           norm_eps=conf.get("rms_norm_eps", 1e-6), rope_theta=float(theta),
                           ffn_dim=conf["intermediate_size"])
     except UserError as e:

@@ -1,4 +1,4 @@
-"""The KV cache of the decoding engine (mtp/decode.py): preallocated (B, nh, S, hs) buffers per attention
+"""The KV cache of the decoding engine (mtp/decode.py): preallocated (B, nkv, S, hs) buffers per attention
 layer with an explicit position API (begin / advance / rollback per row, keep rows), gpt-fast style."""
 import torch
 
@@ -19,7 +19,8 @@ def decoding_heads(model, k):
 
 
 class LayerCache:
-    """K/V of one attention layer: preallocated (B, nh, S, hs) buffers, written at the rows' positions."""
+    """K/V of one attention layer: preallocated (B, nkv, S, hs) buffers (nkv: its key/value heads), written at the
+    rows' positions."""
 
     def __init__(self, owner, nh, hs):
         B, S = owner.lengths.shape[0], owner.capacity
@@ -55,8 +56,7 @@ class KVCache:
         self.lengths = torch.zeros(batch, dtype=torch.long, device=p.device)
         self.keys = torch.arange(self.capacity, device=p.device)  # (S,): sliced, never rebuilt per step
         self.rows = torch.arange(batch, device=p.device)[:, None]  # (B, 1)
-        nh, hs = cfg.n_attn_heads, cfg.dim // cfg.n_attn_heads
-        self.trunk = [LayerCache(self, nh, hs) for _ in model.trunk]
+        self.trunk = [LayerCache(self, cfg.n_kv_heads, cfg.head_dim) for _ in model.trunk]
         # heads 1..k+1 as one module (kvcache.decoding_heads: fused into one block where the head type can be;
         # pass one to reuse it across batches) and its cache layer(s)
         self.decoding_heads = decoding_heads(model, k) if heads is None else heads

@@ -24,10 +24,12 @@ class ModelConfig:
     n_layers: int
     n_attn_heads: int
     n_heads: int = 1
+    n_kv_heads: int = None  # key/value heads (grouped-query attention); None = n_attn_heads (one per query head)
     head_type: str = "transformer"
     max_seq_len: int = 4096
     norm_eps: float = 1e-5
     rope_theta: float = 10000.0
+    tie_embeddings: bool = False  # the unembedding is the input embedding (imported models that tie them)
     ffn_dim: int = None  # SwiGLU width; None = Llama's from dim, narrowed to match parameters across head types
     # (mtp.head_types.matched_hidden); imported models and heads added to a model set it
 
@@ -42,6 +44,19 @@ class ModelConfig:
             raise UserError(f"dim {self.dim} is not divisible by n_attn_heads {self.n_attn_heads}")
         if self.dim // self.n_attn_heads % 2:
             raise UserError(f"head size dim/n_attn_heads = {self.dim // self.n_attn_heads} must be even (rotary embeddings)")
+        self.n_kv_heads = self.n_kv_heads or self.n_attn_heads
+        if self.n_attn_heads % self.n_kv_heads:
+            raise UserError(f"n_kv_heads {self.n_kv_heads} must divide n_attn_heads {self.n_attn_heads} (each key/value "
+                            f"head serves a group of query heads)")
+
+    @property
+    def head_dim(self):
+        return self.dim // self.n_attn_heads
+
+    @property
+    def kv_dim(self):
+        """Width of the key (and value) projection: n_kv_heads * head_dim (= dim without grouped-query attention)."""
+        return self.n_kv_heads * self.head_dim
 
     @property
     def n_trunk(self):
@@ -50,13 +65,14 @@ class ModelConfig:
 
     @property
     def hidden_dim(self):
-        return self.ffn_dim or head_types.matched_hidden(self.dim, self.n_layers, self.n_heads, self.head_type)
+        return self.ffn_dim or head_types.matched_hidden(self.dim, self.n_layers, self.n_heads, self.head_type,
+                                                                   self.kv_dim)
 
     @property
     def num_params(self):
         """Parameter count without building the model (mtp.head_types.num_params)."""
         return head_types.num_params(self.vocab_size, self.dim, self.n_layers, self.n_heads, self.head_type,
-                                     self.hidden_dim)
+                                     self.hidden_dim, self.kv_dim)
 
     @classmethod
     def from_preset(cls, name, vocab_size, n_heads=1, head_type="transformer", extra=None):
@@ -82,7 +98,7 @@ class RMSNorm(nn.Module):
 
 def rope_tables(cfg, pos):
     """cos/sin for integer positions `pos` (any shape) -> (*pos.shape, head_dim/2)."""
-    hs = cfg.dim // cfg.n_attn_heads
+    hs = cfg.head_dim
     inv = 1.0 / (cfg.rope_theta ** (torch.arange(0, hs, 2, device=pos.device, dtype=torch.float32) / hs))
     ang = pos.float()[..., None] * inv
     return ang.cos(), ang.sin()
@@ -97,25 +113,32 @@ def apply_rope(x, cos, sin):
     return out.type_as(x)
 
 
+def attend(q, k, v, mask):
+    """Causal (mask None) or masked attention; q (B, nh, T, hs), k/v (B, nkv, S, hs) with nkv dividing nh
+    (grouped-query attention: query head i reads key/value head i // (nh / nkv))."""
+    return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=mask is None,
+                                          enable_gqa=k.shape[1] != q.shape[1])
+
+
 class Attention(nn.Module):
     def __init__(self, cfg):
         super().__init__()
-        self.nh, self.hs = cfg.n_attn_heads, cfg.dim // cfg.n_attn_heads
+        self.nh, self.nkv, self.hs = cfg.n_attn_heads, cfg.n_kv_heads, cfg.head_dim
         self.wq = nn.Linear(cfg.dim, cfg.dim, bias=False)
-        self.wk = nn.Linear(cfg.dim, cfg.dim, bias=False)
-        self.wv = nn.Linear(cfg.dim, cfg.dim, bias=False)
+        self.wk = nn.Linear(cfg.dim, cfg.kv_dim, bias=False)
+        self.wv = nn.Linear(cfg.dim, cfg.kv_dim, bias=False)
         self.wo = nn.Linear(cfg.dim, cfg.dim, bias=False)
 
     def forward(self, x, cos, sin, kv=None, mask=None):
         """kv: a cache with update(k, v) -> (all keys, all values); mask: bool (B, 1, T, S), True = attend."""
         B, T, C = x.shape
         q = self.wq(x).view(B, T, self.nh, self.hs).transpose(1, 2)  # (B, nh, T, hs)
-        k = self.wk(x).view(B, T, self.nh, self.hs).transpose(1, 2)  # (B, nh, T, hs)
-        v = self.wv(x).view(B, T, self.nh, self.hs).transpose(1, 2)  # (B, nh, T, hs)
+        k = self.wk(x).view(B, T, self.nkv, self.hs).transpose(1, 2)  # (B, nkv, T, hs)
+        v = self.wv(x).view(B, T, self.nkv, self.hs).transpose(1, 2)  # (B, nkv, T, hs)
         q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
         if kv is not None:
-            k, v = kv.update(k, v)  # (B, nh, S, hs)
-        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=mask is None)
+            k, v = kv.update(k, v)  # (B, nkv, S, hs)
+        y = attend(q, k, v, mask)  # (B, nh, T, hs)
         return self.wo(y.transpose(1, 2).reshape(B, T, C))  # (B, T, C)
 
 
@@ -161,7 +184,8 @@ class FusedHeads(nn.Module):
     instead of one set of small ops per head: on a CPU at decoding sizes each op's fixed cost
     dominates, and separate heads made a speculative forward cost k extra blocks. Each RMSNorm's
     weight is folded into the matrix after it; the heads' attention heads run side by side as one
-    attention of (k+1) * n_attn_heads heads (one KV cache layer). Outputs equal the separate heads' up
+    attention of (k+1) * n_attn_heads query heads and (k+1) * n_kv_heads key/value heads (one KV cache layer;
+    head j's query heads read head j's key/value heads, as grouped-query attention groups them). Outputs equal the separate heads' up
     to float rounding; greedy and speculative decoding both read head 1 from here, so they agree.
     """
 
@@ -172,11 +196,11 @@ class FusedHeads(nn.Module):
             if self.linear:  # z @ [P_1^T .. P_k^T] -> (.., k*C)
                 self.register_buffer("proj", torch.cat([h.proj.weight.t() for h in heads], dim=1))
                 return
-            self.nh, self.hs = cfg.n_attn_heads * self.k, cfg.dim // cfg.n_attn_heads
+            self.nh, self.nkv, self.hs = cfg.n_attn_heads * self.k, cfg.n_kv_heads * self.k, cfg.head_dim
             fold = lambda w, norm: w * norm.weight[None, :]  # noqa: E731  (x * g) W^T = x (W diag(g))^T
             qkv = [torch.cat([fold(getattr(h.attn, name).weight, h.attn_norm) for h in heads])
                    for name in ("wq", "wk", "wv")]
-            self.register_buffer("wqkv", torch.cat(qkv).t().contiguous())  # (C, 3*k*C): q of every head, k, v
+            self.register_buffer("wqkv", torch.cat(qkv).t().contiguous())  # (C, k*C + 2*k*kv_dim): q of every head, k, v
             self.register_buffer("wo", torch.stack([h.attn.wo.weight.t() for h in heads]))  # (k, C, C)
             self.register_buffer("w13", torch.stack([torch.cat([fold(h.mlp.w1.weight, h.mlp_norm),
                                                                 fold(h.mlp.w3.weight, h.mlp_norm)]).t()
@@ -189,19 +213,25 @@ class FusedHeads(nn.Module):
         B, T, C = z.shape
         if self.linear:
             return (z @ self.proj).view(B, T, self.k, C).permute(2, 0, 1, 3)
-        q, k, v = (_rms(z, self.eps) @ self.wqkv).view(B, T, 3, self.nh, self.hs).transpose(1, 3).unbind(2)
-        q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)  # (B, k*nh, T, hs)
+        qkv = _rms(z, self.eps) @ self.wqkv  # (B, T, k*C + 2*k*kv_dim)
+        if self.nkv == self.nh:  # one view for all three (the common case, fewest ops)
+            q, k, v = qkv.view(B, T, 3, self.nh, self.hs).transpose(1, 3).unbind(2)  # (B, k*nh, T, hs) each
+        else:
+            q, k, v = qkv.split([self.nh * self.hs, self.nkv * self.hs, self.nkv * self.hs], dim=-1)
+            q = q.reshape(B, T, self.nh, self.hs).transpose(1, 2)  # (B, k*nh, T, hs)
+            k, v = (t.reshape(B, T, self.nkv, self.hs).transpose(1, 2) for t in (k, v))  # (B, k*nkv, T, hs)
+        q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
         if kv is not None:
             k, v = kv.update(k, v)
-        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=mask is None)
+        y = attend(q, k, v, mask)  # (B, k*nh, T, hs)
         y = y.view(B, self.k, -1, T, self.hs).permute(1, 0, 3, 2, 4).reshape(self.k, B * T, C)
         x = z.reshape(1, B * T, C) + torch.bmm(y, self.wo)  # (k, B*T, C)
         a, b = torch.bmm(_rms(x, self.eps), self.w13).chunk(2, dim=-1)
         return (x + torch.bmm(F.silu(a) * b, self.w2)).view(self.k, B, T, C)
 
     def cache_layers(self, cache, layer):
-        """The KV-cache layer(s) forward's kv takes: one of k*n_attn_heads heads (None for linear heads)."""
-        return None if self.linear else layer(cache, self.nh, self.hs)
+        """The KV-cache layer(s) forward's kv takes: one of k*n_kv_heads heads (None for linear heads)."""
+        return None if self.linear else layer(cache, self.nkv, self.hs)
 
 
 class SeparateHeads:
@@ -212,14 +242,14 @@ class SeparateHeads:
     def __init__(self, model, k):
         self.model, self.heads = model, range(k + 1)  # a plain object: the model owns the weights
         self.attends = [any(isinstance(m, Attention) for m in h.modules()) for h in model.heads[:k + 1]]
-        self.nh, self.hs = model.cfg.n_attn_heads, model.cfg.dim // model.cfg.n_attn_heads
+        self.nkv, self.hs = model.cfg.n_kv_heads, model.cfg.head_dim
 
     def __call__(self, z, cos, sin, kv=None, mask=None, idx=None, cache=None):
         """z (B, T, C) -> states of the heads (k+1, B, T, C)."""
         return torch.stack(self.model.head_states(z, cos, sin, self.heads, kv, mask))
 
     def cache_layers(self, cache, layer):
-        return [layer(cache, self.nh, self.hs) if a else None for a in self.attends] if any(self.attends) else None
+        return [layer(cache, self.nkv, self.hs) if a else None for a in self.attends] if any(self.attends) else None
 
 
 class MTPModel(nn.Module):
@@ -234,6 +264,8 @@ class MTPModel(nn.Module):
         self.chain = ht.chain  # sequential: head i+1 reads head i's output and a token embedding (head_states)
         self.norm = RMSNorm(cfg.dim, cfg.norm_eps)
         self.lm_head = nn.Linear(cfg.dim, cfg.vocab_size, bias=False)
+        if cfg.tie_embeddings:
+            self.lm_head.weight = self.tok_emb.weight  # one parameter under both names
         self.activation_checkpointing = False  # recompute trunk blocks in backward (train.activation_checkpointing)
         self.apply(self._init)
         for name, p in self.named_parameters():  # scaled residual projections (GPT-2)

@@ -32,10 +32,11 @@ def hidden_dim(dim):
     return 32 * math.ceil(8 * dim / 3 / 32)  # SwiGLU width, as in Llama
 
 
-def block_matrix_params(dim, hidden=None):
-    """Matrix parameters of one transformer block: attention 4d^2 + SwiGLU 3*d*hidden (default: Llama's width;
-    norms not counted)."""
-    return 4 * dim * dim + 3 * dim * (hidden_dim(dim) if hidden is None else hidden)
+def block_matrix_params(dim, hidden=None, kv_dim=None):
+    """Matrix parameters of one transformer block: attention 2d^2 + 2*d*kv_dim (q, o; k, v: kv_dim = n_kv_heads *
+    head size, default d) + SwiGLU 3*d*hidden (default: Llama's width; norms not counted)."""
+    kv_dim = dim if kv_dim is None else kv_dim
+    return 2 * dim * dim + 2 * dim * kv_dim + 3 * dim * (hidden_dim(dim) if hidden is None else hidden)
 
 
 def train_flops_per_step(n, s):

@@ -31,22 +31,24 @@ V = 16
 pytestmark = pytest.mark.usefixtures("one_thread")  # conftest: tiny matmuls on one thread
 
 
-def random_model(n, head_type="transformer", seed=0, V=V, max_seq_len=256):
+def random_model(n, head_type="transformer", seed=0, V=V, max_seq_len=256, n_kv_heads=None):
     torch.manual_seed(seed)
-    cfg = ModelConfig(vocab_size=V, dim=32, n_layers=n + 2, n_attn_heads=2, n_heads=n, head_type=head_type,
-                      max_seq_len=max_seq_len)
+    cfg = ModelConfig(vocab_size=V, dim=32, n_layers=n + 2, n_attn_heads=4 if n_kv_heads else 2, n_heads=n,
+                      head_type=head_type, max_seq_len=max_seq_len, n_kv_heads=n_kv_heads)
     m = MTPModel(cfg).eval()
     with torch.no_grad():
         m.lm_head.weight.mul_(100)
     return m
 
 
-def shift_model(n, head_type="transformer", offsets=None, noise=0.0, seed=0, max_seq_len=256):
-    """Head i (1-based) predicts (x + offsets[i-1]) mod V from the current token x; offsets default 1..n."""
+def shift_model(n, head_type="transformer", offsets=None, noise=0.0, seed=0, max_seq_len=256, n_kv_heads=None):
+    """Head i (1-based) predicts (x + offsets[i-1]) mod V from the current token x; offsets default 1..n.
+    n_kv_heads: grouped-query attention (4 query heads sharing n_kv_heads key/value heads)."""
     offsets = offsets or list(range(1, n + 1))
     dim = 32
-    cfg = ModelConfig(vocab_size=V, dim=dim, n_layers=n + 2 if head_type == "transformer" else 2, n_attn_heads=2,
-                      n_heads=n, head_type=head_type, max_seq_len=max_seq_len)
+    cfg = ModelConfig(vocab_size=V, dim=dim, n_layers=n + 2 if head_type == "transformer" else 2,
+                      n_attn_heads=4 if n_kv_heads else 2, n_kv_heads=n_kv_heads, n_heads=n, head_type=head_type,
+                      max_seq_len=max_seq_len)
     torch.manual_seed(seed)
     m = MTPModel(cfg).eval()
     eye = torch.eye(dim)
@@ -117,6 +119,24 @@ def test_speculative_is_lossless(n, head_type):
     assert hist[0] > 0 and sum(hist[1:]) > 0 and sum(1 for h in hist if h) >= min(n, 3), hist
 
 
+@pytest.mark.parametrize("n_kv_heads", [1, 2])
+def test_grouped_query_attention_is_lossless_in_ragged_batches(n_kv_heads):
+    """Grouped-query attention (4 query heads on n_kv_heads key/value heads) through the KV cache and the fused
+    heads: cached greedy equals the naive recompute, speculative equals greedy at batch 1 and in a ragged batch."""
+    hist = [0] * 4
+    for seed in range(3):
+        model = shift_model(4, noise=0.1, seed=seed, n_kv_heads=n_kv_heads)
+        assert model.trunk[0].attn.wk.weight.shape == (n_kv_heads * 8, 32)
+        prompts = prompts_for(seed)
+        ar, _ = D.decode(model, prompts, 20, draft_tokens=0, batch_size=5)
+        assert ar == [naive_greedy(model, p, 20) for p in prompts]
+        for k, bs in [(3, 1), (3, 5), (2, 5)]:
+            spec, stats = D.decode(model, prompts, 20, draft_tokens=k, batch_size=bs)
+            assert spec == ar, (seed, k, bs)
+            hist = [h + s for h, s in zip(hist, stats.accepted_hist)] if k == 3 else hist
+    assert hist[0] > 0 and sum(hist[1:]) > 0, hist  # rejections and acceptances both exercised
+
+
 def test_decoding_heads_compute_the_models_head_states():
     """What decoding runs for heads 1..k+1 (kvcache.decoding_heads: SeparateHeads for medusa) equals the model's own
     head states (the training path), so drafts are the heads' real predictions."""
@@ -176,11 +196,11 @@ def test_ragged_rows_progress_independently():
     assert sum(stats.accepted_per_pos) == sum(c["num_accepted_tokens"] for c in per_prompt)
 
 
-@pytest.mark.parametrize("head_type", ["transformer", "linear"])
-def test_fused_draft_heads_equal_the_separate_heads(head_type):
+@pytest.mark.parametrize("head_type, n_kv_heads", [("transformer", None), ("linear", None), ("transformer", 2)])
+def test_fused_draft_heads_equal_the_separate_heads(head_type, n_kv_heads):
     """model.FusedHeads (heads 1..k+1 as one block for decoding) computes what each head computes."""
     from mtp.model import FusedHeads
-    model = random_model(4, head_type, seed=3)
+    model = random_model(4, head_type, seed=3, n_kv_heads=n_kv_heads)
     with torch.no_grad():  # non-trivial norm weights: their folding into the matrices is checked too
         for name, p in model.named_parameters():
             if "norm" in name:

@@ -24,13 +24,13 @@ from mtp.training import init_from
 transformers = pytest.importorskip("transformers")
 
 BOS, EOS = "<|begin_of_text|>", "<|end_of_text|>"
-SHAPE = {"dim": 64, "n_layers": 3, "n_attn_heads": 2}
+SHAPE = {"dim": 64, "n_layers": 3, "n_attn_heads": 4, "n_kv_heads": 2}  # grouped-query attention, as in Llama 3
 
 
 @pytest.fixture(scope="module")
 def llama_dir(tmp_path_factory):
-    """A Llama directory as save_pretrained writes it: config.json (tied embeddings, intermediate_size 96, not our
-    rule's 192), model.safetensors, tokenizer.json + tokenizer_config.json (eos <|end_of_text|>)."""
+    """A Llama directory as save_pretrained writes it: config.json (grouped-query attention, tied embeddings,
+    intermediate_size 96, not our rule's 192), model.safetensors, tokenizer.json + tokenizer_config.json (eos <|end_of_text|>)."""
     src = tmp_path_factory.mktemp("hf") / "tiny-llama"
     texts = [open(f, encoding="utf-8").read() for f in stdlib_files(8)]
     tok = train_bpe(iter(texts), 384)  # ours adds <|eod|> (id 0): the eos must come from the directory, not it
@@ -38,7 +38,8 @@ def llama_dir(tmp_path_factory):
     transformers.PreTrainedTokenizerFast(tokenizer_object=tok, bos_token=BOS, eos_token=EOS).save_pretrained(src)
     conf = transformers.LlamaConfig(
         vocab_size=tok.get_vocab_size(), hidden_size=SHAPE["dim"], intermediate_size=96,
-        num_hidden_layers=SHAPE["n_layers"], num_attention_heads=SHAPE["n_attn_heads"], max_position_embeddings=256,
+        num_hidden_layers=SHAPE["n_layers"], num_attention_heads=SHAPE["n_attn_heads"], num_key_value_heads=SHAPE["n_kv_heads"],
+        max_position_embeddings=256,
         rms_norm_eps=1e-5, tie_word_embeddings=True, initializer_range=0.2,
         bos_token_id=tok.token_to_id(BOS), eos_token_id=tok.token_to_id(EOS))
     torch.manual_seed(0)
@@ -93,6 +94,7 @@ def test_heads_added_to_a_hf_llama_keep_its_greedy_output(tiny_cfg, llama_dir):
     state, hf_state = model.state_dict(), hf.state_dict()  # (c) frozen: the HF weights bit for bit
     frozen = [k for k in state if k.startswith(init_from.FROZEN)]
     assert len(frozen) == len(state) - 9  # all but head 2's block
+    assert model.lm_head.weight is model.tok_emb.weight  # tie_word_embeddings: still one tensor
     for k in frozen:
         assert torch.equal(state[k], hf_state[hf_name(k, model.cfg.n_trunk)]), k
     assert not torch.equal(state["heads.1.mlp.w2.weight"], state["heads.0.mlp.w2.weight"])  # head 2 trained
@@ -104,13 +106,13 @@ def test_heads_added_to_a_hf_llama_keep_its_greedy_output(tiny_cfg, llama_dir):
 
 
 @pytest.mark.parametrize("edit, match", [
-    ({"num_key_value_heads": 1}, "num_key_value_heads is 1 where mtp's model needs 2 .grouped-query"),
+    ({"num_key_value_heads": 3}, "n_kv_heads 3 must divide n_attn_heads 4"),
     ({"rope_scaling": {"rope_type": "linear", "factor": 2.0}}, "rope_scaling is 'linear'"),
     ({"rope_parameters": {"rope_type": "llama3", "rope_theta": 5e5, "factor": 8.0}}, "rope_parameters.rope_type is 'llama3'"),
     ({"attention_bias": True}, "attention_bias is True"),
     ({"mlp_bias": True}, "mlp_bias is True"),
     ({"hidden_act": "gelu"}, "hidden_act is 'gelu'"),
-    ({"head_dim": 16}, "head_dim is 16"),
+    ({"head_dim": 32}, "head_dim is 32"),
     ({"model_type": "mistral"}, "model_type is 'mistral'"),
     ({"intermediate_size": None}, "key 'intermediate_size' is missing"),
 ])

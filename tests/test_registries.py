@@ -26,7 +26,7 @@ class ResidualMLPHead(nn.Module):
 
 
 TOY = head_types.HeadType("toy-mlp", ResidualMLPHead, attends=False, takes_block=False,
-                          params=lambda d, h: 2 * d * d + d, export="toy heads are not exportable")
+                          params=lambda d, h, kv: 2 * d * d + d, export="toy heads are not exportable")
 # transformer blocks run one by one (no FusedHeads): the decoding path of every head type without a fused form
 UNFUSED = head_types.HeadType("toy-unfused", Block, attends=True, takes_block=True,
                               params=head_types.HEAD_TYPES["transformer"].params)

@@ -14,9 +14,10 @@ from mtp.train import train
 from mtp.training.step import head_targets, mtp_backward
 
 
-def small_model(n, head_type="transformer", seed=0, vocab=97):
+def small_model(n, head_type="transformer", seed=0, vocab=97, n_kv_heads=None):
     torch.manual_seed(seed)
-    return MTPModel(ModelConfig(vocab_size=vocab, dim=32, n_layers=6, n_attn_heads=2, n_heads=n, head_type=head_type))
+    return MTPModel(ModelConfig(vocab_size=vocab, dim=32, n_layers=6, n_attn_heads=4 if n_kv_heads else 2, n_heads=n,
+                                head_type=head_type, n_kv_heads=n_kv_heads))
 
 
 def grads(model):
@@ -24,9 +25,9 @@ def grads(model):
 
 
 @pytest.mark.parametrize("head_type", ["transformer", "linear", "medusa", "sequential"])
-@pytest.mark.parametrize("n", [1, 2, 4])
-def test_memory_efficient_gradients_equal_naive(n, head_type):
-    model = small_model(n, head_type)
+@pytest.mark.parametrize("n, n_kv_heads", [(1, None), (2, None), (4, None), (4, 1)])  # (4, 1): grouped-query
+def test_memory_efficient_gradients_equal_naive(n, n_kv_heads, head_type):
+    model = small_model(n, head_type, n_kv_heads=n_kv_heads)
     w = torch.randint(0, 97, (3, 24 + n))
     x, ys = head_targets(w, n)
     eff = mtp_backward(model, x, ys, "memory_efficient")
@@ -81,10 +82,10 @@ def test_every_head_type_has_the_transformer_models_parameters():
                 assert abs(got - ref) <= 1.5 * 3 * spec["dim"] * spec["n_layers"], (name, n, t, got, ref)
                 assert name == "debug" or abs(got - ref) / ref < 1e-3, (name, n, t)  # debug: 0.2%
     for t in HEAD_TYPES:
-        for n in (1, 2, 4):
-            model = small_model(n, t)
+        for n, kv in ((1, None), (2, None), (4, None), (4, 2)):  # kv: grouped-query attention
+            model = small_model(n, t, n_kv_heads=kv)
             blocks = sum(isinstance(m, Block) for m in model.modules())
-            assert model.cfg.num_params == sum(p.numel() for p in model.parameters()) and blocks == 6, (t, n)
+            assert model.cfg.num_params == sum(p.numel() for p in model.parameters()) and blocks == 6, (t, n, kv)
     assert small_model(4, "linear").cfg.hidden_dim < small_model(4, "transformer").cfg.hidden_dim
 
 

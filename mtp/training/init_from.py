@@ -4,7 +4,7 @@ from scratch (issue #15, part 2). Two sources:
   hf:<dir>         a Hugging Face Llama directory (config.json, model.safetensors or pytorch_model.bin, tokenizer.json;
                    mtp/hf_llama.py maps its names onto ours and refuses what our model cannot represent); the
                    sweep's dataset is tokenized with its own tokenizer (tokenizer: {kind: hf, path: <dir>}).
-The sweep's `sizes` names a preset with the source's shape (dim, n_layers, n_attn_heads; checked here).
+The sweep's `sizes` names a preset with the source's shape (dim, n_layers, n_attn_heads, n_kv_heads; checked here).
 
 The source's trunk and its one head (an HF model's last decoder layer; its final norm and lm_head are our shared
 norm and unembedding) become the new model's trunk and head 1, unchanged; the n-1 new heads start as copies of head
@@ -22,7 +22,7 @@ from mtp import UserError, head_types
 from mtp.presets import preset
 
 FROZEN = ("tok_emb.", "trunk.", "heads.0.", "norm.", "lm_head.")  # what freeze: trunk keeps
-SHAPE = ("dim", "n_layers", "n_attn_heads")  # what the sweep's size preset must share with the source
+SHAPE = ("dim", "n_layers", "n_attn_heads", "n_kv_heads")  # what the sweep's size preset must share with the source
 
 
 def source(init_from):
@@ -61,6 +61,8 @@ def config_from(entry, payload, vocab_size, presets=None):
         raise UserError(f"init_from {src}: its vocabulary ({mc['vocab_size']}) is not dataset "
                         f"'{entry['dataset']}''s ({vocab_size}); {fix}")
     spec = preset(entry["size"], presets)
+    spec = {**spec, "n_kv_heads": spec.get("n_kv_heads", spec["n_attn_heads"])}
+    mc = {**mc, "n_kv_heads": mc.get("n_kv_heads") or mc["n_attn_heads"]}
     if any(spec[k] != mc[k] for k in SHAPE):
         shape = ", ".join(f"{k}: {mc[k]}" for k in SHAPE)
         raise UserError(f"init_from {src}: size '{entry['size']}' is not the source's shape; name a preset of it "

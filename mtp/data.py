@@ -112,10 +112,12 @@ def _encode_split(tok, texts, out_path, desc):
     return n_tokens, dtype
 
 
-def make_tokenizer(tk, train):
-    """The dataset's `tokenizer`: bytes, BPE trained on the train split, or a Hugging Face model's own (kind hf)."""
-    if tk["kind"] == "hf":
-        return from_model_dir(tk["path"])
+def make_tokenizer(tk, train, results=None):
+    """The dataset's `tokenizer`: bytes, BPE trained on the train split, or a Hugging Face model's own (kind hf; kind
+    gguf: a GGUF file's, through its HF directory cached under `results`, mtp/gguf_llama.py)."""
+    if tk["kind"] in ("hf", "gguf"):
+        from mtp import gguf_llama
+        return from_model_dir(gguf_llama.hf_dir(tk["path"], results) if tk["kind"] == "gguf" else tk["path"])
     return Tokenizer(byte_tokenizer() if tk["kind"] == "byte" else train_bpe(iter(train), tk["vocab_size"]))
 
 
@@ -140,7 +142,7 @@ def tokenize(cfg, name):
                             f"{'train' if not train else 'val'} split empty for {len(texts)} documents; "
                             f"add documents or change val_fraction")
         tk = ds_cfg["tokenizer"]
-        tok = make_tokenizer(tk, train)
+        tok = make_tokenizer(tk, train, cfg["results"])
         with atomic_path(out / "tokenizer.json") as tmp:
             tok.save(tmp)
         n_train, dtype = _encode_split(tok, train, out / "train.bin", f"tokenize {name} train")

@@ -294,10 +294,12 @@ class MTPModel(nn.Module):
                 x = block(x, cos, sin, None if kvs is None else kvs[i], mask)
         return x
 
-    def logits(self, i, h):
+    def logits(self, i, h, vocab=None):
         """Head i's state (0-based) -> logits: the shared final norm and unembedding (heads that read head 1's
-        normed state, Medusa's, go to the unembedding without the norm)."""
-        return self.lm_head(h if i > 0 and self.reads_head1 else self.norm(h))
+        normed state, Medusa's, go to the unembedding without the norm). vocab: token ids (sorted, 1-D) whose
+        logits alone are computed (a sampled softmax in training: mtp.training.step.Objective), None = all."""
+        x = h if i > 0 and self.reads_head1 else self.norm(h)
+        return self.lm_head(x) if vocab is None else F.linear(x, self.lm_head.weight[vocab])
 
     def head_input(self, i, h1, prev, ahead=None):
         """What head i (0-based, i >= 1) of a model that reads head 1 runs on: head 1's normed state (Medusa;

@@ -318,3 +318,53 @@ def test_heads_added_to_a_trained_model_keep_its_greedy_output(tiny_cfg, tmp_pat
     greedy = decode(before, prompts, 16, draft_tokens=0)[0]
     assert decode(after, prompts, 16, draft_tokens=0)[0] == greedy
     assert decode(after, prompts, 16, draft_tokens=2)[0] == greedy
+
+
+def test_greedy_targets_are_head_1s_choices_shifted_by_i():
+    """train.targets: greedy: head i+1's target at t is head 1's greedy token at t+i, IGNORE past the window."""
+    from mtp.training.step import IGNORE, Objective
+    g = torch.arange(10, 30).view(2, 10)
+    ys = [torch.zeros(2, 10, dtype=torch.long)] * 3
+    out = Objective("greedy").head_targets(ys, g)
+    assert out[0] is ys[0]  # head 1 keeps the data's target
+    for i in (1, 2):
+        assert torch.equal(out[i][:, :-i], g[:, i:])
+        assert (out[i][:, -i:] == IGNORE).all()
+
+
+KEY = {"transformer": "heads.1.mlp.w2.weight", "medusa": "heads.1.proj.weight"}  # a weight of head 2
+
+
+@pytest.mark.parametrize("head_type", ["transformer", "medusa"])
+@pytest.mark.parametrize("targets, loss_vocab", [("greedy", None), ("data", 20), ("greedy", 20)])
+def test_objective_gradients_memory_efficient_equal_naive(head_type, targets, loss_vocab):
+    """The greedy-target and candidate-vocabulary objectives give both backwards the same gradients, and they
+    differ from the plain objective's (the options reach the heads' gradients)."""
+    from mtp.training.step import Objective
+    x, ys = head_targets(torch.randint(0, 97, (3, 27)), 3)
+    obj = Objective(targets, None if loss_vocab is None else torch.arange(loss_vocab))
+    got = {}
+    for mode, o in (("memory_efficient", obj), ("naive", obj), ("naive", Objective())):
+        model = small_model(3, head_type)
+        losses = mtp_backward(model, x, ys, mode, objective=o)
+        got[mode, o is obj] = grads(model), torch.stack(losses)
+    (g_eff, l_eff), (g_naive, l_naive) = got["memory_efficient", True], got["naive", True]
+    assert g_eff.keys() == g_naive.keys()
+    for k in g_naive:
+        torch.testing.assert_close(g_eff[k], g_naive[k], rtol=1e-5, atol=1e-7, msg=k)
+    torch.testing.assert_close(l_eff, l_naive)
+    plain = got["naive", False][0]
+    assert not torch.allclose(g_naive[KEY[head_type]],
+                              plain[KEY[head_type]])
+
+
+def test_candidate_softmax_is_the_cross_entropy_over_the_candidates():
+    """train.loss_vocab: the loss of a head over candidate ids equals cross-entropy over those logit columns."""
+    from mtp.training.step import _ce
+    logits = torch.randn(2, 5, 97)
+    y = torch.randint(0, 97, (2, 5))
+    cand = torch.unique(torch.cat([torch.arange(0, 97, 3), y.flatten()]))
+    sub = logits[..., cand]
+    col = torch.searchsorted(cand, y)
+    torch.testing.assert_close(_ce(sub, y, cand), F.cross_entropy(sub.flatten(0, 1), col.flatten()))
+    assert torch.equal(cand[col], y)

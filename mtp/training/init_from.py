@@ -4,6 +4,9 @@ from scratch (issue #15, part 2). Two sources:
   hf:<dir>         a Hugging Face Llama directory (config.json, model.safetensors or pytorch_model.bin, tokenizer.json;
                    mtp/hf_llama.py maps its names onto ours and refuses what our model cannot represent); the
                    sweep's dataset is tokenized with its own tokenizer (tokenizer: {kind: hf, path: <dir>}).
+  gguf:<file>      a Llama-architecture GGUF file, or <package>/<file> inside an installed package (mtp/gguf_llama.py:
+                   dequantized by transformers, written once as an HF directory under <results>/sources/, then read
+                   as hf:); its dataset: tokenizer: {kind: gguf, path: <file>}.
 The sweep's `sizes` names a preset with the source's shape (dim, n_layers, n_attn_heads, n_kv_heads; checked here).
 
 The source's trunk and its one head (an HF model's last decoder layer; its final norm and lm_head are our shared
@@ -28,19 +31,19 @@ SHAPE = ("dim", "n_layers", "n_attn_heads", "n_kv_heads")  # what the sweep's si
 def source(init_from):
     """-> (kind, directory) of a sweep's init_from."""
     kind, _, path = init_from.partition(":")
-    if kind not in ("mtp", "hf"):
-        raise UserError(f"init_from '{init_from}': give mtp:<model dir> (an n=1 model of ours) or hf:<dir> "
-                        f"(a Hugging Face Llama directory)")
+    if kind not in ("mtp", "hf", "gguf"):
+        raise UserError(f"init_from '{init_from}': give mtp:<model dir> (an n=1 model of ours), hf:<dir> "
+                        f"(a Hugging Face Llama directory) or gguf:<file> (a Llama GGUF file)")
     return kind, Path(path)
 
 
-def read(entry):
+def read(entry, results=None):
     """The source as a model.pt payload (model_config, model: the weights), read once for config_from and
-    load_source."""
+    load_source. results: the study's results folder (a GGUF source's HF directory is cached under it)."""
     kind, src = source(entry["init_from"])
-    if kind == "hf":
-        from mtp import hf_llama
-        mcfg, state = hf_llama.read(src)
+    if kind in ("hf", "gguf"):
+        from mtp import gguf_llama, hf_llama
+        mcfg, state = hf_llama.read(gguf_llama.hf_dir(src, results) if kind == "gguf" else src)
         return {"model_config": asdict(mcfg), "model": state}
     from mtp.checkpoint import load
     return load(src / "model.pt")

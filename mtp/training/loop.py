@@ -12,10 +12,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
 
+import numpy as np
 import torch
 from tqdm import tqdm
 
-from mtp import UserError, checkpoint
+from mtp import UserError, checkpoint, head_types
 from mtp.config import data_dir
 from mtp.data import TokenData
 from mtp.io import write_json
@@ -24,7 +25,7 @@ from mtp.training.device import autocast_for, pick_device, pick_dtype
 from mtp.training.dist import Dist, global_starts, total_steps
 from mtp.training.memory import memory_advice, peak_mem_bytes
 from mtp.training import init_from
-from mtp.training.step import evaluate, head_targets, head_weights, lr_at, make_optimizer, mtp_backward
+from mtp.training.step import Objective, evaluate, head_targets, head_weights, lr_at, make_optimizer, mtp_backward
 
 
 @dataclass
@@ -45,6 +46,7 @@ class Job:
     opt: torch.optim.Optimizer
     steps: int
     state: dict  # history, val history, tokens_seen, wall_s: what a checkpoint carries
+    objective: Objective  # train.targets, train.loss_vocab
     start: int = 0
 
     tc = property(lambda self: self.entry["train"])
@@ -101,7 +103,7 @@ def setup(cfg, entry):
     ddir = data_dir(cfg, entry["dataset"])
     train_data, val_data = TokenData(ddir, "train", verify=True), TokenData(ddir, "val", verify=True)
     torch.manual_seed(cfg["seed"])
-    source = init_from.read(entry) if entry.get("init_from") else None  # heads added to an existing model
+    source = init_from.read(entry, cfg["results"]) if entry.get("init_from") else None  # heads added to an existing model
     if source is not None:
         mcfg = init_from.config_from(entry, source, train_data.vocab_size, cfg["model_presets"])
     else:
@@ -117,9 +119,23 @@ def setup(cfg, entry):
     job = Job(cfg=cfg, entry=entry, device=device, dist=dist, dtype=dtype,
               autocast=autocast_for(device, dtype), ddir=ddir, train_data=train_data,
               val_data=val_data, mcfg=mcfg, model=model, opt=make_optimizer(model, tc),
-              steps=total_steps(tc, dist.world), state=empty_state(entry["n"]))
+              steps=total_steps(tc, dist.world), state=empty_state(entry["n"]),
+              objective=objective(tc, train_data, mcfg, device))
     resume(job)
     return job
+
+
+def objective(tc, train_data, mcfg, device):
+    """train.targets and train.loss_vocab as the step's Objective (loss_vocab: the train split's most frequent
+    token ids)."""
+    if tc["targets"] == "greedy" and head_types.get(mcfg.head_type).chain:
+        raise UserError("train.targets: greedy trains parallel heads on head 1's choices; sequential heads read the "
+                        "tokens ahead themselves: use targets: data")
+    vocab = None
+    if tc["loss_vocab"]:
+        counts = np.bincount(np.asarray(train_data.tokens), minlength=mcfg.vocab_size)
+        vocab = torch.from_numpy(np.sort(np.argsort(-counts, kind="stable")[:tc["loss_vocab"]])).to(device)
+    return Objective(targets=tc["targets"], vocab=vocab)
 
 
 def build_model(mcfg, tc, dist, device, source=None):
@@ -216,7 +232,7 @@ def train_step(job, step):
         w = torch.from_numpy(window).to(job.device, non_blocking=True)
         x, ys = head_targets(w, job.n)
         losses += torch.stack(mtp_backward(job.model, x, ys, tc["backward"], job.scale, job.autocast,
-                                           job.weights)).float().cpu()
+                                           job.weights, job.objective)).float().cpu()
     dist.all_reduce_grads(job.model)
     grad_norm = torch.nn.utils.clip_grad_norm_(job.model.parameters(), tc["grad_clip"])
     if hasattr(grad_norm, "full_tensor"):  # a DTensor under FSDP
@@ -259,13 +275,17 @@ def log_step(job, run, bar, done, result, tps, dt):
 
 
 def evaluate_step(job, run, done):
-    """Validation loss per head after step `done`: into the state's val history and the run."""
-    vl = evaluate(job.model, job.val_data, job.tc, job.n, job.device, job.autocast)
-    job.state["val"]["step"].append(done)
-    for i, v in enumerate(vl):
-        job.state["val"][f"val_loss_head_{i + 1}"].append(v)
+    """Validation loss per head and the heads' agreement with head 1 after step `done` (with the training wall time
+    so far: the curve of agreement against training minutes): into the state's val history and the run."""
+    vl, agree = evaluate(job.model, job.val_data, job.tc, job.n, job.device, job.autocast)
+    metrics = {**{f"val_loss_head_{i + 1}": v for i, v in enumerate(vl)},
+               **{f"val_agree_head_{i + 2}": a for i, a in enumerate(agree)}, "wall_s": job.state["wall_s"]}
+    val = job.state["val"]
+    val["step"].append(done)
+    for k, v in metrics.items():
+        val.setdefault(k, []).append(v)  # checkpoints from before agreement was measured lack its keys
     if run:
-        run.log({f"val_loss_head_{i + 1}": v for i, v in enumerate(vl)}, step=done)
+        run.log(metrics, step=done)
 
 
 # ---------------------------------------------------------------- the end
@@ -273,7 +293,7 @@ def evaluate_step(job, run, done):
 def finish(job, run, counts, final):
     """model.pt and metrics.json of the finished run, logged to `run`; -> the metrics."""
     state, e = job.state, job.entry
-    val = {k: v[-1] for k, v in state["val"].items() if k != "step" and v}
+    val = {k: v[-1] for k, v in state["val"].items() if k not in ("step", "wall_s") and v}
     bpb = val["val_loss_head_1"] / math.log(2) / job.val_data.bytes_per_token
     metrics = {"dataset": e["dataset"], "size": e["size"], "head_type": e["head_type"], "n": job.n, "steps": job.steps,
                "tokens_seen": state["tokens_seen"], "wall_s": state["wall_s"], **counts, **val,

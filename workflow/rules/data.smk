@@ -1,3 +1,4 @@
+import mtp.gguf_llama
 import mtp.tokenizer
 
 
@@ -16,10 +17,11 @@ rule init_tracking:
 
 
 def tokenize_inputs(w):
-    """The study's MLflow parent run, and for tokenizer kind hf the model directory's tokenizer files (a changed
-    tokenizer re-tokenizes)."""
+    """The study's MLflow parent run, and for tokenizer kind hf the model directory's tokenizer files, for kind gguf
+    the GGUF file (a changed tokenizer re-tokenizes)."""
     tk = config["datasets"][w.dataset]["tokenizer"]
-    return [R("mlflow/parent.json"), *(mtp.tokenizer.source_files(tk["path"]) if tk["kind"] == "hf" else [])]
+    files = {"hf": lambda: mtp.tokenizer.source_files(tk["path"]), "gguf": lambda: [mtp.gguf_llama.resolve(tk["path"])]}
+    return [R("mlflow/parent.json"), *files.get(tk["kind"], list)()]
 
 
 rule tokenize_corpus:

@@ -1,3 +1,4 @@
+import mtp.gguf_llama
 import mtp.hf_llama
 
 
@@ -8,12 +9,14 @@ def train_params(w):
 
 
 def train_inputs(w):
-    """The dataset, and the source of heads added to a model: mtp:<dir>'s model.pt, or hf:<dir>'s config.json and
-    weights file(s) (a changed source retrains)."""
+    """The dataset, and the source of heads added to a model: mtp:<dir>'s model.pt, hf:<dir>'s config.json and
+    weights file(s), or the gguf:<file> (a changed source retrains)."""
     m = mtp.config.find_model(config, w.dataset, w.size, w.n)
     kind, _, src = (m["init_from"] or "").partition(":")
     if kind == "hf":
         source = [f"{src}/config.json", *(str(f) for f in mtp.hf_llama.weight_files(src))]
+    elif kind == "gguf":
+        source = [str(mtp.gguf_llama.resolve(src))]
     else:
         source = [f"{src}/model.pt"] if kind == "mtp" else []
     return [R(f"data/{w.dataset}/meta.json"), *source]

@@ -137,6 +137,21 @@ def _quality(result, outputs):
 # ---------------------------------------------------------------- prompts (the decode and vllm stages')
 
 
+def study_prompts(dc, data_dir):
+    """The prompts of the decode and vLLM stages (decode.prompts): `val`, num_prompts windows of prompt_len tokens
+    of the dataset's val split; `humaneval`, the first num_prompts HumanEval prompts (each its own length), encoded
+    with the dataset's tokenizer."""
+    from pathlib import Path
+
+    from mtp.data import TokenData
+    if dc["prompts"] == "val":
+        return val_prompts(TokenData(data_dir, "val", verify=True), dc["num_prompts"], dc["prompt_len"])
+    from mtp.evals.code import humaneval_problems
+    from mtp.tokenizer import Tokenizer
+    tok = Tokenizer.load(Path(data_dir) / "tokenizer.json")
+    return [tok.encode(p["prompt"]) for p in humaneval_problems()[:dc["num_prompts"]]]
+
+
 def val_prompts(data, num_prompts, prompt_len):
     """num_prompts windows of prompt_len tokens, evenly spaced over the split (deterministic)."""
     N = len(data.tokens)

@@ -152,7 +152,7 @@ def measure(cfg, entry, batch_sizes, repeats, ks=None):
         "dataset": entry["dataset"], "size": entry["size"], "n": model.cfg.n_heads,
         "train_run_id": s["payload"].get("train_run_id"), "vllm_version": vllm.__version__, "device": _device(),
         "dtype": "float32", "enforce_eager": cfg["vllm"]["enforce_eager"], "num_prompts": len(prompts),
-        "prompt_len": dc["prompt_len"], "max_new_tokens": max_new, "batch_sizes": batch_sizes, "repeats": repeats,
+        "prompts": dc["prompts"], "prompt_len": max(map(len, prompts)), "max_new_tokens": max_new, "batch_sizes": batch_sizes, "repeats": repeats,
         "timing": "interleaved rounds, every engine alive side by side (mtp/vllm_timing.py)",
         "max_model_len": s["max_model_len"], "draft_model": config.model_name(draft) if draft else None,
         "note": s["note"].strip(), "export": s["exported"],
@@ -172,7 +172,6 @@ def prepare(cfg, entry, ks, max_batch):
     from mtp import checkpoint, config
     from mtp import decode as D
     from mtp import decode_timing as DT
-    from mtp.data import TokenData
     from mtp.export import refuse_export
     vc, dc = cfg["vllm"], cfg["decode"]
     name = config.model_name(entry)
@@ -192,14 +191,13 @@ def prepare(cfg, entry, ks, max_batch):
         draft = {**draft, "hf": ensure_exported(draft["dir"], 1)["hf"]}
     if n == 1:
         note = "n=1: one head, nothing to draft; baselines only. " + note
-    val = TokenData(payload["data_dir"], "val", verify=True)
-    prompts = DT.val_prompts(val, dc["num_prompts"], dc["prompt_len"])  # the native decode stage's prompts
+    prompts = DT.study_prompts(dc, payload["data_dir"])  # the native decode stage's prompts
     D.check_prompts(model, prompts)
     max_new = dc["max_new_tokens"]
     longest = max([*ks, vc["num_speculative_tokens_baselines"], 0])
-    max_model_len = min(model.cfg.max_seq_len, dc["prompt_len"] + max_new + longest + 16)
-    if dc["prompt_len"] + max_new > max_model_len:
-        raise UserError(f"decode.prompt_len + decode.max_new_tokens = {dc['prompt_len'] + max_new} exceeds "
+    max_model_len = min(model.cfg.max_seq_len, max(map(len, prompts)) + max_new + longest + 16)
+    if max(map(len, prompts)) + max_new > max_model_len:
+        raise UserError(f"decode.prompt_len + decode.max_new_tokens = {max(map(len, prompts)) + max_new} exceeds "
                         f"{name}'s context (max_seq_len {model.cfg.max_seq_len})")
     args = T.engine_args(exported["hf"], model.cfg, max_model_len, max_batch, vc["enforce_eager"])
     return {"model": model, "payload": payload, "ks": ks, "exported": exported, "draft": draft, "note": note,

@@ -266,3 +266,40 @@ def test_evaluate_model_scores_a_model_of_known_accuracy(tmp_path, monkeypatch, 
     for res in result["benchmarks"].values():
         statuses = [s["status"] for r in res["problems"] for s in r["samples"]]
         assert statuses == ["passed" if expect else "failed"] * 4, res["problems"]
+
+
+@needs_bwrap
+def test_greedy_speculative_completions_are_checked_against_greedy(tmp_path, monkeypatch):
+    """A greedy n = 2 model: eval_code.json records that the speculative completions equal plain greedy ones
+    (decoded again without drafts); a stand-in engine whose speculative output differs is reported by task id.
+    A prompt template reaches the model (with {prompt} and MBPP's {tests} filled) and eval.code.stops cut."""
+    import mtp.decode
+    cfg, entry = _study(tmp_path)
+    cfg["eval"]["code"].update(temperature=0.0, samples=1, k=[1], stops=["#"],
+                               prompt_templates={"mbpp": "Q: {text}\n{tests}\nA:\n"})
+    result = code.evaluate_model(cfg, entry)
+    for bench, res in result["benchmarks"].items():
+        assert res["lossless"] == {"draft_tokens": 1, "identical": True, "mismatched": []}, bench
+        assert all("#" not in s["completion"] for r in res["problems"] for s in r["samples"])
+    assert result["metrics"]["humaneval_speculative_identical"] == 1.0
+    seen, real = [], mtp.decode.generate
+
+    def wrong(model, prompts, *a, **kw):  # speculative decoding that loses one token of the first prompt
+        seen.extend(prompts)
+        out = real(model, prompts, *a, **kw)
+        return [o[:-1] if i == 0 else o for i, o in enumerate(out)]
+    monkeypatch.setattr(mtp.decode, "generate", wrong)
+    result = code.evaluate_model(cfg, entry)
+    first = {b: code.benchmark_problems(b)[0]["task_id"] for b in ("humaneval", "mbpp")}
+    for bench, res in result["benchmarks"].items():
+        assert res["lossless"]["identical"] is False and res["lossless"]["mismatched"] == [first[bench]]
+    from mtp.tokenizer import Tokenizer, byte_tokenizer
+    p = code.load_mbpp()[11]
+    assert Tokenizer(byte_tokenizer()).decode(seen[2]) == f"Q: {p['text']}\n" + "\n".join(p["test_list"]) + "\nA:\n"
+
+
+def test_prompt_template_errors_name_the_fields():
+    p = code.humaneval_problems()[0]
+    assert code.render_prompt(p, "x {prompt}") == "x " + p["prompt"]
+    with pytest.raises(UserError, match=r"eval.code.prompt_templates: .*KeyError.*fields: \{.*entry_point"):
+        code.render_prompt(p, "{nope} {prompt}")

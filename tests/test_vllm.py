@@ -74,7 +74,7 @@ def test_vllm_workers_do_not_inherit_blas_thread_counts(monkeypatch):
 
 def _cfg(tmp_path, n_heads=(1, 3), sizes=("toy",), vllm=None, sweeps=None, datasets=None):
     raw = {"results": str(tmp_path / "results"), "train": {},
-           "model_presets": {"toy": {"dim": 64, "n_layers": 5, "n_attn_heads": 2},
+           "model_presets": {"toy": {"dim": 64, "n_layers": 5, "n_attn_heads": 2, "n_kv_heads": 1},  # grouped-query
                              "big": {"dim": 128, "n_layers": 5, "n_attn_heads": 4},
                              "mini": {"dim": 32, "n_layers": 2, "n_attn_heads": 1},
                              "mini3": {"dim": 32, "n_layers": 3, "n_attn_heads": 1}},
@@ -205,11 +205,12 @@ def test_bench_picks_the_byte_level_model_with_most_heads(tmp_path):
 
 
 def train(n, data, steps=150, seed=0, shape=None, head_type="transformer"):
-    """A few optimizer steps of the summed multi-token loss: enough for mixed acceptance."""
+    """A few optimizer steps of the summed multi-token loss: enough for mixed acceptance. Tied embeddings (as
+    SmolLM2's and Llama 3.2's)."""
     from mtp.model import ModelConfig, MTPModel, head_losses
     torch.manual_seed(seed)
     shape = shape or {"dim": 64, "n_layers": 5, "n_attn_heads": 2}
-    model = MTPModel(ModelConfig(vocab_size=300, n_heads=n, head_type=head_type, **shape))
+    model = MTPModel(ModelConfig(vocab_size=300, n_heads=n, head_type=head_type, tie_embeddings=True, **shape))
     opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
     T, B = 64, 16
     for _ in range(steps):

@@ -229,21 +229,44 @@ def limits_from_config(code_cfg):
 
 # ---------------------------------------------------------------- a model of the study
 
+def render_prompt(problem, template):
+    """The text the model is given: eval.code.prompt_templates' template for the benchmark with {prompt} (the
+    benchmark's own prompt), {tests} (MBPP's asserts, one per line) and any text field of the problem filled in."""
+    fields = {k: v for k, v in problem.items() if isinstance(v, str)}
+    fields["tests"] = "\n".join(problem.get("test_list", []))
+    try:
+        return template.format_map(fields)
+    except (KeyError, IndexError, ValueError) as e:
+        raise UserError(f"eval.code.prompt_templates: cannot fill {template[:60]!r} for {problem['task_id']} "
+                        f"({type(e).__name__}: {e}); fields: {{{'}, {'.join(sorted(fields))}}}; write a literal "
+                        f"brace as {{{{ or }}}}") from None
+
+
 def generate_completions(model, tok, benchmark, problems, code_cfg, seed):
-    """{task_id: [completion, ...]}: `samples` completions per problem from the native engine, cut at stops."""
-    from mtp.decode import generate
+    """({task_id: [completion, ...]}, lossless check or None): `samples` completions per problem from the native
+    engine, cut at the benchmark's stops and eval.code.stops. With n > 1 heads decoding is self-speculative; greedy
+    (temperature 0) with eval.code.check_lossless also decodes without drafts and compares the tokens:
+    {"draft_tokens", "identical": all equal, "mismatched": task ids that differ}."""
+    from mtp.decode import decode, generate
     max_new = code_cfg["max_new_tokens"]
     room = model.cfg.max_seq_len - max_new
     if room < 1:
         raise UserError(f"eval.code.max_new_tokens={max_new} leaves no room for a prompt in the model's "
                         f"max_seq_len={model.cfg.max_seq_len}")
-    prompts = [tok.encode(p["prompt"])[-room:] for p in problems]  # keep the end: the task being asked
+    template = code_cfg["prompt_templates"].get(benchmark, "{prompt}")
+    prompts = [tok.encode(render_prompt(p, template))[-room:] for p in problems]  # keep the end: the task asked
     temperature, n = code_cfg["temperature"], code_cfg["samples"]
     runs = 1 if temperature == 0 else n  # greedy: every sample is the same
     outs = [generate(model, prompts, max_new, tok.eod_id, temperature=temperature, seed=seed + i,
                      batch_size=code_cfg["batch_size"]) for i in range(runs)]
-    texts = [[truncate(tok.decode(o[j]), get(benchmark, "benchmark").stops) for o in outs] for j in range(len(problems))]
-    return {p["task_id"]: (t * n if runs == 1 else t) for p, t in zip(problems, texts)}
+    check = None
+    if temperature == 0 and model.cfg.n_heads > 1 and code_cfg["check_lossless"]:
+        plain = decode(model, prompts, max_new, tok.eod_id, 0, code_cfg["batch_size"])[0]
+        mismatched = [p["task_id"] for p, a, b in zip(problems, outs[0], plain) if list(a) != list(b)]
+        check = {"draft_tokens": model.cfg.n_heads - 1, "identical": not mismatched, "mismatched": mismatched}
+    stops = [*get(benchmark, "benchmark").stops, *code_cfg["stops"]]
+    texts = [[truncate(tok.decode(o[j]), stops) for o in outs] for j in range(len(problems))]
+    return {p["task_id"]: (t * n if runs == 1 else t) for p, t in zip(problems, texts)}, check
 
 
 def evaluate_model(cfg, model_entry):
@@ -270,14 +293,22 @@ def evaluate_model(cfg, model_entry):
         for bench in code_cfg["benchmarks"]:
             problems = benchmark_problems(bench, code_cfg.get(f"{bench}_path"))[:code_cfg["max_problems"]]
             with torch.no_grad():
-                completions = generate_completions(model, tok, bench, problems, code_cfg, cfg["seed"])
+                completions, check = generate_completions(model, tok, bench, problems, code_cfg, cfg["seed"])
             res = score_completions(bench, problems, completions, ks, limits=limits_from_config(code_cfg),
                                     workers=code_cfg["workers"], unsafe_no_sandbox=code_cfg["unsafe_no_sandbox"])
+            if check is not None:
+                res["lossless"] = check
+                metrics[f"{bench}_speculative_identical"] = float(check["identical"])
+                if not check["identical"]:
+                    print(f"mtp eval code: {bench}: speculative greedy differs from greedy on "
+                          f"{len(check['mismatched'])} problems ({', '.join(map(str, check['mismatched'][:5]))})",
+                          file=sys.stderr)
             out["benchmarks"][bench] = res
             for key, value in res["pass_at_k"].items():
                 metrics[f"{bench}_{key.replace('@', '_at_')}"] = value
             print(f"{bench}: {res['num_problems']} problems, "
-                  + ", ".join(f"{k} {v:.4f}" for k, v in res["pass_at_k"].items()))
+                  + ", ".join(f"{k} {v:.4f}" for k, v in res["pass_at_k"].items())
+                  + (f", speculative == greedy: {check['identical']}" if check else ""))
         out["metrics"] = metrics
         write_json(out_path, out)
         run.log(metrics)

@@ -30,6 +30,8 @@ CORES = mtp_cores(workflow)
 JOB_THREADS = max(1, min(4, CORES // 2))
 TIMING_THREADS = min(CORES, 4)
 VLLM_THREADS = max(1, TIMING_THREADS // 2)  # vLLM keeps two processes busy (engine core, worker)
+# A study that trains one model (configs/smollm2.yaml) has nothing to run beside it: it takes the timing threads.
+TRAIN_THREADS = TIMING_THREADS if len(MODELS) == 1 else JOB_THREADS
 
 
 def R(path):

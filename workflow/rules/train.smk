@@ -38,7 +38,7 @@ rule train_model:
     params:
         cfg=train_params,
         launcher=lambda w: mtp.config.launcher(config, w.dataset, w.size, w.n),
-    threads: JOB_THREADS
+    threads: TRAIN_THREADS
     priority: train_priority
     resources:
         gpu=lambda w: mtp.config.find_model(config, w.dataset, w.size, w.n)["train"]["gpus"],

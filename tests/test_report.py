@@ -456,7 +456,7 @@ POLYNOMIAL = "n > 1 helps polynomial arithmetic at every m"
 
 
 def _rewrite(cfg, dataset, size, n, key, change):
-    m = next(m for m in config.models(cfg) if (m["dataset"], m["size"], m["n"]) == (dataset, size, n))
+    m = next(m for m in config.models(cfg) if (m["dataset"], m["slot"], m["n"]) == (dataset, size, n))
     path = Path(m["dir"]) / report.result_files()[key]
     data = json.loads(path.read_text())
     change(data)
@@ -565,3 +565,32 @@ def test_paired_claims_need_the_interval_to_exclude_zero(tmp_path):
                {k: v for k, v in fake_polynomial(p, acc).items() if k != "correct_by_m"})
     claim = _claims(cfg)[POLYNOMIAL]
     assert claim["verdict"] == D and "no per-item results" in claim["ours"]
+
+
+def test_heads_on_a_pretrained_model_have_their_own_section(tmp_path):
+    """A model with init_from: its row carries training minutes, each new head's agreement, native and vLLM
+    figures at every k, pass@1 and whether speculative completions equalled greedy; the other models have none."""
+    src = str(tmp_path / "results" / "models" / "code" / "micro-n1")
+    cfg = study_cfg(tmp_path, extra_sweeps=[{"dataset": "code", "sizes": ["micro"], "n_heads": [4],
+                                             "init_from": f"mtp:{src}", "train": {"freeze": "trunk"}}])
+    write_study(cfg, good=True)
+    added = config.find_model(cfg, "code", "micro-init", 4)
+    path = Path(added["dir"]) / "metrics.json"
+    m = json.loads(path.read_text())
+    m["val_history"].update(wall_s=[60.0, 150.0], val_agree_head_2=[0.2, 0.4], val_agree_head_3=[0.1, 0.2],
+                            val_agree_head_4=[0.05, 0.1])
+    m.update(val_agree_head_2=0.4, val_agree_head_3=0.2, val_agree_head_4=0.1)
+    write_json(path, m)
+    _rewrite(cfg, "code", "micro-init", 4, "code", lambda c: c["benchmarks"]["mbpp"].update(
+        lossless={"draft_tokens": 3, "identical": False, "mismatched": ["T/3"]}))
+    out, _ = report.build(cfg)
+    check_outputs(out)
+    rows = report.pretrained_rows(report.load_study(cfg))
+    assert [r["model"] for r in rows] == ["code/micro-init-n4"]
+    (row,) = rows
+    assert row["train_minutes"] == 2.5 and row["val_agree_head_4"] == 0.1 and row["source"] == f"mtp:{src}"
+    assert row["tokens_per_forward"] == pytest.approx(2.2) and row["native_speedup_b1"] is not None
+    assert [row[f"vllm_k{k}_tokens_per_forward"] for k in (1, 2, 3)] == pytest.approx([1.6, 2.2, 2.8])
+    assert row["vllm_ngram_speedup_b1"] == pytest.approx(1.3) and row["vllm_equals_native"] is True
+    assert row["mbpp_speculative_equals_greedy"] is False and row["humaneval_speculative_equals_greedy"] is None
+    assert "micro-init-n4" in (out / "pretrained.md").read_text()

@@ -12,6 +12,7 @@ One module per section (paper analogue), each with its rows, figure and claims:
                byte-level gain, losslessness (Tables S2/S3)
   heads        head types side by side: quality, acceptance per position, speed, cost (Table S4 + speed)
   code         code benchmarks pass@k (Table S7); small models and n > 1
+  pretrained   heads added to a model that exists: agreement vs training minutes, acceptance, speed, pass@1
   synthetic    polynomial arithmetic by m (Fig. 8) and induction (Fig. 7)
   tasks        every registered synthetic task's headline metric (mtp.tasks), one table
 and what they share: study (loading the results), verdicts (verdict kinds, paired intervals), tables and figures
@@ -26,6 +27,7 @@ from mtp.report.cost import (bench_markdown, bench_missing_note, bench_rows, cos
                              verdict_memory_flat, verdict_training_overhead)
 from mtp.report.heads import head_rows, plot_heads
 from mtp.report.outputs import FIGURES, OUTPUTS, TABLES
+from mtp.report.pretrained import plot_pretrained, pretrained_rows
 from mtp.report.page import index_html, sections
 from mtp.report.speculative import (plot_speculative, speculative_rows, verdict_byte_level_gain_largest,
                                     verdict_lossless, verdict_tokens_per_forward_grow)
@@ -58,6 +60,7 @@ def build(cfg):
                   "speculative": speculative_rows(records), "code": code_rows(records),
                   "polynomial": polynomial_rows(records), "induction": induction_rows(records),
                   "tasks": task_rows(records), "heads": head_rows(records),
+                  "pretrained": pretrained_rows(records),
                   "claims": claims(records, bench)}
     notes = {sid: missing_notes(records, keys) for sid, _, _, _, keys in sections() if sid != "status"}
     if bench is None:
@@ -71,6 +74,7 @@ def build(cfg):
     plot_speculative(records, out / "speculative.png")
     plot_heads(records, out / "heads.png")
     plot_code(records, out / "code.png")
+    plot_pretrained(records, out / "pretrained.png")
     plot_polynomial(records, out / "polynomial.png")
     plot_induction(records, out / "induction.png")
     write_text(out / "index.html", index_html(cfg, table_rows, notes, bench))

@@ -4,8 +4,9 @@ A section without data says "no data" inside its files, so the set never changes
 declares the rule's output from `shown()`; Snakemake imports this while parsing the workflow, so the package
 imports neither torch nor MLflow at import time.
 """
-TABLES = ("status", "val_loss", "cost", "speculative", "heads", "code", "polynomial", "induction", "tasks", "claims")
-FIGURES = ("loss_curves", "val_loss", "cost", "speculative", "heads", "code", "polynomial", "induction")
+TABLES = ("status", "val_loss", "cost", "speculative", "heads", "code", "polynomial", "induction", "tasks", "claims",
+          "pretrained")
+FIGURES = ("loss_curves", "val_loss", "cost", "speculative", "heads", "code", "polynomial", "induction", "pretrained")
 OUTPUTS = ("index.html", *[f"{f}.png" for f in FIGURES], *[f"{t}.{ext}" for t in TABLES for ext in ("md", "csv")])
 
 # Per file stem, in the order `snakemake --report` lists them: category, subcategory, what the figure <stem>.png
@@ -21,6 +22,8 @@ SHOWN = {
     "heads": ("5 Speculative decoding", "Head types", "acceptance per draft position by head type",
               "head type x n: quality and speed"),
     "code": ("6 Code benchmarks", None, "pass@k by size x n", "pass@k"),
+    "pretrained": ("6 Code benchmarks", "Heads on a pretrained model", "agreement per head against training minutes",
+                   "what the heads bought: acceptance, speed-up, pass@1, lossless"),
     "polynomial": ("7 Synthetic tasks", "Polynomial arithmetic", "accuracy by operations m", "accuracy by m"),
     "induction": ("7 Synthetic tasks", "Induction", "accuracy by size x n", "accuracy"),
     "tasks": ("7 Synthetic tasks", "Every task", None, "headline metric per model"),

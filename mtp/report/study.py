@@ -78,7 +78,7 @@ def load_study(cfg):
     for m in models(cfg):
         ds = cfg["datasets"][m["dataset"]]
         rec = {"dataset": m["dataset"], "size": m["slot"], "preset": m["size"], "head_type": m["head_type"],
-               "n": m["n"], "name": model_name(m), "dir": m["dir"],
+               "n": m["n"], "name": model_name(m), "dir": m["dir"], "init_from": m["init_from"],
                "task": task_of(ds), "tokenizer": ds["tokenizer"]["kind"], **shape_of(cfg, m["size"]),
                "seq_len": m["train"]["seq_len"], "batch_size": m["train"]["batch_size"],
                "results": {}, "status": {}}

@@ -33,6 +33,7 @@ import tempfile
 from pathlib import Path
 
 from mtp import UserError, head_types
+from mtp.io import read_json
 
 DRAFTER_ARCH = "MTPDrafter"
 TARGET_ARCH = "MTPLlamaForCausalLM"
@@ -210,4 +211,9 @@ def run(args):
     cfg = config.load(args.config)
     m = config.find_model(cfg, args.dataset, args.size, args.n)
     out = export(m["dir"])
+    model_id = (read_json(Path(m["dir"]) / "metrics.json") if (Path(m["dir"]) / "metrics.json").exists() else {}).get(
+        "logged_model_id")
+    if model_id:  # trained by `mtp train` (not a hand-made checkpoint): its logged model gets the HF export
+        from mtp import tracking
+        tracking.log_hf_model(cfg, model_id, out["hf"])
     print(f"{config.model_name(m)}: exported to {out['hf']}" + (f" and {out['drafter']}" if out["drafter"] else ""))

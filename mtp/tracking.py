@@ -169,6 +169,43 @@ class Run:
         _retry(lambda: self._client.log_inputs(self.run_id, datasets=inputs), "log the dataset input")
 
 
+    def logged_model(self, name, metrics, params, files=()):
+        """An MLflow 3 logged model made by this run (the UI's Models tab): `params` (flattened), `metrics` linked to
+        both the run and the model, `files` (small: model.json, metrics.json) as its artifacts. -> its model id;
+        `mtp export` later adds the Hugging Face export to it (log_hf_model)."""
+        from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
+        mlflow, run = self._mlflow, self._client.get_run(self.run_id)
+
+        def create():
+            lm = mlflow.initialize_logged_model(
+                name=name, source_run_id=self.run_id, model_type="mtp", experiment_id=run.info.experiment_id,
+                params={k: str(v)[:6000] for k, v in _flatten(params).items()},
+                tags={k: v for k, v in run.data.tags.items() if k.startswith("mtp.")})
+            repo = get_artifact_repository(lm.artifact_location)
+            for f in files:
+                repo.log_artifact(str(f))
+            mlflow.log_metrics({k: float(v) for k, v in metrics.items()}, run_id=self.run_id, model_id=lm.model_id)
+            mlflow.finalize_logged_model(lm.model_id, "READY")
+            return lm.model_id
+        return _retry(create, f"log the model {name}")
+
+
+def log_hf_model(cfg, model_id, hf_dir):
+    """Add a Hugging Face export (config.json, model.safetensors, tokenizer) to the logged model `model_id` with
+    MLflow's transformers flavour: `mlflow.transformers.load_model("models:/<model_id>")` loads it. The export is
+    read as transformers reads it (AutoModelForCausalLM: a LlamaForCausalLM of head 1; the n > 1 export's
+    architecture name is vLLM's plugin's, which MLflow would look for in transformers) and logged as that model."""
+    mlflow = _mlflow(cfg)
+    import mlflow.transformers
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    components = {"model": AutoModelForCausalLM.from_pretrained(hf_dir), "tokenizer": AutoTokenizer.from_pretrained(hf_dir)}
+
+    def log():
+        return mlflow.transformers.log_model(components, task="text-generation", model_id=model_id,
+                                             pip_requirements=["torch", "transformers"])
+    return _retry(log, f"log {hf_dir} to the logged model {model_id}")
+
+
 def _flatten(d, prefix=""):
     out = {}
     for k, v in d.items():

@@ -202,3 +202,35 @@ def test_stopping_mtp_ui_stops_its_whole_server(tiny_cfg, tmp_path, sig):
             proc.wait()
         for pid in _live(server):  # only after a failure: the ones this test started
             os.kill(pid, signal.SIGKILL)
+
+
+def test_a_trained_model_is_a_logged_model_and_its_export_loads_with_the_transformers_flavour(tiny_cfg, tmp_path):
+    """MLflow 3's Models tab: `mtp train` makes a logged model of its run (final metrics linked, model.json and
+    metrics.json its artifacts); `mtp export` adds the HF export, which mlflow.transformers loads, and the loaded
+    model's logits are head 1's."""
+    import torch
+
+    from mtp import checkpoint, config
+    from mtp.cli import main
+    from mtp.data import tokenize
+    from mtp.train import train
+    cfg = {**tiny_cfg, "train": {**tiny_cfg["train"], "max_steps": 4, "eval_every": 2, "checkpoint_every": 2}}
+    cfg_path = tmp_path / "cfg.yaml"
+    cfg_path.write_text(__import__("yaml").safe_dump(cfg))
+    tokenize(cfg, "code")
+    entry = config.find_model(cfg, "code", "micro", 2)
+    metrics = train(cfg, entry, progress=False)
+    saved = json.loads((Path(entry["dir"]) / "metrics.json").read_text())
+    model_id = saved["logged_model_id"]
+    tracking._mlflow(cfg)
+    lm = mlflow.get_logged_model(model_id)
+    assert lm.source_run_id == saved["train_run_id"] and str(lm.status).endswith("READY")
+    linked = {m.key: m.value for m in lm.metrics}
+    assert linked["val_loss_head_2"] == pytest.approx(metrics["val_loss_head_2"]) and "steps" in linked
+    assert lm.params["train.lr"] == str(cfg["train"]["lr"]) and lm.params["model.n_heads"] == "2"
+    assert main(["export", "--config", str(cfg_path), "--dataset", "code", "--size", "micro", "--n-heads", "2"]) in (0, None)
+    loaded = mlflow.transformers.load_model(f"models:/{model_id}", return_type="components")
+    ours, _ = checkpoint.load_model(entry["dir"])
+    x = torch.tensor([[5, 6, 7, 8, 9]])
+    with torch.no_grad():
+        torch.testing.assert_close(loaded["model"](x).logits, ours(x, heads=[0])[0], rtol=1e-4, atol=1e-4)

@@ -191,19 +191,16 @@ class Run:
 
 
 def log_hf_model(cfg, model_id, hf_dir):
-    """Add a Hugging Face export (config.json, model.safetensors, tokenizer) to the logged model `model_id` with
-    MLflow's transformers flavour: `mlflow.transformers.load_model("models:/<model_id>")` loads it. The export is
-    read as transformers reads it (AutoModelForCausalLM: a LlamaForCausalLM of head 1; the n > 1 export's
-    architecture name is vLLM's plugin's, which MLflow would look for in transformers) and logged as that model."""
+    """Add a Hugging Face export to the logged model `model_id` with MLflow's transformers flavour (load_model
+    ("models:/<id>")), read as AutoModelForCausalLM reads it: head 1's LlamaForCausalLM (the n > 1 export names
+    vLLM's plugin architecture, which MLflow would look for in transformers)."""
     mlflow = _mlflow(cfg)
     import mlflow.transformers
     from transformers import AutoModelForCausalLM, AutoTokenizer
-    components = {"model": AutoModelForCausalLM.from_pretrained(hf_dir), "tokenizer": AutoTokenizer.from_pretrained(hf_dir)}
-
-    def log():
-        return mlflow.transformers.log_model(components, task="text-generation", model_id=model_id,
-                                             pip_requirements=["torch", "transformers"])
-    return _retry(log, f"log {hf_dir} to the logged model {model_id}")
+    parts = {"model": AutoModelForCausalLM.from_pretrained(hf_dir), "tokenizer": AutoTokenizer.from_pretrained(hf_dir)}
+    return _retry(lambda: mlflow.transformers.log_model(parts, task="text-generation", model_id=model_id,
+                                                        pip_requirements=["torch", "transformers"]),
+                  f"log {hf_dir} to the logged model {model_id}")
 
 
 def _flatten(d, prefix=""):

@@ -211,8 +211,8 @@ def run(args):
     cfg = config.load(args.config)
     m = config.find_model(cfg, args.dataset, args.size, args.n)
     out = export(m["dir"])
-    model_id = (read_json(Path(m["dir"]) / "metrics.json") if (Path(m["dir"]) / "metrics.json").exists() else {}).get(
-        "logged_model_id")
+    metrics = Path(m["dir"]) / "metrics.json"
+    model_id = read_json(metrics).get("logged_model_id") if metrics.exists() else None
     if model_id:  # trained by `mtp train` (not a hand-made checkpoint): its logged model gets the HF export
         from mtp import tracking
         tracking.log_hf_model(cfg, model_id, out["hf"])

@@ -22,6 +22,7 @@ pytest.importorskip("gguf")
 pytest.importorskip("accelerate")
 transformers = pytest.importorskip("transformers")
 from gguf_fixture import EOS_ID, write_tiny_llama_gguf  # noqa: E402 - needs gguf
+from test_init_hf import hf_greedy  # noqa: E402 - transformers' greedy, as our decode returns it
 
 SHAPE = {"dim": 64, "n_layers": 3, "n_attn_heads": 4, "n_kv_heads": 2}  # GQA; 3 layers: a trunk of 1 for n=2
 
@@ -50,15 +51,6 @@ def gguf_cfg(tiny_cfg, path, n=2):
            "train": {**tiny_cfg["train"], "seq_len": 32, "batch_size": 4, "max_steps": 6, "warmup_steps": 2,
                      "eval_every": 3, "checkpoint_every": 3}}
     return config.validate(raw)
-
-
-def hf_greedy(hf, prompt, max_new_tokens, eos):
-    """transformers' greedy generate, its new tokens up to (not including) eos, as our decode returns them."""
-    x = torch.tensor([prompt])
-    with torch.no_grad():
-        out = hf.generate(x, attention_mask=torch.ones_like(x), max_new_tokens=max_new_tokens, do_sample=False,
-                          pad_token_id=eos)[0, len(prompt):].tolist()
-    return out[:out.index(eos)] if eos in out else out
 
 
 def test_gguf_read_as_our_model_gives_transformers_logits(gguf_file, tmp_path):

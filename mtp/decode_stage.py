@@ -36,13 +36,14 @@ def bench_model(cfg, entry, device="cpu"):
     model, payload = checkpoint.load_model(entry["dir"], device=device)
     k = D.check_draft_tokens(model, dc["draft_tokens"] if model.cfg.n_heads > 1 else 0)
     prompts = DT.study_prompts(dc, payload["data_dir"])
-    if max(map(len, prompts)) >= model.cfg.max_seq_len:
-        raise UserError(f"decode.prompt_len: {max(map(len, prompts))} tokens do not fit the model's context "
+    prompt_len = max(map(len, prompts))  # val windows: decode.prompt_len each
+    if prompt_len >= model.cfg.max_seq_len:
+        raise UserError(f"decode.prompt_len: {prompt_len} tokens do not fit the model's context "
                         f"(max_seq_len {model.cfg.max_seq_len}) with room to generate")
     result = DT.bench(model, prompts, dc["batch_sizes"], dc["max_new_tokens"], dc["repeats"], k,
                       temperature=dc["sample_temperature"])
     result.update({"dataset": entry["dataset"], "size": entry["size"], "prompts": dc["prompts"],
-                   "prompt_len": dc["prompt_len"] if dc["prompts"] == "val" else max(map(len, prompts)),
+                   "prompt_len": prompt_len,
                    "train_run_id": payload.get("train_run_id")})
     return result, payload
 

@@ -152,7 +152,8 @@ def measure(cfg, entry, batch_sizes, repeats, ks=None):
         "dataset": entry["dataset"], "size": entry["size"], "n": model.cfg.n_heads,
         "train_run_id": s["payload"].get("train_run_id"), "vllm_version": vllm.__version__, "device": _device(),
         "dtype": "float32", "enforce_eager": cfg["vllm"]["enforce_eager"], "num_prompts": len(prompts),
-        "prompts": dc["prompts"], "prompt_len": max(map(len, prompts)), "max_new_tokens": max_new, "batch_sizes": batch_sizes, "repeats": repeats,
+        "prompts": dc["prompts"], "prompt_len": max(map(len, prompts)), "max_new_tokens": max_new,
+        "batch_sizes": batch_sizes, "repeats": repeats,
         "timing": "interleaved rounds, every engine alive side by side (mtp/vllm_timing.py)",
         "max_model_len": s["max_model_len"], "draft_model": config.model_name(draft) if draft else None,
         "note": s["note"].strip(), "export": s["exported"],
@@ -195,9 +196,10 @@ def prepare(cfg, entry, ks, max_batch):
     D.check_prompts(model, prompts)
     max_new = dc["max_new_tokens"]
     longest = max([*ks, vc["num_speculative_tokens_baselines"], 0])
-    max_model_len = min(model.cfg.max_seq_len, max(map(len, prompts)) + max_new + longest + 16)
-    if max(map(len, prompts)) + max_new > max_model_len:
-        raise UserError(f"decode.prompt_len + decode.max_new_tokens = {max(map(len, prompts)) + max_new} exceeds "
+    prompt_len = max(map(len, prompts))
+    max_model_len = min(model.cfg.max_seq_len, prompt_len + max_new + longest + 16)
+    if prompt_len + max_new > max_model_len:
+        raise UserError(f"decode.prompt_len + decode.max_new_tokens = {prompt_len + max_new} exceeds "
                         f"{name}'s context (max_seq_len {model.cfg.max_seq_len})")
     args = T.engine_args(exported["hf"], model.cfg, max_model_len, max_batch, vc["enforce_eager"])
     return {"model": model, "payload": payload, "ks": ks, "exported": exported, "draft": draft, "note": note,

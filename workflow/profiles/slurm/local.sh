@@ -107,7 +107,9 @@ stop() {
 }
 
 case "${1:-}" in
-  install) apt-get install -y -q slurm-wlm munge >/dev/null ||
+  install) # nothing to do (and apt-get left alone) when the daemons are already installed
+           command -v slurmd >/dev/null && command -v slurmctld >/dev/null && command -v munged >/dev/null ||
+             apt-get install -y -q slurm-wlm munge >/dev/null ||
              { apt-get update -q >/dev/null && apt-get install -y -q slurm-wlm munge >/dev/null; } ;;
   start) [ -n "${2:-}" ] || die "usage: $0 start DIR"; start "$2" ;;
   stop) [ -n "${2:-}" ] || die "usage: $0 stop DIR"; stop "$2" ;;

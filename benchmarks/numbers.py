@@ -1,0 +1,619 @@
+"""Every measured number of README.md and benchmarks/RESULTS.md, printed from the raw files under benchmarks/results/.
+
+A measured number in either file is written inside a marker, an HTML comment that Markdown does not render:
+
+    native deep n = 4 **<!--n:run5.code-bytes/deep-n4.b1-->1.57<!--/n-->×** at batch 1
+
+The key (here `run5.code-bytes/deep-n4.b1`) names one entry of numbers(); the text between the two comments
+must be exactly that entry's value. A whole table can sit inside one marker (the comments on lines of their own,
+the value then starts and ends with a newline).
+
+    python benchmarks/numbers.py            prints key = value for every key
+    python benchmarks/numbers.py --write    fills every marker of README.md and RESULTS.md from the raw files
+    python benchmarks/numbers.py --check    exits 1 naming each marker whose text differs from its value, each
+                                            marker whose key is unknown, and each inline marker that starts a
+                                            line (Markdown would read it as an HTML block and split the paragraph)
+
+tests/test_numbers.py runs --check.
+
+Keys. One small function per raw folder (FOLDERS, near the bottom) returns {key: text}; the key starts with the
+folder's short name (run4, smollm2, head_types, ...). Most keys come from four shared readers:
+  decode_keys   decode.json     <model>.b1 (speed-up, 2 decimals) .b1.range ("1.61–1.66": min–max of the rounds)
+                                .b1.tps .b1.greedy_tps (tokens/s) .tpf (tokens per forward) .accept (per draft position)
+                                .degenerate (continuations) .sampling .sampling.range .sampling.tpf
+  vllm_keys     vllm.json       <model>.vllm.<config>.b1 (.range .tps .tpf); configs nospec, heads_k<k>, ngram, draft
+  table_keys    the report's speculative table (csv, or md where no csv was kept): the same keys
+  study_keys    a default-study folder: all of the above plus val_loss (<model>.bpb .loss), induction
+                (<model>.induction .diff .ci), study_time (minutes, rules as a table), code (pass1_max)
+where <model> is dataset/size-n<n>, e.g. code-bytes/deep-n4. One format per kind of number: speed-ups, tokens per
+forward and acceptance 2 decimals, accuracies, bits/byte and losses 3, minutes 1.
+
+Adding a section for a new run:
+  1. commit its raw files under benchmarks/results/<folder>/ (per-item evaluation results included, e.g.
+     eval_induction.json, so that intervals can be recomputed);
+  2. write one function for the folder, e.g.
+         def my_run():  # with a docstring naming the folder and what was run
+             return study_keys("myrun", RAW / "my-run-2026-12-24")
+     or read the files yourself and return {"myrun.what": fmt(x)}, and add it to FOLDERS;
+  3. write <!--n:myrun.what--><!--/n--> where the number goes (`python benchmarks/numbers.py | grep myrun` lists
+     the keys), run --write, and read the result.
+A key defined twice stops the script.
+
+Where the raw output was not kept, the number has no key: RESULTS.md says so next to it ("not regenerated").
+"""
+import argparse
+import csv
+import gzip
+import json
+import re
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+RAW = ROOT / "benchmarks" / "results"
+DOCS = (ROOT / "README.md", ROOT / "benchmarks" / "RESULTS.md")
+MARKER = re.compile(r"<!--n:(.*?)-->(.*?)<!--/n-->", re.S)
+
+
+# ---- reading raw files
+
+def load(path):
+    """A .json, .json.gz or .jsonl file (a .jsonl gives the list of its JSON lines; other lines are skipped)."""
+    path = Path(path)
+    text = gzip.open(path, "rt").read() if path.suffix == ".gz" else path.read_text()
+    if path.suffix == ".jsonl":
+        return [json.loads(line) for line in text.splitlines() if line.startswith("{")]
+    return json.loads(text)
+
+
+def rows(path):
+    """The rows of a report table as dicts of strings: the .csv, or the .md where no csv was kept."""
+    path = Path(path)
+    if path.with_suffix(".csv").exists():
+        return list(csv.DictReader(path.with_suffix(".csv").open()))
+    lines = [line for line in path.with_suffix(".md").read_text().splitlines() if line.startswith("|")]
+    cells = [[c.strip() for c in line.strip("|").split("|")] for line in lines if not line.startswith("|---")]
+    return [{k: ("" if v == "-" else v) for k, v in zip(cells[0], r)} for r in cells[1:]]
+
+
+def number(text):
+    try:
+        return float(text)
+    except (TypeError, ValueError):
+        return None
+
+
+# ---- formatting: one format per kind of number
+
+def fmt(x, d=2):
+    return f"{x:.{d}f}"
+
+
+def signed(x, d=3):
+    return f"{x:+.{d}f}".replace("-", "−")
+
+
+def span(lo, hi, d=2):
+    return f"{lo:.{d}f}–{hi:.{d}f}"
+
+
+def cell(text, d=2, sign=False):
+    """A report table's cell to d decimals; kept as printed where its last digit is the 5 that rounding would split
+    (an .md cell holds 4 significant digits: 1.515 may be 1.5149 or 1.5151)."""
+    frac = text.partition(".")[2]
+    out = text if len(frac) == d + 1 and frac.endswith("5") else f"{float(text):.{d}f}"
+    return (out if out.startswith("-") else "+" + out).replace("-", "−") if sign else out
+
+
+def tps(x):
+    """Tokens per second: 1 decimal below 100, none above."""
+    return f"{x:.1f}" if x < 100 else f"{x:.0f}"
+
+
+def per_pos(rates):
+    return " / ".join(fmt(r) for r in rates)
+
+
+def commas(n):
+    return f"{int(n):,}"
+
+
+def table(header, body):
+    """A Markdown table as the value of a block marker (starts and ends with a newline)."""
+    lines = [header, "|" + "---|" * (header.count("|") - 1)]
+    lines += ["| " + " | ".join(str(c) for c in r) + " |" for r in body]
+    return "\n" + "\n".join(lines) + "\n"
+
+
+# ---- shared readers: decode.json, vllm.json, the report's tables, a study folder
+
+def speed_keys(q, speedup, spread):
+    k = {q: fmt(speedup)} if speedup is not None else {}
+    if spread:
+        k[q + ".range"] = span(spread["min"], spread["max"])
+    return k
+
+
+def speed_cell(speedup, spread):
+    """A table cell "1.49 [1.40–1.57]", with " unstable" where the rounds disagree by more than 25 %."""
+    return f"{fmt(speedup)} [{span(spread['min'], spread['max'])}]" + (" unstable" if spread["unstable"] else "")
+
+
+def decode_keys(p, d):
+    """Keys of one decode.json (native decoding) under p."""
+    k = {f"{p}.degenerate": str(d["quality"]["degenerate_prompts"])}
+    for b in d.get("per_batch", []):
+        q = f"{p}.b{b['batch_size']}"
+        k.update(speed_keys(q, b["speedup"], b["speedup_spread"]))
+        k[q + ".tps"], k[q + ".greedy_tps"] = tps(b["spec"]["tokens_per_s"]), tps(b["ar"]["tokens_per_s"])
+        k[p + ".tpf"], k[p + ".accept"] = fmt(b["tokens_per_forward"]), per_pos(b["spec"]["accept_rate_per_pos"])
+    if d.get("sampling"):
+        s = d["sampling"]
+        k.update(speed_keys(p + ".sampling", s["speedup"], s["speedup_spread"]))
+        k[p + ".sampling.tpf"] = fmt(s["tokens_per_forward"])
+    return k
+
+
+def vllm_keys(p, d):
+    """Keys of one vllm.json under p: p.vllm.<config>.b<batch> (.range .tps), p.vllm.<config>.tpf."""
+    k = {}
+    for c in d["configs"]:
+        for b in c["per_batch"]:
+            q = f"{p}.vllm.{c['name']}.b{b['batch_size']}"
+            k.update(speed_keys(q, b["speedup"], b["speedup_spread"]))
+            k[q + ".tps"] = tps(b["tokens_per_s"])
+            if b["mean_acceptance_length"]:
+                k[f"{p}.vllm.{c['name']}.tpf"] = fmt(b["mean_acceptance_length"])
+    return k
+
+
+def vllm_table(d):
+    """vllm.json as the table RESULTS.md shows: one row per configuration, batch 1 and 8."""
+    draft = (d.get("draft_model") or "").split("/")[-1]
+    label = {"nospec": "no speculation", "ngram": "ngram (k = {k})",
+             "draft": f"draft model {draft} (k = {{k}})"}
+    body = []
+    for c in d["configs"]:
+        cells = [label.get(c["name"], "our heads, k = {k}").format(k=c["k"])]
+        for b in c["per_batch"]:
+            spread = b["speedup_spread"]
+            cells += [tps(b["tokens_per_s"]), speed_cell(b["speedup"], spread) if spread else "1"]
+        accepted = c["per_batch"][0]["mean_acceptance_length"]
+        body.append(cells + [fmt(accepted) if accepted else "1"])
+    return table("| configuration | b1 tok/s | b1 speed-up [min–max] | b8 tok/s | b8 speed-up [min–max] "
+                 "| tokens/forward |", body)
+
+
+VLLM_NAMES = {"none": "nospec", "ngram": "ngram", "draft_model": "draft"}
+
+
+def table_keys(run, table):
+    """The report's speculative table: the keys of decode_keys and vllm_keys (from 4-digit cells where only the
+    .md was kept; no speed-up where the report withheld it, the range stays)."""
+    k = {}
+    for r in table:
+        p, bs, method = model_id(run, r), r["batch_size"], r["method"]
+        degenerate = re.search(r"(\d+) of \d+ continuations", r["output"])
+        if degenerate:
+            k[p + ".degenerate"] = degenerate.group(1)
+        if method == "autoregressive":
+            k[f"{p}.b{bs}.greedy_tps"] = tps(number(r["tokens_per_s"]))
+            continue
+        if r["engine"] == "vllm":
+            name = VLLM_NAMES.get(method, f"heads_k{r['draft_tokens']}")
+            q, tpf = f"{p}.vllm.{name}.b{bs}", f"{p}.vllm.{name}.tpf"
+        elif method == "self-speculative":
+            q, tpf = f"{p}.b{bs}", p + ".tpf"
+            k[p + ".accept"] = r["accept_rate_per_pos"].replace(" ", " / ")
+        elif method.startswith("speculative sampling"):
+            q, tpf = p + ".sampling", p + ".sampling.tpf"
+        else:
+            continue
+        if number(r["speedup"]) is not None:
+            k[q] = cell(r["speedup"])
+        if r["speedup_min"]:
+            k[q + ".range"] = f"{cell(r['speedup_min'])}–{cell(r['speedup_max'])}"
+        k[q + ".tps"] = tps(number(r["tokens_per_s"]))
+        if method != "none" and number(r["tokens_per_forward"]):
+            k[tpf] = cell(r["tokens_per_forward"])
+    return k
+
+
+def study_time(path):
+    """The JSON line of study_time.txt (benchmarks/study_time.py)."""
+    return json.loads([line for line in Path(path).read_text().splitlines() if line.startswith("{")][-1])
+
+
+def elapsed_minutes(log_text):
+    """Snakemake's "Elapsed time: H:MM:SS.ffffff" -> minutes."""
+    h, m, s = re.search(r"Elapsed time: (\d+):(\d+):([\d.]+)", log_text).groups()
+    return int(h) * 60 + int(m) + float(s) / 60
+
+
+def study_time_keys(run, path):
+    st = study_time(path)
+    rules = {r: v for r, v in st["rules"].items() if r != "all"}
+    body = [[r, v["jobs"], fmt(v["job_minutes"]), fmt(v["longest_minutes"])]
+            for r, v in sorted(rules.items(), key=lambda kv: -kv[1]["job_minutes"])]
+    total = f"**{st['total_minutes']:g} min**"
+    body.append(["**total wall clock**", sum(v["jobs"] for v in rules.values()), "", total])
+    k = {f"{run}.minutes": fmt(st["total_minutes"], 1),
+         f"{run}.rules": table("| rule | jobs | job-minutes | longest |", body)}
+    for rule, short in (("train_model", "train"), ("time_vllm", "vllm")):
+        k[f"{run}.{short}.job_minutes"] = fmt(rules[rule]["job_minutes"], 1)
+        k[f"{run}.{short}.longest"] = fmt(rules[rule]["longest_minutes"], 1)
+    return k
+
+
+def model_id(run, r):
+    return f"{run}.{r['dataset']}/{r['size']}-n{r['n']}"
+
+
+def induction_keys(run, table):
+    """The report's induction table: accuracy, and the paired difference to n = 1 with its 95 % interval."""
+    k = {}
+    for r in table:
+        k[model_id(run, r) + ".induction"] = cell(r["accuracy"], 3)
+        if r["diff_vs_n1"]:
+            k[model_id(run, r) + ".diff"] = cell(r["diff_vs_n1"], 3, sign=True)
+            k[model_id(run, r) + ".ci"] = f"[{cell(r['ci95_lo'], 3, True)}, {cell(r['ci95_hi'], 3, True)}]"
+    return k
+
+
+def study_keys(run, folder):
+    """Every key of a default-study folder: report tables, the deep models' decode.json / vllm.json, study time."""
+    k = table_keys(run, rows(folder / "speculative.md"))
+    for model in ("deep-n1", "deep-n4"):
+        if (folder / f"{model}.decode.json.gz").exists():
+            k.update(decode_keys(f"{run}.code-bytes/{model}", load(folder / f"{model}.decode.json.gz")))
+    if (folder / "deep-n4.vllm.json.gz").exists():
+        k.update(vllm_keys(f"{run}.code-bytes/deep-n4", load(folder / "deep-n4.vllm.json.gz")))
+        k[f"{run}.vllm_table"] = vllm_table(load(folder / "deep-n4.vllm.json.gz"))
+    if (folder / "val_loss.md").exists():
+        for r in rows(folder / "val_loss.md"):
+            k[model_id(run, r) + ".bpb"] = cell(r["val_bits_per_byte"], 3)
+            k[model_id(run, r) + ".loss"] = cell(r["val_loss_head_1"], 3)
+    k.update(induction_keys(run, rows(folder / "induction.md")))
+    if (folder / "polynomial.md").exists():
+        for r in rows(folder / "polynomial.md"):
+            if r["m"] == "1":
+                k[model_id(run, r) + ".poly_m1"] = cell(r["accuracy"], 3)
+    if (folder / "code.md").exists():
+        k[f"{run}.pass1_max"] = fmt(max(float(r["pass_at_k"]) for r in rows(folder / "code.md")), 1)
+    if (folder / "study_time.txt").exists():
+        k.update(study_time_keys(run, folder / "study_time.txt"))
+    return k
+
+
+def bench_keys(run, folder):
+    """`mtp bench decode` / `mtp bench vllm` run right after a study (bench_decode.jsonl, bench_vllm.jsonl)."""
+    dec, vl = load(folder / "bench_decode.jsonl")[0], load(folder / "bench_vllm.jsonl")[0]
+    k = {f"{run}.bench.decode.b1": fmt(dec["speedup_b1"]), f"{run}.bench.decode.b8": fmt(dec["speedup_b8"]),
+         f"{run}.bench.decode.tpf": fmt(dec["tokens_per_forward_b1"])}
+    for name in ("heads", "ngram", "draft"):
+        for b in ("b1", "b8"):
+            k[f"{run}.bench.vllm.{name}.{b}"] = fmt(vl[f"{name}_vs_nospec_{b}"])
+            k[f"{run}.bench.vllm.{name}.{b}.spread"] = fmt(vl[f"{name}_vs_nospec_spread_{b}"] * 100, 0) + "%"
+    return k
+
+
+# ---- one function per raw folder (or file)
+
+def gpu_h100():
+    """benchmarks/gpu_check_h100.jsonl: `bash benchmarks/gpu_check.sh` on an H100."""
+    c = {r["check"]: r for r in load(ROOT / "benchmarks" / "gpu_check_h100.jsonl")}
+    t, mem, dec = c["train_step_mfu"], c["peak_memory_vs_n"], c["spec_decode"]
+    compiled_tflops = t["tflops_n1"] * t["step_s"]["n1"] / t["compiled_step_s"]
+    k = {"h100.step_ms.compiled": fmt(t["compiled_step_s"] * 1000, 0), "h100.tflops.compiled": fmt(compiled_tflops, 0),
+         "h100.mfu_spec.compiled": fmt(t["mfu_n1_compiled_vs_spec"]),
+         "h100.mfu_peak.compiled": fmt(compiled_tflops / t["measured_matmul_peak_tflops"]),
+         "h100.peak_tflops": fmt(t["measured_matmul_peak_tflops"], 0), "h100.compile_s": fmt(t["compile_s"], 0),
+         "h100.time_ratio_n4_n1": fmt(t["time_ratio_n4_vs_n1"]), "h100.flop_ratio_n4_n1": fmt(t["flop_ratio_n4_vs_n1"]),
+         "h100.vs_hf": fmt(t["throughput_vs_hf"]), "h100.step_ms.hf": fmt(t["step_s"]["hf"] * 1000, 0)}
+    for n in ("n1", "n4"):
+        k[f"h100.step_ms.{n}"] = fmt(t["step_s"][n] * 1000, 0)
+        k[f"h100.tflops.{n}"] = fmt(t[f"tflops_{n}"], 0)
+        k[f"h100.mfu_spec.{n}"] = fmt(t[f"mfu_{n}_vs_spec"])
+        k[f"h100.mfu_peak.{n}"] = fmt(t[f"mfu_{n}_vs_measured_peak"])
+    body = [[label] + [f"{mem[f'{kind}_n{n}_mb'] / 1000:.1f} GB" for n in (1, 2, 4, 8)]
+            for label, kind in (("memory-efficient backward", "memory_efficient"), ("naive summed loss", "naive"))]
+    k["h100.memory_table"] = table("| n | 1 | 2 | 4 | 8 |", body)
+    k["h100.mem_ratio_n8_n1"] = fmt(mem["memory_efficient_n8_mb"] / mem["memory_efficient_n1_mb"])
+    k["h100.naive_mem_ratio_n8_n1"] = fmt(mem["naive_n8_mb"] / mem["naive_n1_mb"])
+    k["h100.decode.train_s"] = fmt(dec["train_s"], 0)
+    for b in dec["per_batch"]:
+        k[f"h100.decode.b{b['batch_size']}"] = fmt(b["speedup"])
+        k["h100.decode.tpf"] = fmt(b["tokens_per_forward"])
+    k["h100.decode.b1_per_tpf"] = fmt(dec["per_batch"][0]["speedup"] / dec["per_batch"][0]["tokens_per_forward"])
+    return k
+
+
+def cpu_bench():
+    """bench_train_cpu_2026-11-29.jsonl: `mtp bench train` on the 2-core machine."""
+    b = load(RAW / "bench_train_cpu_2026-11-29.jsonl")[0]
+    k = {f"cpu.{key}": fmt(b[key]) for key in ("mem_ratio_n8_vs_n1", "naive_mem_ratio_n8_vs_n1", "time_ratio_n4_vs_n1",
+                                               "flop_ratio_n4_vs_n1", "throughput_vs_hf", "flops_vs_peak",
+                                               "achieved_tflops", "peak_matmul_tflops")}
+    k["cpu.time_over_flop_pct"] = fmt((b["time_ratio_n4_vs_n1"] / b["flop_ratio_n4_vs_n1"] - 1) * 100, 0)
+    return k
+
+
+def metrics_keys(p, m):
+    """Keys of one metrics.json (training) under p."""
+    return {p + ".bpb": fmt(m["val_bits_per_byte"], 3), p + ".loss": fmt(m["val_loss_head_1"], 3),
+            p + ".step_s": fmt(m["step_time_s"], 3), p + ".peak_mb": fmt(m["peak_mem_bytes"] / 2 ** 20, 0),
+            p + ".train_s": fmt(m["wall_s"], 0), p + ".params": commas(m["params_total"])}
+
+
+def heads_keys(run, table):
+    """The report's heads table: params, step time and peak memory per model (transformer heads: size-n<n>)."""
+    k = {}
+    for r in table:
+        kind = "" if r["head_type"] == "transformer" else r["head_type"] + "-"
+        p = f"{run}.{r['dataset']}/{r['preset']}-{kind}n{r['n']}"
+        k[p + ".step_s"], k[p + ".peak_mb"] = fmt(float(r["step_time_s"]), 3), fmt(float(r["peak_mem_mb"]), 0)
+        if r.get("params"):
+            k[p + ".params"] = commas(r["params"])
+    return k
+
+
+def head_types():
+    """head-types-equal-params-2026-11-30/: configs/head-types.yaml after the default study's Run 4."""
+    folder, run = RAW / "head-types-equal-params-2026-11-30", "head_types"
+    k = study_time_keys(run, folder / "study_time.txt")
+    k.update(table_keys(run, rows(folder / "speculative.md")))
+    k.update(heads_keys(run, rows(folder / "heads.md")))
+    k.update(induction_keys(run, rows(folder / "induction.md")))
+    train_minutes = []
+    for f in sorted(folder.glob("*.metrics.json")):
+        p = f"{run}." + f.name.split(".")[0].replace("_", "/")
+        m = load(f)
+        k.update(metrics_keys(p, m))
+        k.update(decode_keys(p, load(folder / f.name.replace("metrics.json", "decode.json.gz"))))
+        if m["n"] == 4:
+            train_minutes.append(m["wall_s"] / 60)
+    k[run + ".n4_train_minutes"] = span(min(train_minutes), max(train_minutes), 1)
+    k.update(vllm_keys(f"{run}.code-bytes/deep-medusa-n4", load(folder / "code-bytes_deep-medusa-n4.vllm.json.gz")))
+    for r in rows(folder / "heads.md"):
+        if r["head_type"] != "transformer":
+            base = next(t for t in rows(folder / "heads.md")
+                        if t["head_type"] == "transformer" and (t["preset"], t["n"]) == (r["preset"], r["n"]))
+            p = f"{run}.{r['dataset']}/{r['preset']}-{r['head_type']}-n{r['n']}"
+            k[p + ".params_vs_transformer"] = signed((int(r["params"]) / int(base["params"]) - 1) * 100, 2) + " %"
+    run4 = study_time(RAW / "default-study-2026-11-30" / "study_time.txt")["total_minutes"]
+    k[run + ".minutes_with_default"] = fmt(run4 + study_time(folder / "study_time.txt")["total_minutes"], 0)
+    greedy = [1000 / number(r["tokens_per_s"]) for r in rows(folder / "speculative.md")
+              if r["dataset"] == "induction" and r["method"] == "autoregressive" and r["batch_size"] == "1"]
+    k[run + ".greedy_ms_1M"] = span(min(greedy), max(greedy), 1)
+    return k
+
+
+def smollm2():
+    """smollm2-2026-12-06/: configs/smollm2.yaml (SmolLM2-135M with three heads added)."""
+    folder, run = RAW / "smollm2-2026-12-06", "smollm2"
+    m, dec, vl = load(folder / "metrics.json.gz"), load(folder / "decode.json.gz"), load(folder / "vllm.json.gz")
+    k = {**decode_keys(run, dec), **vllm_keys(run, vl), "smollm2.vllm_table": vllm_table(vl)}
+    k["smollm2.minutes"] = fmt(elapsed_minutes(gzip.open(folder / "snakemake.log.gz", "rt").read()), 1)
+    k["smollm2.train_minutes"], k["smollm2.step_s"] = fmt(m["wall_s"] / 60, 1), fmt(m["step_time_s"], 1)
+    k["smollm2.tokens_seen"] = f"{m['tokens_seen'] / 1000:.0f}k"
+    h = m["val_history"]
+    body = [[h["step"][i], fmt(h["wall_s"][i] / 60, 1)] + [fmt(h[f"val_agree_head_{j}"][i], 3) for j in (2, 3, 4)]
+            + [fmt(h[f"val_loss_head_{j}"][i]) for j in (2, 3, 4)] for i in range(len(h["step"]))]
+    k["smollm2.agreement_table"] = table("| step | minutes | agree head 2 (t+2) | head 3 (t+3) | head 4 (t+4) "
+                                         "| val loss head 2 | head 3 | head 4 |", body)
+    k["smollm2.agree2_gain_last30"] = signed(h["val_agree_head_2"][-1] - h["val_agree_head_2"][-3])
+    k["smollm2.minutes_last30"] = fmt((h["wall_s"][-1] - h["wall_s"][-3]) / 60, 1)
+    k["smollm2.agree_pct"] = " / ".join(fmt(m[f"val_agree_head_{j}"] * 100, 0) for j in (2, 3, 4))
+    accept = dec["per_batch"][0]["spec"]["accept_rate_per_pos"]
+    k["smollm2.accept_pct"] = " / ".join(fmt(a * 100, 0) for a in accept)
+    k["smollm2.spec_forward_cost"] = fmt(dec["per_batch"][0]["tokens_per_forward"] / dec["per_batch"][0]["speedup"], 1)
+    body = [[b["batch_size"], tps(b["ar"]["tokens_per_s"]), tps(b["spec"]["tokens_per_s"]),
+             f"{fmt(b['speedup'])} [{span(b['speedup_spread']['min'], b['speedup_spread']['max'])}]",
+             fmt(b["tokens_per_forward"]), per_pos(b["spec"]["accept_rate_per_pos"]), b["lossless"]]
+            for b in dec["per_batch"]]
+    k["smollm2.decode_table"] = table("| batch | greedy tok/s | speculative tok/s | speed-up [rounds] | tokens/forward "
+                                      "| acceptance per draft position | lossless |", body)
+    for name, bench in load(folder / "eval_code.json.gz")["benchmarks"].items():
+        solved = sum(p["correct"] for p in bench["problems"])
+        k[f"smollm2.{name}.pass1"] = fmt(solved / len(bench["problems"]), 3)
+        k[f"smollm2.{name}.solved"] = f"{solved}/{len(bench['problems'])}"
+    for r in load(folder / "acceptance_by_prompts.jsonl"):
+        k[f"smollm2.{r['prompts']}_prompts.accept"] = per_pos(r["accept_rate_per_pos"])
+        k[f"smollm2.{r['prompts']}_prompts.tpf"] = fmt(r["tokens_per_forward"])
+    return k
+
+
+def add_heads():
+    """add-heads-2026-11-30/: configs/add-heads.yaml in Run 4's clone (heads added to code-bytes/deep-n1)."""
+    folder, run4 = RAW / "add-heads-2026-11-30", RAW / "default-study-2026-11-30"
+    k = {"add_heads.minutes": fmt(elapsed_minutes(gzip.open(folder / "snakemake.log.gz", "rt").read()), 1)}
+    body, b1 = [], []
+    for label, f in (("deep-init-n4 (transformer heads added)", folder / "deep-init-n4"),
+                     ("deep-init-medusa-n4 (Medusa-1 heads added)", folder / "deep-init-medusa-n4"),
+                     ("deep-n4 (Run 4: 4 heads from scratch)", run4 / "deep-n4")):
+        dec, vl = load(f"{f}.decode.json.gz"), load(f"{f}.vllm.json.gz")
+        if f.parent == folder:
+            p = "add_heads.code-bytes/" + f.name
+            k.update({**decode_keys(p, dec), **vllm_keys(p, vl), **metrics_keys(p, load(f"{f}.metrics.json.gz"))})
+            b1.append(dec["per_batch"][0]["speedup"])
+        native = [speed_cell(b["speedup"], b["speedup_spread"]) for b in dec["per_batch"]]
+        cfg = {c["name"]: c["per_batch"] for c in vl["configs"]}
+        served = [speed_cell(b["speedup"], b["speedup_spread"])
+                  for b in (cfg["heads_k3"][0], cfg["heads_k3"][1], cfg["ngram"][0], cfg["draft"][0])]
+        body.append([label, fmt(dec["per_batch"][0]["tokens_per_forward"]),
+                     per_pos(dec["per_batch"][0]["spec"]["accept_rate_per_pos"])] + native + served)
+    k["add_heads.table"] = table("| model | tokens/forward | accept per draft position | native b1 | native b8 "
+                                 "| vLLM heads b1 | vLLM b8 | vLLM ngram b1 | vLLM draft b1 |", body)
+    k["add_heads.b1_span"] = span(min(b1), max(b1))
+    return k
+
+
+def run5():
+    """default-study-2026-11-30-run5/: the README's command in a fresh clone; only the report's .md tables and the
+    wall clock were kept (no decode.json / vllm.json / per-story induction results)."""
+    folder = RAW / "default-study-2026-11-30-run5"
+    k = study_keys("run5", folder)
+    text = (folder / "wallclock.txt").read_text()
+    k["run5.minutes"] = fmt(elapsed_minutes(text), 1)
+    k["run5.minutes_all"] = fmt(int(re.search(r"seconds=(\d+)", text).group(1)) / 60, 1)
+    return k
+
+
+def run4():
+    """default-study-2026-11-30/: Run 4, the committed config.yaml timed with benchmarks/study_time.sh."""
+    folder = RAW / "default-study-2026-11-30"
+    k = study_keys("run4", folder)
+    k.update(heads_keys("run4", rows(folder / "heads.md")))
+    dec = load(folder / "deep-n4.decode.json.gz")["per_batch"][0]
+    k["run4.code-bytes/deep-n4.spec_forward_cost"] = fmt(dec["tokens_per_forward"] / dec["speedup"], 1)
+    return k
+
+
+def run3():
+    """default-study-induction1000/: Run 3 (commit 5a92085), with `mtp bench decode` / `mtp bench vllm` after it."""
+    folder = RAW / "default-study-induction1000"
+    return {**study_keys("run3", folder), **bench_keys("run3", folder)}
+
+
+def run2():
+    """default-study-900steps/: Run 2 (commit 329a192), with `mtp bench decode` / `mtp bench vllm` after it."""
+    folder = RAW / "default-study-900steps"
+    return {**study_keys("run2", folder), **bench_keys("run2", folder)}
+
+
+def run1():
+    """default-study-650steps/: Run 1 (commit acf8874)."""
+    return study_keys("run1", RAW / "default-study-650steps")
+
+
+def calibration():
+    """calibration_2026-11-29.jsonl: runs on the shared machine before the default study."""
+    runs = load(RAW / "calibration_2026-11-29.jsonl")
+    deep = next(r for r in runs if r["run"] == "train code-bytes w128l12 4")
+    k = {f"calib.bpb.{step}": fmt(v["bpb_head_1"]) for step, v in deep["val_bits_per_token_by_step"].items()}
+    d = next(r for r in runs if r["run"].startswith("decode check"))
+    k.update({f"calib.tpf.k{j}": fmt(d[f"tokens_per_forward_k{j}"]) for j in (1, 2, 3)})
+    k["calib.accept"], k["calib.degenerate"] = per_pos(d["accept_rate_per_pos"]), str(d["degenerate_prompts"])
+    k["calib.induction"] = fmt(next(r for r in runs if "induction_acc" in r)["induction_acc"], 3)
+    k["calib.poly_max"] = fmt(max(next(r for r in runs if "poly_acc_m1_to_m6" in r)["poly_acc_m1_to_m6"]), 3)
+    return k
+
+
+def synthetic_curve():
+    """synthetic_curve_2026-11-29.jsonl: 1M checkpoints every 100 steps scored by benchmarks/synthetic_curve.py."""
+    points = [r for r in load(RAW / "synthetic_curve_2026-11-29.jsonl") if "step" in r]
+    curves = {}
+    for r in points:
+        curves.setdefault(r["model"], {})[r["step"]] = r.get("induction_acc", r.get("poly_acc_m1"))
+    k, steps, body = {}, range(700, 1500, 100), []
+    for model, label in (("induction/1M-n1", "induction n = 1"), ("induction/1M-n2", "induction n = 2"),
+                         ("polynomial/1M-n1", "polynomial n = 1, m = 1")):
+        c = curves[model]
+        k.update({f"synth.{model}.{s}": fmt(acc) for s, acc in c.items()})
+        early = [acc for s, acc in c.items() if s <= 600]
+        first = span(min(early), max(early)) if min(early) != max(early) else fmt(min(early))
+        body.append([label, first] + [fmt(c[s]) if s in c else "" for s in steps])
+    k["synth.table"] = table("| step | 100–600 | " + " | ".join(map(str, steps)) + " |", body)
+    poly = curves["polynomial/1M-n1"]
+    k["synth.poly_max"], k["synth.poly_last_step"] = fmt(max(poly.values())), str(max(poly))
+    last = max((r for r in points if r["model"] == "polynomial/1M-n1"), key=lambda r: r["step"])
+    k["synth.poly_tokens"] = f"{last['tokens_seen'] / 1e6:.1f}M"
+    return k
+
+
+def compile_ab():
+    """compile_ab_2026-11-30.jsonl: 100 training steps of deep n = 1 and n = 4, eager vs compiled blocks."""
+    runs = [r for r in load(RAW / "compile_ab_2026-11-30.jsonl") if "note" not in r]
+    tps_of = {(r["n"], r["compile"]): r["median_tokens_per_s_steps_6_100"] for r in runs}
+    k = {f"compile_ab.{'compiled' if c == 'True' else 'eager'}.n{n}": str(v) for (n, c), v in tps_of.items()}
+    gains = [(tps_of[(n, "True")] / tps_of[(n, "False")] - 1) * 100 for n in ("1", "4")]
+    k["compile_ab.gain_pct"] = span(min(gains), max(gains), 0)
+    tokens_per_step = 16 * 256  # config.yaml's train.batch_size x train.seq_len
+    first = min(r["first_step_tokens_per_s"] for r in runs if r["compile"] == "True")
+    k["compile_ab.first_step_s"] = fmt(tokens_per_step / first, 0)
+    return k
+
+
+def fused_ab():
+    """decode_fused_ab.jsonl: benchmarks/decode_fused_ab.py, the engine before and after model.FusedHeads."""
+    body, k = [], {}
+    for r in load(RAW / "decode_fused_ab.jsonl"):
+        b, a = r["before"], r["after"]
+        body.append([r["threads"], r["batch_size"], f"{tps(b['ar_tokens_per_s'])} / {tps(a['ar_tokens_per_s'])}",
+                     f"{tps(b['spec_tokens_per_s'])} / {tps(a['spec_tokens_per_s'])}",
+                     f"{fmt(b['speedup'])} [{span(b['speedup_min'], b['speedup_max'])}]",
+                     f"**{fmt(a['speedup'])} [{span(a['speedup_min'], a['speedup_max'])}]**"])
+        k[f"fused_ab.t{r['threads']}.b{r['batch_size']}"] = fmt(a["speedup"])
+    k["fused_ab.table"] = table("| threads | batch | greedy tok/s (before / after) "
+                                "| speculative tok/s (before / after) | speed-up before [min–max] "
+                                "| **speed-up after** [min–max] |", body)
+    return k
+
+
+def mimo_probe():
+    """vllm-mimo-mtp-probe-2026-11-30/results.json: vLLM's MTP route on a MiMo-layout checkpoint (variant A:
+    MTP layer 0 always right, layers 1-2 always wrong)."""
+    a = load(RAW / "vllm-mimo-mtp-probe-2026-11-30" / "results.json")[0]
+    m = a["spec_metrics"]
+    return {"probe.accepted_per_pos": str(m["vllm:spec_decode_num_accepted_tokens_per_pos"]),
+            "probe.drafts": str(m["vllm:spec_decode_num_drafts"])}
+
+
+FOLDERS = (gpu_h100, cpu_bench, head_types, smollm2, add_heads, run5, run4, run3, run2, run1, calibration,
+           synthetic_curve, compile_ab, fused_ab, mimo_probe)
+
+
+# ---- the markers
+
+def numbers():
+    """{key: text} of every folder; a key defined by two folders stops the script."""
+    out = {}
+    for folder in FOLDERS:
+        keys = folder()
+        twice = sorted(set(keys) & set(out))
+        if twice:
+            sys.exit(f"numbers.py: {folder.__name__} defines keys already defined: {', '.join(twice)}")
+        out.update(keys)
+    return out
+
+
+def check(text, nums, name="text"):
+    """Problems of one document's markers, one line each (empty: every marker equals its value)."""
+    problems = []
+    for m in MARKER.finditer(text):
+        line = text.count("\n", 0, m.start()) + 1
+        key, value = m.group(1), m.group(2)
+        if key not in nums:
+            problems.append(f"{name}:{line}: unknown key {key}")
+        elif value != nums[key]:
+            problems.append(f"{name}:{line}: {key} is {value!r}, the raw files give {nums[key]!r}")
+        if not value.startswith("\n") and (m.start() == 0 or text[m.start() - 1] == "\n"):
+            problems.append(f"{name}:{line}: inline marker {key} starts a line (Markdown reads it as an HTML block)")
+    return problems
+
+
+def fill(text, nums):
+    """text with every known marker's value written in."""
+    return MARKER.sub(lambda m: f"<!--n:{m.group(1)}-->{nums.get(m.group(1), m.group(2))}<!--/n-->", text)
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--write", action="store_true", help="fill every marker of README.md and RESULTS.md")
+    ap.add_argument("--check", action="store_true", help="exit 1 when a marker differs from the raw files")
+    args = ap.parse_args(argv)
+    nums = numbers()
+    if args.write:
+        for doc in DOCS:
+            doc.write_text(fill(doc.read_text(), nums))
+    if args.check or args.write:
+        problems = [p for doc in DOCS for p in check(doc.read_text(), nums, doc.relative_to(ROOT))]
+        print("\n".join(problems) or f"{sum(len(MARKER.findall(d.read_text())) for d in DOCS)} markers match")
+        return 1 if problems else 0
+    for key, value in nums.items():
+        print(f"{key} = {value}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

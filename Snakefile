@@ -21,6 +21,7 @@ include: "workflow/rules/train.smk"
 include: "workflow/rules/decode.smk"
 include: "workflow/rules/vllm.smk"
 include: "workflow/rules/eval.smk"
+include: "workflow/rules/bench.smk"
 include: "workflow/rules/report.smk"
 
 

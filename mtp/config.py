@@ -6,6 +6,7 @@ whole float such as 8.0 or 1e300 as an integer); booleans are neither.
 """
 import math
 import os
+from itertools import product
 from pathlib import Path
 
 import jsonschema
@@ -194,30 +195,32 @@ def head_types_of(cfg, sweep):
     return sweep.get("head_types") or [train_config(cfg, sweep)["head_type"]]
 
 
-def model_slot(size, head_type, init_from=None):
+def model_slot(size, head_type, init_from=None, seed=None):
     """A model's name within its dataset, before -n<n>: the size for transformer heads (the paper's), else
-    <size>-<head_type>; with `-init` after the size for heads added to a model (init_from). The rules' {size}
-    wildcard and the stages' --size take it."""
+    <size>-<head_type>; with `-init` after the size for heads added to a model (init_from), and `-s<seed>` for a
+    sweep with `seeds`. The rules' {size} wildcard and the stages' --size take it."""
     size = f"{size}-init" if init_from else size
+    size = size if seed is None else f"{size}-s{seed}"
     return size if head_type == "transformer" else f"{size}-{head_type}"
 
 
 def models(cfg):
-    """Every model of the study: dicts with dataset, size, head_type, slot (mtp.config.model_slot), n, train
+    """Every model of the study: dicts with dataset, size, head_type, seed (its training seed), slot
+    (mtp.config.model_slot), family (the slot without the seed: the models that differ only by seed), n, train
     (merged, with the model's head_type), dir."""
     seen, out = set(), []
     for sweep in cfg["sweeps"]:
-        for size in sweep["sizes"]:
-            for head_type in head_types_of(cfg, sweep):
-                for n in sweep["n_heads"]:
-                    slot = model_slot(size, head_type, sweep.get("init_from"))
-                    if (sweep["dataset"], slot, n) in seen:
-                        continue
-                    seen.add((sweep["dataset"], slot, n))
-                    out.append({"dataset": sweep["dataset"], "size": size, "head_type": head_type, "slot": slot,
-                                "init_from": sweep.get("init_from"), "n": n,
-                                "train": {**train_config(cfg, sweep), "head_type": head_type},
-                                "dir": str(model_dir(cfg, sweep["dataset"], slot, n))})
+        for size, head_type, seed, n in product(sweep["sizes"], head_types_of(cfg, sweep),
+                                                sweep.get("seeds") or [None], sweep["n_heads"]):
+            slot = model_slot(size, head_type, sweep.get("init_from"), seed)
+            if (sweep["dataset"], slot, n) in seen:
+                continue
+            seen.add((sweep["dataset"], slot, n))
+            out.append({"dataset": sweep["dataset"], "size": size, "head_type": head_type, "slot": slot,
+                        "family": model_slot(size, head_type, sweep.get("init_from")),
+                        "seed": cfg["seed"] if seed is None else seed, "init_from": sweep.get("init_from"), "n": n,
+                        "train": {**train_config(cfg, sweep), "head_type": head_type},
+                        "dir": str(model_dir(cfg, sweep["dataset"], slot, n))})
     return out
 
 
@@ -242,9 +245,9 @@ def served_by_vllm(cfg, m):
 
 
 def run_keys(m):
-    """The MLflow tags naming model m's jobs (mtp.tracking.child_run): dataset, size, n, and head_type unless
+    """The MLflow tags naming model m's jobs (mtp.tracking.child_run): dataset, size, n, seed, and head_type unless
     transformer (so that runs of the paper's heads keep the identity they had before head types)."""
-    keys = {"dataset": m["dataset"], "size": m["size"], "n": m["n"]}
+    keys = {"dataset": m["dataset"], "size": m["size"], "n": m["n"], "seed": m["seed"]}
     return keys if m["head_type"] == "transformer" else {**keys, "head_type": m["head_type"]}
 
 

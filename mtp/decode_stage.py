@@ -1,8 +1,10 @@
 """`mtp decode` (rule time_decoding) and `mtp bench decode`: time greedy vs self-speculative decoding of
 trained models on their validation prompts (the engine: mtp/decode.py, its timing: mtp/decode_timing.py).
 
-decode.json holds the timings (interleaved rounds, spread), the counts and the quality of the greedy
-outputs (mtp.measure.output_quality): speed figures of a degenerate output are not a measurement.
+decode.json holds the quality of each prompt's greedy continuation (mtp.measure.output_quality: which prompts
+are kept, which dropped and why), and, on the kept prompts only, the timings (interleaved rounds, spread), the
+counts and tokens per forward at every k; when too few prompts are kept the model's output is degenerate and its
+speed figures are not scored (every prompt is then measured, as diagnostics).
 """
 from pathlib import Path
 
@@ -53,8 +55,9 @@ def summary(r):
     q = r["quality"]
     keys = ("batch_size", "speedup", "speedup_spread", "tokens_per_forward", "lossless")
     return {"n": r["n"], "draft_tokens": r["draft_tokens"], "metrics": r["metrics"],
-            "quality": {"degenerate": q["degenerate"], "reason": q["reason"],
-                        "distinct_tokens_min": min(q["distinct_tokens"]), "ok_fraction": q["ok_fraction"]},
+            "quality": {"degenerate": q["degenerate"], "reason": q["reason"], "prompts": q["prompts"],
+                        "degenerate_prompts": q["degenerate_prompts"], "kept_fraction": q["kept_fraction"]},
+            "tokens_per_forward_by_k": {x["k"]: x["tokens_per_forward"] for x in r["tokens_per_forward_by_k"]},
             "per_batch": [{key: row[key] for key in keys} for row in r["per_batch"]]}
 
 
@@ -138,9 +141,14 @@ def run(args):
                      f"(rounds {s['min']:.2f}-{s['max']:.2f}{', UNSTABLE' if s['unstable'] else ''}), "
                      f"{row['tokens_per_forward']:.2f} tokens/forward, lossless {row['lossless']}")
         print(line)
+    for x in result["tokens_per_forward_by_k"]:
+        if x["tokens_per_forward"] is not None:
+                print(f"k={x['k']}: {x['tokens_per_forward']:.2f} tokens/forward (batch 1, untimed)")
     q = result["quality"]
+    if q["dropped"]:
+        print(f"{name}: {q['degenerate_prompts']} of {q['prompts']} prompts dropped from the speed figures: "
+              + "; ".join(f"prompt {d['prompt']}: {d['why']}" for d in q["dropped"]))
     if q["degenerate"]:
-        print(f"{name}: DEGENERATE OUTPUT, speed figures not scored: {q['reason']} "
-              f"(distinct tokens per prompt: {q['distinct_tokens']})")
+        print(f"{name}: DEGENERATE OUTPUT, speed figures not scored: {q['reason']}")
     if not result["speculative"]:
         print(f"{name}: {result['note']}")

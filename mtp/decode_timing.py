@@ -1,15 +1,21 @@
 """Timing of the decoding engine (mtp/decode.py): autoregressive vs self-speculative greedy decoding in
-interleaved rounds (mtp.measure), and the validation prompts the decode and vLLM stages time on.
+interleaved rounds (mtp.measure), tokens per forward at every k, and the validation prompts the decode and vLLM
+stages time on.
 
 Counting (the engine's counts, tokens per forward and acceptance, are defined in mtp/decode.py):
+- kept prompts: first each prompt's greedy continuation (head 1, untimed) is checked (mtp.measure.output_quality);
+  prompts whose continuation is degenerate (a loop, few distinct tokens) are dropped, and every figure below is
+  measured on the kept prompts only. Too few kept (mtp.measure.MIN_KEPT_FRACTION): the model's output is
+  degenerate, its figures are not scored, and every prompt is measured (diagnostics, losslessness checked).
 - tokens/s = output tokens (after truncation at eod / max_new_tokens, summed over prompts)
   / wall seconds of the whole generation (prefill included), per round; every configuration
   (AR and speculative at every batch size) runs once per round, `repeats` rounds (mtp.measure).
   Reported: median over rounds, min, max, all.
 - speed-up = median over rounds of (speculative tokens/s / autoregressive tokens/s of the same
   round) at the same batch size; its spread (min, max) marks it unstable (mtp.measure).
-- quality: mtp.measure.output_quality of the greedy outputs; degenerate output (one token
-  repeated, few distinct tokens) accepts every draft, so its speed figures say nothing.
+- tokens per forward at every k = 1..n-1 (untimed): each kept prompt decoded alone (batch 1, greedy) drafting k
+  tokens; per prompt [tokens, forwards] = (sum over its decode forwards of 1 + accepted drafts, its decode
+  forwards), so that a paired bootstrap over prompts can compare two k (mtp.paired, pooled tokens / forwards).
 - sampling (decode.sample_temperature T, at the first batch size): autoregressive sampling from head 1 vs
   speculative sampling (mtp.sampling, the same distribution), timed in the same rounds; their outputs differ
   by design (other random draws), so there is no lossless check, only speed-up and acceptance.
@@ -17,7 +23,7 @@ Counting (the engine's counts, tokens per forward and acceptance, are defined in
 import torch
 
 from mtp import UserError, measure
-from mtp.decode import check_draft_tokens, check_prompts, decode
+from mtp.decode import acceptance_counts, check_draft_tokens, check_prompts, decode
 
 
 def _sync(model):
@@ -83,15 +89,19 @@ def _sampling_row(bs, times, last, temperature, metrics):
 
 
 def bench(model, prompts, batch_sizes, max_new_tokens, repeats, draft_tokens=None, eod_id=None, temperature=None):
-    """Time autoregressive vs self-speculative greedy decoding of `prompts` at each batch size.
+    """Check each prompt's greedy continuation, then, on the kept prompts, time autoregressive vs self-speculative
+    greedy decoding at each batch size and count tokens per forward at every k (see the module docstring;
+    degenerate output: on every prompt).
 
-    All configurations run in `repeats` interleaved rounds (mtp.measure), after one untimed warm-up each.
+    All timed configurations run in `repeats` interleaved rounds (mtp.measure), after one untimed warm-up each.
     -> {"n", "draft_tokens", "speculative" (False for n=1: quality only, no timing, "per_batch" empty), "note",
-        "quality": measure.output_quality of the greedy outputs (degenerate output fakes acceptance),
+        "num_prompts", "timed_prompts" (the measured ones: quality["measured"]),
+        "quality": measure.output_quality of the greedy continuations (kept and dropped prompts, and why),
         "per_batch": [{"batch_size", "ar": {tokens_per_s (median over rounds), _min, _max, _all, ...},
                        "spec": {...} or None, "speedup" (median of per-round ratios),
                        "speedup_spread": {min, max, spread, unstable}, "tokens_per_forward",
                        "lossless": spec output == AR output}],
+        "tokens_per_forward_by_k": [{"k", "tokens_per_forward", "per_prompt": [[tokens, forwards], ...]}],
         "metrics": flat {name: value} with stable names (decode_speedup_b1, decode_degenerate, ...)}.
     eod_id None: every prompt gets exactly max_new_tokens (comparable across models). temperature: also time
     sampling at it (result["sampling"], first batch size; None when off). n = 1 has nothing to compare its
@@ -111,14 +121,19 @@ def bench(model, prompts, batch_sizes, max_new_tokens, repeats, draft_tokens=Non
               "stop_at_eod": eod_id is not None,
               "threads": torch.get_num_threads(), "device": str(next(model.parameters()).device),
               "note": "" if k else "n=1: one head, nothing to draft; greedy output checked for quality, not timed",
-              "per_batch": [], "sampling": None, "metrics": {}}
+              "per_batch": [], "tokens_per_forward_by_k": [], "sampling": None, "metrics": {}}
     metrics = result["metrics"]
+    quality = _quality(result, decode(model, prompts, max_new_tokens, eod_id, 0, batch_sizes[0])[0])
+    kept = [prompts[i] for i in quality["measured"]]
+    result["timed_prompts"] = len(kept) if k else 0
     if not k:  # nothing to compare with: the greedy output's quality, untimed (the job can share the machine)
-        return _quality(result, decode(model, prompts, max_new_tokens, eod_id, 0, batch_sizes[0])[0])
-    times, last = _timed(model, prompts, max_new_tokens, eod_id, batch_sizes, k, repeats, temperature)
+        return result
+    result["tokens_per_forward_by_k"] = tokens_per_forward_by_k(model, kept, max_new_tokens, eod_id, range(1, n))
+    for x in result["tokens_per_forward_by_k"]:
+        metrics[f"decode_tokens_per_forward_k{x['k']}"] = x["tokens_per_forward"]
+    times, last = _timed(model, kept, max_new_tokens, eod_id, batch_sizes, k, repeats, temperature)
     result["per_batch"] = [_batch_row(bs, times, last, k, metrics) for bs in batch_sizes]
     result["sampling"] = _sampling_row(batch_sizes[0], times, last, temperature, metrics) if temperature else None
-    _quality(result, last[("ar", batch_sizes[0])][0])
     first = result["per_batch"][0]  # headline acceptance: the first configured batch size
     for j, rate in enumerate(first["spec"]["accept_rate_per_pos"], 1):
         metrics[f"decode_accept_rate_pos{j}"] = rate
@@ -126,12 +141,26 @@ def bench(model, prompts, batch_sizes, max_new_tokens, repeats, draft_tokens=Non
     return result
 
 
+def tokens_per_forward_by_k(model, prompts, max_new_tokens, eod_id, ks):
+    """Each prompt decoded alone (batch 1, greedy, untimed) drafting k tokens, for each k of ks ->
+    [{"k", "tokens_per_forward" (pooled: all tokens / all forwards), "per_prompt": [[tokens, forwards], ...]}]:
+    tokens = forwards + accepted drafts (mtp.decode.acceptance_counts), prefill excluded."""
+    out = []
+    for k in ks:
+        pairs = [[c["num_drafts"] + c["num_accepted_tokens"], c["num_drafts"]]
+                 for c in acceptance_counts(model, prompts, max_new_tokens, eod_id, k)]
+        tokens, forwards = sum(t for t, _ in pairs), sum(f for _, f in pairs)
+        out.append({"k": k, "tokens_per_forward": tokens / forwards if forwards else None, "per_prompt": pairs})
+    return out
+
+
 def _quality(result, outputs):
-    """result["quality"] (measure.output_quality of the greedy outputs) and its metrics -> result."""
+    """result["quality"] (measure.output_quality of the greedy continuations) and its metrics -> the quality."""
     quality = result["quality"] = measure.output_quality(outputs)
     result["metrics"]["decode_distinct_tokens_min"] = min(quality["distinct_tokens"])
+    result["metrics"]["decode_degenerate_prompts"] = quality["degenerate_prompts"]
     result["metrics"]["decode_degenerate"] = float(quality["degenerate"])
-    return result
+    return quality
 
 
 # ---------------------------------------------------------------- prompts (the decode and vllm stages')

@@ -2,13 +2,19 @@
 
 No torch, no MLflow: the native decode stage, the vLLM stage, the benchmarks and the report share it.
 
-Degenerate output (a model that repeats one token accepts every draft, so its tokens per forward say
-nothing). For one continuation of new tokens:
-- distinct = number of distinct token ids in it;
-- top_share = count of its most frequent token / its length;
-- it is *degenerate* when distinct < MIN_DISTINCT (8) or top_share > MAX_TOP_SHARE (0.5).
-A set of continuations (one model, one engine) is degenerate when fewer than MIN_OK_FRACTION (90%)
-of them are non-degenerate. Speed figures of a degenerate set are never scored.
+Degenerate output (a model that repeats itself accepts every draft, so its tokens per forward say nothing).
+One continuation of new tokens (a model's greedy continuation of one prompt) is *degenerate* when either
+- it ends in a loop: for some period p <= MAX_LOOP_PERIOD (16) tokens, its periodic suffix (the longest suffix
+  in which tok[i] == tok[i - p], its first p tokens included) holds the loop body at least twice and covers more
+  than MAX_LOOP_SHARE (half) of the continuation. A loop of 10 distinct tokens is caught; so is one token
+  repeated (p = 1). A period above 16 tokens is not looked for (longer repeats occur in real code);
+- or it has fewer than MIN_DISTINCT (8) distinct token ids, or one token id makes up more than MAX_TOP_SHARE
+  (half) of it: repetitive output that is not strictly periodic (e.g. one token with a few others sprinkled in).
+Degenerate continuations are *dropped*: their prompts are left out of every speed figure (timing and tokens per
+forward) of the model, which is measured on the kept prompts only. The model's output is degenerate only when
+fewer than MIN_KEPT_FRACTION (half) of its prompts are kept: then no speed figure of it is scored, and the stages
+measure every prompt instead (the figures are only diagnostics; losslessness and the vLLM cross-checks are still
+checked on every model).
 
 Interleaved timing: every configuration runs once per round, rounds repeat, so that a change in
 machine load hits every configuration alike. The ratio of two configurations is computed per round
@@ -19,38 +25,72 @@ import statistics
 import time
 from collections import Counter
 
+MAX_LOOP_PERIOD = 16
+MAX_LOOP_SHARE = 0.5
 MIN_DISTINCT = 8
 MAX_TOP_SHARE = 0.5
-MIN_OK_FRACTION = 0.9
+MIN_KEPT_FRACTION = 0.5
 UNSTABLE_SPREAD = 0.25
 
 
+def loop_suffix(tokens, max_period=MAX_LOOP_PERIOD):
+    """-> (period, length) of the longest periodic suffix of `tokens` whose period p <= max_period repeats at
+    least once (length >= 2p); the smallest such p on ties; (0, 0) when there is none."""
+    n, best = len(tokens), (0, 0)
+    for p in range(1, min(max_period, n // 2) + 1):
+        i = n - 1
+        while i >= p and tokens[i] == tokens[i - p]:
+            i -= 1
+        length = n - 1 - i + p  # the matching positions i+1..n-1 and the first period before them
+        if length >= 2 * p and length > best[1]:
+            best = (p, length)
+    return best
+
+
 def continuation_stats(tokens):
-    """One continuation (list of token ids) -> {"length", "distinct", "top_share", "degenerate"}."""
+    """One continuation (list of token ids) -> {"length", "distinct", "top_share", "loop_period", "loop_share",
+    "degenerate", "why"} (why: "" when not degenerate); see the module docstring."""
     n = len(tokens)
     counts = Counter(tokens)
     top = max(counts.values()) / n if n else 1.0
-    distinct = len(counts)
-    return {"length": n, "distinct": distinct, "top_share": top,
-            "degenerate": distinct < MIN_DISTINCT or top > MAX_TOP_SHARE}
+    period, length = loop_suffix(tokens)
+    share = length / n if n else 0.0
+    why = []
+    if share > MAX_LOOP_SHARE:
+        why.append(f"ends in a loop of period {period} over {share:.0%} of it")
+    if len(counts) < MIN_DISTINCT:
+        why.append(f"{len(counts)} distinct tokens")
+    if top > MAX_TOP_SHARE:
+        why.append(f"one token is {top:.0%} of it")
+    return {"length": n, "distinct": len(counts), "top_share": top, "loop_period": period, "loop_share": share,
+            "degenerate": bool(why), "why": ", ".join(why)}
 
 
 def output_quality(outputs):
-    """Continuations of one model -> per-prompt stats and the verdict (see the module docstring).
+    """Continuations of one model (one per prompt) -> which prompts are kept, which dropped and why, and the
+    model's verdict (see the module docstring).
 
-    -> {"distinct_tokens": [...], "top_share": [...], "degenerate_prompts": int, "prompts": int,
-        "ok_fraction": float, "degenerate": bool, "reason": str ("" when not degenerate)}.
+    -> {"prompts": int, "kept": [prompt indices], "dropped": [{"prompt": index, "why": str}],
+        "measured": [the prompts the stages measure: the kept ones, every prompt when degenerate],
+        "degenerate_prompts": len(dropped), "kept_fraction": float, "distinct_tokens": [...], "top_share": [...],
+        "loop_period": [...], "loop_share": [...] (per prompt), "degenerate": bool,
+        "reason": str ("" when not degenerate)}.
     """
     stats = [continuation_stats(list(o)) for o in outputs]
-    bad = sum(s["degenerate"] for s in stats)
-    ok_fraction = (len(stats) - bad) / len(stats) if stats else 0.0
-    degenerate = ok_fraction < MIN_OK_FRACTION
+    dropped = [{"prompt": i, "why": s["why"]} for i, s in enumerate(stats) if s["degenerate"]]
+    kept = [i for i, s in enumerate(stats) if not s["degenerate"]]
+    kept_fraction = len(kept) / len(stats) if stats else 0.0
+    degenerate = kept_fraction < MIN_KEPT_FRACTION
     reason = ""
     if degenerate:
-        reason = (f"degenerate output: {bad} of {len(stats)} continuations have < {MIN_DISTINCT} distinct tokens "
-                  f"or one token above {MAX_TOP_SHARE:.0%} (at most {1 - MIN_OK_FRACTION:.0%} may)")
-    return {"distinct_tokens": [s["distinct"] for s in stats], "top_share": [round(s["top_share"], 4) for s in stats],
-            "degenerate_prompts": bad, "prompts": len(stats), "ok_fraction": ok_fraction,
+        reason = (f"degenerate output: {len(dropped)} of {len(stats)} continuations end in a loop (period <= "
+                  f"{MAX_LOOP_PERIOD}) or repeat few tokens; fewer than {MIN_KEPT_FRACTION:.0%} of the prompts "
+                  f"are left to measure")
+    return {"prompts": len(stats), "kept": kept, "dropped": dropped, "degenerate_prompts": len(dropped),
+            "measured": list(range(len(stats))) if degenerate else kept,
+            "kept_fraction": kept_fraction, "distinct_tokens": [s["distinct"] for s in stats],
+            "top_share": [round(s["top_share"], 4) for s in stats],
+            "loop_period": [s["loop_period"] for s in stats], "loop_share": [round(s["loop_share"], 4) for s in stats],
             "degenerate": degenerate, "reason": reason}
 
 

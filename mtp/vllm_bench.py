@@ -14,7 +14,8 @@ def bench(cfg, dataset, size, n, batch_sizes=(1, 8)):
     -> {"heads_vs_nospec_b1", "ngram_vs_nospec_b1", "draft_vs_nospec_b1", ... "_b8" (each the median of
     the per-round tokens/s ratios), "<x>_vs_nospec_unstable_b<B>", "<x>_vs_nospec_spread_b<B>" and
     "<x>_vs_nospec_range_b<B>" ([min, max] ratio) (mtp.measure.ratio), "<x>_tokens_per_s_b<B>" (median),
-    "model", "vllm_version", "device", "draft_model", "note", "output_degenerate"}; a value is None where its
+    "model", "vllm_version", "device", "draft_model", "note", "output_degenerate", "degenerate_prompts" (prompts whose
+    native greedy continuation is degenerate, left out of every figure: mtp.measure)}; a value is None where its
     configuration did not run.
     """
     from mtp import config
@@ -27,7 +28,8 @@ def bench(cfg, dataset, size, n, batch_sizes=(1, 8)):
     vllm_stage._fail_on_mismatch(result)
     out = {"model": config.model_name(entry), "vllm_version": result["vllm_version"], "device": result["device"],
            "draft_model": result["draft_model"], "note": result.get("note", ""),
-           "output_degenerate": (result.get("quality") or {}).get("degenerate")}
+           "output_degenerate": (result.get("quality") or {}).get("degenerate"),
+           "degenerate_prompts": (result.get("quality") or {}).get("degenerate_prompts")}
     by_name = {("heads" if r["name"].startswith("heads_k") else r["name"]): r for r in result["configs"]}
     for b in batch_sizes:
         for key in ("nospec", "heads", *VLLM_BASELINES):

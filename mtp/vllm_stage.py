@@ -3,7 +3,8 @@
 One `LLM()` per configuration, all alive side by side (mtp/vllm_timing.py: start-up timed apart,
 generation timed in interleaved rounds):
   nospec     trunk + head 1 only (`mtp_serve_heads: 1`: the plain Llama model), no speculation
-  heads_k{k} our heads: target serves heads 1..k+1, drafter (medusa slot) drafts k tokens, k = 1..n-1
+  heads_k{k} our heads: target serves heads 1..k+1, drafter (medusa slot) drafts k tokens, for each k of
+             vllm.draft_tokens (all: every k = 1..n-1, each clamped to n-1)
 and the baselines of mtp/vllm_baselines.py the config turns on, each on the nospec target:
   ngram      vLLM's prompt-lookup drafter
   draft      vLLM's `draft_model` drafter: the sweep's smallest n=1 model of the same dataset with at
@@ -14,14 +15,18 @@ Prompts, lengths and stopping are the native decode stage's (mtp/decode_timing.p
 decode.num_prompts / prompt_len / max_new_tokens, no stop at eod): token ids in, exactly
 max_new_tokens out (ignore_eos). At batch size B the prompts go in consecutive batches of B
 (one `generate` call each), as natively. Per batch size, after one untimed warm-up batch per engine,
-every configuration decodes all prompts once per round, for vllm.repeats rounds (mtp.measure.interleaved).
+every configuration decodes all measured prompts once per round, for vllm.repeats rounds (mtp.measure.interleaved).
 Per configuration and batch size: tokens/s median, min and max over the rounds; for every configuration
 but nospec `speedup` = median over rounds of (its tokens/s / nospec's tokens/s in the same round) and
 `speedup_spread` = {min, max, spread, unstable} of those ratios (mtp.measure.ratio: unstable when
 (max - min) / median > 0.25, no verdict is drawn from it); from the speculative counters summed over the
 timed rounds: acceptance rate (accepted / drafted), mean acceptance length (1 + accepted / drafts:
 tokens per target forward) and the acceptance rate per draft position (accepted at position j / drafts).
-`quality` = mtp.measure.output_quality of nospec's outputs (degenerate output fakes acceptance).
+Kept prompts: first each prompt's native greedy continuation (mtp.decode, head 1, batch 1) is checked
+(mtp.measure.output_quality); prompts whose continuation is degenerate (a loop, few distinct tokens) are dropped
+and every engine is run, timed and counted on the kept prompts only. `quality` records which prompts were kept,
+which dropped and why; fewer than half kept: the output is degenerate, no speed figure of it is scored, and every
+prompt is measured (quality["measured"]: diagnostics, and the cross-checks below still run).
 
 Cross-checks (a mismatch fails the stage with a diff; no vllm.json is written then):
 - every configuration's output, at every batch size, equals native greedy decoding of head 1
@@ -35,6 +40,8 @@ Cross-checks (a mismatch fails the stage with a diff; no vllm.json is written th
   no forward runs after max_new_tokens is reached, so the drafts proposed by the last forward
   (and the prefill's drafts of a 1-token request) are never verified nor counted; the prefill
   is not a draft step. vLLM's max_model_len is set so that no block is narrowed near the end.
+  These per-prompt counters ("per_prompt" of each heads_k configuration) give each prompt's tokens per
+  forward, num_drafts + num_accepted_tokens over num_drafts: the report compares k with k+1 over prompts.
 
 Like for like, every configuration runs with the same engine settings: float32 (as the native
 check), no prefix caching (repeats must not reuse the prompt's KV), no detokenization (token ids
@@ -128,7 +135,8 @@ def configurations(n, exported, vc, ks, draft_hf):
 
 
 def measure(cfg, entry, batch_sizes, repeats, ks=None):
-    """Every configuration of one model of the sweep, cross-checked against the native engine.
+    """Every configuration of one model of the sweep on the measured prompts, cross-checked against the native
+    engine.
 
     ks: our-heads draft lengths (default 1..n-1). -> the vllm.json dict; result["crosscheck"]["problems"]
     lists the mismatches (the caller fails on them).
@@ -138,27 +146,28 @@ def measure(cfg, entry, batch_sizes, repeats, ks=None):
 
     vllm = import_vllm()
     s = prepare(cfg, entry, ks, max(batch_sizes))
-    model, prompts, max_new, ks = s["model"], s["prompts"], s["max_new"], s["ks"]
+    model, max_new, ks = s["model"], s["max_new"], s["ks"]
+    # the measured prompts: those whose native greedy continuation (head 1, batch 1) is not degenerate (mtp.measure)
+    greedy = D.decode(model, s["prompts"], max_new, None, 0, batch_size=1)[0]
+    quality = M.output_quality(greedy)
+    prompts, native = [s["prompts"][i] for i in quality["measured"]], [greedy[i] for i in quality["measured"]]
     confs = configurations(model.cfg.n_heads, s["exported"], cfg["vllm"], ks, s["draft"] and s["draft"]["hf"])
     runs = run_engines(vllm, config.model_name(entry), confs, s["engine_args"], prompts, max_new,
                        batch_sizes, repeats)
 
-    # the cross-checks: native greedy (head 1, batch 1) and native acceptance counts at batch 1
-    native = D.decode(model, prompts, max_new, None, 0, batch_size=1)[0]
+    # the cross-checks: native greedy (above) and native acceptance counts at batch 1
     native_counts = {k: D.acceptance_counts(model, prompts, max_new, None, k) for k in ks}
     problems = crosscheck(native, native_counts, runs)
     dc, draft = cfg["decode"], s["draft"]
     result = {
         "dataset": entry["dataset"], "size": entry["size"], "n": model.cfg.n_heads,
         "train_run_id": s["payload"].get("train_run_id"), "vllm_version": vllm.__version__, "device": _device(),
-        "dtype": "float32", "enforce_eager": cfg["vllm"]["enforce_eager"], "num_prompts": len(prompts),
-        "prompts": dc["prompts"], "prompt_len": max(map(len, prompts)), "max_new_tokens": max_new,
-        "batch_sizes": batch_sizes, "repeats": repeats,
+        "dtype": "float32", "enforce_eager": cfg["vllm"]["enforce_eager"], "num_prompts": len(s["prompts"]),
+        "timed_prompts": len(prompts), "prompts": dc["prompts"], "prompt_len": max(map(len, s["prompts"])),
+        "max_new_tokens": max_new, "batch_sizes": batch_sizes, "repeats": repeats,
         "timing": "interleaved rounds, every engine alive side by side (mtp/vllm_timing.py)",
         "max_model_len": s["max_model_len"], "draft_model": config.model_name(draft) if draft else None,
-        "note": s["note"].strip(), "export": s["exported"],
-        "quality": M.output_quality([p["tokens"] for p in runs[0]["per_prompt"]]),  # nospec's continuations
-        "configs": runs,
+        "note": s["note"].strip(), "export": s["exported"], "quality": quality, "configs": runs,
         "crosscheck": {"ok": not problems, "problems": problems, "native_greedy": native,
                        "native_counts": {str(k): [{c: x[c] for c in COUNTERS} for x in v]
                                          for k, v in native_counts.items()}},
@@ -291,6 +300,7 @@ def flat_metrics(result):
                     out[f"{p}_accept_rate_pos{j}_b{b}"] = rate
     out["vllm_crosscheck_ok"] = float(result["crosscheck"]["ok"])
     out["vllm_output_degenerate"] = float(result["quality"]["degenerate"])
+    out["vllm_degenerate_prompts"] = result["quality"]["degenerate_prompts"]
     return out
 
 
@@ -311,6 +321,14 @@ def add_arguments(p):
     add_model_args(p)
 
 
+def draft_ks(draft_tokens, n):
+    """vllm.draft_tokens -> the k values of our heads to serve: None (every k = 1..n-1) for "all" or null, else
+    each listed k clamped to n-1, once each, in order."""
+    if draft_tokens is None or draft_tokens == "all":
+        return None
+    return sorted({min(k, int(n) - 1) for k in draft_tokens})
+
+
 def run(args):
     from mtp import config, tracking
     from mtp.io import write_json
@@ -321,8 +339,7 @@ def run(args):
         run_.params({"vllm": vc, "decode.num_prompts": cfg["decode"]["num_prompts"],
                      "decode.prompt_len": cfg["decode"]["prompt_len"],
                      "decode.max_new_tokens": cfg["decode"]["max_new_tokens"]})
-        ks = None if vc["draft_tokens"] is None else sorted({min(k, args.n - 1) for k in vc["draft_tokens"]})
-        result = measure(cfg, entry, vc["batch_sizes"], vc["repeats"], ks)
+        result = measure(cfg, entry, vc["batch_sizes"], vc["repeats"], draft_ks(vc["draft_tokens"], args.n))
         run_.tags({"mtp.train_run_id": result["train_run_id"] or "", "mtp.vllm_version": result["vllm_version"]})
         run_.log(result["metrics"])
         _fail_on_mismatch(result)
@@ -343,6 +360,10 @@ def run(args):
             print(line)
     if result["note"]:
         print(f"{config.model_name(entry)}: {result['note']}")
-    if result["quality"]["degenerate"]:
-        print(f"{config.model_name(entry)}: {result['quality']['reason']}: speed figures are not scored")
+    q = result["quality"]
+    if q["dropped"]:
+        print(f"{config.model_name(entry)}: {q['degenerate_prompts']} of {q['prompts']} prompts dropped (degenerate "
+              f"native greedy continuation): " + "; ".join(f"prompt {d['prompt']}: {d['why']}" for d in q["dropped"]))
+    if q["degenerate"]:
+        print(f"{config.model_name(entry)}: {q['reason']}: speed figures are not scored")
     print(f"cross-checks against the native engine: ok; wrote {path}")

@@ -330,6 +330,7 @@ def test_bench_reports_each_batch_size():
     model = shift_model(4, noise=0.1, seed=0)
     r = DT.bench(model, prompts_for(0, count=4), [1, 2], 12, repeats=3)
     assert [row["batch_size"] for row in r["per_batch"]] == [1, 2]
+    assert r["num_prompts"] == r["timed_prompts"] == 4  # 3 of 4 continuations loop (below): degenerate, all timed
     for row in r["per_batch"]:
         assert row["lossless"] and row["speedup"] > 0 and row["tokens_per_forward"] >= 1
         assert row["ar"]["new_tokens"] == row["spec"]["new_tokens"] == 4 * 12
@@ -347,10 +348,11 @@ def test_bench_reports_each_batch_size():
     # quality of the greedy outputs; the noise breaks this model's counting: 3 of 4 outputs get stuck in short loops
     greedy = D.decode(model, prompts_for(0, count=4), 12, draft_tokens=0)[0]
     assert r["quality"] == measure.output_quality(greedy) and r["quality"]["degenerate_prompts"] == 3
-    assert r["metrics"]["decode_degenerate"] == 1.0
+    assert r["metrics"]["decode_degenerate"] == 1.0 and r["metrics"]["decode_degenerate_prompts"] == 3
     assert r["metrics"]["decode_distinct_tokens_min"] == min(len(set(o)) for o in greedy)
     base = DT.bench(shift_model(1), [[1, 2]], [1], 4, repeats=1)  # n = 1: quality only, untimed
     assert not base["speculative"] and "n=1" in base["note"] and base["per_batch"] == [] and base["timing"] is None
+    assert base["tokens_per_forward_by_k"] == []
     assert base["quality"] == measure.output_quality(D.decode(shift_model(1), [[1, 2]], 4)[0])
     assert "decode_speedup_b1" not in base["metrics"] and "decode_ar_tokens_per_s_b1" not in base["metrics"]
     assert r["sampling"] is None and DT.bench(shift_model(1), [[1, 2]], [1], 4, 1, temperature=0.8)["sampling"] is None
@@ -359,7 +361,7 @@ def test_bench_reports_each_batch_size():
 def test_bench_times_speculative_sampling_beside_greedy():
     """decode.sample_temperature: AR and speculative sampling at the first batch size, in the same rounds."""
     r = DT.bench(shift_model(4, noise=0.1, seed=0), prompts_for(0, count=4), [1, 2], 12, repeats=2, temperature=0.8)
-    s = r["sampling"]
+    s = r["sampling"]  # on every prompt: 3 of 4 continuations loop, the output is degenerate (not scored)
     assert s["temperature"] == 0.8 and s["batch_size"] == 1 and s["spec"]["new_tokens"] == s["ar"]["new_tokens"] == 48
     assert len(s["spec"]["tokens_per_s_all"]) == 2 and s["speedup"] > 0 and 1 <= s["tokens_per_forward"] <= 4
     assert len(s["spec"]["accept_rate_per_pos"]) == 3 and s["speedup_spread"]["min"] <= s["speedup"]
@@ -367,18 +369,47 @@ def test_bench_times_speculative_sampling_beside_greedy():
 
 
 def test_bench_flags_degenerate_output():
-    # head 1 repeats its input token and every draft agrees: k+1 tokens per forward, nothing learned
+    # head 1 repeats its input token and every draft agrees (k+1 tokens per forward, nothing learned): every
+    # continuation is degenerate, so is the output; its figures (of every prompt) are diagnostics, never scored
     model = shift_model(4, offsets=[0, 0, 0, 0])
     r = DT.bench(model, prompts_for(0, count=4), [1], 12, repeats=1)
-    assert r["per_batch"][0]["tokens_per_forward"] == 4.0
+    assert r["per_batch"][0]["tokens_per_forward"] == 4.0 and r["per_batch"][0]["lossless"]
+    assert r["timed_prompts"] == 4 and r["quality"]["measured"] == [0, 1, 2, 3]
     q = r["quality"]
-    assert q["degenerate"] and q["distinct_tokens"] == [1] * 4 and "degenerate" in q["reason"]
+    assert q["degenerate"] and q["distinct_tokens"] == [1] * 4 and "degenerate" in q["reason"] and q["kept"] == []
     assert r["metrics"]["decode_degenerate"] == 1.0 and r["metrics"]["decode_distinct_tokens_min"] == 1
-    # the clean shift model counts up: 12 distinct tokens per prompt, the same speculative figures
+    # the clean shift model counts up: 12 distinct tokens per prompt, every draft right at every k
     r = DT.bench(shift_model(4), prompts_for(0, count=4), [1], 12, repeats=1)
     assert r["per_batch"][0]["tokens_per_forward"] == 4.0
+    assert [(x["k"], x["tokens_per_forward"]) for x in r["tokens_per_forward_by_k"]] == [(1, 2.0), (2, 3.0), (3, 4.0)]
     assert not r["quality"]["degenerate"] and r["quality"]["distinct_tokens"] == [12] * 4
     assert r["metrics"]["decode_degenerate"] == 0.0 and r["metrics"]["decode_distinct_tokens_min"] == 12
+
+
+def test_bench_measures_only_the_kept_prompts():
+    """Prompts whose greedy continuation is degenerate are left out of every speed figure: the timed runs and tokens
+    per forward at every k are those of the kept prompts alone; the model stays scored (half its prompts kept)."""
+    model, prompts = shift_model(4, noise=0.1, seed=1), prompts_for(1, count=6)
+    r = DT.bench(model, prompts, [1, 3], 24, repeats=1)
+    q = r["quality"]
+    assert q["kept"] == [0, 4, 5] and [d["prompt"] for d in q["dropped"]] == [1, 2, 3] and not q["degenerate"]
+    assert all(d["why"] for d in q["dropped"]) and r["timed_prompts"] == 3
+    kept = [prompts[i] for i in q["kept"]]
+    alone = D.decode(model, kept, 24, draft_tokens=3, batch_size=1)[1].tokens_per_forward
+    every = D.decode(model, prompts, 24, draft_tokens=3, batch_size=1)[1].tokens_per_forward
+    assert alone != every  # the dropped prompts would change the figure
+    for row in r["per_batch"]:
+        assert row["ar"]["new_tokens"] == row["spec"]["new_tokens"] == 3 * 24 and row["lossless"]
+    assert r["per_batch"][0]["tokens_per_forward"] == alone
+    # tokens per forward at every k: per kept prompt [tokens, forwards], decoded alone
+    by_k = r["tokens_per_forward_by_k"]
+    assert [x["k"] for x in by_k] == [1, 2, 3] and r["metrics"]["decode_tokens_per_forward_k3"] == alone
+    for x in by_k:
+        counts = D.acceptance_counts(model, kept, 24, None, x["k"])
+        assert x["per_prompt"] == [[c["num_drafts"] + c["num_accepted_tokens"], c["num_drafts"]] for c in counts]
+        tokens, forwards = map(sum, zip(*x["per_prompt"]))
+        assert x["tokens_per_forward"] == tokens / forwards
+    assert by_k[2]["tokens_per_forward"] == alone and by_k[0]["tokens_per_forward"] < alone
 
 
 def _summary(n, speedup_b1, degenerate=False, batches=(1, 8)):
@@ -438,7 +469,7 @@ def test_stage_writes_decode_json(tmp_path, monkeypatch, capsys, n):
         "model_presets": {"toy": {"dim": 32, "n_layers": 6 if n > 1 else 2, "n_attn_heads": 2}},
         "datasets": {"toy": {"source": {"kind": "stdlib"}}},
         "sweeps": [{"dataset": "toy", "sizes": ["toy"], "n_heads": [n]}],
-        "decode": {"num_prompts": 3, "prompt_len": 5, "max_new_tokens": 6, "batch_sizes": [1, 2], "repeats": 1}}))
+        "decode": {"num_prompts": 3, "prompt_len": 5, "max_new_tokens": 12, "batch_sizes": [1, 2], "repeats": 1}}))
     cfg = config.load(cfg_path)
     model_dir = config.find_model(cfg, "toy", "toy", n)["dir"]
     model = shift_model(n, noise=0.05) if n > 1 else shift_model(1)
@@ -455,7 +486,7 @@ def test_stage_writes_decode_json(tmp_path, monkeypatch, capsys, n):
     DS.run(SimpleNamespace(config=str(cfg_path), dataset="toy", size="toy", n=n, device="cpu"))
     result = json.loads((tmp_path / "results" / "models" / "toy" / f"toy-n{n}" / "decode.json").read_text())
     (stage, keys, run), = runs
-    assert stage == "decode" and keys == {"dataset": "toy", "size": "toy", "n": n}
+    assert stage == "decode" and keys == config.run_keys(config.find_model(cfg, "toy", "toy", n))
     assert run.tags_["mtp.train_run_id"] == "abc" and run.artifacts[0].endswith("decode.json")
     assert run.metrics == pytest.approx(result["metrics"])
     assert [r["batch_size"] for r in result["per_batch"]] == ([1, 2] if n > 1 else [])
@@ -466,52 +497,22 @@ def test_stage_writes_decode_json(tmp_path, monkeypatch, capsys, n):
             DS.bench_study(cfg)
     else:
         assert result["per_batch"][0]["lossless"] and "decode_speedup_b2" in run.metrics
-        assert result["draft_tokens"] == 1
+        assert result["draft_tokens"] == 1 and [x["k"] for x in result["tokens_per_forward_by_k"]] == [1]
+        assert result["timed_prompts"] == 3 and run.metrics["decode_tokens_per_forward_k1"] > 1
         study = DS.bench_study(cfg)
         summary = study["models"]["toy/toy-n2"]
         assert [r["batch_size"] for r in summary["per_batch"]] == [1, 2]
         assert summary["per_batch"][0]["tokens_per_forward"] >= 1
         assert "unstable" in summary["per_batch"][0]["speedup_spread"] and "degenerate" in summary["quality"]
+        assert list(summary["tokens_per_forward_by_k"]) == [1]
         assert study["model"] is None and study["speedup_b1"] is None and "n >= 4" in study["note"]
-    # 6 new tokens cannot hold 8 distinct ones: degenerate by rule, and the stage says so
-    assert result["quality"]["degenerate"] and run.metrics["decode_degenerate"] == 1.0
-    assert "DEGENERATE OUTPUT" in capsys.readouterr().out
+    # the models count up: 12 distinct tokens, no loop, every prompt kept
+    assert not result["quality"]["degenerate"] and result["quality"]["kept"] == [0, 1, 2]
+    assert run.metrics["decode_degenerate"] == 0.0 and "DEGENERATE OUTPUT" not in capsys.readouterr().out
 
 
-def _chi2_pvalue(counts, expected):
-    """Pearson's chi-square test of counts against expected counts (cells with expected >= 5 kept, the rest
-    pooled into one) -> p-value, from the chi-square survival function Q(df/2, x/2)."""
-    big = expected >= 5
-    obs = torch.cat([counts[big], counts[~big].sum()[None]])
-    exp = torch.cat([expected[big], expected[~big].sum()[None]])
-    keep = exp > 0
-    stat = ((obs[keep] - exp[keep]) ** 2 / exp[keep]).sum()
-    df = int(keep.sum()) - 1
-    return float(torch.special.gammaincc(torch.tensor(df / 2, dtype=torch.float64), stat.double() / 2))
-
-
-@pytest.mark.parametrize("head_type", ["transformer", "medusa", "sequential"])
-def test_speculative_sampling_is_distributed_as_sampling_from_head1(head_type):
-    """Speculative sampling at T = 0.8 with k = 2 drafts: the first three new tokens, over 12,000 samples, follow
-    head 1's exact joint distribution (computed from the model; chi-square, p > 0.001), while drawing the drafts'
-    rejected positions from p instead of the residual (a wrong rule) is refused by the same test (checked once)."""
-    Vs, T, N = 5, 0.8, 12000
-    torch.manual_seed(1)
-    model = MTPModel(ModelConfig(vocab_size=Vs, dim=16, n_layers=4, n_attn_heads=2, n_heads=3,
-                                 head_type=head_type)).eval()
-    with torch.no_grad():
-        model.lm_head.weight.mul_(40)  # distributions far from uniform, and heads that disagree with head 1
-    prompt = [1, 2, 3]
-    seqs = torch.tensor([[a, b, c] for a in range(Vs) for b in range(Vs) for c in range(Vs)])  # (125, 3)
-    with torch.no_grad():
-        logp = torch.log_softmax(model(torch.cat([torch.tensor(prompt).expand(len(seqs), 3), seqs], 1),
-                                       heads=[0])[0].float() / T, -1)  # (125, 6, V)
-    exact = sum(logp[torch.arange(len(seqs)), 2 + i, seqs[:, i]] for i in range(3)).exp()  # P(t1, t2, t3)
-    out, stats = D.decode(model, [prompt] * N, 3, draft_tokens=2, batch_size=3000, temperature=T, seed=7)
-    assert sum(stats.accepted_per_pos) > 0 and sum(stats.verified_per_pos) > sum(stats.accepted_per_pos)
-    index = torch.tensor([(o[0] * Vs + o[1]) * Vs + o[2] for o in out])
-    counts = torch.bincount(index, minlength=Vs ** 3).double()
-    assert _chi2_pvalue(counts, N * exact.double()) > 1e-3
+# Speculative sampling's distribution over many steps (k = 1..3, every head type, the wrong rules refused):
+# tests/test_spec_sampling.py.
 
 
 def test_speculative_sampling_near_the_end_of_the_context():

@@ -1,10 +1,13 @@
-"""mtp.measure: degenerate output is detected both ways, the 90% rule at its boundary; interleaved timing
-marks a ratio unstable when one round is disturbed, stable when rounds are steady."""
+"""mtp.measure: a continuation that ends in a loop (any period up to 16) or repeats few tokens is degenerate and
+dropped, a normal code continuation is not; a model is degenerate only when fewer than half of its prompts are
+kept; interleaved timing marks a ratio unstable when one round is disturbed, stable when rounds are steady."""
 import itertools
 
 import pytest
 
 from mtp import measure as M
+
+CODE = list(b"    def area(self, r):\n        return 3.14159 * r ** 2\n\n    def name(self):\n        return 'c'\n")
 
 
 def varied(seed, length=32):
@@ -14,38 +17,74 @@ def varied(seed, length=32):
 def test_repeated_token_is_degenerate():
     s = M.continuation_stats([5] * 32)
     assert s["degenerate"] and s["distinct"] == 1 and s["top_share"] == 1.0
+    assert s["loop_period"] == 1 and s["loop_share"] == 1.0 and "loop of period 1" in s["why"]
     q = M.output_quality([[5] * 32, [0] * 32])
-    assert q["degenerate"] and q["degenerate_prompts"] == 2 and "degenerate output" in q["reason"]
+    assert q["degenerate"] and q["degenerate_prompts"] == 2 and q["kept"] == [] and "degenerate output" in q["reason"]
+
+
+def test_loop_of_ten_distinct_tokens_is_degenerate():
+    """The old rule (>= 8 distinct tokens, none above half) let any loop of 8 or more distinct tokens through."""
+    loop = list(range(12)) + list(range(20, 30)) * 5  # a 12-token start, then a 10-token loop: 50 of 62 tokens
+    s = M.continuation_stats(loop)
+    assert s["distinct"] == 22 and s["top_share"] < M.MAX_TOP_SHARE  # the old tests pass it
+    assert s["degenerate"] and s["loop_period"] == 10 and s["loop_share"] == pytest.approx(50 / 62)
+    assert M.continuation_stats(list(range(16)) * 3)["loop_period"] == 16  # the longest period looked for
+
+
+def test_normal_code_continuation_is_not_degenerate():
+    s = M.continuation_stats(CODE)
+    assert not s["degenerate"] and s["why"] == "" and s["loop_share"] <= M.MAX_LOOP_SHARE
+
+
+def test_loop_rule_at_its_boundaries():
+    # period 17 (> MAX_LOOP_PERIOD): not looked for, and its 17 distinct tokens pass the other tests
+    s = M.continuation_stats(list(range(17)) * 4)
+    assert not s["degenerate"] and s["loop_period"] == 0
+    # a loop over exactly half of the continuation is allowed, one token more is not
+    start = list(range(100, 120))
+    assert not M.continuation_stats(start + list(range(10)) * 2)["degenerate"]  # 20 of 40
+    s = M.continuation_stats(start[:-1] + list(range(10)) * 2)  # 20 of 39
+    assert s["degenerate"] and s["loop_share"] == pytest.approx(20 / 39)
+    # a loop body seen once is no loop: code ending in a 16-token line it does not repeat
+    assert M.loop_suffix(list(range(100, 140)) + list(range(16))) == (0, 0)
 
 
 def test_short_cycle_is_degenerate():
     s = M.continuation_stats([1, 2, 3] * 10)  # "abcabc": no token above half, but only 3 distinct
     assert s["top_share"] < M.MAX_TOP_SHARE and s["degenerate"]
-    assert M.continuation_stats(list(range(7)) * 4)["degenerate"]  # 7 distinct: one short of the rule
-    assert not M.continuation_stats(list(range(8)) * 4)["degenerate"]  # 8 distinct, top share 1/8
+    # not periodic, few distinct tokens: the distinct-token test still catches it
+    s = M.continuation_stats([1, 4, 4, 1, 2, 4, 3, 5, 4, 0, 4, 0, 6, 3, 2, 4, 1, 1, 5, 3, 4, 6, 4, 3, 3, 5, 6, 1])
+    assert s["loop_share"] <= M.MAX_LOOP_SHARE and s["distinct"] == 7 and s["degenerate"]
 
 
 def test_one_dominant_token_is_degenerate():
     assert M.continuation_stats(list(range(10)) + [0] * 9)["degenerate"]  # 10 distinct, token 0: 10/19 > 1/2
-    s = M.continuation_stats(list(range(10)) + [0] * 8)  # token 0: 9/18, exactly half, is allowed
-    assert s["top_share"] == M.MAX_TOP_SHARE and not s["degenerate"]
+    tokens = [0, 1, 0, 2, 0, 3, 0, 4, 0, 5, 0, 6, 0, 7, 0, 8, 0, 9, 0, 0, 1]  # token 0: 11/21, no loop
+    s = M.continuation_stats(tokens)
+    assert s["loop_share"] <= M.MAX_LOOP_SHARE and s["top_share"] > M.MAX_TOP_SHARE and s["degenerate"]
+    s = M.continuation_stats([0, 1, 0, 2, 0, 3, 0, 4, 0, 5, 0, 6, 0, 7, 0, 8, 0, 9, 1, 2])  # token 0: 9/20
+    assert not s["degenerate"]
 
 
 def test_varied_output_is_not_degenerate():
-    outs = [varied(s) for s in range(10)]
+    outs = [varied(s) for s in range(10)] + [CODE]
     q = M.output_quality(outs)
-    assert not q["degenerate"] and q["reason"] == "" and q["ok_fraction"] == 1.0
+    assert not q["degenerate"] and q["reason"] == "" and q["kept_fraction"] == 1.0
+    assert q["kept"] == list(range(11)) and q["dropped"] == []
     assert q["distinct_tokens"] == [M.continuation_stats(o)["distinct"] for o in outs]
-    assert min(q["distinct_tokens"]) >= M.MIN_DISTINCT and max(q["top_share"]) <= M.MAX_TOP_SHARE
 
 
-@pytest.mark.parametrize("bad, degenerate", [(0, False), (1, False), (2, True)])
-def test_ninety_percent_rule_at_its_boundary(bad, degenerate):
-    # 10 prompts: 9 good (90%) is enough, 8 good (80%) is not
-    outs = [[4] * 32] * bad + [varied(s) for s in range(10 - bad)]
+@pytest.mark.parametrize("bad, degenerate", [(0, False), (1, False), (5, False), (6, True), (10, True)])
+def test_degenerate_prompts_are_dropped_the_model_only_when_fewer_than_half_are_kept(bad, degenerate):
+    # 10 prompts, the first `bad` looping: those are dropped; 5 kept (half) is enough, 4 is not
+    outs = [list(range(10, 20)) + [4, 5] * 11] * bad + [varied(s) for s in range(10 - bad)]
     q = M.output_quality(outs)
-    assert q["degenerate_prompts"] == bad and q["ok_fraction"] == pytest.approx((10 - bad) / 10)
+    assert q["degenerate_prompts"] == bad and q["kept"] == list(range(bad, 10))
+    assert [d["prompt"] for d in q["dropped"]] == list(range(bad))
+    assert all("loop of period 2" in d["why"] for d in q["dropped"])
+    assert q["kept_fraction"] == pytest.approx((10 - bad) / 10)
     assert q["degenerate"] is degenerate and bool(q["reason"]) is degenerate
+    assert q["measured"] == (list(range(10)) if degenerate else q["kept"])  # degenerate: every prompt, unscored
 
 
 def fake_clock(durations):

@@ -23,7 +23,7 @@ import pytest
 import torch
 import yaml
 
-from mtp import UserError, config
+from mtp import UserError, config, measure
 from mtp import decode as D
 from mtp import decode_timing as DT
 from mtp import vllm_bench as VB
@@ -96,6 +96,17 @@ def test_configurations(tmp_path):
     assert runs[3][3]["method"] == "ngram" and runs[4][3]["model"] == "/d/hf"
     base = S.configurations(1, {"hf": "/m/hf", "drafter": None}, cfg["vllm"], [], None)
     assert [r[0] for r in base] == ["nospec", "ngram"]
+
+
+def test_draft_tokens_say_every_k_or_a_list(tmp_path):
+    """vllm.draft_tokens: all (the default) or null serve our heads at every k = 1..n-1; a list is clamped to n-1."""
+    assert _cfg(tmp_path)["vllm"]["draft_tokens"] == "all"
+    assert S.draft_ks(_cfg(tmp_path, vllm={"draft_tokens": "all"})["vllm"]["draft_tokens"], 4) is None
+    assert S.draft_ks(None, 4) is None
+    assert S.draft_ks([7], 4) == [3] and S.draft_ks([2, 1, 9], 3) == [1, 2]
+    for bad in ("every", [], [0]):
+        with pytest.raises(UserError, match="vllm.draft_tokens"):
+            _cfg(tmp_path, vllm={"draft_tokens": bad})
 
 
 def test_param_count_from_presets_matches_the_model():
@@ -236,13 +247,14 @@ register(Baseline("ngram-short", "ngram k=1 (toy)", shortest_ngram, marker="v"))
 """
 
 
-def _write_data(cfg):
-    """The toy dataset's tokenizer and val split (the prompts' source) under the config's results."""
+def _write_data(cfg, val_tail=b""):
+    """The toy dataset's tokenizer and val split (the prompts' source) under the config's results; val_tail: bytes
+    appended to the split."""
     from mtp.tokenizer import byte_tokenizer
     data_dir = config.data_dir(cfg, "toy")
     data_dir.mkdir(parents=True)
     byte_tokenizer().save(str(data_dir / "tokenizer.json"))
-    val = np.array(corpus(400, 1), dtype=np.uint16)
+    val = np.array(corpus(400, 1) + list(val_tail), dtype=np.uint16)
     val.tofile(data_dir / "val.bin")
     (data_dir / "meta.json").write_text(json.dumps({"dtype": "uint16", "tokens_val": len(val), "bytes_val": len(val),
                                                     "vocab_size": 257,
@@ -264,7 +276,7 @@ def study(tmp_path_factory):
     cfg["extensions"] = ["toy_baselines"]
     cfg_path = root / "config.yaml"
     cfg_path.write_text(yaml.safe_dump(cfg))
-    data_dir = _write_data(cfg)
+    data_dir = _write_data(cfg, val_tail=b"self." * 6)  # the second prompt becomes "self.self..": it loops
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     data = torch.tensor(corpus(20000, 0))
@@ -309,14 +321,20 @@ def test_stage_runs_and_records(study):
     assert "cross-checks against the native engine: ok" in proc.stdout
     assert [r["name"] for r in result["configs"]] == ["nospec", "heads_k1", "heads_k2", "ngram", "draft", "ngram-short"]
     assert result["draft_model"] == "toy/mini-n1" and result["crosscheck"]["ok"] and result["vllm_version"]
-    m = result["metrics"]
+    # the kept prompts: those whose native greedy continuation is not degenerate (mtp.measure); all others dropped
+    q = result["quality"]
+    greedy = D.decode(study["models"][3], study["prompts"], 24, None, 0, batch_size=1)[0]
+    assert q == measure.output_quality(greedy) and q["prompts"] == result["num_prompts"] == 4
+    m, kept = result["metrics"], result["timed_prompts"]
+    assert kept == len(q["kept"]) >= 2 and m["vllm_degenerate_prompts"] == 4 - kept >= 1  # the looping prompt
+    assert all(len(r["per_prompt"]) == kept for r in result["configs"])
     for key in ("vllm_nospec_tokens_per_s_b1", "vllm_heads_k2_speedup_b2", "vllm_heads_k2_accept_rate_pos2_b1",
                 "vllm_heads_k1_mean_accept_len_b1", "vllm_ngram_speedup_b1", "vllm_draft_accept_rate_b2"):
         assert m[key] is not None and m[key] > 0, key
     for r in result["configs"]:
         assert r["startup_s"] > 0
         for row in r["per_batch"]:
-            assert row["new_tokens"] == 4 * 24 and row["tokens_per_s"] > 0 and len(row["tokens_per_s_all"]) == 2
+            assert row["new_tokens"] == kept * 24 and row["tokens_per_s"] > 0 and len(row["tokens_per_s_all"]) == 2
             assert row["tokens_per_s_min"] <= row["tokens_per_s"] <= row["tokens_per_s_max"]
             assert row["other_engines_cpu_s"] >= 0 and row["cpu_s"] > 0
             if r["name"] == "nospec":
@@ -325,10 +343,7 @@ def test_stage_runs_and_records(study):
                 sp = row["speedup_spread"]
                 assert sp["min"] <= row["speedup"] <= sp["max"] and isinstance(sp["unstable"], bool)
                 assert m[f"vllm_{r['name']}_speedup_spread_b{row['batch_size']}"] == sp["spread"]
-    q = result["quality"]  # mtp.measure.output_quality of nospec's continuations
-    assert q["prompts"] == 4 and len(q["distinct_tokens"]) == 4 and isinstance(q["degenerate"], bool)
-    assert q["distinct_tokens"] == [len(set(p["tokens"])) for p in result["configs"][0]["per_prompt"]]
-    assert tracking.find_run(study["cfg"], "vllm", dataset="toy", size="toy", n=3)
+    assert tracking.find_run(study["cfg"], "vllm", **config.run_keys(config.find_model(study["cfg"], "toy", "toy", 3)))
 
 
 @pytest.mark.slow
@@ -370,9 +385,13 @@ def test_a_registered_baseline_is_served_and_reported(study, monkeypatch):
         VLLM_BASELINES.pop("ngram-short")
 
 
+def kept_prompts(study):
+    return [study["prompts"][i] for i in study["result"]["quality"]["kept"]]
+
+
 @pytest.mark.slow
 def test_vllm_greedy_equals_native_greedy(study):
-    model, prompts = study["models"][3], study["prompts"]
+    model, prompts = study["models"][3], kept_prompts(study)
     native = [naive_greedy(model, p, 24) for p in prompts]
     assert D.decode(model, prompts, 24, None, 0, batch_size=1)[0] == native
     for r in study["result"]["configs"]:
@@ -383,7 +402,7 @@ def test_vllm_greedy_equals_native_greedy(study):
 
 @pytest.mark.slow
 def test_acceptance_counts_equal_native_at_batch1(study):
-    model, prompts = study["models"][3], study["prompts"]
+    model, prompts = study["models"][3], kept_prompts(study)
     for k in (1, 2):
         run = next(r for r in study["result"]["configs"] if r["name"] == f"heads_k{k}")
         native = D.acceptance_counts(model, prompts, 24, None, k)

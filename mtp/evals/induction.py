@@ -116,11 +116,11 @@ def evaluate_model(cfg, model_entry):
         metrics = {"induction_acc": score(preds, sequences, targets),
                    "induction_scored_tokens": sum(len(t) for t in targets)}
         # correct_by_story: story i is the i-th of test_set(num_tests, seed): the report pairs models by it
-        result = {**keys, "task": "induction", "num_tests": syn["num_tests"], "seed": cfg["seed"],
+        result = {**keys, "task": "induction", "num_tests": syn["num_tests"], "test_seed": cfg["seed"],
                   "context": ctx, "metrics": metrics, "correct_by_story": items}
         path = Path(model_entry["dir"]) / "eval_induction.json"
         write_json(path, result)
-        run.params({"num_tests": syn["num_tests"], "seed": cfg["seed"], "context": ctx,
+        run.params({"num_tests": syn["num_tests"], "test_seed": cfg["seed"], "context": ctx,
                     "batch_size": syn["batch_size"]})
         run.log(metrics)
         run.artifact(path)

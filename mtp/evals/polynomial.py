@@ -86,12 +86,12 @@ def evaluate_model(cfg, model_entry):
         acc = {m: sum(v) / len(v) if v else 0.0 for m, v in items.items()}
         metrics = summary(acc, max_ops_train)
         # correct_by_m: item i of m is the i-th of test_set(m, num_tests, seed): the report pairs models by it
-        result = {**keys, "task": "polynomial", "num_tests": syn["num_tests"], "seed": cfg["seed"],
+        result = {**keys, "task": "polynomial", "num_tests": syn["num_tests"], "test_seed": cfg["seed"],
                   "max_ops_train": max_ops_train, "accuracy_by_m": {str(m): a for m, a in acc.items()},
                   "correct_by_m": {str(m): v for m, v in items.items()}, "metrics": metrics}
         path = Path(model_entry["dir"]) / "eval_polynomial.json"
         write_json(path, result)
-        run.params({"num_tests": syn["num_tests"], "seed": cfg["seed"], "max_ops_train": max_ops_train,
+        run.params({"num_tests": syn["num_tests"], "test_seed": cfg["seed"], "max_ops_train": max_ops_train,
                     "max_ops_eval": max(ms), "batch_size": syn["batch_size"]})
         run.log(metrics)
         run.artifact(path)

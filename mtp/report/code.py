@@ -1,8 +1,8 @@
 """Code benchmarks (Table S7 analogue): pass@k by size x n from eval_code.json, each n>1 model paired with the n=1
 model of its size over problems, and the claim that small models lose pass@1 with n > 1."""
 from mtp.report.figures import by, figure_no_data, grid, legend, save
-from mtp.report.study import baseline, get, num, order, pairs
-from mtp.report.verdicts import ci_cols, ci_parts, claim, paired_ci, verdict_paired
+from mtp.report.study import baseline, get, num, order, pairs, seed_groups
+from mtp.report.verdicts import ci_cols, ci_parts, claim, paired_ci, runs_text, seeds_ci, verdict_paired
 
 # Paper, Fig. 3: n=4 hurts at 0.3B-0.6B, breaks even near 1.3B; "small" = below the 1.3B break-even.
 SMALL_MAX_PARAMS = 1.0e9
@@ -41,17 +41,21 @@ def code_rows(records):
 
 
 def claim_small_pass(records):
-    """pass@1 of n=1 minus that of n>1 (positive: the paper's direction, n>1 hurts small models), per benchmark."""
+    """pass@1 of n=1 minus that of n>1 (positive: the paper's direction, n>1 hurts small models), per benchmark,
+    over training seeds."""
     small = [r for r in records if r["task"] == "code" and r["params"] < SMALL_MAX_PARAMS]
     benches = sorted({b for r in small for b in (get(r["results"]["code"], "benchmarks") or {})})
-    cis = []
+    cis, used = [], []
     for bench in benches:
-        for r, base in pairs(small):
-            if get(r["results"]["code"], "benchmarks", bench) and get(base["results"]["code"], "benchmarks", bench):
-                cis.append((f"{bench} {r['name']}", paired_ci(code_items(base, bench, 1), code_items(r, bench, 1))))
+        both = [(r, b) for r, b in pairs(small) if get(r["results"]["code"], "benchmarks", bench)
+                and get(b["results"]["code"], "benchmarks", bench)]
+        used += [x for pair in both for x in pair]
+        for label, group in seed_groups(both).items():
+            cis.append((f"{bench} {label}",
+                        seeds_ci([(code_items(b, bench, 1), code_items(r, bench, 1)) for r, b in group])))
     ours = f"pass@1(n=1) - pass@1(n>1), paired over problems: {ci_parts(cis)}" if cis else "-"
     return claim("Small models lose pass@1 with n > 1", PAPER_SMALL_PASS, ours, verdict_paired,
-                 ([ci for _, ci in cis],))
+                 ([ci for _, ci in cis],), runs=runs_text(used))
 
 
 def plot_code(records, path):

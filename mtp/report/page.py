@@ -35,7 +35,8 @@ STYLE = """body{font-family:sans-serif;max-width:1200px;margin:2em auto;padding:
 table{border-collapse:collapse;font-size:13px;margin:1em 0}td,th{border:1px solid #ccc;padding:3px 6px;text-align:left}
 th{background:#f3f3f3}img{max-width:100%;border:1px solid #eee}.missing{color:#a40}
 .v-reproduced{background:#dfd}.v-contradicted{background:#fdd}.v-not-at-this-scale{background:#ffd}
-.v-no-data{background:#eee}.v-inconclusive{background:#eef}.v-no-verdict{background:#eee}"""
+.v-no-data{background:#eee}.v-inconclusive{background:#eef}.v-no-verdict{background:#eee}
+.v-exploratory{background:#f4eefc}"""
 
 
 def html_table(rows):

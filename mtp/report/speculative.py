@@ -2,25 +2,30 @@
 vllm.json, with vLLM's ngram and draft-model baselines), its figure, and the claims on tokens per forward, the
 byte-level gain and losslessness.
 
-Speed figures (tokens per forward, speed-ups) are evidence only from a file whose top-level "quality"
-(mtp.measure.output_quality) is not degenerate, otherwise "no data: degenerate output (reason)"; a speed-up only
-with its per-round spread ("speedup_spread", mtp.measure.ratio): unstable -> "no verdict".
+Prompts whose greedy continuation is degenerate (mtp.measure: a loop, few distinct tokens) were dropped by the
+stages from every speed figure; the table's "dropped" column says how many per file. Speed figures (tokens per
+forward, speed-ups) are evidence only from a file whose top-level "quality" (mtp.measure.output_quality) is not
+degenerate (enough prompts kept), otherwise "no data: degenerate output (reason)"; a speed-up only with its
+per-round spread ("speedup_spread", mtp.measure.ratio): unstable -> "no verdict". Tokens per forward grow with
+heads: judged per model over k = 1..n-1 drafted tokens, on per-prompt counts (decode.json
+"tokens_per_forward_by_k", vllm.json our heads' "per_prompt"), by paired bootstrap over prompts (mtp.paired).
 """
+from mtp.paired import paired_bootstrap, sign
 from mtp.report.figures import by, figure_no_data, legend, no_data, plt, save
 from mtp.report.study import get, num, order, output_check, speedup_spread
 from mtp.report.tables import fmt
-from mtp.report.verdicts import (CONTRADICTED, DEGENERATE, NO_DATA, NO_VERDICT, NOT_AT_SCALE, REPRODUCED, claim,
-                                 unstable_verdict)
-from mtp.report.vllm import crosschecks, vllm_runs
+from mtp.report.verdicts import (CONTRADICTED, DEGENERATE, INCONCLUSIVE, NO_DATA, NO_VERDICT, NOT_AT_SCALE,
+                                 REPRODUCED, claim, runs_text, unstable_verdict)
+from mtp.report.vllm import crosschecks, heads_per_prompt, vllm_runs
 from mtp.vllm_baselines import VLLM_BASELINES
 
-# Paper, Table S2: tokens per forward rise with heads used (7B code: 1 -> 3.50 at 4 heads). Tokens per
-# forward is a count over fixed prompts (greedy, deterministic): 0.01 only absorbs rounding.
-TPF_MIN_GAIN = 0.01
+# Paper, Table S2: tokens per forward rise with heads used (7B code: 1 -> 3.50 at 4 heads). Each step from k to
+# k+1 drafted tokens is judged by its 95% paired-bootstrap interval over prompts (mtp.paired), no fixed margin.
 # No paper number: below 1.05 tokens per forward (5% of drafts accepted) the heads do not draft at all.
 TPF_NO_ACCEPTANCE = 1.05
 # Speed-ups: mtp.measure.UNSTABLE_SPREAD (0.25): a ratio whose per-round (max - min) / median exceeds it
 # gives no verdict.
+COUNTED = "self-speculative, untimed"  # native tokens per forward at every k: each kept prompt alone, batch 1
 
 PAPER_TPF = ("7B code, 4 heads: 3.50 tokens/forward, 3.05x speed-up (Wikipedia: 3.12, 2.74x), rising with heads "
              "used (Table S2)")
@@ -28,19 +33,44 @@ PAPER_BYTES = "byte-level n=8: 7.04 tokens/forward, 6.39x speed-up, vs 3.50 / 3.
 PAPER_LOSSLESS = "self-speculative output identical to greedy decoding (Section 3.2)"
 
 
-def verdict_tokens_per_forward_grow(sequences, min_gain=TPF_MIN_GAIN, no_acceptance=TPF_NO_ACCEPTANCE):
-    """Each sequence is [(heads used, tokens per forward), ...] of one model (vLLM, k = 1..n-1) or one
-    size (native, one model per n), models with degenerate output left out. Reproduced when tokens per
-    forward rises by more than `min_gain` (0.01) at every extra head in every sequence; not at this scale
-    when no sequence ever exceeds `no_acceptance` (1.05: drafts are almost never accepted); contradicted
-    otherwise; no data without a sequence of at least two points."""
-    seqs = [sorted(s) for s in sequences if len(s) >= 2]
+def tpf_steps(models):
+    """{label: {k: [(tokens, forwards) per prompt]}} -> {label: {"points": [(k, pooled tokens / forwards)],
+    "steps": [(k, next k, paired-bootstrap interval of tpf(next k) - tpf(k) over prompts, or None)]}} of the
+    models counted at two k or more (mtp.paired: (hits, count) pairs are pooled; the same prompts at every k)."""
+    out = {}
+    for label, by_k in models.items():
+        ks = sorted(k for k, pairs in by_k.items() if pairs and sum(f for _, f in pairs) > 0)
+        if len(ks) < 2:
+            continue
+        points = [(k, sum(t for t, _ in by_k[k]) / sum(f for _, f in by_k[k])) for k in ks]
+        steps = [(a, b, paired_bootstrap(by_k[b], by_k[a]) if len(by_k[a]) == len(by_k[b]) else None)
+                 for a, b in zip(ks, ks[1:])]
+        out[label] = {"points": points, "steps": steps}
+    return out
+
+
+def verdict_tokens_per_forward_grow(models, no_acceptance=TPF_NO_ACCEPTANCE):
+    """models: {label: {k: [(tokens, forwards) per prompt]}}, one per model and engine: k drafted tokens (heads used
+    - 1) from 1 to n-1, each prompt's tokens and decode forwards counted on the same kept prompts at every k. For
+    each step from one k to the next of each model: the 95% paired-bootstrap interval over prompts of
+    tpf(k+1) - tpf(k), tpf = pooled tokens / forwards (mtp.paired). Reproduced when every step's interval lies
+    above 0; contradicted when any step's interval lies below 0; inconclusive otherwise (the steps whose interval
+    includes 0 named). Before those: no data without a model counted at two k or more; not at this scale when no
+    tpf exceeds `no_acceptance` (1.05: drafts are almost never accepted)."""
+    seqs = tpf_steps(models)
     if not seqs:
         return NO_DATA
-    if max(t for s in seqs for _, t in s) <= no_acceptance:
+    if max(t for s in seqs.values() for _, t in s["points"]) <= no_acceptance:
         return NOT_AT_SCALE
-    rising = all(b[1] - a[1] > min_gain for s in seqs for a, b in zip(s, s[1:]))
-    return REPRODUCED if rising else CONTRADICTED
+    steps = [(label, a, b, ci) for label, s in seqs.items() for a, b, ci in s["steps"]]
+    if any(sign(ci) == -1 for *_, ci in steps):
+        return CONTRADICTED
+    if all(sign(ci) == 1 for *_, ci in steps):
+        return REPRODUCED
+    open_ = [f"{label} k={a}->{b}: " + (f"{ci['level']:.0%} CI [{ci['lo']:+.3f}, {ci['hi']:+.3f}]" if ci else
+                                         "no interval (prompts differ)")
+             for label, a, b, ci in steps if sign(ci) != 1]
+    return f"{INCONCLUSIVE} ({'; '.join(open_)} include{'s' if len(open_) == 1 else ''} 0)"
 
 
 def verdict_byte_level_gain_largest(byte_speedup, best_other_speedup, spreads=()):
@@ -81,7 +111,8 @@ def _spec_row(engine, r, batch_size, method, k, tokens_per_s, speedup, tokens_pe
     """One row of the speculative table. Where `output` is not "ok" (degenerate, or unchecked) the speed-up and
     tokens per forward cells hold the reason instead of numbers: no claim reads them. An unstable speed-up
     keeps its number, with its spread and timing "unstable: no verdict"."""
-    heads = k + 1 if isinstance(k, int) and method in ("autoregressive", "self-speculative", "none", "mtp") else None
+    heads = k + 1 if isinstance(k, int) and method in ("autoregressive", "self-speculative", COUNTED, "none",
+                                                       "mtp") else None
     if output is not None and output != "ok":
         short = DEGENERATE if output.startswith(DEGENERATE) else "no data: output not checked"
         speedup = tokens_per_forward = short
@@ -111,6 +142,10 @@ def _native_rows(r):
                                   num(b.get("speedup")),
                                   num(b.get("tokens_per_forward", sp.get("tokens_per_forward"))),
                                   sp.get("accept_rate_per_pos"), b.get("lossless"), speedup_spread(b), out))
+    for x in d.get("tokens_per_forward_by_k") or []:  # every k, each kept prompt alone
+        if isinstance(x, dict):
+            rows.append(_spec_row("native", r, 1, COUNTED, x.get("k"), None, None, num(x.get("tokens_per_forward")),
+                                  output=out))
     if d and not d.get("per_batch"):  # n = 1: its greedy output is checked, not timed (nothing to compare with)
         rows.append(_spec_row("native", r, None, "greedy, untimed", 0, None, None, None, output=out))
     s = d.get("sampling")
@@ -121,20 +156,32 @@ def _native_rows(r):
         rows.append(_spec_row("native", r, bs, f"speculative sampling T={t}", s["spec"].get("draft_tokens"),
                               num(s["spec"].get("tokens_per_s")), num(s.get("speedup")), num(s.get("tokens_per_forward")),
                               s["spec"].get("accept_rate_per_pos"), None, speedup_spread(s), out))
-    return rows
+    return [{**x, "dropped": dropped(d)} for x in rows]
+
+
+def dropped(d):
+    """'3 of 16 (prompts 2, 5, 9)': the prompts a decode.json / vllm.json left out of its speed figures because their
+    greedy continuation is degenerate (mtp.measure); None without that record."""
+    q = get(d, "quality")
+    if not isinstance(get(q, "dropped"), list) or num(get(q, "prompts")) is None:
+        return None
+    which = ", ".join(str(x.get("prompt")) for x in q["dropped"] if isinstance(x, dict))
+    return f"{len(q['dropped'])} of {q['prompts']}" + (f" (prompts {which})" if which else "")
 
 
 def speculative_rows(records):
-    """Native (decode.json) and vLLM (vllm.json) runs: one row per model, batch size and method.
-    heads_used = drafted tokens + 1 for our heads (none for the ngram and draft-model baselines).
-    output: output_check of the file ("ok", or why its speed figures are not scored)."""
+    """Native (decode.json) and vLLM (vllm.json) runs: one row per model, batch size and method; native tokens per
+    forward at every k (method COUNTED, batch 1, untimed). heads_used = drafted tokens + 1 for our heads (none for
+    the ngram and draft-model baselines). output: output_check of the file ("ok", or why its speed figures are not
+    scored); dropped: the prompts whose degenerate continuation the file left out (dropped())."""
     rows = []
     for r in sorted(records, key=order):
         rows += _native_rows(r)
-        out = output_check(r, "vllm")
-        for x in vllm_runs(r["results"]["vllm"]):
-            rows.append(_spec_row("vllm", r, x["batch_size"], x["method"], x["k"], x["tokens_per_s"], x["speedup"],
-                                  x["tokens_per_forward"], x["accept_rate_per_pos"], spread=x["spread"], output=out))
+        out, v = output_check(r, "vllm"), r["results"]["vllm"]
+        for x in vllm_runs(v):
+            rows.append({**_spec_row("vllm", r, x["batch_size"], x["method"], x["k"], x["tokens_per_s"], x["speedup"],
+                                     x["tokens_per_forward"], x["accept_rate_per_pos"], spread=x["spread"],
+                                     output=out), "dropped": dropped(v)})
     return rows
 
 
@@ -168,38 +215,49 @@ def _no_data_verdict(excluded):
     return "; ".join(why)
 
 
-def tpf_sequences(spec_rows):
-    """[(label, [(heads used, tokens per forward)])]: native per (dataset, size) across n, vLLM per model across k.
-    Rows whose output is degenerate (or unchecked) carry no number and are left out."""
-    out = []
-    for engine in ("native", "vllm"):
-        rows = [x for x in spec_rows if x["engine"] == engine and x["heads_used"]]
-        bs = smallest_batch(rows)
-        rows = [x for x in rows if x["batch_size"] == bs and num(x["tokens_per_forward"]) is not None]
-        if engine == "native":
-            keyf = lambda x: (x["dataset"], x["size"])  # noqa: E731
-        else:
-            keyf = lambda x: (x["dataset"], x["size"], x["n"])  # noqa: E731
-        for g in sorted({keyf(x) for x in rows}, key=str):
-            pts = {}
-            for x in rows:
-                if keyf(x) == g:
-                    pts.setdefault(x["heads_used"], x["tokens_per_forward"])
-            label = f"{engine} {'/'.join(str(p) for p in g)} (batch {bs})"
-            out.append((label, sorted(pts.items())))
-    return out
+def tpf_by_k(records):
+    """{label: {k: [(tokens, forwards) per kept prompt]}}: per model, native (decode.json "tokens_per_forward_by_k")
+    and vLLM (vllm.json, our heads' per-prompt counters), from files whose output is scored (output_check)."""
+    out = {}
+    for r in sorted(records, key=order):
+        if output_check(r, "decode") == "ok":
+            out[f"native {r['name']}"] = {x["k"]: x["per_prompt"] for x in
+                                          get(r["results"]["decode"], "tokens_per_forward_by_k") or []
+                                          if isinstance(x, dict) and isinstance(x.get("per_prompt"), list)}
+        if output_check(r, "vllm") == "ok":
+            out[f"vllm {r['name']}"] = heads_per_prompt(r["results"]["vllm"])
+    return {label: by_k for label, by_k in out.items() if by_k}
+
+
+def _tpf_text(label, seq):
+    """'native code/micro-n4 (12 prompts): k=1 1.62, k=2 1.95 (+0.33, 95% CI [+0.25, +0.41]), ...'."""
+    steps = {b: ci for _, b, ci in seq["steps"]}
+    parts = []
+    for k, t in seq["points"]:
+        ci = steps.get(k)
+        parts.append(f"k={k} {t:.2f}" + (f" ({ci['diff']:+.2f}, {ci['level']:.0%} CI [{ci['lo']:+.2f}, "
+                                            f"{ci['hi']:+.2f}])" if ci else ""))
+    prompts = next((ci["items"] for _, _, ci in seq["steps"] if ci), None)
+    return f"{label}" + (f" ({prompts} prompts)" if prompts else "") + ": " + ", ".join(parts)
 
 
 def claim_tpf(records):
     rows = speculative_rows(records)
-    seqs = [s for s in tpf_sequences(rows) if len(s[1]) >= 2]
+    models = tpf_by_k(records)
+    seqs = tpf_steps(models)
     excluded = _excluded(rows)
-    ours = "; ".join(f"{label}: " + ", ".join(f"{h} heads {t:.2f}" for h, t in pts) for label, pts in seqs) or "-"
+    ours = "; ".join(_tpf_text(label, seq) for label, seq in seqs.items()) or "-"
+    drops = [f"{engine} {r['name']} {dropped(r['results'][key])}" for r in sorted(records, key=order)
+             for engine, key in (("native", "decode"), ("vllm", "vllm"))
+             if get(r["results"][key], "quality", "dropped")]
+    if drops:
+        ours += f"; degenerate continuations dropped: {', '.join(drops)}"
     if excluded:
         ours += f"; not scored: {_excluded_text(excluded)}"
     return claim("Tokens per forward grow with the number of heads used", PAPER_TPF, ours,
-                 verdict_tokens_per_forward_grow, ([pts for _, pts in seqs],),
-                 verdict=None if seqs or not excluded else _no_data_verdict(excluded))
+                 verdict_tokens_per_forward_grow, (models,),
+                 verdict=None if seqs or not excluded else _no_data_verdict(excluded),
+                 runs=runs_text([r for r in records if r["n"] > 2 and (r["results"]["decode"] or r["results"]["vllm"])]))
 
 
 def _speed_text(x):
@@ -230,7 +288,8 @@ def claim_bytes(records):
     spreads = [None if x["timing"] is None else {"spread": x["spread"], "unstable": x["timing"] != "stable"}
                for x in (b, o) if x]
     return claim("Byte-level n=8 gives the largest speculative gain", PAPER_BYTES, ours,
-                 verdict_byte_level_gain_largest, (b and b["speedup"], o and o["speedup"], spreads), verdict)
+                 verdict_byte_level_gain_largest, (b and b["speedup"], o and o["speedup"], spreads), verdict,
+                 runs=runs_text([r for r in records for x in (b, o) if x and _model(x) == r["name"]]))
 
 
 def claim_lossless(records):
@@ -244,7 +303,8 @@ def claim_lossless(records):
     if checks:
         ours.append(f"{sum(checks)} of {len(checks)} vLLM models match native greedy in every configuration")
     return claim("Self-speculative decoding is lossless", PAPER_LOSSLESS, "; ".join(ours) or "-", verdict_lossless,
-                 ([x["lossless"] for x in rows] + checks,))
+                 ([x["lossless"] for x in rows] + checks,),
+                 runs=runs_text([r for r in records if r["n"] > 1 and (r["results"]["decode"] or r["results"]["vllm"])]))
 
 
 # ---- figure
@@ -255,21 +315,31 @@ def plot_speculative(records, path):
         return figure_no_data(path, "Speculative decoding", "no decode.json or vllm.json")
     fig, axes = plt().subplots(2, 2, figsize=(11, 8), squeeze=False)
     for row, engine in enumerate(("native", "vllm")):
-        xs = [x for x in rows if x["engine"] == engine]
-        bs = smallest_batch(xs)
-        xs = [x for x in xs if x["batch_size"] == bs]
         name = "native engine" if engine == "native" else "vLLM"
         for col, (metric, label) in enumerate((("tokens_per_forward", "tokens per forward"),
                                                ("speedup", "speed-up vs no speculation (x)"))):
+            xs = _panel_rows(rows, engine, metric)
+            bs = smallest_batch(xs)
+            xs = [x for x in xs if x["batch_size"] == bs]
             title = f"{name}: {label.split(' (')[0]} (batch {bs})"
             _panel(axes[row][col], xs, engine, metric, label, title)
     fig.tight_layout()
     save(fig, path)
 
 
+def _panel_rows(rows, engine, metric):
+    """The rows of one panel: native tokens per forward from the runs at every k (per model, with its
+    autoregressive 1.0), native speed-ups from the timed runs (per size, across n); vLLM's rows as they are."""
+    xs = [x for x in rows if x["engine"] == engine]
+    if engine == "vllm":
+        return xs
+    methods = ("autoregressive", COUNTED) if metric == "tokens_per_forward" else ("autoregressive", "self-speculative")
+    return [x for x in xs if x["method"] in methods]
+
+
 def _panel(ax, xs, engine, metric, label, title):
-    """One engine's `metric` by heads used, at one batch size: a line per size (native) or model (vLLM), the vLLM
-    baselines as markers, and the models left out (degenerate output) named."""
+    """One engine's `metric` by heads used, at one batch size: a line per model (per size for the native speed-up,
+    across n), the vLLM baselines as markers, and the models left out (degenerate output) named."""
     if not xs:
         no_data(ax, title, "no decode.json" if engine == "native" else "no vllm.json")
         return
@@ -291,11 +361,11 @@ def _panel(ax, xs, engine, metric, label, title):
 
 
 def _own_heads(ax, xs, engine, metric):
-    """Lines of our heads (at least two points each); {group: its line's color}."""
-    if engine == "native":
+    """Lines of our heads (at least two points each); {model: its line's color}."""
+    if engine == "native" and metric == "speedup":
         lines = by([x for x in xs if x["heads_used"]], lambda x: f"{x['dataset']}/{x['size']}")
     else:
-        lines = by([x for x in xs if x["heads_used"]], lambda x: f"{x['dataset']}/{x['size']}-n{x['n']}")
+        lines = by([x for x in xs if x["heads_used"]], _model)
     colors = {}
     for g, ps in sorted(lines.items()):
         pts = sorted({x["heads_used"]: x[metric] for x in ps if num(x[metric]) is not None}.items())

@@ -72,13 +72,14 @@ def read_result(path):
 def load_study(cfg):
     """One record per model of the config: identity, preset size, and each result file (or why it is absent).
     "size" is the model's slot (mtp.config.model_slot: the preset, or <preset>-<head_type>), so that tables and
-    figures keep head types apart; "preset" and "head_type" name the two."""
+    figures keep head types (and training seeds) apart; "preset" and "head_type" name the two, "seed" and "family"
+    (the slot without the seed) the training seed and the models that differ only by it."""
     from mtp.config import model_name, models, task_of
     records = []
     for m in models(cfg):
         ds = cfg["datasets"][m["dataset"]]
         rec = {"dataset": m["dataset"], "size": m["slot"], "preset": m["size"], "head_type": m["head_type"],
-               "n": m["n"], "name": model_name(m), "dir": m["dir"], "init_from": m["init_from"],
+               "seed": m["seed"], "family": m["family"], "n": m["n"], "name": model_name(m), "dir": m["dir"], "init_from": m["init_from"],
                "task": task_of(ds), "tokenizer": ds["tokenizer"]["kind"], **shape_of(cfg, m["size"]),
                "seq_len": m["train"]["seq_len"], "batch_size": m["train"]["batch_size"],
                "results": {}, "status": {}}
@@ -122,15 +123,19 @@ def status_rows(records):
 
 def output_check(r, key):
     """Whether the speed figures of r's decode.json / vllm.json may be scored: "ok" when its top-level "quality"
-    (mtp.measure.output_quality) says the output is not degenerate; else why not: "no data: degenerate output
-    (reason)", or that the file carries no quality check at all (written before mtp.measure); None without
-    the file."""
+    (mtp.measure.output_quality) kept enough prompts (those whose continuation is degenerate were left out of its
+    speed figures); else why not: "no data: degenerate output (reason)", or that the file carries no quality check
+    at all (written before mtp.measure), or none that dropped prompts (its figures count degenerate
+    continuations); None without the file."""
     d = r["results"][key]
     if d is None:
         return None
     q = d.get("quality")
     if not isinstance(q, dict) or not isinstance(q.get("degenerate"), bool):
         return f"no data: {result_files()[key]} has no output-quality check (rerun `{writer(key)}`)"
+    if not isinstance(q.get("kept"), list):
+        return (f"no data: {result_files()[key]} counts degenerate continuations in its speed figures (written "
+                f"before they were dropped; rerun `{writer(key)}`)")
     if q["degenerate"]:
         reason = str(q.get("reason") or "no reason recorded")
         return f"{DEGENERATE} ({reason.removeprefix('degenerate output: ')})"
@@ -174,14 +179,23 @@ def order(r):
 
 
 def baseline(records, r):
-    """The n=1 model of r's dataset and slot (size and head type), else the n=1 transformer model of its dataset
-    and preset (every head type's n=1 model but linear is that same architecture), or None."""
+    """The n=1 model of r's dataset, slot (size, head type, seed), else the n=1 transformer model of its dataset,
+    preset and seed (every head type's n=1 model but linear is that same architecture), or None."""
     same = [b for b in records if (b["dataset"], b["size"], b["n"]) == (r["dataset"], r["size"], 1)]
-    plain = [b for b in records if (b["dataset"], b.get("preset"), b.get("head_type"), b["n"]) ==
-             (r["dataset"], r.get("preset"), "transformer", 1)]
+    plain = [b for b in records if (b["dataset"], b.get("preset"), b.get("head_type"), b.get("seed"), b["n"]) ==
+             (r["dataset"], r.get("preset"), "transformer", r.get("seed"), 1)]
     return (same or plain or [None])[0]
 
 
 def pairs(records):
-    """[(r, baseline)]: every n>1 model with an n=1 model of the same dataset and size."""
+    """[(r, baseline)]: every n>1 model with an n=1 model of the same dataset, size and training seed."""
     return [(r, b) for r in records if r["n"] > 1 for b in [baseline(records, r)] if b is not None]
+
+
+def seed_groups(model_pairs):
+    """{'<dataset>/<family>-n<n>': [(r, baseline), one per training seed]} of pairs(...): the comparisons that
+    differ only by their training seed, judged together (mtp.paired.seed_bootstrap)."""
+    out = {}
+    for r, b in model_pairs:
+        out.setdefault(f"{r['dataset']}/{r.get('family', r['size'])}-n{r['n']}", []).append((r, b))
+    return out

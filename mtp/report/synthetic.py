@@ -2,9 +2,9 @@
 induction by size x n (Fig. 7 analogue, eval_induction.json), each n>1 model paired with the n=1 model of its
 size over test items, and their claims."""
 from mtp.report.figures import by, figure_no_data, grid, legend, plt, save
-from mtp.report.study import baseline, get, num, order, pairs
-from mtp.report.verdicts import (CONTRADICTED, INCONCLUSIVE, NO_DATA, REPRODUCED, ci_cols, ci_parts, claim,
-                                 paired_ci, verdict_paired)
+from mtp.report.study import baseline, get, num, order, pairs, seed_groups
+from mtp.report.verdicts import (CONTRADICTED, INCONCLUSIVE, MIN_SEEDS, NO_DATA, REPRODUCED, ci_cols, ci_parts,
+                                 claim, paired_ci, runs_text, seeds_ci, verdict_paired)
 
 # Paper, Fig. 7: n=2 beats n=1 at <= 30M parameters; 35M because our 30M preset has ~31.6M non-embedding ones.
 INDUCTION_MAX_PARAMS = 35e6
@@ -18,6 +18,9 @@ def verdict_every_m(intervals_by_m):
     verdict_paired. Reproduced when every m is reproduced; contradicted when more than half of the m are
     contradicted and none reproduced; inconclusive otherwise (naming the intervals that include 0); no data
     without an interval."""
+    every = [c for cis in intervals_by_m.values() for c in cis if c is not None]
+    if every and min(c.get("seeds", 1) for c in every) < MIN_SEEDS:
+        return verdict_paired(every)  # exploratory: too few training seeds
     per_m = {m: verdict_paired(cis) for m, cis in intervals_by_m.items()}
     per_m = {m: v for m, v in per_m.items() if v != NO_DATA}
     if not per_m:
@@ -32,13 +35,18 @@ def verdict_every_m(intervals_by_m):
     return f"{INCONCLUSIVE} (" + "; ".join(f"m={m}: {per_m[m][len(INCONCLUSIVE) + 2:-1]}" for m in open_m) + ")"
 
 
+def _test_seed(e):
+    """The seed of an evaluation's test set: "test_seed" ("seed" in files written before training seeds)."""
+    return e.get("test_seed", e.get("seed"))
+
+
 # ---- polynomial arithmetic
 
 def polynomial_items(r, m):
     """{(seed, i): 0/1} of eval_polynomial.json's correct_by_m[m] (item i of test_set(m, num_tests, seed)), or None."""
     e = r["results"]["polynomial"]
     v = get(e, "correct_by_m", str(m))
-    return {(e.get("seed"), i): c for i, c in enumerate(v)} if isinstance(v, list) and v else None
+    return {(_test_seed(e), i): c for i, c in enumerate(v)} if isinstance(v, list) and v else None
 
 
 def polynomial_rows(records):
@@ -59,17 +67,18 @@ def polynomial_rows(records):
 
 
 def claim_polynomial(records):
-    by_m, parts = {}, []
-    for r, base in pairs(records):
-        acc = get(r["results"]["polynomial"], "accuracy_by_m") or {}
-        if not get(base["results"]["polynomial"], "accuracy_by_m"):
-            continue
-        for m in sorted(acc, key=int):
-            ci = paired_ci(polynomial_items(r, m), polynomial_items(base, m))
+    by_m, parts, used = {}, [], []
+    both = [(r, b) for r, b in pairs(records) if get(r["results"]["polynomial"], "accuracy_by_m")
+            and get(b["results"]["polynomial"], "accuracy_by_m")]
+    for label, group in seed_groups(both).items():
+        used += [x for pair in group for x in pair]
+        for m in sorted(get(group[0][0]["results"]["polynomial"], "accuracy_by_m"), key=int):
+            ci = seeds_ci([(polynomial_items(r, m), polynomial_items(b, m)) for r, b in group])
             by_m.setdefault(int(m), []).append(ci)
-            parts.append((f"{r['name']} m={m}", ci))
+            parts.append((f"{label} m={m}", ci))
     ours = f"accuracy(n>1) - accuracy(n=1), paired over test items: {ci_parts(parts)}" if parts else "-"
-    return claim("n > 1 helps polynomial arithmetic at every m", PAPER_POLYNOMIAL, ours, verdict_every_m, (by_m,))
+    return claim("n > 1 helps polynomial arithmetic at every m", PAPER_POLYNOMIAL, ours, verdict_every_m, (by_m,),
+                 runs=runs_text(used))
 
 
 def plot_polynomial(records, path):
@@ -103,7 +112,7 @@ def induction_items(r):
     v = get(e, "correct_by_story")
     if not isinstance(v, list) or not v:
         return None
-    return {(e.get("seed"), i): (sum(s), len(s)) for i, s in enumerate(v) if isinstance(s, list)}
+    return {(_test_seed(e), i): (sum(s), len(s)) for i, s in enumerate(v) if isinstance(s, list)}
 
 
 def induction_rows(records):
@@ -124,11 +133,13 @@ def induction_rows(records):
 
 def claim_induction(records):
     small = [r for r in records if r["params"] <= INDUCTION_MAX_PARAMS]
-    cis = [(r["name"], paired_ci(induction_items(r), induction_items(base))) for r, base in pairs(small)
-           if r["results"]["induction"] and base["results"]["induction"]]
+    both = [(r, b) for r, b in pairs(small) if r["results"]["induction"] and b["results"]["induction"]]
+    groups = seed_groups(both)
+    cis = [(label, seeds_ci([(induction_items(r), induction_items(b)) for r, b in group]))
+           for label, group in groups.items()]
     ours = f"accuracy(n>1) - accuracy(n=1), paired over stories: {ci_parts(cis)}" if cis else "-"
     return claim("n > 1 helps induction at <= 30M parameters", PAPER_INDUCTION, ours, verdict_paired,
-                 ([ci for _, ci in cis],))
+                 ([ci for _, ci in cis],), runs=runs_text([x for r, b in both for x in (r, b)]))
 
 
 def plot_induction(records, path):

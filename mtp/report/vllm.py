@@ -1,7 +1,9 @@
 """vLLM runs: vllm.json (mtp/vllm_stage.py) read through its "configs": nospec, heads_k<k> (our heads drafting
-k tokens) and the baselines of mtp/vllm_baselines.py (ngram, draft, ...), each with "per_batch" rows (tokens_per_s, speedup vs nospec, mean_acceptance_length
-= tokens per forward, acceptance_rate_per_pos), and its "crosscheck" against the native engine. Missing keys
-leave blanks. The rows join the speculative section (mtp.report.speculative).
+k tokens) and the baselines of mtp/vllm_baselines.py (ngram, draft, ...), each with "per_batch" rows (tokens_per_s,
+speedup vs nospec, mean_acceptance_length = tokens per forward, acceptance_rate_per_pos) and "per_prompt"
+counters (each kept prompt alone), and its "crosscheck" against the native engine. Every figure is of the kept
+prompts: those whose native greedy continuation is degenerate were dropped by the stage ("quality", mtp.measure).
+Missing keys leave blanks. The rows join the speculative section (mtp.report.speculative).
 """
 from mtp.report.study import get, num, speedup_spread
 from mtp.vllm_baselines import method_of
@@ -25,6 +27,20 @@ def vllm_runs(v):
                          "tokens_per_forward": 1.0 if method == "none" else tpf,
                          "accept_rate_per_pos": b.get("acceptance_rate_per_pos")})
     return rows
+
+
+def heads_per_prompt(v):
+    """A vllm.json -> {k: [(tokens, forwards) per kept prompt]} of our heads (heads_k<k>, each prompt decoded alone):
+    forwards = num_drafts (target forwards after the prefill), tokens = num_drafts + num_accepted_tokens."""
+    out = {}
+    for c in (v or {}).get("configs") or []:
+        prompts = c.get("per_prompt")
+        if method_of(c.get("name") or "") != "mtp" or not isinstance(prompts, list) or not prompts:
+            continue
+        if all(num(p.get("num_drafts")) is not None and num(p.get("num_accepted_tokens")) is not None
+               for p in prompts):
+            out[c.get("k")] = [(p["num_drafts"] + p["num_accepted_tokens"], p["num_drafts"]) for p in prompts]
+    return out
 
 
 def crosschecks(records):

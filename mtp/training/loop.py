@@ -65,7 +65,7 @@ class Job:
         e = self.entry
         return {"model": {**self.mcfg.__dict__, "size": e["size"]}, "train": self.tc, "dataset": e["dataset"],
                 "device": str(self.device), "dtype": str(self.dtype).replace("torch.", ""),
-                "world_size": self.dist.world, "steps": self.steps, "seed": self.cfg["seed"],
+                "world_size": self.dist.world, "steps": self.steps, "seed": self.entry["seed"],
                 "head_weights_used": self.weights}
 
 
@@ -102,7 +102,7 @@ def setup(cfg, entry):
     dtype = pick_dtype(tc, device)
     ddir = data_dir(cfg, entry["dataset"])
     train_data, val_data = TokenData(ddir, "train", verify=True), TokenData(ddir, "val", verify=True)
-    torch.manual_seed(cfg["seed"])
+    torch.manual_seed(entry["seed"])
     source = init_from.read(entry, cfg["results"]) if entry.get("init_from") else None  # heads added to an existing model
     if source is not None:
         mcfg = init_from.config_from(entry, source, train_data.vocab_size, cfg["model_presets"])
@@ -224,7 +224,7 @@ def train_step(job, step):
     lr = lr_at(step, tc, job.steps)
     for g in job.opt.param_groups:
         g["lr"] = lr
-    starts = global_starts(job.cfg["seed"], step, job.per_step, len(job.train_data.tokens), job.length)
+    starts = global_starts(job.entry["seed"], step, job.per_step, len(job.train_data.tokens), job.length)
     losses = torch.zeros(job.n)
     for j in range(tc["grad_accum"]):
         lo = (j * dist.world + dist.rank) * job.per_micro

@@ -9,9 +9,10 @@ report: "../report/workflow.rst"
 
 
 def bench_train_input(wildcards):
-    """The optional train benchmark (`mtp bench train > <results>/bench/train.json`): an input once it exists."""
+    """The train benchmark <results>/bench/train.json: rule bench_training's output with bench.train, else an input
+    once it exists (`mtp bench train --dataset ... --out` by hand)."""
     path = R("bench/train.json")
-    return [path] if os.path.exists(path) else []
+    return [path] if config["bench"]["train"] or os.path.exists(path) else []
 
 
 def report_outputs():

@@ -5,7 +5,7 @@ import mtp.hf_llama
 def train_params(w):
     m = mtp.config.find_model(config, w.dataset, w.size, w.n)
     extra = [m["init_from"]] if m["init_from"] else []  # a from-scratch model's digest is what it always was
-    return digest([m["train"], config["model_presets"].get(m["size"]), config["seed"], *extra])
+    return digest([m["train"], config["model_presets"].get(m["size"]), m["seed"], *extra])  # m["seed"]: the config's seed unless the sweep has seeds
 
 
 def train_inputs(w):

@@ -18,8 +18,8 @@ import torch
 
 SKIP = re.compile(r"(seconds|_s$|_s_|per_s|speedup|time|wall|run_id|spread|unstable|_all$|elapsed|date|"
                   r"duration|throughput|uri|path|_dir$|^dir$|host|pid|mem|rss|commit|git|min$|max$|range|"
-                  r"cpu|version|started|finished|ratio|sha256)", re.I)  # sha256: a file's digest (model.pt's holds
-# its run id and timings; its tensors are compared themselves)
+                  r"cpu|version|started|finished|ratio|sha256|logged_model)", re.I)  # sha256: a file's digest (model.pt's
+# holds its run id and timings; its tensors are compared themselves); logged_model: the MLflow model id
 
 
 def walk(a, b, where, diffs):

@@ -4,7 +4,7 @@
 # study_time.sh on an idle machine, one after the other. Keeps the raw results of each run under
 # benchmarks/results/<name>/: Snakemake's log, the per-rule table, every report table (md, csv), and every
 # model's result files (metrics, decode, vllm, eval_*.json, gzipped): the per-story induction results let the
-# intervals be recomputed (benchmarks/numbers.py).
+# intervals be recomputed (benchmarks/raw_numbers.py).
 #   bash benchmarks/study_seeds.sh NAME_A NAME_B
 set -euo pipefail
 cd "$(dirname "$0")/.."

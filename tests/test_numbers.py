@@ -1,4 +1,4 @@
-"""benchmarks/numbers.py: every marked number of README.md and benchmarks/RESULTS.md is what the raw files under
+"""benchmarks/raw_numbers.py: every marked number of README.md and benchmarks/RESULTS.md is what the raw files under
 benchmarks/results/ give, and a number edited by hand is caught. Reads files only (under a second)."""
 import importlib.util
 import subprocess
@@ -6,8 +6,8 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-SPEC = importlib.util.spec_from_file_location("benchmark_numbers", ROOT / "benchmarks" / "numbers.py")
-numbers = importlib.util.module_from_spec(SPEC)  # not `import numbers`: that name is the standard library's
+SPEC = importlib.util.spec_from_file_location("benchmark_numbers", ROOT / "benchmarks" / "raw_numbers.py")
+numbers = importlib.util.module_from_spec(SPEC)
 SPEC.loader.exec_module(numbers)
 
 
@@ -17,7 +17,7 @@ def test_every_marker_equals_the_raw_files():
         text = doc.read_text()
         assert numbers.MARKER.search(text), f"{doc.name} has no marker"
         problems = numbers.check(text, nums, doc.name)
-        assert not problems, "\n".join(problems) + "\n(python benchmarks/numbers.py --write fills the markers)"
+        assert not problems, "\n".join(problems) + "\n(python benchmarks/raw_numbers.py --write fills the markers)"
 
 
 def test_a_number_edited_by_hand_fails_the_check(tmp_path):
@@ -43,7 +43,7 @@ def test_unknown_keys_and_markers_that_start_a_line_are_named():
 
 
 def test_command_line_check_passes():
-    out = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "numbers.py"), "--check"],
+    out = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "raw_numbers.py"), "--check"],
                          capture_output=True, text=True)
     assert out.returncode == 0, out.stdout + out.stderr
     assert out.stdout.strip().endswith("markers match")

@@ -14,8 +14,9 @@ PAPER_POLYNOMIAL = "n>1 beats n=1 at every number of operations m, in and out of
 
 
 def verdict_every_m(intervals_by_m):
-    """intervals_by_m: {m: [95% interval of accuracy(n>1) - accuracy(n=1), one per pair]}, each m judged by
-    verdict_paired. Reproduced when every m is reproduced; contradicted when more than half of the m are
+    """intervals_by_m: {m: [95% interval of accuracy(n>1) - accuracy(n=1) over training seeds, one per model
+    pair]}, each m judged by verdict_paired; with fewer than 3 seeds the whole claim is "exploratory" (as
+    verdict_paired). Reproduced when every m is reproduced; contradicted when more than half of the m are
     contradicted and none reproduced; inconclusive otherwise (naming the intervals that include 0); no data
     without an interval."""
     every = [c for cis in intervals_by_m.values() for c in cis if c is not None]

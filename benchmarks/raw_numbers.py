@@ -8,9 +8,9 @@ The key (here `run5.code-bytes/deep-n4.b1`) names one entry of numbers(); the te
 must be exactly that entry's value. A whole table can sit inside one marker (the comments on lines of their own,
 the value then starts and ends with a newline).
 
-    python benchmarks/numbers.py            prints key = value for every key
-    python benchmarks/numbers.py --write    fills every marker of README.md and RESULTS.md from the raw files
-    python benchmarks/numbers.py --check    exits 1 naming each marker whose text differs from its value, each
+    python benchmarks/raw_numbers.py            prints key = value for every key
+    python benchmarks/raw_numbers.py --write    fills every marker of README.md and RESULTS.md from the raw files
+    python benchmarks/raw_numbers.py --check    exits 1 naming each marker whose text differs from its value, each
                                             marker whose key is unknown, and each inline marker that starts a
                                             line (Markdown would read it as an HTML block and split the paragraph)
 
@@ -35,7 +35,7 @@ Adding a section for a new run:
          def my_run():  # with a docstring naming the folder and what was run
              return study_keys("myrun", RAW / "my-run-2026-12-24")
      or read the files yourself and return {"myrun.what": fmt(x)}, and add it to FOLDERS;
-  3. write <!--n:myrun.what--><!--/n--> where the number goes (`python benchmarks/numbers.py | grep myrun` lists
+  3. write <!--n:myrun.what--><!--/n--> where the number goes (`python benchmarks/raw_numbers.py | grep myrun` lists
      the keys), run --write, and read the result.
 A key defined twice stops the script.
 
@@ -559,7 +559,48 @@ def mimo_probe():
             "probe.drafts": str(m["vllm:spec_decode_num_drafts"])}
 
 
-FOLDERS = (gpu_h100, cpu_bench, head_types, smollm2, add_heads, run5, run4, run3, run2, run1, calibration,
+def seeds_study(run, folder):
+    """A default-study folder of benchmarks/study_seeds.sh: every model's result files (models/, gzipped), the
+    report's tables, the train benchmark and the study time. Induction: each model's accuracy, each seed's
+    n = 2 - n = 1 difference and the interval over seeds and stories, recomputed from the per-story results
+    with mtp.paired.seed_bootstrap (the report's rule)."""
+    from mtp.paired import seed_bootstrap
+    models = folder / "models"
+    k = study_time_keys(run, folder / "study_time.txt")
+    ind = {f.parent.name: load(f) for f in sorted(models.glob("induction/*/eval_induction.json.gz"))}
+    for slot, e in ind.items():
+        k[f"{run}.induction/{slot}.induction"] = fmt(e["metrics"]["induction_acc"], 3)
+    per_seed = []
+    for slot in sorted(s for s in ind if s.endswith("-n2")):
+        two, one = (ind[slot]["correct_by_story"], ind[slot[:-1] + "1"]["correct_by_story"])
+        per_seed.append(([(sum(x), len(x)) for x in two], [(sum(x), len(x)) for x in one]))
+        diff = sum(map(sum, two)) / sum(map(len, two)) - sum(map(sum, one)) / sum(map(len, one))
+        k[f"{run}.induction/{slot[:-3]}.diff"] = signed(diff)
+    ci = seed_bootstrap(per_seed)
+    k[f"{run}.induction.diff"] = signed(ci["diff"])
+    k[f"{run}.induction.ci"] = f"[{signed(ci['lo'])}, {signed(ci['hi'])}]"
+    k[f"{run}.induction.seeds"] = str(ci["seeds"])
+    deep = models / "code-bytes" / "deep-n4"
+    d = load(deep / "decode.json.gz")
+    k.update(decode_keys(f"{run}.code-bytes/deep-n4", d))
+    k[f"{run}.code-bytes/deep-n4.kept"] = str(len(d["quality"]["kept"]))
+    k[f"{run}.pass1_max"] = fmt(max(float(r["pass_at_k"]) for r in rows(folder / "code.md")), 1)
+    for x in d["tokens_per_forward_by_k"]:
+        k[f"{run}.code-bytes/deep-n4.tpf_k{x['k']}"] = fmt(x["tokens_per_forward"])
+    v = load(deep / "vllm.json.gz")
+    k.update(vllm_keys(f"{run}.code-bytes/deep-n4", v))
+    k[f"{run}.vllm_table"] = vllm_table(v)
+    k[f"{run}.claims"] = table("| claim | training runs | verdict |",
+                               [[r["claim"], r["training_runs"], r["verdict"]] for r in rows(folder / "claims.md")])
+    return k
+
+
+def seeds_a():
+    """default-seeds-2026-12-06-A/: the committed config.yaml (induction at seeds 0-2), benchmarks/study_seeds.sh."""
+    return seeds_study("seedsA", RAW / "default-seeds-2026-12-06-A")
+
+
+FOLDERS = (seeds_a, gpu_h100, cpu_bench, head_types, smollm2, add_heads, run5, run4, run3, run2, run1, calibration,
            synthetic_curve, compile_ab, fused_ab, mimo_probe)
 
 
@@ -572,7 +613,7 @@ def numbers():
         keys = folder()
         twice = sorted(set(keys) & set(out))
         if twice:
-            sys.exit(f"numbers.py: {folder.__name__} defines keys already defined: {', '.join(twice)}")
+            sys.exit(f"raw_numbers.py: {folder.__name__} defines keys already defined: {', '.join(twice)}")
         out.update(keys)
     return out
 

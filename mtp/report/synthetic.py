@@ -149,8 +149,11 @@ def plot_induction(records, path):
         return figure_no_data(path, "Induction", "no eval_induction.json")
     fig, ax = plt().subplots(figsize=(6, 4))
     for (ds, n), ps in sorted(by(rows, lambda x: (x["dataset"], x["n"])).items()):
-        ps = sorted(ps, key=lambda x: x["params_non_embedding"])
-        ax.plot([x["params_non_embedding"] for x in ps], [100 * x["accuracy"] for x in ps], "o-", label=f"{ds} n={n}")
+        sizes = sorted(by(ps, lambda x: x["params_non_embedding"]).items())  # several training seeds per size
+        line, = ax.plot([p for p, _ in sizes], [100 * sum(x["accuracy"] for x in xs) / len(xs) for _, xs in sizes],
+                        "D-", ms=9, label=f"{ds} n={n} (diamond: mean over seeds; dots: each seed)")
+        ax.plot([x["params_non_embedding"] for x in ps], [100 * x["accuracy"] for x in ps], "o",
+                color=line.get_color(), alpha=0.7)
     ax.set_xscale("log")
     ax.set_title("Induction: accuracy on the 2nd token of a repeated name")
     ax.set_xlabel("model size (non-embedding parameters)")

@@ -1,8 +1,8 @@
 """MLflow behind one small interface. The only module of mtp that imports mlflow.
 
-One experiment per study, one parent run per results directory (created by
-`init_tracking`, recorded in <results>/mlflow/parent.json), one child run per job,
-tagged with stage, dataset, size, n, config digest and git commit.
+One experiment per study, one parent run per results directory (created by `init_tracking`, recorded in
+<results>/mlflow/parent.json), one child run per job, tagged with stage, dataset, size, n, seed, config digest
+and git commit.
 """
 import contextlib
 import os
@@ -191,16 +191,15 @@ class Run:
 
 
 def log_hf_model(cfg, model_id, hf_dir):
-    """Add a Hugging Face export to the logged model `model_id` with MLflow's transformers flavour (load_model
-    ("models:/<id>")), read as AutoModelForCausalLM reads it: head 1's LlamaForCausalLM (the n > 1 export names
-    vLLM's plugin architecture, which MLflow would look for in transformers)."""
-    mlflow = _mlflow(cfg)
+    """Add the HF export to logged model `model_id` (transformers flavour: head 1); None where it is not in this store."""
+    mlflow, ids = _mlflow(cfg), [_parent(cfg)["experiment_id"]]
+    if not mlflow.search_logged_models(ids, filter_string=f"model_id = '{model_id}'", output_format="list"):
+        return print(f"note: logged model {model_id} is not in {mlflow.get_tracking_uri()}: export not logged")
     import mlflow.transformers
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-    parts = {"model": AutoModelForCausalLM.from_pretrained(hf_dir), "tokenizer": AutoTokenizer.from_pretrained(hf_dir)}
-    return _retry(lambda: mlflow.transformers.log_model(parts, task="text-generation", model_id=model_id,
-                                                        pip_requirements=["torch", "transformers"]),
-                  f"log {hf_dir} to the logged model {model_id}")
+    from transformers import AutoModelForCausalLM as Model, AutoTokenizer as Tok
+    parts = {"model": Model.from_pretrained(hf_dir), "tokenizer": Tok.from_pretrained(hf_dir)}
+    kw = {"task": "text-generation", "model_id": model_id, "pip_requirements": ["torch", "transformers"]}
+    return _retry(lambda: mlflow.transformers.log_model(parts, **kw), f"log {hf_dir} to the logged model {model_id}")
 
 
 def _flatten(d, prefix=""):

@@ -233,7 +233,7 @@ def test_evaluate_model_end_to_end(tmp_path):
     items = saved["correct_by_m"]  # per test item, for the report's paired bootstrap
     assert set(items) == {str(m) for m in range(1, 8)} and all(len(v) == 3 and set(v) <= {0, 1} for v in items.values())
     assert all(sum(items[m]) / 3 == saved["accuracy_by_m"][m] for m in items)
-    assert tracking.find_run(cfg, "eval_polynomial", dataset="poly", size="debug", n=2) is not None
+    assert tracking.find_run(cfg, "eval_polynomial", dataset="poly", size="debug", n=2, seed=0) is not None
 
 
 @pytest.mark.parametrize("wrong_for", [set(), set(range(1, 8)), {2, 6}], ids=["solves", "fails", "fails-m2-m6"])

@@ -570,13 +570,11 @@ def seeds_study(run, folder):
     ind = {f.parent.name: load(f) for f in sorted(models.glob("induction/*/eval_induction.json.gz"))}
     for slot, e in ind.items():
         k[f"{run}.induction/{slot}.induction"] = fmt(e["metrics"]["induction_acc"], 3)
-    per_seed = []
-    for slot in sorted(s for s in ind if s.endswith("-n2")):
-        two, one = (ind[slot]["correct_by_story"], ind[slot[:-1] + "1"]["correct_by_story"])
-        per_seed.append(([(sum(x), len(x)) for x in two], [(sum(x), len(x)) for x in one]))
-        diff = sum(map(sum, two)) / sum(map(len, two)) - sum(map(sum, one)) / sum(map(len, one))
-        k[f"{run}.induction/{slot[:-3]}.diff"] = signed(diff)
-    ci = seed_bootstrap(per_seed)
+    twos = sorted(s for s in ind if s.endswith("-n2"))
+    ci = seed_bootstrap([tuple([(sum(x), len(x)) for x in ind[s]["correct_by_story"]] for s in (two, two[:-1] + "1"))
+                         for two in twos])
+    for two, diff in zip(twos, ci["per_seed"]):  # each seed's n = 2 - n = 1, as the report computes it
+        k[f"{run}.induction/{two[:-3]}.diff"] = signed(diff)
     k[f"{run}.induction.diff"] = signed(ci["diff"])
     k[f"{run}.induction.ci"] = f"[{signed(ci['lo'])}, {signed(ci['hi'])}]"
     k[f"{run}.induction.seeds"] = str(ci["seeds"])

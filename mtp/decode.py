@@ -41,7 +41,7 @@ from dataclasses import dataclass, field
 import torch
 
 from mtp import UserError
-from mtp.kvcache import KVCache, decoding_heads
+from mtp.kvcache import KVCache
 from mtp.model import rope_tables
 from mtp.sampling import Sampler
 
@@ -63,14 +63,14 @@ def forward(model, cache, idx, longest=None):
     pos, mask = cache.begin(T, longest)  # (B, T), (B, 1, T, S')
     cos, sin = rope_tables(model.cfg, pos)  # (B, T, hs/2)
     z = model.forward_trunk(idx, cos, sin, cache.trunk, mask)  # (B, T, C)
-    hs = cache.decoding_heads(z, cos, sin, cache.heads, mask, idx, cache)  # (k+1, B, T, C); sequential: head 1
+    hs = cache.proposer(z, cos, sin, cache.heads, mask, idx, cache)  # (k+1, B, T, C); sequential: head 1 only
     cache.advance(T)
     return hs[0], hs[1:] if len(hs) > 1 else None
 
 
-def unembed(model, h, draft=False):
-    """Head 1's state (or a drafting head's, draft=True) (..., C) -> logits (..., V): MTPModel.logits."""
-    return model.logits(1 if draft else 0, h)
+def unembed(model, h):
+    """Head 1's state (..., C) -> logits (..., V): MTPModel.logits."""
+    return model.logits(0, h)
 
 
 def at(h, j):
@@ -87,16 +87,9 @@ def choose(logits, temperature=0.0, generator=None):
 
 
 def propose(model, cache, hd, j, x, sampler=None):
-    """Drafts from the drafting heads' states hd (k, B, T, C) at block index j (B,) -> (B, k) tokens: their
-    argmax, or drawn from their distributions at the sampler's temperature (mtp.sampling). Sequential heads
-    draft in turn from the pending tokens x (B,) instead (mtp.decode_chain)."""
-    if hasattr(cache.decoding_heads, "draft"):
-        return cache.decoding_heads.draft(cache, x, sampler)
-    if hd is None:
-        return torch.zeros(j.shape[0], 0, dtype=torch.long, device=j.device)
-    h = hd[:, torch.arange(j.shape[0], device=j.device), j]  # (k, B, C)
-    logits = unembed(model, h, draft=True).transpose(0, 1)  # (B, k, V)
-    return logits.argmax(-1) if sampler is None else sampler.propose(logits)
+    """The next drafts (B, k) of the cache's proposer (mtp.heads.proposer): from the drafting heads' states hd
+    (k, B, T, C) at block index j (B,), or (sequential heads) drafted in turn from the pending tokens x (B,)."""
+    return cache.proposer.propose(cache, hd, j, x, sampler)
 
 
 def verify(block, g):
@@ -256,7 +249,7 @@ def _counts(stats, hist, verified_at):
 
 
 @torch.inference_mode()
-def decode_batch(model, prompts, max_new_tokens, eod_id=None, k=0, temperature=0.0, generator=None, heads=None):
+def decode_batch(model, prompts, max_new_tokens, eod_id=None, k=0, temperature=0.0, generator=None, proposer=None):
     """Decode one batch of prompts; k = 0: autoregressive with head 1, k >= 1: self-speculative (greedy, or
     speculative sampling at temperature > 0: mtp.sampling, distributed as sampling from head 1).
 
@@ -269,7 +262,7 @@ def decode_batch(model, prompts, max_new_tokens, eod_id=None, k=0, temperature=0
     sampler = Sampler(temperature, generator) if k and temperature else None  # speculative sampling
     stats = Stats(k=k, prompts=B, prefills=1)
     lens = [len(p) for p in prompts]
-    cache = KVCache(model, B, min(max(lens) + max_new_tokens + k, L), k, heads)
+    cache = KVCache(model, B, min(max(lens) + max_new_tokens + k, L), k, proposer)
     x, drafts = start(model, cache, prompts, k, temperature, generator, sampler)
     out = Outputs(lens, max_new_tokens, L, eod_id)
     hist, verified_at = [0] * (k + 1), [0] * (k + 1)
@@ -325,9 +318,9 @@ def decode(model, prompts, max_new_tokens, eod_id=None, draft_tokens=0, batch_si
     dev = next(model.parameters()).device
     gen = torch.Generator(device=dev).manual_seed(seed) if temperature else None
     outs, total = [], Stats(k=k)
-    heads = decoding_heads(model, k)  # built once (FusedHeads stacks the heads' weights), for every batch
+    proposer = model.behaviour.proposer(model, k)  # built once (fused heads stack their weights), for every batch
     for lo in range(0, len(prompts), batch_size):
-        o, s = decode_batch(model, prompts[lo:lo + batch_size], max_new_tokens, eod_id, k, temperature, gen, heads)
+        o, s = decode_batch(model, prompts[lo:lo + batch_size], max_new_tokens, eod_id, k, temperature, gen, proposer)
         outs += o
         total.add(s)
     return outs, total

@@ -21,7 +21,7 @@ The tokenizer is our tokenizer.json as a PreTrainedTokenizerFast with eos = <|eo
 `MTPDrafter`) plus a copy of lm_head: it reads heads 2..n's normed hidden states from the
 target's output and applies the shared unembedding.
 
-Medusa heads (head type "medusa", mtp/heads_medusa.py) export in vLLM's own Medusa format instead, served
+Medusa heads (head type "medusa", mtp/heads/medusa.py) export in vLLM's own Medusa format instead, served
 with `method: "medusa"` and no class of ours: hf/ is the plain Llama of trunk + head 1 (n_future_tokens 1,
 LlamaForCausalLM), and hf-drafter/ is a MedusaModel checkpoint (`blocks.{j}.layers.0.weight` = heads.{j+1}.proj,
 one shared `lm_head` with `original_lm_head: true`), reading the target's final-normed last hidden state as
@@ -110,7 +110,6 @@ def export(model_dir, out_dir=None, drafter_dir=None):
     """Write <model_dir>/hf (and hf-drafter for n > 1). Returns {"hf": path, "drafter": path or None}."""
     import json
 
-    from dataclasses import replace
 
     import torch
     from safetensors.torch import save_file
@@ -131,15 +130,13 @@ def export(model_dir, out_dir=None, drafter_dir=None):
         raise UserError(f"{tok_path}: tokenizer has {tok.vocab_size} tokens, the model only {cfg.vocab_size}")
 
     state = {k: v.detach().to(torch.float32).contiguous() for k, v in model.state_dict().items()}
-    medusa = model.reads_head1  # heads 2..n live in the drafter (vLLM's Medusa), not in the target
-    tensors = {hf_name(k, cfg.n_trunk): v for k, v in state.items() if not (medusa and k.startswith("heads.")
-                                                                             and not k.startswith("heads.0."))}
+    target_cfg, target = model.behaviour.export_target(cfg, state)  # medusa: the plain Llama of trunk + head 1
+    tensors = {hf_name(k, cfg.n_trunk): v for k, v in target.items()}
     if cfg.tie_embeddings:  # tie_word_embeddings: transformers and vLLM take lm_head from embed_tokens
         del tensors["lm_head.weight"]
         state["lm_head.weight"] = state["lm_head.weight"].clone()  # the drafter's own copy (safetensors refuses
         # tensors that share memory)
     source = {k: payload.get(k) for k in ("dataset", "size", "n", "train_run_id")}
-    target_cfg = replace(cfg, n_heads=1, ffn_dim=cfg.hidden_dim) if medusa else cfg  # medusa: the plain Llama
     with _atomic_dir(out_dir) as tmp:
         save_file(tensors, str(tmp / "model.safetensors"), metadata={"format": "pt"})
         hf_config(target_cfg, tok, {"mtp_source": source}).save_pretrained(tmp)
@@ -150,7 +147,7 @@ def export(model_dir, out_dir=None, drafter_dir=None):
         _portable_tokenizer_class(tmp / "tokenizer_config.json")
     if cfg.n_heads == 1:
         return {"hf": str(out_dir), "drafter": None}
-    conf, weights = medusa_drafter(cfg, state) if medusa else (drafter_config(cfg), {"lm_head.weight": state["lm_head.weight"]})
+    conf, weights = model.behaviour.export_drafter(cfg, state)
     with _atomic_dir(drafter_dir) as tmp:
         save_file(weights, str(tmp / "model.safetensors"), metadata={"format": "pt"})
         (tmp / "config.json").write_text(json.dumps(conf, indent=2) + "\n")

@@ -11,21 +11,20 @@ the pipeline needs to know about it, so that no stage tests a head type's name:
   L-n blocks), so n < L is required;
 - `params(dim, hidden, kv_dim)`: parameters of one head with SwiGLU width `hidden` and key/value width `kv_dim`
   (num_params, the parameter matching);
-- `fused`: mtp.model.FusedHeads runs these heads as one block when decoding; other types run one by one;
 - `export`: None when `mtp export` / vLLM can serve the type, else the one-line reason it cannot;
-- `first`: head 1's module when it differs from the others (Medusa: head 1 is the base model's last
-  transformer block, taking one trunk block); heads 2..n then read head 1's state through the shared final
-  norm instead of z, and their output goes to the unembedding without the final norm (Medusa-1's layout);
-- `chain`: heads 2..n run in turn (DeepSeek-V3's MTP modules): head i+1 reads head i's output (head 2: head 1's
-  normed state) and the embedding of the token i positions ahead of the one head 1 reads; decoding drafts with
-  them one after another on the tokens just drafted (mtp.decode_chain).
+- `first`: head 1's module when it differs from the others (Medusa, sequential: head 1 is the model's last
+  transformer block, taking one trunk block);
+- `behaviour_class`: the class (a mtp.heads.base.HeadBehaviour, "module:Class") that owns what the type does beyond
+  its modules' forward: its states, its part of the memory-efficient backward, its proposer for decoding, its new
+  heads' init when added to a model, its export; default: parallel heads on z, decoded one by one.
 
 Equal parameters: every model of a size (preset) and n has the parameter count of its transformer model, whatever
 the head type: all types keep L blocks in all (trunk + the blocks heads take or contain), and the SwiGLU width of
 every block is narrowed to pay for what the heads add beyond blocks (linear n*d^2, medusa (n-1)*d^2, sequential
 (n-1)*(2d^2+3d)): matched_hidden. Equal up to the rounding of one width unit (3*d*L parameters; < 0.1%).
 
-Add a head type: its module in one new file, one `register(HeadType(...))` line below (docs/ARCHITECTURE.md).
+Add a head type: its module in one new file (its nn.Module, and a behaviour class where it differs from
+parallel heads: mtp/heads/), one `register(HeadType(...))` line below (docs/ARCHITECTURE.md).
 """
 from dataclasses import dataclass
 from typing import Callable, Optional, Union
@@ -41,19 +40,17 @@ class HeadType:
     attends: bool
     takes_block: bool
     params: Callable[[int], int]
-    fused: bool = False
     export: Optional[str] = None
     first: Optional[Union[str, Callable]] = None
-    chain: bool = False
+    behaviour_class: Union[str, Callable] = "mtp.heads.base:HeadBehaviour"
 
     def module(self, i=1):
         """The nn.Module class of head i (0-based; imports it)."""
         return resolve(self.first if i == 0 and self.first else self.build)
 
-    @property
-    def reads_head1(self):
-        """Heads 2..n read head 1's normed state (not z) and skip the final norm."""
-        return self.first is not None
+    def behaviour(self):
+        """An instance of the type's behaviour class (imports it)."""
+        return resolve(self.behaviour_class)(self)
 
 
 HEAD_TYPES = Registry("head type", "mtp/head_types.py")
@@ -105,15 +102,18 @@ def _block(dim, hidden, kv_dim=None):
 
 
 register(HeadType("transformer", "mtp.model:Block", attends=True, takes_block=True, params=_block,
-                  fused=True))  # Gloeckle et al.: one transformer block per head
-register(HeadType("linear", "mtp.model:LinearHead", attends=False, takes_block=False, params=lambda d, h, kv: d * d,
-                  fused=True, export="export supports transformer heads only (vLLM serves each head as a decoder "
-                                     "layer); decode linear heads natively with `mtp decode`"))  # the paper's Table S4
-register(HeadType("medusa", "mtp.heads_medusa:MedusaHead", attends=False, takes_block=False,
-                  params=lambda d, h, kv: d * d, first="mtp.model:Block"))  # Medusa-1; vLLM's Medusa format (mtp/export.py)
-register(HeadType("sequential", "mtp.heads_sequential:SequentialHead", attends=True, takes_block=True,
-                  params=lambda d, h, kv: _block(d, h, kv) + 2 * d * d + 3 * d, first="mtp.model:Block", chain=True,
+                  behaviour_class="mtp.heads.parallel:Fused"))  # Gloeckle et al.: one transformer block per head
+register(HeadType("linear", "mtp.heads.parallel:LinearHead", attends=False, takes_block=False,
+                  params=lambda d, h, kv: d * d, behaviour_class="mtp.heads.parallel:Fused",
+                  export="export supports transformer heads only (vLLM serves each head as a decoder layer); decode "
+                         "linear heads natively with `mtp decode`"))  # the paper's Table S4
+register(HeadType("medusa", "mtp.heads.medusa:MedusaHead", attends=False, takes_block=False,
+                  params=lambda d, h, kv: d * d, first="mtp.model:Block",
+                  behaviour_class="mtp.heads.medusa:Medusa"))  # Medusa-1; vLLM's Medusa format (mtp/export.py)
+register(HeadType("sequential", "mtp.heads.sequential:SequentialHead", attends=True, takes_block=True,
+                  params=lambda d, h, kv: _block(d, h, kv) + 2 * d * d + 3 * d, first="mtp.model:Block",
+                  behaviour_class="mtp.heads.sequential:Sequential",
                   export="vLLM 0.32's CPU build runs its first MTP layer for every draft position (MiMo layout) and "
                          "our plugin's drafter takes all drafts from one forward; decode sequential heads natively "
                          "with `mtp decode` (README: Head types)"))
-# DeepSeek-V3's MTP modules (mtp/heads_sequential.py): norms, 2d -> d projection, one block, own final norm
+# DeepSeek-V3's MTP modules (mtp/heads/sequential.py): norms, 2d -> d projection, one block, own final norm

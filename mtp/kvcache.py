@@ -2,21 +2,6 @@
 layer with an explicit position API (begin / advance / rollback per row, keep rows), gpt-fast style."""
 import torch
 
-from mtp import head_types
-from mtp.decode_chain import ChainHeads
-from mtp.model import FusedHeads, SeparateHeads
-
-
-def decoding_heads(model, k):
-    """Heads 1..k+1 of `model` as one module for decoding: FusedHeads where the head type has a fused form,
-    mtp.decode_chain.ChainHeads for sequential heads (they draft one after another)."""
-    t = head_types.get(model.cfg.head_type)
-    if t.fused:
-        return FusedHeads(model.heads[:k + 1], model.cfg)
-    if t.chain:
-        return ChainHeads(model, k)
-    return SeparateHeads(model, k)
-
 
 class LayerCache:
     """K/V of one attention layer: preallocated (B, nkv, S, hs) buffers (nkv: its key/value heads), written at the
@@ -48,7 +33,7 @@ class KVCache:
     (per row) discards the last n. Discarded entries stay in the buffers, masked, until overwritten.
     """
 
-    def __init__(self, model, batch, capacity, k=0, heads=None):
+    def __init__(self, model, batch, capacity, k=0, proposer=None):
         cfg = model.cfg
         p = next(model.parameters())
         # positions must stay below max_seq_len (rotary tables): the capacity never passes it
@@ -57,10 +42,10 @@ class KVCache:
         self.keys = torch.arange(self.capacity, device=p.device)  # (S,): sliced, never rebuilt per step
         self.rows = torch.arange(batch, device=p.device)[:, None]  # (B, 1)
         self.trunk = [LayerCache(self, cfg.n_kv_heads, cfg.head_dim) for _ in model.trunk]
-        # heads 1..k+1 as one module (kvcache.decoding_heads: fused into one block where the head type can be;
-        # pass one to reuse it across batches) and its cache layer(s)
-        self.decoding_heads = decoding_heads(model, k) if heads is None else heads
-        self.heads = self.decoding_heads.cache_layers(self, LayerCache)
+        # heads 1..k+1 for decoding (the head type's mtp.heads.proposer.Proposer; pass one to reuse it across
+        # batches) and their cache layers (a list; None for a head without attention)
+        self.proposer = model.behaviour.proposer(model, k) if proposer is None else proposer
+        self.heads = self.proposer.cache_layers(self, LayerCache)
         self.step = None  # (rows, positions, keys span) of the forward under way
 
     def begin(self, T, longest=None):
@@ -97,7 +82,6 @@ class KVCache:
         """Keep only batch rows `rows` (a (B',) index tensor), in that order."""
         self.lengths = self.lengths[rows]
         self.rows = self.rows[:rows.shape[0]]
-        heads = self.heads if isinstance(self.heads, list) else [self.heads]
-        for layer in [*self.trunk, *heads]:
+        for layer in [*self.trunk, *self.heads]:
             if layer is not None:
                 layer.keep(rows)

@@ -166,102 +166,14 @@ class Block(nn.Module):
         return x + self.mlp(self.mlp_norm(x))
 
 
-class LinearHead(nn.Module):
-    """The paper's Table S4 alternative: a d x d linear map on z (no attention, no cache)."""
-
-    def __init__(self, cfg):
-        super().__init__()
-        self.proj = nn.Linear(cfg.dim, cfg.dim, bias=False)
-
-    def forward(self, x, cos=None, sin=None, kv=None, mask=None):
-        return self.proj(x)
-
-
-class FusedHeads(nn.Module):
-    """Several heads of one model fused into one block, for decoding: heads 1..k+1 (k drafted tokens).
-
-    Same function as running each head (Block or LinearHead) on the shared z, in a few large ops
-    instead of one set of small ops per head: on a CPU at decoding sizes each op's fixed cost
-    dominates, and separate heads made a speculative forward cost k extra blocks. Each RMSNorm's
-    weight is folded into the matrix after it; the heads' attention heads run side by side as one
-    attention of (k+1) * n_attn_heads query heads and (k+1) * n_kv_heads key/value heads (one KV cache layer;
-    head j's query heads read head j's key/value heads, as grouped-query attention groups them). Outputs equal the separate heads' up
-    to float rounding; greedy and speculative decoding both read head 1 from here, so they agree.
-    """
-
-    def __init__(self, heads, cfg):
-        super().__init__()
-        self.k, self.eps, self.linear = len(heads), cfg.norm_eps, isinstance(heads[0], LinearHead)
-        with torch.no_grad():
-            if self.linear:  # z @ [P_1^T .. P_k^T] -> (.., k*C)
-                self.register_buffer("proj", torch.cat([h.proj.weight.t() for h in heads], dim=1))
-                return
-            self.nh, self.nkv, self.hs = cfg.n_attn_heads * self.k, cfg.n_kv_heads * self.k, cfg.head_dim
-            fold = lambda w, norm: w * norm.weight[None, :]  # noqa: E731  (x * g) W^T = x (W diag(g))^T
-            qkv = [torch.cat([fold(getattr(h.attn, name).weight, h.attn_norm) for h in heads])
-                   for name in ("wq", "wk", "wv")]
-            self.register_buffer("wqkv", torch.cat(qkv).t().contiguous())  # (C, k*C + 2*k*kv_dim): q of every head, k, v
-            self.register_buffer("wo", torch.stack([h.attn.wo.weight.t() for h in heads]))  # (k, C, C)
-            self.register_buffer("w13", torch.stack([torch.cat([fold(h.mlp.w1.weight, h.mlp_norm),
-                                                                fold(h.mlp.w3.weight, h.mlp_norm)]).t()
-                                                     for h in heads]))  # (k, C, 2*hidden)
-            self.register_buffer("w2", torch.stack([h.mlp.w2.weight.t() for h in heads]))  # (k, hidden, C)
-
-    def forward(self, z, cos, sin, kv=None, mask=None, idx=None, cache=None):
-        """z (B, T, C) -> hidden states of the k heads (k, B, T, C). kv: one cache layer of k*n_attn_heads heads.
-        idx, cache: the forward's tokens and cache (read by mtp.decode_chain.ChainHeads only)."""
-        B, T, C = z.shape
-        if self.linear:
-            return (z @ self.proj).view(B, T, self.k, C).permute(2, 0, 1, 3)
-        qkv = _rms(z, self.eps) @ self.wqkv  # (B, T, k*C + 2*k*kv_dim)
-        if self.nkv == self.nh:  # one view for all three (the common case, fewest ops)
-            q, k, v = qkv.view(B, T, 3, self.nh, self.hs).transpose(1, 3).unbind(2)  # (B, k*nh, T, hs) each
-        else:
-            q, k, v = qkv.split([self.nh * self.hs, self.nkv * self.hs, self.nkv * self.hs], dim=-1)
-            q = q.reshape(B, T, self.nh, self.hs).transpose(1, 2)  # (B, k*nh, T, hs)
-            k, v = (t.reshape(B, T, self.nkv, self.hs).transpose(1, 2) for t in (k, v))  # (B, k*nkv, T, hs)
-        q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
-        if kv is not None:
-            k, v = kv.update(k, v)
-        y = attend(q, k, v, mask)  # (B, k*nh, T, hs)
-        y = y.view(B, self.k, -1, T, self.hs).permute(1, 0, 3, 2, 4).reshape(self.k, B * T, C)
-        x = z.reshape(1, B * T, C) + torch.bmm(y, self.wo)  # (k, B*T, C)
-        a, b = torch.bmm(_rms(x, self.eps), self.w13).chunk(2, dim=-1)
-        return (x + torch.bmm(F.silu(a) * b, self.w2)).view(self.k, B, T, C)
-
-    def cache_layers(self, cache, layer):
-        """The KV-cache layer(s) forward's kv takes: one of k*n_kv_heads heads (None for linear heads)."""
-        return None if self.linear else layer(cache, self.nkv, self.hs)
-
-
-class SeparateHeads:
-    """Heads 1..k+1 run one after another through MTPModel.head_states, for decoding: what FusedHeads does, for
-    head types without a fused form (mtp.head_types: fused=False). kv: one cache layer per head, None for heads
-    without attention."""
-
-    def __init__(self, model, k):
-        self.model, self.heads = model, range(k + 1)  # a plain object: the model owns the weights
-        self.attends = [any(isinstance(m, Attention) for m in h.modules()) for h in model.heads[:k + 1]]
-        self.nkv, self.hs = model.cfg.n_kv_heads, model.cfg.head_dim
-
-    def __call__(self, z, cos, sin, kv=None, mask=None, idx=None, cache=None):
-        """z (B, T, C) -> states of the heads (k+1, B, T, C)."""
-        return torch.stack(self.model.head_states(z, cos, sin, self.heads, kv, mask))
-
-    def cache_layers(self, cache, layer):
-        return [layer(cache, self.nkv, self.hs) if a else None for a in self.attends] if any(self.attends) else None
-
-
 class MTPModel(nn.Module):
     def __init__(self, cfg: ModelConfig):
         super().__init__()
         self.cfg = cfg
         self.tok_emb = nn.Embedding(cfg.vocab_size, cfg.dim)
         self.trunk = nn.ModuleList([Block(cfg) for _ in range(cfg.n_trunk)])
-        ht = head_types.get(cfg.head_type)
-        self.heads = nn.ModuleList([ht.module(i)(cfg) for i in range(cfg.n_heads)])
-        self.reads_head1 = ht.reads_head1  # Medusa: heads 2..n read head 1's normed state, skip the final norm
-        self.chain = ht.chain  # sequential: head i+1 reads head i's output and a token embedding (head_states)
+        self.behaviour = head_types.get(cfg.head_type).behaviour()  # what the head type does (mtp.heads.base)
+        self.heads = nn.ModuleList(self.behaviour.modules(cfg))
         self.norm = RMSNorm(cfg.dim, cfg.norm_eps)
         self.lm_head = nn.Linear(cfg.dim, cfg.vocab_size, bias=False)
         if cfg.tie_embeddings:
@@ -295,37 +207,16 @@ class MTPModel(nn.Module):
         return x
 
     def logits(self, i, h, vocab=None):
-        """Head i's state (0-based) -> logits: the shared final norm and unembedding (heads that read head 1's
-        normed state, Medusa's, go to the unembedding without the norm). vocab: token ids (sorted, 1-D) whose
-        logits alone are computed (a sampled softmax in training: mtp.training.step.Objective), None = all."""
-        x = h if i > 0 and self.reads_head1 else self.norm(h)
+        """Head i's state (0-based) -> logits: the shared final norm (unless the head type skips it for head i:
+        behaviour.normed) and unembedding. vocab: token ids (sorted, 1-D) whose logits alone are computed (a sampled
+        softmax in training: mtp.training.step.Objective), None = all."""
+        x = self.norm(h) if self.behaviour.normed(i) else h
         return self.lm_head(x) if vocab is None else F.linear(x, self.lm_head.weight[vocab])
 
-    def head_input(self, i, h1, prev, ahead=None):
-        """What head i (0-based, i >= 1) of a model that reads head 1 runs on: head 1's normed state (Medusa;
-        sequential head 2) or head i-1's output `prev` (sequential), with, for sequential heads, the keyword
-        `emb` = the embedding of ahead[i-1] (B, T), the tokens i positions ahead (head i's own targets)."""
-        x = self.norm(h1) if i == 1 or not self.chain else prev
-        return (x, {"emb": self.tok_emb(ahead[i - 1])}) if self.chain else (x, {})
-
     def head_states(self, z, cos, sin, heads=None, kvs=None, mask=None, ahead=None):
-        """z (B, T, C) -> the states (B, T, C) of the heads in `heads` (0-based; default: all), for logits().
-        kvs: a KV-cache layer (or None) per head of `heads`, when decoding (model.SeparateHeads). ahead: the
-        targets of heads 1..n-1 (training's targets), which sequential heads read (head_input)."""
-        heads = list(range(self.cfg.n_heads) if heads is None else heads)
-        kvs = [None] * len(heads) if kvs is None else kvs
-        if not self.reads_head1:
-            return [self.heads[i](z, cos, sin, kvs[j], mask) for j, i in enumerate(heads)]
-        if self.chain and heads != list(range(len(heads))):
-            raise ValueError("sequential heads run in a chain from head 1: heads must be 0..k")
-        h1 = self.heads[0](z, cos, sin, kvs[0] if heads[0] == 0 else None, mask)
-        out, prev = [], h1
-        for j, i in enumerate(heads):
-            if i > 0:
-                x, kw = self.head_input(i, h1, prev, ahead)
-                prev = self.heads[i](x, cos, sin, kvs[j], mask, **kw)
-            out.append(h1 if i == 0 else prev)
-        return out
+        """z (B, T, C) -> the states (B, T, C) of the heads in `heads` (0-based; default: all), for logits(): the
+        head type's (behaviour.states). ahead: the targets of heads 2..n, which sequential heads read."""
+        return self.behaviour.states(self, z, cos, sin, heads, kvs, mask, ahead)
 
     def forward(self, idx, heads=None, ahead=None):
         """idx (B, T) -> list of logits (B, T, V), one per head in `heads` (default: all). ahead: the targets of

@@ -15,7 +15,10 @@ class Registry(dict):
         self.what, self.home = what, home
 
     def register(self, entry):
-        """Add an entry (replacing one of the same name) and return it."""
+        """Add an entry and return it; a name registered twice is an error (remove the old entry first)."""
+        if entry.name in self:
+            raise UserError(f"{self.what} '{entry.name}' is registered twice ({self.home} and elsewhere); "
+                            f"give it another name")
         self[entry.name] = entry
         return entry
 

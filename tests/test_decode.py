@@ -138,15 +138,15 @@ def test_grouped_query_attention_is_lossless_in_ragged_batches(n_kv_heads):
 
 
 def test_decoding_heads_compute_the_models_head_states():
-    """What decoding runs for heads 1..k+1 (kvcache.decoding_heads: SeparateHeads for medusa) equals the model's own
-    head states (the training path), so drafts are the heads' real predictions."""
-    from mtp.kvcache import decoding_heads
+    """What decoding runs for heads 1..k+1 (the head type's proposer: mtp.heads.proposer.Proposer, one by one, for
+    medusa) equals the model's own head states (the training path), so drafts are the heads' real predictions."""
     model = random_model(4, "medusa", seed=5)
     idx = torch.randint(0, V, (2, 9), generator=torch.Generator().manual_seed(0))
     with torch.inference_mode():
         cos, sin = model.rope(9)
         z = model.forward_trunk(idx, cos, sin)
-        torch.testing.assert_close(decoding_heads(model, 3)(z, cos, sin), torch.stack(model.head_states(z, cos, sin)))
+        torch.testing.assert_close(model.behaviour.proposer(model, 3)(z, cos, sin),
+                                   torch.stack(model.head_states(z, cos, sin)))
 
 
 def cyclic_medusa(n, steps=150):
@@ -199,7 +199,7 @@ def test_ragged_rows_progress_independently():
 @pytest.mark.parametrize("head_type, n_kv_heads", [("transformer", None), ("linear", None), ("transformer", 2)])
 def test_fused_draft_heads_equal_the_separate_heads(head_type, n_kv_heads):
     """model.FusedHeads (heads 1..k+1 as one block for decoding) computes what each head computes."""
-    from mtp.model import FusedHeads
+    from mtp.heads.parallel import FusedHeads
     model = random_model(4, head_type, seed=3, n_kv_heads=n_kv_heads)
     with torch.no_grad():  # non-trivial norm weights: their folding into the matrices is checked too
         for name, p in model.named_parameters():
@@ -248,11 +248,8 @@ def test_rollback_leaves_cache_as_plain_decoding(head_type):
     assert len(set(cache.lengths.tolist())) > 1  # ragged
     for b, ref in enumerate(plain):
         c = len(seqs[b])
-        layers = list(zip(cache.trunk, ref.trunk)) + [(cache.heads, ref.heads)]
-        for mine, theirs in layers:
-            if mine is None:  # linear heads keep no cache
-                assert theirs is None and head_type == "linear"
-                continue
+        assert len(cache.heads) == len(ref.heads) == (0 if head_type == "linear" else 1)  # linear heads: no cache
+        for mine, theirs in zip(cache.trunk + cache.heads, ref.trunk + ref.heads):
             torch.testing.assert_close(mine.k[b, :, :c], theirs.k[0, :, :c], atol=1e-5, rtol=1e-5)
             torch.testing.assert_close(mine.v[b, :, :c], theirs.v[0, :, :c], atol=1e-5, rtol=1e-5)
 

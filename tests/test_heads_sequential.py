@@ -1,5 +1,5 @@
-"""Sequential heads (DeepSeek-V3's MTP modules, mtp/heads_sequential.py) in the decoding engine
-(mtp/decode_chain.py): every draft equals what the model's own full forward predicts on the verified sequence with
+"""Sequential heads (DeepSeek-V3's MTP modules, mtp/heads/sequential.py) in the decoding engine
+(its ChainProposer): every draft equals what the model's own full forward predicts on the verified sequence with
 the earlier drafts appended (the lagging per-module caches hold the right states after any mix of accepted and
 rejected drafts), decoding is lossless, and a model trained on a cycle drafts right. Gradient equality: test_train;
 speculative sampling: test_decode."""

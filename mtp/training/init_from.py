@@ -19,7 +19,6 @@ is the source model's and any speed-up is free); `freeze: none` trains everythin
 from dataclasses import asdict
 from pathlib import Path
 
-import torch
 
 from mtp import UserError, head_types
 from mtp.presets import preset
@@ -84,14 +83,7 @@ def load_source(model, payload):
     they are, the new heads as copies of head 1 (transformer), zero projections (medusa) or as built (sequential:
     fresh modules, as DeepSeek-V3 trains them)."""
     state = payload["model"]
-    new = {**model.state_dict(), **state}
-    for j in range(1, 1 if model.chain else model.cfg.n_heads):
-        if model.reads_head1:
-            new[f"heads.{j}.proj.weight"] = torch.zeros_like(model.heads[j].proj.weight)
-        else:
-            new.update({f"heads.{j}." + k[len("heads.0."):]: v.clone() for k, v in state.items()
-                        if k.startswith("heads.0.")})
-    model.load_state_dict(new, strict=True)
+    model.load_state_dict({**model.state_dict(), **state, **model.behaviour.new_heads(model, state)}, strict=True)
 
 
 def freeze(model, what):

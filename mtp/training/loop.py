@@ -128,9 +128,7 @@ def setup(cfg, entry):
 def objective(tc, train_data, mcfg, device):
     """train.targets and train.loss_vocab as the step's Objective (loss_vocab: the train split's most frequent
     token ids)."""
-    if tc["targets"] == "greedy" and head_types.get(mcfg.head_type).chain:
-        raise UserError("train.targets: greedy trains parallel heads on head 1's choices; sequential heads read the "
-                        "tokens ahead themselves: use targets: data")
+    head_types.get(mcfg.head_type).behaviour().check_targets(tc["targets"])
     vocab = None
     if tc["loss_vocab"]:
         counts = np.bincount(np.asarray(train_data.tokens), minlength=mcfg.vocab_size)

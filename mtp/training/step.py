@@ -120,41 +120,17 @@ def _head_loss(model, i, h, y, ctx, w, cand=None, greedy=False):
 
 
 def memory_efficient_backward(model, x, ys, scale=1.0, autocast=None, weights=None, objective=DATA):
-    """The same gradients, one head's logits alive at a time. Each head's state is cut from the graph (a leaf),
-    its loss backpropagated into the leaf's grad, and the leaves' grads then run back through the heads in reverse
-    order: parallel heads into dL/dz; heads reading head 1 (Medusa) into dL/dh_1; sequential heads down their
-    chain (head i+1's input is head i's state) into dL/dh_1; finally dL/dh_1 through head 1, dL/dz through the
-    trunk."""
+    """The same gradients, one head's logits alive at a time: the trunk's z is cut from the graph (a leaf), the head
+    type runs its heads on it with each loss backpropagated at once (behaviour.backward: parallel heads into dL/dz,
+    heads reading head 1 through their chain into dL/dh_1 and head 1), then dL/dz runs through the trunk."""
     z, cos, sin, ctx = _trunk(model, x, autocast)
     zd = z.detach().requires_grad_(z.requires_grad)  # a frozen trunk (train.freeze) needs no dL/dz
     weights = [w * scale for w in (weights or [1.0] * len(ys))]
-    greedy = objective.targets == "greedy"
-    if not model.reads_head1:
-        with ctx:
-            h1 = model.heads[0](zd, cos, sin)
-        loss, g = _head_loss(model, 0, h1, ys[0], ctx, weights[0], greedy=greedy)  # accumulates dL/dz in zd.grad
-        ys = objective.head_targets(ys, g)
-        cand, losses = objective.candidates(ys), [loss]
-        for i, y in enumerate(ys[1:], start=1):
-            with ctx:
-                h = model.heads[i](zd, cos, sin)
-            losses.append(_head_loss(model, i, h, y, ctx, weights[i], cand)[0])
-    else:
-        with ctx:
-            h1 = model.heads[0](zd, cos, sin)
-        cut = [(h1, h1.detach().requires_grad_(h1.requires_grad))]  # (state in the graph, its leaf)
-        loss, g = _head_loss(model, 0, cut[0][1], ys[0], ctx, weights[0], greedy=greedy)
-        ahead, ys = ys, objective.head_targets(ys, g)  # sequential heads read the data's tokens ahead
-        cand, losses = objective.candidates(ys), [loss]
-        for i, y in enumerate(ys[1:], start=1):
-            with ctx:
-                inp, kw = model.head_input(i, cut[0][1], cut[-1][1], ahead)
-                h = model.heads[i](inp, cos, sin, **kw)
-            cut.append((h, h.detach().requires_grad_(True)))
-            losses.append(_head_loss(model, i, cut[-1][1], y, ctx, weights[i], cand)[0])
-        for h, leaf in reversed(cut):  # head n first: its leaf's grad is complete before its input's is used
-            if h.requires_grad and leaf.grad is not None:  # under train.freeze: trunk head 1 keeps no graph
-                h.backward(leaf.grad)
+
+    def loss(i, h, y, cand=None, greedy=False):
+        return _head_loss(model, i, h, y, ctx, weights[i], cand, greedy)
+
+    losses = model.behaviour.backward(model, zd, cos, sin, ys, ctx, loss, objective)
     if z.requires_grad and zd.grad is not None:
         z.backward(zd.grad)
     return losses

@@ -5,9 +5,16 @@ one residual SiLU block each, y = x + SiLU(W x), on x = the final-normed state o
 the base model's last hidden state), and y goes to the unembedding directly. One difference from the
 original: the unembedding is shared by every head here (Medusa-1 gives each head its own copy of the LM
 head, initialised from it), which keeps the parameter count of n heads at one d x d matrix each.
+Added to a model (init_from), the heads start as the identity (zero projections, Medusa-1's init); exported,
+the served model is the plain Llama of trunk + head 1 and the drafter vLLM's own Medusa format (mtp/export.py).
 """
+from dataclasses import replace
+
+import torch
 import torch.nn as nn
 import torch.nn.functional as F
+
+from mtp.heads.base import OnHead1
 
 
 class MedusaHead(nn.Module):
@@ -18,3 +25,18 @@ class MedusaHead(nn.Module):
     def forward(self, x, cos=None, sin=None, kv=None, mask=None):
         """x (B, T, C): head 1's normed state -> (B, T, C), unembedded without the final norm."""
         return x + F.silu(self.proj(x))
+
+
+class Medusa(OnHead1):
+    def new_heads(self, model, state):
+        return {f"heads.{j}.proj.weight": torch.zeros_like(model.heads[j].proj.weight)
+                for j in range(1, model.cfg.n_heads)}
+
+    def export_target(self, cfg, state):
+        """The plain Llama of trunk + head 1: heads 2..n live in the drafter."""
+        kept = {k: v for k, v in state.items() if not k.startswith("heads.") or k.startswith("heads.0.")}
+        return replace(cfg, n_heads=1, ffn_dim=cfg.hidden_dim), kept
+
+    def export_drafter(self, cfg, state):
+        from mtp.export import medusa_drafter
+        return medusa_drafter(cfg, state)

@@ -201,7 +201,7 @@ def model_slot(size, head_type, init_from=None, seed=None):
     sweep with `seeds`. The rules' {size} wildcard and the stages' --size take it."""
     size = f"{size}-init" if init_from else size
     size = size if seed is None else f"{size}-s{seed}"
-    return size if head_type == "transformer" else f"{size}-{head_type}"
+    return size if head_type == head_types.PAPER else f"{size}-{head_type}"
 
 
 def models(cfg):
@@ -248,7 +248,7 @@ def run_keys(m):
     """The MLflow tags naming model m's jobs (mtp.tracking.child_run): dataset, size, n, seed, and head_type unless
     transformer (so that runs of the paper's heads keep the identity they had before head types)."""
     keys = {"dataset": m["dataset"], "size": m["size"], "n": m["n"], "seed": m["seed"]}
-    return keys if m["head_type"] == "transformer" else {**keys, "head_type": m["head_type"]}
+    return keys if m["head_type"] == head_types.PAPER else {**keys, "head_type": m["head_type"]}
 
 
 def data_dir(cfg, dataset):

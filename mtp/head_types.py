@@ -54,6 +54,7 @@ class HeadType:
 
 
 HEAD_TYPES = Registry("head type", "mtp/head_types.py")
+PAPER = "transformer"  # the paper's heads: train.head_type's default, a slot name without suffix, what the claims judge
 register = HEAD_TYPES.register
 
 

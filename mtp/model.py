@@ -25,7 +25,7 @@ class ModelConfig:
     n_attn_heads: int
     n_heads: int = 1
     n_kv_heads: int = None  # key/value heads (grouped-query attention); None = n_attn_heads (one per query head)
-    head_type: str = "transformer"
+    head_type: str = head_types.PAPER
     max_seq_len: int = 4096
     norm_eps: float = 1e-5
     rope_theta: float = 10000.0
@@ -75,7 +75,7 @@ class ModelConfig:
                                      self.hidden_dim, self.kv_dim)
 
     @classmethod
-    def from_preset(cls, name, vocab_size, n_heads=1, head_type="transformer", extra=None):
+    def from_preset(cls, name, vocab_size, n_heads=1, head_type=head_types.PAPER, extra=None):
         spec = dict(preset(name, extra))
         return cls(vocab_size=vocab_size, n_heads=n_heads, head_type=head_type, **spec)
 

@@ -113,6 +113,24 @@ def test_dependencies_run_one_way():
     assert not {m for m in _reach(graph, "mtp.tasks") if m.startswith("mtp.evals")}
     assert "mtp.model" not in _reach(graph, "mtp.config")
     assert not _reach(graph, "mtp.decode") & {"mtp.measure", "mtp.decode_timing", "mtp.io"}
+    # head types' behaviour is reached through the model (model.behaviour), never imported by what uses it
+    users = {"mtp.model", "mtp.decode", "mtp.kvcache", "mtp.training.step", "mtp.training.loop", "mtp.export"}
+    assert not {m for u in users for m in _reach(graph, u) if m.startswith("mtp.heads")}
+
+
+def test_no_head_type_special_case_outside_its_module():
+    """No module outside mtp/heads/ and the registry compares anything with a head type's name (`x == "medusa"`):
+    what a head type does is its behaviour's (mtp.heads.base.HeadBehaviour), so adding one touches no stage."""
+    from mtp.head_types import HEAD_TYPES
+    found = []
+    for name, path in modules().items():
+        if name.startswith("mtp.heads") or name == "mtp.head_types":
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Compare):
+                consts = [c.value for c in [node.left, *node.comparators] if isinstance(c, ast.Constant)]
+                found += [f"{path.relative_to(ROOT)}:{node.lineno}" for c in consts if c in HEAD_TYPES]
+    assert not found, "head type names compared outside mtp/heads/: " + ", ".join(found)
 
 
 MAX_MODULE_LINES, MAX_FUNCTION_LINES = 400, 60  # DESIGN.md's style: small modules, short functions

@@ -77,25 +77,35 @@ def test_a_registered_head_type_decodes_losslessly(registered, name):
     assert stats.row_steps > 0 and model.cfg.num_params == sum(p.numel() for p in model.parameters())
 
 
-def test_a_registered_head_type_runs_train_decode_report(registered, tiny_cfg, tmp_path, capsys):
-    """One new head type, registered here: trained (memory-efficient backward), decoded by `mtp decode`, and
-    shown in the report, with no change to the package."""
-    raw = {**tiny_cfg, "sweeps": [{"dataset": "code", "sizes": ["micro"], "n_heads": [2], "head_types": ["toy-mlp"],
+@pytest.mark.parametrize("name", ["toy-mlp", "toy-unfused"])
+def test_a_registered_head_type_runs_train_decode_export_report(registered, tiny_cfg, tmp_path, capsys, name):
+    """One new head type, registered here: trained (memory-efficient backward), decoded losslessly by `mtp decode`,
+    exported (toy-unfused: transformers reproduces head 1's logits; toy-mlp: refused with its registered reason)
+    and shown in the report, with no change to the package."""
+    raw = {**tiny_cfg, "sweeps": [{"dataset": "code", "sizes": ["micro"], "n_heads": [2], "head_types": [name],
                                    "train": {"max_steps": 10}}]}
     raw["decode"] = {**raw["decode"], "batch_sizes": [1]}
-    cfg, model_args, entry = _trained(tmp_path, raw, "code", 2, slot="micro-toy-mlp")
+    cfg, model_args, entry = _trained(tmp_path, raw, "code", 2, slot=f"micro-{name}")
     model, _ = checkpoint.load_model(entry["dir"])
-    assert model.cfg.head_type == "toy-mlp" and model.cfg.n_trunk == 5  # the toy takes no trunk block
+    assert model.cfg.head_type == name and model.cfg.n_trunk == (5 if name == "toy-mlp" else 3)  # toy-mlp takes no block
     assert read_json(f"{entry['dir']}/metrics.json")["params_total"] == model.cfg.num_params
     assert cli.main(["decode", *model_args]) == 0
     decoded = read_json(f"{entry['dir']}/decode.json")
     assert decoded["per_batch"][0]["lossless"] is True
     assert cli.main(["report", *model_args[:2], "--no-tracking"]) == 0
     rows = (tmp_path / "results" / "report" / "speculative.md").read_text()
-    assert "| code | micro-toy-mlp | 2 |" in rows and entry["dir"].endswith("code/micro-toy-mlp-n2")
+    assert f"| code | micro-{name} | 2 |" in rows and entry["dir"].endswith(f"code/micro-{name}-n2")
     capsys.readouterr()
-    assert cli.main(["export", *model_args]) == 2
-    assert "head_type 'toy-mlp': toy heads are not exportable" in capsys.readouterr().err
+    if name == "toy-mlp":
+        assert cli.main(["export", *model_args]) == 2
+        assert "head_type 'toy-mlp': toy heads are not exportable" in capsys.readouterr().err
+        return
+    assert cli.main(["export", *model_args]) == 0
+    from transformers import AutoModelForCausalLM
+    hf = AutoModelForCausalLM.from_pretrained(f"{entry['dir']}/hf").eval()
+    idx = torch.randint(0, model.cfg.vocab_size, (2, 12), generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        torch.testing.assert_close(hf(idx).logits, model(idx, heads=[0])[0], rtol=1e-5, atol=1e-5)
 
 
 def test_a_registered_head_type_has_the_naive_gradients(registered):

@@ -34,7 +34,7 @@ def shape_of(cfg, size):
             "params": p["n_layers"] * presets.block_matrix_params(p["dim"])}
 
 
-def expected(cfg, task, key, n=None, head_type="transformer"):
+def expected(cfg, task, key, n=None, head_type=head_types.PAPER):
     """None when the config makes the study write result `key` for a model of `task` with n heads of `head_type`,
     else why not."""
     if key == "metrics":
@@ -183,7 +183,7 @@ def baseline(records, r):
     preset and seed (every head type's n=1 model but linear is that same architecture), or None."""
     same = [b for b in records if (b["dataset"], b["size"], b["n"]) == (r["dataset"], r["size"], 1)]
     plain = [b for b in records if (b["dataset"], b.get("preset"), b.get("head_type"), b.get("seed"), b["n"]) ==
-             (r["dataset"], r.get("preset"), "transformer", r.get("seed"), 1)]
+             (r["dataset"], r.get("preset"), head_types.PAPER, r.get("seed"), 1)]
     return (same or plain or [None])[0]
 
 

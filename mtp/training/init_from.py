@@ -54,7 +54,7 @@ def config_from(entry, payload, vocab_size, presets=None):
     from mtp.model import ModelConfig
     kind, src = source(entry["init_from"])
     mc = model_config(payload)
-    if mc["n_heads"] != 1 or mc.get("head_type", "transformer") != "transformer":
+    if mc["n_heads"] != 1 or mc.get("head_type", head_types.PAPER) != head_types.PAPER:
         raise UserError(f"init_from {src}: the source must be an n=1 transformer model, it has n={mc['n_heads']} "
                         f"{mc.get('head_type')} heads")
     if mc["vocab_size"] != vocab_size and (kind == "mtp" or vocab_size > mc["vocab_size"]):

@@ -1,5 +1,6 @@
 # The train benchmark (bench.train): peak step memory by n and step time n=4 vs n=1 at the study's shape and at
 # vocab 32768, the evidence of the report's memory and overhead claims (mtp/bench.py, mtp/report/cost.py).
+import mtp.head_types
 import mtp.presets
 
 
@@ -7,7 +8,7 @@ def bench_train_model():
     """The model whose shape `mtp bench train` measures: the study's largest model (non-embedding parameters of
     its preset) with the paper's heads (transformer; any head type when there is none), a code model before a
     synthetic task's; ties: the first in the sweep."""
-    paper = models_where(lambda m: m["head_type"] == "transformer") or MODELS
+    paper = models_where(lambda m: m["head_type"] == mtp.head_types.PAPER) or MODELS
 
     def key(m):
         spec = mtp.presets.preset(m["size"], config["model_presets"])

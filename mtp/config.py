@@ -237,13 +237,6 @@ def model_name(m):
     return f"{m['dataset']}/{m['slot']}-n{m['n']}"
 
 
-def served_by_vllm(cfg, m):
-    """Whether the rule time_vllm serves model m: a code model with heads to draft with, of a head type that
-    exports (mtp.head_types: export)."""
-    code = task_of(cfg["datasets"][m["dataset"]]) == "code"
-    return code and m["n"] > 1 and head_types.get(m["head_type"]).export is None
-
-
 def run_keys(m):
     """The MLflow tags naming model m's jobs (mtp.tracking.child_run): dataset, size, n, seed, and head_type unless
     transformer (so that runs of the paper's heads keep the identity they had before head types)."""

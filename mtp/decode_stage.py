@@ -13,6 +13,7 @@ import torch
 from mtp import UserError
 from mtp import decode as D
 from mtp import decode_timing as DT
+from mtp import results
 
 HEADLINE_MIN_N = 4  # `mtp bench decode` headlines the best model with at least this many heads
 HEADLINE_BATCHES = (1, 8)
@@ -128,7 +129,7 @@ def run(args):
         run.tags({"mtp.train_run_id": payload.get("train_run_id", "")})
         run.params({"decode": cfg["decode"], "draft_tokens_used": result["draft_tokens"], "device": args.device,
                     "threads": torch.get_num_threads()})
-        path = Path(entry["dir"]) / "decode.json"
+        path = results.path(entry, "decode")
         write_json(path, result)
         run.log(result["metrics"])
         run.artifact(path)

@@ -34,6 +34,7 @@ from pathlib import Path
 
 from mtp import UserError, head_types
 from mtp.io import read_json
+from mtp import results
 
 DRAFTER_ARCH = "MTPDrafter"
 TARGET_ARCH = "MTPLlamaForCausalLM"
@@ -208,7 +209,7 @@ def run(args):
     cfg = config.load(args.config)
     m = config.find_model(cfg, args.dataset, args.size, args.n)
     out = export(m["dir"])
-    metrics = Path(m["dir"]) / "metrics.json"
+    metrics = results.path(m, "metrics")
     model_id = read_json(metrics).get("logged_model_id") if metrics.exists() else None
     if model_id:  # trained by `mtp train` (not a hand-made checkpoint): its logged model gets the HF export
         from mtp import tracking

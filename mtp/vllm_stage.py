@@ -62,6 +62,7 @@ from mtp import measure as M
 from mtp import vllm_timing as T
 from mtp.vllm_plugin import DIE_WITH_PARENT
 from mtp.vllm_timing import COUNTERS  # noqa: F401 (the counters compared with the native engine)
+from mtp import results
 
 
 # ---------------------------------------------------------------- vLLM set-up
@@ -343,7 +344,7 @@ def run(args):
         run_.tags({"mtp.train_run_id": result["train_run_id"] or "", "mtp.vllm_version": result["vllm_version"]})
         run_.log(result["metrics"])
         _fail_on_mismatch(result)
-        path = Path(entry["dir"]) / "vllm.json"
+        path = results.path(entry, "vllm")
         write_json(path, result)
         run_.artifact(path)
     for r in result["configs"]:

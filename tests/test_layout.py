@@ -149,3 +149,23 @@ def test_modules_and_functions_stay_small():
                 if n > MAX_FUNCTION_LINES:
                     too_long.append(f"{path.relative_to(ROOT)}:{node.lineno} {node.name}(): {n} lines")
     assert not too_long, "split these:\n" + "\n".join(too_long)
+
+
+def test_result_file_names_live_in_the_result_kinds_table():
+    """No module but mtp/results.py spells a per-model result file's name in code (docstrings aside): the stages
+    write, the rules declare and the report reads them through mtp.results."""
+    from mtp.results import kinds
+    names = {k.file for k in kinds().values()}
+    found = []
+    for name, path in modules().items():
+        if name == "mtp.results":
+            continue
+        tree = ast.parse(path.read_text())
+        docs = {id(n.body[0].value) for n in ast.walk(tree) if isinstance(n, (ast.Module, ast.FunctionDef, ast.ClassDef))
+                and n.body and isinstance(n.body[0], ast.Expr) and isinstance(n.body[0].value, ast.Constant)}
+        found += [f"{path.relative_to(ROOT)}:{c.lineno}" for c in ast.walk(tree) if isinstance(c, ast.Constant)
+                  and isinstance(c.value, str) and id(c) not in docs and any(f in c.value for f in names)]
+    for path in [ROOT / "Snakefile", *sorted((ROOT / "workflow" / "rules").glob("*.smk"))]:
+        found += [f"{path.relative_to(ROOT)}:{i}" for i, line in enumerate(path.read_text().splitlines(), 1)
+                  if not line.lstrip().startswith("#") and any(f in line for f in names)]
+    assert not found, "result file names outside mtp/results.py: " + ", ".join(found)

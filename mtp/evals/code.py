@@ -21,6 +21,7 @@ from pathlib import Path
 
 from mtp import UserError
 from mtp.code_benchmarks import get
+from mtp import results
 
 HUMANEVAL_STOPS = list(get("humaneval").stops)
 MBPP_STOPS = list(get("mbpp").stops)
@@ -284,7 +285,7 @@ def evaluate_model(cfg, model_entry):
     ks = sorted(set(code_cfg["k"]))
     device = "cuda" if torch.cuda.is_available() else "cpu"
     keys = config.run_keys(model_entry)
-    out_path = Path(model_entry["dir"]) / "eval_code.json"
+    out_path = results.path(model_entry, "code")
     with tracking.child_run(cfg, "eval_code", **keys) as run:
         run.params({"eval.code": code_cfg})
         model, payload = load_model(model_entry["dir"], device=device)

@@ -8,6 +8,7 @@ of head 1 at the position of the first token). test_set returns character offset
 second characters; token_targets maps them to token indices and checks the 2-token split.
 """
 from mtp.tasks.induction import test_set
+from mtp import results
 
 
 # ---- scoring ------------------------------------------------------------------------------------
@@ -118,7 +119,7 @@ def evaluate_model(cfg, model_entry):
         # correct_by_story: story i is the i-th of test_set(num_tests, seed): the report pairs models by it
         result = {**keys, "task": "induction", "num_tests": syn["num_tests"], "test_seed": cfg["seed"],
                   "context": ctx, "metrics": metrics, "correct_by_story": items}
-        path = Path(model_entry["dir"]) / "eval_induction.json"
+        path = results.path(model_entry, "induction")
         write_json(path, result)
         run.params({"num_tests": syn["num_tests"], "test_seed": cfg["seed"], "context": ctx,
                     "batch_size": syn["batch_size"]})

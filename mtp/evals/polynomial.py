@@ -3,6 +3,7 @@
 The task (ring, text format, training documents, test sets and their separation): mtp/tasks/polynomial.py.
 """
 from mtp.tasks.polynomial import ANSWER_LEN, test_set
+from mtp import results
 
 
 # ---- scoring ------------------------------------------------------------------------------------
@@ -89,7 +90,7 @@ def evaluate_model(cfg, model_entry):
         result = {**keys, "task": "polynomial", "num_tests": syn["num_tests"], "test_seed": cfg["seed"],
                   "max_ops_train": max_ops_train, "accuracy_by_m": {str(m): a for m, a in acc.items()},
                   "correct_by_m": {str(m): v for m, v in items.items()}, "metrics": metrics}
-        path = Path(model_entry["dir"]) / "eval_polynomial.json"
+        path = results.path(model_entry, "polynomial")
         write_json(path, result)
         run.params({"num_tests": syn["num_tests"], "test_seed": cfg["seed"], "max_ops_train": max_ops_train,
                     "max_ops_eval": max(ms), "batch_size": syn["batch_size"]})

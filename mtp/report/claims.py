@@ -7,6 +7,7 @@ applied to numbers extracted from the results; no verdict is written by hand. No
 import html
 
 from mtp.head_types import PAPER
+from mtp.report.study import result_files
 from mtp.report.code import claim_small_pass
 from mtp.report.cost import claim_memory, claim_overhead
 from mtp.report.speculative import claim_bytes, claim_lossless, claim_tpf
@@ -20,7 +21,7 @@ CLAIMS_NOTE = ("Paired comparisons (n>1 vs the n=1 model of the same size and tr
                "verdict. Speed "
                "figures of a model whose output is degenerate (mtp.measure) are not scored; a speed-up whose timing "
                "spread exceeds 25% gives no verdict. Validation loss is no claim: the paper gives no loss number "
-               "and metrics.json holds no per-item losses (see val_loss). The claims are about the paper's parallel "
+               f"and {result_files()['metrics']} holds no per-item losses (see val_loss). The claims are about the paper's parallel "
                "transformer heads (other head types: section Head types); losslessness is checked for every model.")
 
 

@@ -1,7 +1,7 @@
 """Code benchmarks (Table S7 analogue): pass@k by size x n from eval_code.json, each n>1 model paired with the n=1
 model of its size over problems, and the claim that small models lose pass@1 with n > 1."""
 from mtp.report.figures import by, figure_no_data, grid, legend, save
-from mtp.report.study import baseline, get, num, order, pairs, seed_groups
+from mtp.report.study import baseline, get, num, order, pairs, result_files, seed_groups
 from mtp.report.verdicts import ci_cols, ci_parts, claim, paired_ci, runs_text, seeds_ci, verdict_paired
 
 # Paper, Fig. 3: n=4 hurts at 0.3B-0.6B, breaks even near 1.3B; "small" = below the 1.3B break-even.
@@ -61,7 +61,7 @@ def claim_small_pass(records):
 def plot_code(records, path):
     rows = code_rows(records)
     if not rows:
-        return figure_no_data(path, "Code benchmarks", "no eval_code.json")
+        return figure_no_data(path, "Code benchmarks", f"no {result_files()['code']}")
     benches = sorted({x["benchmark"] for x in rows})
     fig, axes = grid(len(benches), ncols=2, w=5.5)
     for ax, bench in zip(axes, benches):

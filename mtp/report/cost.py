@@ -11,7 +11,7 @@ from pathlib import Path
 
 from mtp.presets import train_flops_per_step
 from mtp.report.figures import by, grid, legend, no_data, save
-from mtp.report.study import BENCH_TRAIN, baseline, get, num, order, safe_ratio
+from mtp.report.study import BENCH_TRAIN, baseline, get, num, order, result_files, safe_ratio
 from mtp.report.tables import fmt, markdown_table
 from mtp.report.verdicts import CONTRADICTED, NO_DATA, NO_VERDICT, NOT_AT_SCALE, REPRODUCED, claim
 
@@ -32,7 +32,7 @@ ORDER = (CONTRADICTED, NO_VERDICT, REPRODUCED, NOT_AT_SCALE, NO_DATA)
 
 PAPER_MEMORY = "peak memory O(V+d) instead of O(nV+d): independent of n (Section 2, Fig. 2)"
 PAPER_OVERHEAD = "training time n=4 vs n=1: 1.07-1.22x (Table S5)"
-NOT_USED = ("metrics.json is not used: its peak is the whole process (weights, optimizer, data) and its step times "
+NOT_USED = (f"{result_files()['metrics']} is not used: its peak is the whole process (weights, optimizer, data) and its step times "
             "are wall seconds per step of training jobs that ran beside each other, evaluation, checkpoints and "
             "compiling included")
 
@@ -271,7 +271,7 @@ def plot_cost(records, bench, path):
         pts = {g: sorted((x["n"], x[col]) for x in xs if x[col] is not None) for g, xs in groups.items()}
         pts = {g: p for g, p in pts.items() if p}
         if not pts:
-            no_data(ax, title, "no metrics.json")
+            no_data(ax, title, f"no {result_files()['metrics']}")
             continue
         for g, p in sorted(pts.items()):
             ax.plot(*zip(*p), "o-", label=g)

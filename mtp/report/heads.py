@@ -4,7 +4,7 @@ tokens per forward, native and vLLM speed-up at batch 1 and the largest batch, t
 and a figure of acceptance per draft position by head type. Speed figures of degenerate output are left out
 (mtp.report.study.output_check), as in the speculative section."""
 from mtp.report.figures import by, figure_no_data, grid, legend, save
-from mtp.report.study import get, num, order, output_check
+from mtp.report.study import get, num, order, output_check, result_files
 from mtp.report.vllm import vllm_runs
 from mtp.tasks import TASKS
 
@@ -77,7 +77,7 @@ def plot_heads(records, path):
     rows = _acceptance(records)
     if not rows:
         return figure_no_data(path, "Acceptance per draft position by head type",
-                              "no decode.json of a model with n > 1")
+                              f"no {result_files()['decode']} of a model with n > 1")
     groups = by(rows, lambda x: x[0])
     fig, axes = grid(len(groups), ncols=2, w=5.5)
     for ax, (dataset, xs) in zip(axes, groups.items()):

@@ -6,7 +6,7 @@ whether speculative decoding gave the same completions as greedy (eval.code.chec
 per head against training minutes, with the acceptance measured when decoding at the end. Speed figures of
 degenerate output are left out (mtp.report.study.output_check), as in the speculative section."""
 from mtp.report.figures import figure_no_data, grid, legend, save
-from mtp.report.study import get, num, output_check
+from mtp.report.study import get, num, output_check, result_files
 from mtp.report.vllm import vllm_runs
 
 
@@ -69,7 +69,7 @@ def plot_pretrained(records, path):
     acceptance per draft position measured when decoding (crosses at the last minute)."""
     have = [r for r in records if r.get("init_from") and get(r["results"]["metrics"], "val_history", "wall_s")]
     if not have:
-        return figure_no_data(path, "Heads on a pretrained model", "no metrics.json of a model with init_from")
+        return figure_no_data(path, "Heads on a pretrained model", f"no {result_files()['metrics']} of a model with init_from")
     fig, axes = grid(len(have), ncols=2, w=6.0, h=4.0)
     for ax, r in zip(axes, have):
         v = r["results"]["metrics"]["val_history"]

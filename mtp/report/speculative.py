@@ -12,7 +12,7 @@ heads: judged per model over k = 1..n-1 drafted tokens, on per-prompt counts (de
 """
 from mtp.paired import paired_bootstrap, sign
 from mtp.report.figures import by, figure_no_data, legend, no_data, plt, save
-from mtp.report.study import get, num, order, output_check, speedup_spread
+from mtp.report.study import get, num, order, output_check, result_files, speedup_spread
 from mtp.report.tables import fmt
 from mtp.report.verdicts import (CONTRADICTED, DEGENERATE, INCONCLUSIVE, NO_DATA, NO_VERDICT, NOT_AT_SCALE,
                                  REPRODUCED, claim, runs_text, unstable_verdict)
@@ -82,7 +82,7 @@ def verdict_byte_level_gain_largest(byte_speedup, best_other_speedup, spreads=()
     if byte_speedup is None or best_other_speedup is None:
         return NO_DATA
     if any(s is None for s in spreads):
-        return f"{NO_VERDICT}: speed-up without a timing spread (decode.json predates interleaved timing)"
+        return f"{NO_VERDICT}: speed-up without a timing spread ({result_files()['decode']} predates interleaved timing)"
     bad = [s["spread"] for s in spreads if s.get("unstable")]
     if bad:
         return unstable_verdict(max(bad))
@@ -312,7 +312,7 @@ def claim_lossless(records):
 def plot_speculative(records, path):
     rows = speculative_rows(records)
     if not rows:
-        return figure_no_data(path, "Speculative decoding", "no decode.json or vllm.json")
+        return figure_no_data(path, "Speculative decoding", f"no {result_files()['decode']} or {result_files()['vllm']}")
     fig, axes = plt().subplots(2, 2, figsize=(11, 8), squeeze=False)
     for row, engine in enumerate(("native", "vllm")):
         name = "native engine" if engine == "native" else "vLLM"
@@ -341,7 +341,7 @@ def _panel(ax, xs, engine, metric, label, title):
     """One engine's `metric` by heads used, at one batch size: a line per model (per size for the native speed-up,
     across n), the vLLM baselines as markers, and the models left out (degenerate output) named."""
     if not xs:
-        no_data(ax, title, "no decode.json" if engine == "native" else "no vllm.json")
+        no_data(ax, title, f"no {result_files()['decode' if engine == 'native' else 'vllm']}")
         return
     colors = _own_heads(ax, xs, engine, metric)
     if engine == "vllm":

@@ -8,22 +8,17 @@ import math
 from pathlib import Path
 
 from mtp import UserError, head_types, presets
+from mtp.results import BENCH_TRAIN, expected, kinds
 from mtp.report.verdicts import DEGENERATE
-from mtp.tasks import TASKS
-
-_STAGE_FILES = {"metrics": ("metrics.json", "mtp train"), "decode": ("decode.json", "mtp decode"),
-                "vllm": ("vllm.json", "mtp vllm"), "code": ("eval_code.json", "mtp eval code")}
-
 
 def result_files():
-    """{key: file name} of every per-model result file: the stages' and one per registered task (mtp.tasks)."""
-    return {**{k: f for k, (f, _) in _STAGE_FILES.items()}, **{t: task.result_file for t, task in TASKS.items()}}
+    """{key: file name} of every per-model result file (mtp.results)."""
+    return {k: kind.file for k, kind in kinds().items()}
 
 
 def writer(key):
     """The command that writes result file `key`."""
-    return _STAGE_FILES[key][1] if key in _STAGE_FILES else f"mtp eval {key}"
-BENCH_TRAIN = "bench/train.json"
+    return kinds()[key].writer
 
 
 def shape_of(cfg, size):
@@ -32,26 +27,6 @@ def shape_of(cfg, size):
     p = presets.preset(size, cfg.get("model_presets"))
     return {"dim": p["dim"], "n_layers": p["n_layers"], "n_attn_heads": p["n_attn_heads"],
             "params": p["n_layers"] * presets.block_matrix_params(p["dim"])}
-
-
-def expected(cfg, task, key, n=None, head_type=head_types.PAPER):
-    """None when the config makes the study write result `key` for a model of `task` with n heads of `head_type`,
-    else why not."""
-    if key == "metrics":
-        return None
-    if key in TASKS:
-        if task != key:
-            return "n/a"
-        return None if cfg["eval"]["synthetic"]["enabled"] else "disabled (eval.synthetic.enabled: false)"
-    if key in ("vllm", "code") and task != "code":
-        return "n/a"
-    if key == "vllm" and (n == 1 or head_types.get(head_type).export):
-        return "n/a"  # time_vllm serves models with exportable heads to draft with (mtp.config.served_by_vllm)
-    if key == "decode":
-        return None if cfg["decode"]["enabled"] else "disabled (decode.enabled: false)"
-    if key == "vllm":
-        return None if cfg["vllm"]["enabled"] else "disabled (vllm.enabled: false)"
-    return None if cfg["eval"]["code"]["enabled"] else "disabled (eval.code.enabled: false)"
 
 
 def read_result(path):

@@ -2,7 +2,7 @@
 induction by size x n (Fig. 7 analogue, eval_induction.json), each n>1 model paired with the n=1 model of its
 size over test items, and their claims."""
 from mtp.report.figures import by, figure_no_data, grid, legend, plt, save
-from mtp.report.study import baseline, get, num, order, pairs, seed_groups
+from mtp.report.study import baseline, get, num, order, pairs, result_files, seed_groups
 from mtp.report.verdicts import (CONTRADICTED, INCONCLUSIVE, MIN_SEEDS, NO_DATA, REPRODUCED, ci_cols, ci_parts,
                                  claim, paired_ci, runs_text, seeds_ci, verdict_paired)
 
@@ -85,7 +85,7 @@ def claim_polynomial(records):
 def plot_polynomial(records, path):
     rows = [x for x in polynomial_rows(records) if x["accuracy"] is not None]
     if not rows:
-        return figure_no_data(path, "Polynomial arithmetic", "no eval_polynomial.json")
+        return figure_no_data(path, "Polynomial arithmetic", f"no {result_files()['polynomial']}")
     groups = by(rows, lambda x: f"{x['dataset']}/{x['size']}")
     fig, axes = grid(len(groups), ncols=3, w=5.0)
     for ax, (g, xs) in zip(axes, sorted(groups.items())):
@@ -146,7 +146,7 @@ def claim_induction(records):
 def plot_induction(records, path):
     rows = [x for x in induction_rows(records) if x["accuracy"] is not None]
     if not rows:
-        return figure_no_data(path, "Induction", "no eval_induction.json")
+        return figure_no_data(path, "Induction", f"no {result_files()['induction']}")
     fig, ax = plt().subplots(figsize=(6, 4))
     for (ds, n), ps in sorted(by(rows, lambda x: (x["dataset"], x["n"])).items()):
         sizes = sorted(by(ps, lambda x: x["params_non_embedding"]).items())  # several training seeds per size

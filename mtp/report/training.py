@@ -4,7 +4,7 @@ Not a claim: the paper gives no loss number for n>1 vs n=1 (Fig. 3 plots benchma
 holds no per-item losses for an interval; the val_loss table shows the numbers.
 """
 from mtp.report.figures import by, figure_no_data, grid, legend, save
-from mtp.report.study import get, num, order
+from mtp.report.study import get, num, order, result_files
 
 
 def val_loss_rows(records):
@@ -23,7 +23,7 @@ def val_loss_rows(records):
 def plot_loss_curves(records, path):
     have = [r for r in sorted(records, key=order) if get(r["results"]["metrics"], "history", "step")]
     if not have:
-        return figure_no_data(path, "Training loss per head", "no metrics.json with a history")
+        return figure_no_data(path, "Training loss per head", f"no {result_files()['metrics']} with a history")
     fig, axes = grid(len(have), ncols=4, w=4.2, h=3.2)
     for ax, r in zip(axes, have):
         m = r["results"]["metrics"]
@@ -47,7 +47,7 @@ def plot_loss_curves(records, path):
 def plot_val_loss(records, path):
     rows = [r for r in records if num(get(r["results"]["metrics"], "val_bits_per_byte")) is not None]
     if not rows:
-        return figure_no_data(path, "Final validation loss", "no metrics.json")
+        return figure_no_data(path, "Final validation loss", f"no {result_files()['metrics']}")
     groups = by(rows, lambda r: r["dataset"])
     fig, axes = grid(len(groups), ncols=3, w=5.0)
     for ax, (ds, rs) in zip(axes, sorted(groups.items())):

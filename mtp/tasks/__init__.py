@@ -30,10 +30,6 @@ class Task:
     def run_evaluation(self, cfg, entry):
         return resolve(self.evaluate)(cfg, entry)
 
-    @property
-    def result_file(self):
-        return f"eval_{self.name}.json"
-
 
 TASKS = Registry("task", "mtp/tasks/__init__.py")
 register = TASKS.register

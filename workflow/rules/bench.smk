@@ -25,7 +25,7 @@ if config["bench"]["train"]:  # else no rule writes it: the report reads one mad
         input:
             R(f"data/{BENCH_MODEL['dataset']}/meta.json"),
         output:
-            R("bench/train.json"),
+            R(mtp.results.BENCH_TRAIN),
         log:
             R("logs/bench_training.log"),
         params:

@@ -4,6 +4,7 @@ import math
 from snakemake.exceptions import WorkflowError
 
 import mtp.config
+import mtp.results
 from mtp.io import digest
 from mtp.tasks import TASKS
 
@@ -42,6 +43,11 @@ def model_path(m, name):
     return f"{m['dir']}/{name}"
 
 
+def result_output(key):
+    """A rule's output: result `key` of the model the wildcards name (file names: mtp/results.py)."""
+    return R("models/{dataset}/{size}-n{n}/" + mtp.results.file(key))
+
+
 def section(*keys):
     """Digest of config sections: a rule's params, so that only a relevant change reruns it."""
     return digest([config.get(k) for k in keys])
@@ -62,17 +68,8 @@ def draft_model(m):
 
 
 def report_inputs():
-    """Every per-model result the enabled stages produce (the report aggregates them)."""
-    out = [model_path(m, "metrics.json") for m in MODELS]
-    if config["decode"]["enabled"]:
-        out += [model_path(m, "decode.json") for m in MODELS]
-    if config["vllm"]["enabled"]:
-        out += [model_path(m, "vllm.json") for m in MODELS if mtp.config.served_by_vllm(config, m)]
-    if config["eval"]["code"]["enabled"]:
-        out += [model_path(m, "eval_code.json") for m in MODELS if task(m) == "code"]
-    if config["eval"]["synthetic"]["enabled"]:
-        out += [model_path(m, f"eval_{task(m)}.json") for m in MODELS if task(m) != "code"]
-    return out
+    """Every per-model result the enabled stages produce (the report aggregates them; mtp.results says which)."""
+    return [str(p) for p in mtp.results.expected_paths(config, MODELS)]
 
 
 wildcard_constraints:

@@ -7,7 +7,7 @@ rule time_decoding:
     input:
         R("models/{dataset}/{size}-n{n}/model.pt"),
     output:
-        R("models/{dataset}/{size}-n{n}/decode.json"),
+        result_output("decode"),
     log:
         R("logs/time_decoding/{dataset}/{size}-n{n}.log"),
     params:

@@ -2,7 +2,7 @@ rule score_code:
     input:
         R("models/{dataset}/{size}-n{n}/model.pt"),
     output:
-        R("models/{dataset}/{size}-n{n}/eval_code.json"),
+        result_output("code"),
     log:
         R("logs/score_code/{dataset}/{size}-n{n}.log"),
     params:
@@ -19,7 +19,7 @@ rule score_synthetic:
     input:
         R("models/{dataset}/{size}-n{n}/model.pt"),
     output:
-        R("models/{dataset}/{size}-n{n}/eval_{task}.json"),
+        R("models/{dataset}/{size}-n{n}/" + mtp.results.task_file("{task}")),
     log:
         R("logs/score_{task}/{dataset}/{size}-n{n}.log"),
     params:

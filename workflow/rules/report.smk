@@ -11,7 +11,7 @@ report: "../report/workflow.rst"
 def bench_train_input(wildcards):
     """The train benchmark <results>/bench/train.json: rule bench_training's output with bench.train, else an input
     once it exists (`mtp bench train --dataset ... --out` by hand)."""
-    path = R("bench/train.json")
+    path = R(mtp.results.BENCH_TRAIN)
     return [path] if config["bench"]["train"] or os.path.exists(path) else []
 
 

@@ -32,7 +32,7 @@ rule train_model:
         train_inputs,
     output:
         R("models/{dataset}/{size}-n{n}/model.pt"),
-        R("models/{dataset}/{size}-n{n}/metrics.json"),
+        result_output("metrics"),
     log:
         R("logs/train_model/{dataset}/{size}-n{n}.log"),
     params:

@@ -1,6 +1,6 @@
 def vllm_inputs(w):
     m = mtp.config.find_model(config, w.dataset, w.size, w.n)
-    out = [model_path(m, "hf/config.json"), model_path(m, "decode.json")]
+    out = [model_path(m, "hf/config.json"), str(mtp.results.path(m, "decode"))]
     d = draft_model(m)
     if config["vllm"]["draft_model"] and d is not None:
         out.append(model_path(d, "hf/config.json"))
@@ -11,7 +11,7 @@ rule time_vllm:
     input:
         vllm_inputs,
     output:
-        R("models/{dataset}/{size}-n{n}/vllm.json"),
+        result_output("vllm"),
     log:
         R("logs/time_vllm/{dataset}/{size}-n{n}.log"),
     params:

@@ -13,7 +13,6 @@ import torch
 from mtp import UserError
 from mtp import decode as D
 from mtp import decode_timing as DT
-from mtp import results
 
 HEADLINE_MIN_N = 4  # `mtp bench decode` headlines the best model with at least this many heads
 HEADLINE_BATCHES = (1, 8)
@@ -120,19 +119,14 @@ def bench_study(cfg, device="cpu"):
 
 
 def run(args):
-    from mtp import config, tracking
-    from mtp.io import write_json
-    cfg = config.load(args.config)
-    entry = config.find_model(cfg, args.dataset, args.size, args.n)
-    with tracking.child_run(cfg, "decode", **config.run_keys(entry)) as run:
+    from mtp.stage import model_from_args, model_run, save_result
+    cfg, entry = model_from_args(args)
+    with model_run(cfg, entry, "decode") as run:
         result, payload = bench_model(cfg, entry, args.device)
         run.tags({"mtp.train_run_id": payload.get("train_run_id", "")})
         run.params({"decode": cfg["decode"], "draft_tokens_used": result["draft_tokens"], "device": args.device,
                     "threads": torch.get_num_threads()})
-        path = results.path(entry, "decode")
-        write_json(path, result)
-        run.log(result["metrics"])
-        run.artifact(path)
+        save_result(run, entry, "decode", result)
     name = f"{args.dataset}/{args.size}-n{args.n}"
     for row in result["per_batch"]:
         line = f"batch {row['batch_size']}: AR {row['ar']['tokens_per_s']:.1f} tok/s"

@@ -62,7 +62,6 @@ from mtp import measure as M
 from mtp import vllm_timing as T
 from mtp.vllm_plugin import DIE_WITH_PARENT
 from mtp.vllm_timing import COUNTERS  # noqa: F401 (the counters compared with the native engine)
-from mtp import results
 
 
 # ---------------------------------------------------------------- vLLM set-up
@@ -331,22 +330,19 @@ def draft_ks(draft_tokens, n):
 
 
 def run(args):
-    from mtp import config, tracking
-    from mtp.io import write_json
-    cfg = config.load(args.config)
-    entry = config.find_model(cfg, args.dataset, args.size, args.n)
+    from mtp import config
+    from mtp.stage import model_from_args, model_run, save_result
+    cfg, entry = model_from_args(args)
     vc = cfg["vllm"]
-    with tracking.child_run(cfg, "vllm", **config.run_keys(entry)) as run_:
+    with model_run(cfg, entry, "vllm") as run_:
         run_.params({"vllm": vc, "decode.num_prompts": cfg["decode"]["num_prompts"],
                      "decode.prompt_len": cfg["decode"]["prompt_len"],
                      "decode.max_new_tokens": cfg["decode"]["max_new_tokens"]})
         result = measure(cfg, entry, vc["batch_sizes"], vc["repeats"], draft_ks(vc["draft_tokens"], args.n))
         run_.tags({"mtp.train_run_id": result["train_run_id"] or "", "mtp.vllm_version": result["vllm_version"]})
-        run_.log(result["metrics"])
+        run_.log(result["metrics"])  # before the cross-checks: a failed one keeps its figures in MLflow
         _fail_on_mismatch(result)
-        path = results.path(entry, "vllm")
-        write_json(path, result)
-        run_.artifact(path)
+        path = save_result(run_, entry, "vllm", result, log=False)
     for r in result["configs"]:
         for row in r["per_batch"]:
             line = (f"{r['name']:>10} batch {row['batch_size']}: {row['tokens_per_s']:8.1f} tok/s "

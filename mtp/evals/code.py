@@ -21,7 +21,6 @@ from pathlib import Path
 
 from mtp import UserError
 from mtp.code_benchmarks import get
-from mtp import results
 
 HUMANEVAL_STOPS = list(get("humaneval").stops)
 MBPP_STOPS = list(get("mbpp").stops)
@@ -274,21 +273,19 @@ def evaluate_model(cfg, model_entry):
     """Generate and score every configured benchmark for one model; write <model dir>/eval_code.json, log to MLflow."""
     import torch
 
-    from mtp import config, tracking
+    from mtp import config
     from mtp.checkpoint import load_model
     from mtp.evals.sandbox import check_available
-    from mtp.io import write_json
+    from mtp.stage import device, model_run, save_result
     from mtp.tokenizer import Tokenizer
 
     code_cfg = cfg["eval"]["code"]
     check_available(code_cfg["unsafe_no_sandbox"])  # before minutes of generation
     ks = sorted(set(code_cfg["k"]))
-    device = "cuda" if torch.cuda.is_available() else "cpu"
     keys = config.run_keys(model_entry)
-    out_path = results.path(model_entry, "code")
-    with tracking.child_run(cfg, "eval_code", **keys) as run:
+    with model_run(cfg, model_entry, "eval_code") as run:
         run.params({"eval.code": code_cfg})
-        model, payload = load_model(model_entry["dir"], device=device)
+        model, payload = load_model(model_entry["dir"], device=device())
         tok = Tokenizer.load(Path(payload["data_dir"]) / "tokenizer.json")
         out, metrics = {"model": keys, "config": code_cfg, "benchmarks": {}}, {}
         for bench in code_cfg["benchmarks"]:
@@ -311,7 +308,5 @@ def evaluate_model(cfg, model_entry):
                   + ", ".join(f"{k} {v:.4f}" for k, v in res["pass_at_k"].items())
                   + (f", speculative == greedy: {check['identical']}" if check else ""))
         out["metrics"] = metrics
-        write_json(out_path, out)
-        run.log(metrics)
-        run.artifact(out_path)
+        save_result(run, model_entry, "code", out)
     return out

@@ -8,7 +8,6 @@ of head 1 at the position of the first token). test_set returns character offset
 second characters; token_targets maps them to token indices and checks the 2-token split.
 """
 from mtp.tasks.induction import test_set
-from mtp import results
 
 
 # ---- scoring ------------------------------------------------------------------------------------
@@ -97,32 +96,27 @@ def evaluate_model(cfg, model_entry):
     """
     from pathlib import Path
 
-    import torch
-
-    from mtp import config, tracking
+    from mtp import config
     from mtp.checkpoint import load_model
-    from mtp.io import write_json
+    from mtp.stage import device, model_run, save_result
     from mtp.tokenizer import Tokenizer
 
     syn = cfg["eval"]["synthetic"]
-    device = "cuda" if torch.cuda.is_available() else "cpu"
+    dev = device()
     keys = config.run_keys(model_entry)
-    with tracking.child_run(cfg, "eval_induction", **keys) as run:
-        model, payload = load_model(model_entry["dir"], device=device)
+    with model_run(cfg, model_entry, "eval_induction") as run:
+        model, payload = load_model(model_entry["dir"], device=dev)
         tok = Tokenizer.load(Path(payload["data_dir"]) / "tokenizer.json")
         ctx = min(model_entry["train"]["seq_len"], model.cfg.max_seq_len)
         sequences, targets = encode_tests(tok, test_set(syn["num_tests"], cfg["seed"]))
-        preds = predict(model, sequences, targets, ctx, syn["batch_size"], tok.eod_id, device)
+        preds = predict(model, sequences, targets, ctx, syn["batch_size"], tok.eod_id, dev)
         items = correct_by_story(preds, sequences, targets)
         metrics = {"induction_acc": score(preds, sequences, targets),
                    "induction_scored_tokens": sum(len(t) for t in targets)}
         # correct_by_story: story i is the i-th of test_set(num_tests, seed): the report pairs models by it
         result = {**keys, "task": "induction", "num_tests": syn["num_tests"], "test_seed": cfg["seed"],
                   "context": ctx, "metrics": metrics, "correct_by_story": items}
-        path = results.path(model_entry, "induction")
-        write_json(path, result)
         run.params({"num_tests": syn["num_tests"], "test_seed": cfg["seed"], "context": ctx,
                     "batch_size": syn["batch_size"]})
-        run.log(metrics)
-        run.artifact(path)
+        save_result(run, model_entry, "induction", result)
     return result

@@ -3,7 +3,6 @@
 The task (ring, text format, training documents, test sets and their separation): mtp/tasks/polynomial.py.
 """
 from mtp.tasks.polynomial import ANSWER_LEN, test_set
-from mtp import results
 
 
 # ---- scoring ------------------------------------------------------------------------------------
@@ -64,19 +63,18 @@ def evaluate_model(cfg, model_entry):
 
     import torch
 
-    from mtp import config, tracking
+    from mtp import config
     from mtp.checkpoint import load_model
     from mtp.decode import generate
-    from mtp.io import write_json
+    from mtp.stage import device, model_run, save_result
     from mtp.tokenizer import Tokenizer
 
     syn = cfg["eval"]["synthetic"]
     max_ops_train = cfg["datasets"][model_entry["dataset"]]["source"].get("max_ops", 5)
     ms = range(1, syn["max_ops"] + 1)
-    device = "cuda" if torch.cuda.is_available() else "cpu"
     keys = config.run_keys(model_entry)
-    with tracking.child_run(cfg, "eval_polynomial", **keys) as run:
-        model, payload = load_model(model_entry["dir"], device=device)
+    with model_run(cfg, model_entry, "eval_polynomial") as run:
+        model, payload = load_model(model_entry["dir"], device=device())
         tok = Tokenizer.load(Path(payload["data_dir"]) / "tokenizer.json")
 
         def generate_fn(prompts, max_new_tokens, eod_id, batch_size):
@@ -90,10 +88,7 @@ def evaluate_model(cfg, model_entry):
         result = {**keys, "task": "polynomial", "num_tests": syn["num_tests"], "test_seed": cfg["seed"],
                   "max_ops_train": max_ops_train, "accuracy_by_m": {str(m): a for m, a in acc.items()},
                   "correct_by_m": {str(m): v for m, v in items.items()}, "metrics": metrics}
-        path = results.path(model_entry, "polynomial")
-        write_json(path, result)
         run.params({"num_tests": syn["num_tests"], "test_seed": cfg["seed"], "max_ops_train": max_ops_train,
                     "max_ops_eval": max(ms), "batch_size": syn["batch_size"]})
-        run.log(metrics)
-        run.artifact(path)
+        save_result(run, model_entry, "polynomial", result)
     return result

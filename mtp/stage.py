@@ -1,0 +1,37 @@
+"""What every per-model stage shares (`mtp decode`, `mtp vllm`, `mtp eval code|<task>`): the model the arguments
+name, its MLflow child run (tagged with the model's keys), and its result written where the result-kinds table
+says (mtp.results) and attached to the run."""
+from contextlib import contextmanager
+
+from mtp import config, results, tracking
+from mtp.io import write_json
+
+
+def model_from_args(args):
+    """--config, --dataset, --size, --n-heads -> (the config, the model's entry: mtp.config.models)."""
+    cfg = config.load(args.config)
+    return cfg, config.find_model(cfg, args.dataset, args.size, args.n)
+
+
+@contextmanager
+def model_run(cfg, entry, stage):
+    """The MLflow child run of `stage` for model `entry` (mtp.tracking.child_run with mtp.config.run_keys)."""
+    with tracking.child_run(cfg, stage, **config.run_keys(entry)) as run:
+        yield run
+
+
+def save_result(run, entry, key, result, log=True):
+    """Write result `key` of model `entry` (mtp.results), log its "metrics" to the run (unless log=False: logged
+    already) and attach the file -> its path."""
+    path = results.path(entry, key)
+    write_json(path, result)
+    if log:
+        run.log(result["metrics"])
+    run.artifact(path)
+    return path
+
+
+def device():
+    """cuda when there is a GPU, else cpu (the evaluation stages)."""
+    import torch
+    return "cuda" if torch.cuda.is_available() else "cpu"

@@ -8,8 +8,8 @@ import sys
 import torch
 
 from mtp import checkpoint, config
-from mtp import decode as D
-from mtp import decode_timing as DT
+from mtp.decoding import engine as D
+from mtp.decoding import timing as DT
 
 
 def main(cfg_path, dataset, slot, n, num_prompts=8, max_new=128):

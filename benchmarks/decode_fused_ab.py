@@ -4,7 +4,7 @@
     python benchmarks/decode_fused_ab.py MODEL_DIR [ROUNDS] > benchmarks/results/decode_fused_ab.jsonl
 
 MODEL_DIR: <results>/models/<dataset>/<size>-n<n> of a trained n > 1 model (its val split supplies 16 prompts
-of 64 tokens; 64 new tokens each). The "before" engine is mtp/decode.py at commit 26f94e5, read from git.
+of 64 tokens; 64 new tokens each). The "before" engine is mtp/decoding/engine.py at commit 26f94e5, read from git.
 One JSON line per (threads, batch size): tokens/s of each engine and decoder (median of rounds), the
 speed-up of speculative over greedy per engine (median of per-round ratios, min, max), and whether each
 engine's speculative output equals its greedy output.
@@ -20,13 +20,13 @@ import torch
 
 from mtp import checkpoint, decode, measure
 from mtp.data import TokenData
-from mtp.decode_timing import val_prompts
+from mtp.decoding.timing import val_prompts
 
 BEFORE = "26f94e5"
 
 
 def old_engine():
-    src = subprocess.run(["git", "show", f"{BEFORE}:mtp/decode.py"], capture_output=True, text=True, check=True,
+    src = subprocess.run(["git", "show", f"{BEFORE}:mtp/decoding/engine.py"], capture_output=True, text=True, check=True,
                          cwd=Path(__file__).parent).stdout
     path = Path(tempfile.mkdtemp()) / "decode_before.py"
     path.write_text(src)

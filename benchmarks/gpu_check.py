@@ -13,7 +13,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from mtp import bench, decode, decode_timing
+from mtp import bench
+from mtp.decoding import timing as decode_timing
 from mtp.model import ModelConfig, MTPModel
 from mtp.training.step import head_targets, mtp_backward
 

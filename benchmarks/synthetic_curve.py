@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 
 from mtp.checkpoint import load as load_checkpoint, model_config
-from mtp.decode import generate
+from mtp.decoding.engine import generate
 from mtp.evals import induction, polynomial
 from mtp.tasks import induction as induction_task
 from mtp.model import ModelConfig, MTPModel

@@ -282,10 +282,10 @@ def run(args):
     elif args.what == "train":
         out = bench_train(args.shape, args.steps)
     elif args.what == "decode":
-        from mtp.decode_stage import bench_study
+        from mtp.decoding.stage import bench_study
         out = bench_study(config.load(args.config))
     else:
-        from mtp.vllm_bench import bench_study
+        from mtp.serving.bench import bench_study
         out = bench_study(config.load(args.config))
     if args.out:
         write_json(args.out, out)

@@ -114,9 +114,9 @@ def _encode_split(tok, texts, out_path, desc):
 
 def make_tokenizer(tk, train, results=None):
     """The dataset's `tokenizer`: bytes, BPE trained on the train split, or a Hugging Face model's own (kind hf; kind
-    gguf: a GGUF file's, through its HF directory cached under `results`, mtp/gguf_llama.py)."""
+    gguf: a GGUF file's, through its HF directory cached under `results`, mtp/formats/gguf.py)."""
     if tk["kind"] in ("hf", "gguf"):
-        from mtp import gguf_llama
+        from mtp.formats import gguf as gguf_llama
         return from_model_dir(gguf_llama.hf_dir(tk["path"], results) if tk["kind"] == "gguf" else tk["path"])
     return Tokenizer(byte_tokenizer() if tk["kind"] == "byte" else train_bpe(iter(train), tk["vocab_size"]))
 

@@ -6,7 +6,7 @@ the pipeline needs to know about it, so that no stage tests a head type's name:
 - `build`: the head's nn.Module class, or "module:attr" naming it (imported when a model is built); it is
   called as build(model_config) and its forward is forward(z, cos, sin, kv=None, mask=None) -> (B, T, C),
   the head's hidden state before the shared final norm and unembedding;
-- `attends`: the head has an attention layer, so decoding gives it a KV-cache layer (mtp.kvcache);
+- `attends`: the head has an attention layer, so decoding gives it a KV-cache layer (mtp.decoding.kvcache);
 - `takes_block`: each head replaces one trunk block (parameter matching: a model of L layers has a trunk of
   L-n blocks), so n < L is required;
 - `params(dim, hidden, kv_dim)`: parameters of one head with SwiGLU width `hidden` and key/value width `kv_dim`
@@ -110,7 +110,7 @@ register(HeadType("linear", "mtp.heads.parallel:LinearHead", attends=False, take
                          "linear heads natively with `mtp decode`"))  # the paper's Table S4
 register(HeadType("medusa", "mtp.heads.medusa:MedusaHead", attends=False, takes_block=False,
                   params=lambda d, h, kv: d * d, first="mtp.model:Block",
-                  behaviour_class="mtp.heads.medusa:Medusa"))  # Medusa-1; vLLM's Medusa format (mtp/export.py)
+                  behaviour_class="mtp.heads.medusa:Medusa"))  # Medusa-1; vLLM's Medusa format (mtp/formats/export.py)
 register(HeadType("sequential", "mtp.heads.sequential:SequentialHead", attends=True, takes_block=True,
                   params=lambda d, h, kv: _block(d, h, kv) + 2 * d * d + 3 * d, first="mtp.model:Block",
                   behaviour_class="mtp.heads.sequential:Sequential",

@@ -230,10 +230,10 @@ def test_evaluate_model_end_to_end(tmp_path, capsys):
 @needs_bwrap
 @pytest.mark.parametrize("stand_in", ["reference", "wrong"])
 def test_evaluate_model_scores_a_model_of_known_accuracy(tmp_path, monkeypatch, stand_in):
-    """evaluate_model with mtp.decode.generate replaced by a stand-in that, given a problem's prompt, writes
+    """evaluate_model with mtp.decoding.engine.generate replaced by a stand-in that, given a problem's prompt, writes
     the benchmark's reference solution (HumanEval canonical_solution, MBPP code) or a wrong one; through
     the same prompts, stops, programs, sandbox, pass@k, file and MLflow run: pass@k exactly 1, or exactly 0."""
-    import mtp.decode
+    import mtp.decoding.engine
     from mtp.io import read_json
     from mtp.tokenizer import Tokenizer, byte_tokenizer
     cfg, entry = _study(tmp_path)
@@ -257,7 +257,7 @@ def test_evaluate_model_scores_a_model_of_known_accuracy(tmp_path, monkeypatch, 
             (answer,) = [a for prompt, a in solutions.items() if prompt.endswith(text)]
             out.append(tok.encode(answer + "\n\n\n")[:max_new_tokens])
         return out
-    monkeypatch.setattr(mtp.decode, "generate", generate)
+    monkeypatch.setattr(mtp.decoding.engine, "generate", generate)
     result = code.evaluate_model(cfg, entry)
     assert read_json(f"{entry['dir']}/eval_code.json") == json.loads(json.dumps(result))
     assert calls == [2, 2, 2, 2]  # two problems, two sampled runs (temperature 0.8), each benchmark
@@ -273,7 +273,7 @@ def test_greedy_speculative_completions_are_checked_against_greedy(tmp_path, mon
     """A greedy n = 2 model: eval_code.json records that the speculative completions equal plain greedy ones
     (decoded again without drafts); a stand-in engine whose speculative output differs is reported by task id.
     A prompt template reaches the model (with {prompt} and MBPP's {tests} filled) and eval.code.stops cut."""
-    import mtp.decode
+    import mtp.decoding.engine
     cfg, entry = _study(tmp_path)
     cfg["eval"]["code"].update(temperature=0.0, samples=1, k=[1], stops=["#"],
                                prompt_templates={"mbpp": "Q: {text}\n{tests}\nA:\n"})
@@ -282,13 +282,13 @@ def test_greedy_speculative_completions_are_checked_against_greedy(tmp_path, mon
         assert res["lossless"] == {"draft_tokens": 1, "identical": True, "mismatched": []}, bench
         assert all("#" not in s["completion"] for r in res["problems"] for s in r["samples"])
     assert result["metrics"]["humaneval_speculative_identical"] == 1.0
-    seen, real = [], mtp.decode.generate
+    seen, real = [], mtp.decoding.engine.generate
 
     def wrong(model, prompts, *a, **kw):  # speculative decoding that loses one token of the first prompt
         seen.extend(prompts)
         out = real(model, prompts, *a, **kw)
         return [o[:-1] if i == 0 else o for i, o in enumerate(out)]
-    monkeypatch.setattr(mtp.decode, "generate", wrong)
+    monkeypatch.setattr(mtp.decoding.engine, "generate", wrong)
     result = code.evaluate_model(cfg, entry)
     first = {b: code.benchmark_problems(b)[0]["task_id"] for b in ("humaneval", "mbpp")}
     for bench, res in result["benchmarks"].items():

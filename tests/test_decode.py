@@ -18,9 +18,9 @@ import pytest
 import torch
 
 from mtp import UserError
-from mtp import decode as D
-from mtp import decode_stage as DS
-from mtp import decode_timing as DT
+from mtp.decoding import engine as D
+from mtp.decoding import stage as DS
+from mtp.decoding import timing as DT
 from mtp import measure
 from mtp.io import sha256_file
 from mtp.model import ModelConfig, MTPModel

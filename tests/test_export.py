@@ -9,7 +9,7 @@ import yaml
 
 from mtp import UserError
 from mtp.checkpoint import save_model
-from mtp.export import export, hf_name
+from mtp.formats.export import export, hf_name
 from mtp.model import ModelConfig, MTPModel
 from mtp.tokenizer import EOD, Tokenizer, byte_tokenizer
 
@@ -125,7 +125,7 @@ def test_reexport_replaces_the_folder(tmp_path):
 
 def test_cli_stage(tmp_path):
     from mtp import config
-    from mtp import export as E
+    from mtp.formats import export as E
     cfg_path = tmp_path / "config.yaml"
     cfg_path.write_text(yaml.safe_dump({
         "results": str(tmp_path / "results"), "train": {},

@@ -1,4 +1,4 @@
-"""init_from: gguf:<file> and tokenizer kind gguf (mtp/gguf_llama.py): a tiny Llama GGUF (grouped-query attention,
+"""init_from: gguf:<file> and tokenizer kind gguf (mtp/formats/gguf.py): a tiny Llama GGUF (grouped-query attention,
 tied embeddings, F32, byte-level BPE with eos <|im_end|>) is written here (tests/gguf_fixture.py). Its HF directory
 read as our model gives transformers' logits on the GGUF itself; heads added to it through tokenize/train keep its
 greedy output token for token and decode losslessly; <package>/<file> resolves inside an installed package; a sweep
@@ -8,10 +8,11 @@ import shutil
 import pytest
 import torch
 
-from mtp import UserError, checkpoint, config, gguf_llama, hf_llama
+from mtp import UserError, checkpoint, config
+from mtp.formats import gguf as gguf_llama, hf_llama
 from mtp.data import tokenize
-from mtp.decode import decode
-from mtp.export import hf_name
+from mtp.decoding.engine import decode
+from mtp.formats.export import hf_name
 from mtp.io import read_json, sha256_file
 from mtp.model import MTPModel
 from mtp.tokenizer import Tokenizer

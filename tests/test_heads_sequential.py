@@ -6,7 +6,7 @@ speculative sampling: test_decode."""
 import pytest
 import torch
 
-from mtp import decode as D
+from mtp.decoding import engine as D
 from mtp.model import ModelConfig, MTPModel
 from mtp.training.step import head_targets, mtp_backward
 

@@ -11,9 +11,9 @@ import torch.nn.functional as F
 
 from mtp import UserError, cli
 from mtp.checkpoint import load_model
-from mtp.decode import decode
-from mtp.export import export
-from mtp.import_meta import import_meta
+from mtp.decoding.engine import decode
+from mtp.formats.export import export
+from mtp.formats.meta import import_meta
 from mtp.tokenizer import Tokenizer
 
 PARAMS = {"dim": 32, "n_layers": 5, "n_heads": 4, "vocab_size": -1, "multiple_of": 16, "norm_eps": 1e-5,

@@ -12,10 +12,11 @@ import torch
 import yaml
 
 from conftest import BIN
-from mtp import UserError, checkpoint, config, hf_llama
+from mtp import UserError, checkpoint, config
+from mtp.formats import hf_llama
 from mtp.data import stdlib_files, tokenize
-from mtp.decode import decode
-from mtp.export import export, hf_name
+from mtp.decoding.engine import decode
+from mtp.formats.export import export, hf_name
 from mtp.io import read_json
 from mtp.tokenizer import Tokenizer, from_model_dir, train_bpe
 from mtp.train import train

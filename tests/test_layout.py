@@ -112,10 +112,41 @@ def test_dependencies_run_one_way():
     assert not {m for m in _reach(graph, "mtp.data") if m.startswith("mtp.evals")}
     assert not {m for m in _reach(graph, "mtp.tasks") if m.startswith("mtp.evals")}
     assert "mtp.model" not in _reach(graph, "mtp.config")
-    assert not _reach(graph, "mtp.decode") & {"mtp.measure", "mtp.decode_timing", "mtp.io"}
+    assert not _reach(graph, "mtp.decoding.engine") & {"mtp.measure", "mtp.decoding.timing", "mtp.io"}
     # head types' behaviour is reached through the model (model.behaviour), never imported by what uses it
-    users = {"mtp.model", "mtp.decode", "mtp.kvcache", "mtp.training.step", "mtp.training.loop", "mtp.export"}
+    users = {"mtp.model", "mtp.decoding.engine", "mtp.decoding.kvcache", "mtp.training.step", "mtp.training.loop", "mtp.formats.export"}
     assert not {m for u in users for m in _reach(graph, u) if m.startswith("mtp.heads")}
+
+
+CORE = ("mtp.model", "mtp.heads", "mtp.decoding.engine", "mtp.decoding.kvcache", "mtp.decoding.sampling")
+# folder -> the folders it never reaches (directly or through others): the layers of docs/ARCHITECTURE.md
+NEVER = {
+    "core": ("mtp.training", "mtp.formats", "mtp.serving", "mtp.evals", "mtp.report", "mtp.tracking", "mtp.io",
+             "mtp.decoding.timing", "mtp.decoding.stage", "mtp.stage", "mtp.config"),
+    "mtp.formats": ("mtp.serving", "mtp.evals", "mtp.report", "mtp.decoding", "mtp.training.loop"),
+    "mtp.serving.plugin": ("mtp.report", "mtp.evals", "mtp.training", "mtp.tracking", "mtp.stage"),
+    "mtp.training": ("mtp.serving", "mtp.evals", "mtp.report", "mtp.decoding.timing", "mtp.decoding.stage"),
+    "mtp.evals": ("mtp.serving", "mtp.report", "mtp.training"),
+    "mtp.report": ("mtp.training", "mtp.decoding", "mtp.serving.timing", "mtp.serving.plugin", "mtp.model",
+                   "mtp.heads"),
+}
+
+
+def _in(module, prefixes):
+    return any(module == p or module.startswith(p + ".") for p in prefixes)
+
+
+def test_folders_are_layers():
+    """Each folder reaches only the layers below it (NEVER): the core (model, heads, the decoding engine) does no
+    I/O and knows no stage, formats know no serving, the report reads results without torch models."""
+    mods = modules()
+    graph = {name: imports(name, path, mods) for name, path in mods.items()}
+    bad = []
+    for folder, never in NEVER.items():
+        starts = [m for m in mods if _in(m, CORE if folder == "core" else (folder,))]
+        assert starts, folder
+        bad += [f"{m} -> {r}" for m in starts for r in sorted(_reach(graph, m)) if _in(r, never)]
+    assert not bad, "imports across the layers:\n" + "\n".join(bad)
 
 
 def test_no_head_type_special_case_outside_its_module():

@@ -168,7 +168,7 @@ def test_summary_splits_in_and_out_of_domain():
 
 
 def _oracle_generate(tok, wrong_for=()):
-    """A stand-in for mtp.decode.generate that answers by computing, except for m in wrong_for."""
+    """A stand-in for mtp.decoding.engine.generate that answers by computing, except for m in wrong_for."""
     def generate(prompts, max_new_tokens, eod_id, batch_size):
         out = []
         for ids in prompts:
@@ -238,10 +238,10 @@ def test_evaluate_model_end_to_end(tmp_path):
 
 @pytest.mark.parametrize("wrong_for", [set(), set(range(1, 8)), {2, 6}], ids=["solves", "fails", "fails-m2-m6"])
 def test_evaluate_model_scores_a_model_of_known_accuracy(tmp_path, monkeypatch, wrong_for):
-    """evaluate_model with mtp.decode.generate replaced by a stand-in that computes each answer from the prompt
+    """evaluate_model with mtp.decoding.engine.generate replaced by a stand-in that computes each answer from the prompt
     it is given (wrong, for m in wrong_for): the same test sets, prompts, tokenizer, scoring, file and MLflow
     run as for a trained model, so the scores are known exactly: 1 where it answers right, 0 where not."""
-    import mtp.decode
+    import mtp.decoding.engine
     from mtp.io import read_json
     cfg, entry = _study(tmp_path, "poly", "polynomial")
     tok = Tokenizer(byte_tokenizer())
@@ -252,7 +252,7 @@ def test_evaluate_model_scores_a_model_of_known_accuracy(tmp_path, monkeypatch, 
         assert temperature == 0.0 and eod_id == tok.eod_id and batch_size == 8
         seen.extend(prompts)
         return answer(prompts, max_new_tokens, eod_id, 4)
-    monkeypatch.setattr(mtp.decode, "generate", generate)
+    monkeypatch.setattr(mtp.decoding.engine, "generate", generate)
     result = PE.evaluate_model(cfg, entry)
     assert read_json(f"{entry['dir']}/eval_polynomial.json") == result
     assert len(seen) == 7 * 3  # every m = 1..7, three tests each

@@ -63,7 +63,7 @@ def test_unknown_head_type_is_refused_naming_the_known_ones(tiny_cfg):
 def test_a_registered_head_type_decodes_losslessly(registered, name):
     """Greedy and self-speculative decoding agree for head types that run one by one (model.SeparateHeads),
     with and without a KV-cache layer per head; a wrong cache would change the speculative output."""
-    from mtp.decode import decode
+    from mtp.decoding.engine import decode
     from mtp.model import ModelConfig, MTPModel
     torch.manual_seed(0)
     model = MTPModel(ModelConfig(vocab_size=50, dim=32, n_layers=5, n_attn_heads=2, n_heads=3, head_type=name)).eval()
@@ -169,7 +169,7 @@ def _toy_documents(seed, num_documents=50):
 
 def _toy_evaluate(cfg, entry):
     """Greedy answer to "x=" for each letter -> eval_toy-echo.json with the fraction right."""
-    from mtp.decode import generate
+    from mtp.decoding.engine import generate
     from mtp.io import write_json
     from mtp.tokenizer import Tokenizer
     model, payload = checkpoint.load_model(entry["dir"])

@@ -1,9 +1,9 @@
 """The report: verdict rules in both directions, a full synthetic study, a partial one, the rule's outputs.
 
-Result files are fake but in the real writers' formats: decode.json comes from mtp.decode.bench on
+Result files are fake but in the real writers' formats: decode.json comes from mtp.decoding.engine.bench on
 tiny random models (numbers then set), polynomial metrics from mtp.evals.polynomial.summary, pass@k
 from mtp.evals.passk; metrics.json, eval_code.json and eval_induction.json mirror train.py, code.py
-and induction.py key for key; vllm.json from mtp.vllm_stage.summarize and flat_metrics.
+and induction.py key for key; vllm.json from mtp.serving.stage.summarize and flat_metrics.
 """
 import copy
 import functools
@@ -202,12 +202,12 @@ def fake_metrics(m, bpb, mem_mb, step_s):
 
 @functools.lru_cache(maxsize=None)
 def _real_decode(n):
-    """decode.json of a tiny random model with n heads, from the real decode bench (mtp.decode_timing, formerly
-    in mtp.decode: the decode stage is being reworked beside this test)."""
+    """decode.json of a tiny random model with n heads, from the real decode bench (mtp.decoding.timing, formerly
+    in mtp.decoding.engine: the decode stage is being reworked beside this test)."""
     try:
-        from mtp.decode_timing import bench
+        from mtp.decoding.timing import bench
     except ImportError:
-        from mtp.decode import bench
+        from mtp.decoding.engine import bench
     from mtp.model import ModelConfig, MTPModel
     torch.manual_seed(3)  # a seed whose greedy continuations do not loop at any n (untrained models mostly loop)
     model = MTPModel(ModelConfig(vocab_size=VOCAB, dim=32, n_layers=n + 1, n_attn_heads=2, n_heads=n)).eval()
@@ -257,13 +257,13 @@ def fake_decode(m, tpf, speedup, lossless=True, degenerate=False, unstable=False
 
 def _vllm_rows(bs, specs, outs):
     """{name: per-batch row} of one batch size from the vLLM stage's own summarizer. specs: {name: (seconds per
-    round, counters)}. mtp.vllm_timing.summarize_batch (interleaved rounds: speedup and speedup_spread per
-    round) where it exists; else the older mtp.vllm_stage.summarize, one row per configuration, with the
+    round, counters)}. mtp.serving.timing.summarize_batch (interleaved rounds: speedup and speedup_spread per
+    round) where it exists; else the older mtp.serving.stage.summarize, one row per configuration, with the
     speed-up against nospec and a spread added as measure() did (the stage is being reworked beside this test)."""
     try:
-        from mtp.vllm_timing import summarize_batch
+        from mtp.serving.timing import summarize_batch
     except ImportError:
-        from mtp.vllm_stage import summarize
+        from mtp.serving.stage import summarize
         rows = {name: summarize(bs, secs, outs, counts) for name, (secs, counts) in specs.items()}
         ref = rows["nospec"]["tokens_per_s"]
         for name, row in rows.items():
@@ -275,8 +275,8 @@ def _vllm_rows(bs, specs, outs):
 
 
 def fake_vllm(m, tpf_per_draft, ngram=1.3, draft=1.5):
-    """vllm.json as mtp/vllm_stage.py writes it, its per-batch rows from the stage's summarizer (_vllm_rows)."""
-    from mtp.vllm_stage import flat_metrics
+    """vllm.json as mtp/serving/stage.py writes it, its per-batch rows from the stage's summarizer (_vllm_rows)."""
+    from mtp.serving.stage import flat_metrics
     drafts, outs = 100, [[0] * 8, [0] * 8]  # 16 new tokens per timed run: nospec runs at 100 tokens/s
 
     def counters(k, tpf):

@@ -1,10 +1,10 @@
-"""Speculative sampling (mtp/sampling.py) over many decoding steps: its first L = 8 new tokens are distributed as
+"""Speculative sampling (mtp/decoding/sampling.py) over many decoding steps: its first L = 8 new tokens are distributed as
 sampling from head 1 token by token, for k = 1..3 drafts and every registered head type; and the checker refuses
 the wrong rules (a wrong acceptance test, residual or bonus token, monkeypatched into Sampler.verify).
 
 The checker. A tiny random model (vocabulary V = 3, logits scaled so that head 1 and the drafting heads disagree
 often but not always) samples N = 8000 continuations of one prompt at temperature 0.8 through the real decoding
-engine (mtp.decode.decode, batch N). The exact distribution of plain sampling from head 1 is computed in float64
+engine (mtp.decoding.engine.decode, batch N). The exact distribution of plain sampling from head 1 is computed in float64
 by enumerating all V^L = 6561 continuations (head 1's log-probabilities from one forward of a float64 copy of the
 model); from it, every per-position marginal (L tables of V cells) and every pair joint (28 tables of V^2 cells).
 Eight tokens with k <= 3 span several decode steps, so the tokens after a rejection, the bonus tokens and the
@@ -29,10 +29,10 @@ import math
 import pytest
 import torch
 
-from mtp import decode as D
+from mtp.decoding import engine as D
 from mtp.head_types import HEAD_TYPES, n_trunk
 from mtp.model import ModelConfig, MTPModel
-from mtp.sampling import Sampler
+from mtp.decoding.sampling import Sampler
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # conftest: tiny matmuls on one thread
 

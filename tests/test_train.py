@@ -317,7 +317,7 @@ def test_heads_added_to_a_trained_model_keep_its_greedy_output(tiny_cfg, tmp_pat
     """init_from mtp:<n=1 model> with train.freeze: trunk: the source's embedding, trunk, head 1, norm and
     unembedding are bit for bit the source's after training, so greedy output is the source model's; the new
     heads trained (they changed), and speculative decoding with them is lossless."""
-    from mtp.decode import decode
+    from mtp.decoding.engine import decode
     cfg = _train_cfg(tiny_cfg, max_steps=20, checkpoint_every=10, eval_every=10)
     tokenize(cfg, "code")
     src = config.find_model(cfg, "code", "micro", 1)

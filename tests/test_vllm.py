@@ -24,10 +24,10 @@ import torch
 import yaml
 
 from mtp import UserError, config, measure
-from mtp import decode as D
-from mtp import decode_timing as DT
-from mtp import vllm_bench as VB
-from mtp import vllm_stage as S
+from mtp.decoding import engine as D
+from mtp.decoding import timing as DT
+from mtp.serving import bench as VB
+from mtp.serving import stage as S
 from mtp.data import TokenData
 from mtp.io import sha256_file
 
@@ -48,9 +48,9 @@ def test_plugin_is_discovered_by_vllm():
     from vllm import ModelRegistry
     from vllm.plugins import load_plugins_by_group
 
-    import mtp.vllm_plugin
+    import mtp.serving.plugin
     plugins = load_plugins_by_group("vllm.general_plugins")  # what vLLM's processes run at start-up
-    assert plugins.get("mtp") is mtp.vllm_plugin.register
+    assert plugins.get("mtp") is mtp.serving.plugin.register
     plugins["mtp"]()
     plugins["mtp"]()  # idempotent: vLLM may load plugins more than once
     assert {"MTPLlamaForCausalLM", "MTPDrafter"} <= set(ModelRegistry.get_supported_archs())
@@ -143,7 +143,7 @@ def test_draft_model_has_at_most_a_quarter_of_the_parameters(tmp_path):
 
 
 def test_interleaved_summary_marks_an_injected_slow_round_unstable():
-    from mtp import vllm_timing as T
+    from mtp.serving import timing as T
     outs = {"nospec": [[1] * 10] * 2, "heads_k2": [[1] * 10] * 2}
     zero = {"num_drafts": 0, "num_draft_tokens": 0, "num_accepted_tokens": 0, "num_accepted_tokens_per_pos": []}
     counts = {"nospec": zero, "heads_k2": {"num_drafts": 4, "num_draft_tokens": 8, "num_accepted_tokens": 6,
@@ -169,7 +169,7 @@ def test_interleaved_summary_marks_an_injected_slow_round_unstable():
 def test_spec_tap_sums_scheduler_stats_per_engine():
     from types import SimpleNamespace
 
-    from mtp import vllm_timing as T
+    from mtp.serving import timing as T
     tap = T.SpecTap()
     tap.record(SimpleNamespace(spec_decoding_stats=None), None)
     before = tap.snapshot()
@@ -236,7 +236,7 @@ def train(n, data, steps=150, seed=0, shape=None, head_type="transformer"):
 
 
 TOY_BASELINE = """
-from mtp.vllm_baselines import Baseline, register
+from mtp.serving.baselines import Baseline, register
 
 
 def shortest_ngram(vc, k, draft_hf):
@@ -305,7 +305,7 @@ def study(tmp_path_factory):
 
 
 def naive_greedy(model, prompt, max_new_tokens):
-    """Head-1 greedy by recomputing the whole sequence with model(idx) (no cache, no mtp.decode)."""
+    """Head-1 greedy by recomputing the whole sequence with model(idx) (no cache, no mtp.decoding.engine)."""
     seq = list(prompt)
     with torch.no_grad():
         for _ in range(max_new_tokens):
@@ -372,7 +372,7 @@ def test_a_registered_baseline_is_served_and_reported(study, monkeypatch):
     """The toy baseline registered by the config's `extensions` ran in the stage's process (its own engine,
     cross-checked like every configuration) and the report names it by its method."""
     from mtp.report.vllm import vllm_runs
-    from mtp.vllm_baselines import VLLM_BASELINES
+    from mtp.serving.baselines import VLLM_BASELINES
     toy = next(r for r in study["result"]["configs"] if r["name"] == "ngram-short")
     assert toy["k"] == 1  # the drafted tokens its speculative config asks for
     assert all(row["acceptance_rate"] is not None and len(row["acceptance_rate_per_pos"]) == 1

@@ -247,7 +247,7 @@ def generate_completions(model, tok, benchmark, problems, code_cfg, seed):
     engine, cut at the benchmark's stops and eval.code.stops. With n > 1 heads decoding is self-speculative; greedy
     (temperature 0) with eval.code.check_lossless also decodes without drafts and compares the tokens:
     {"draft_tokens", "identical": all equal, "mismatched": task ids that differ}."""
-    from mtp.decode import decode, generate
+    from mtp.decoding.engine import decode, generate
     max_new = code_cfg["max_new_tokens"]
     room = model.cfg.max_seq_len - max_new
     if room < 1:

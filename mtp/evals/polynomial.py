@@ -65,7 +65,7 @@ def evaluate_model(cfg, model_entry):
 
     from mtp import config
     from mtp.checkpoint import load_model
-    from mtp.decode import generate
+    from mtp.decoding.engine import generate
     from mtp.stage import device, model_run, save_result
     from mtp.tokenizer import Tokenizer
 

@@ -5,6 +5,18 @@ A head type overrides only what differs (docs/ARCHITECTURE.md: adding a head typ
 from mtp.heads.proposer import Proposer
 
 
+def drafter_config(cfg):
+    """config.json of hf-drafter/ (read by vLLM as a MedusaConfig: keys holding 'num' are renamed, keep them few).
+
+    hidden_size is the width of what the drafter reads: n normed hidden states side by side
+    (MedusaProposer's warm-up feeds zeros of that width). num_heads = n-1 is the most drafts;
+    vLLM sets it to num_speculative_tokens.
+    """
+    return {"model_type": "medusa", "architectures": ["MTPDrafter"], "hidden_size": cfg.n_heads * cfg.dim,
+            "head_hidden_size": cfg.dim, "n_future_tokens": cfg.n_heads, "vocab_size": cfg.vocab_size,
+            "num_heads": cfg.n_heads - 1, "num_hidden_layers": 1, "dtype": "float32"}
+
+
 class HeadBehaviour:
     def __init__(self, entry):
         self.entry = entry  # the torch-free registry entry (mtp.head_types.HeadType)
@@ -56,12 +68,12 @@ class HeadBehaviour:
 
     def export_target(self, cfg, state):
         """What `mtp export` writes as the served model: (its ModelConfig, its tensors, our names); here every
-        head (mtp.export: heads 2..n as extra_heads)."""
+        head (mtp.formats.export: heads 2..n as extra_heads)."""
         return cfg, state
 
     def export_drafter(self, cfg, state):
-        """(config.json dict, tensors) of the drafter `mtp export` writes for n > 1 (mtp.export.drafter_config)."""
-        from mtp.export import drafter_config
+        """(config.json dict, tensors) of the drafter `mtp export` writes for n > 1: our plugin's MTPDrafter
+        (mtp/serving/plugin/drafter.py) and a copy of the unembedding."""
         return drafter_config(cfg), {"lm_head.weight": state["lm_head.weight"]}
 
 

@@ -1,4 +1,4 @@
-"""Heads 1..k+1 of a model for decoding (mtp/decode.py), behind one interface (vLLM's v1/spec_decode: one proposer
+"""Heads 1..k+1 of a model for decoding (mtp/decoding/engine.py), behind one interface (vLLM's v1/spec_decode: one proposer
 per method): a Proposer computes the heads' states in a decode forward, owns their KV-cache layers (always a list:
 one entry per layer it writes, None for a head without attention) and proposes the next drafts. This base runs the
 heads one after another through the head type's own states() and drafts from heads 2..k+1's states; subclasses:
@@ -26,7 +26,7 @@ class Proposer:
 
     def propose(self, cache, hd, j, x, sampler=None):
         """Drafts from the drafting heads' states hd (k, B, T, C) at block index j (B,) -> (B, k) tokens: their
-        argmax, or drawn at the sampler's temperature (mtp.sampling). x (B,): the pending tokens (unused here)."""
+        argmax, or drawn at the sampler's temperature (mtp.decoding.sampling). x (B,): the pending tokens (unused here)."""
         if hd is None:
             return torch.zeros(j.shape[0], 0, dtype=torch.long, device=j.device)
         h = hd[:, torch.arange(j.shape[0], device=j.device), j]  # (k, B, C)

@@ -17,7 +17,7 @@ from mtp.report.tables import fmt
 from mtp.report.verdicts import (CONTRADICTED, DEGENERATE, INCONCLUSIVE, NO_DATA, NO_VERDICT, NOT_AT_SCALE,
                                  REPRODUCED, claim, runs_text, unstable_verdict)
 from mtp.report.vllm import crosschecks, heads_per_prompt, vllm_runs
-from mtp.vllm_baselines import VLLM_BASELINES
+from mtp.serving.baselines import VLLM_BASELINES
 
 # Paper, Table S2: tokens per forward rise with heads used (7B code: 1 -> 3.50 at 4 heads). Each step from k to
 # k+1 drafted tokens is judged by its 95% paired-bootstrap interval over prompts (mtp.paired), no fixed margin.

@@ -1,18 +1,18 @@
-"""vLLM runs: vllm.json (mtp/vllm_stage.py) read through its "configs": nospec, heads_k<k> (our heads drafting
-k tokens) and the baselines of mtp/vllm_baselines.py (ngram, draft, ...), each with "per_batch" rows (tokens_per_s,
+"""vLLM runs: vllm.json (mtp/serving/stage.py) read through its "configs": nospec, heads_k<k> (our heads drafting
+k tokens) and the baselines of mtp/serving/baselines.py (ngram, draft, ...), each with "per_batch" rows (tokens_per_s,
 speedup vs nospec, mean_acceptance_length = tokens per forward, acceptance_rate_per_pos) and "per_prompt"
 counters (each kept prompt alone), and its "crosscheck" against the native engine. Every figure is of the kept
 prompts: those whose native greedy continuation is degenerate were dropped by the stage ("quality", mtp.measure).
 Missing keys leave blanks. The rows join the speculative section (mtp.report.speculative).
 """
 from mtp.report.study import get, num, speedup_spread
-from mtp.vllm_baselines import method_of
+from mtp.serving.baselines import method_of
 
 
 def vllm_runs(v):
-    """A vllm.json (mtp/vllm_stage.py) -> rows {method, k, batch_size, tokens_per_s, speedup, spread,
+    """A vllm.json (mtp/serving/stage.py) -> rows {method, k, batch_size, tokens_per_s, speedup, spread,
     tokens_per_forward, accept_rate_per_pos}, one per configuration and batch size; method: none, mtp (our heads),
-    or the baseline's (mtp.vllm_baselines.method_of)."""
+    or the baseline's (mtp.serving.baselines.method_of)."""
     rows = []
     for c in (v or {}).get("configs") or []:
         name = c.get("name") or ""

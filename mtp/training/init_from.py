@@ -2,9 +2,9 @@
 from scratch (issue #15, part 2). Two sources:
   mtp:<model dir>  an n=1 model of ours (model.pt), trained on the sweep's dataset;
   hf:<dir>         a Hugging Face Llama directory (config.json, model.safetensors or pytorch_model.bin, tokenizer.json;
-                   mtp/hf_llama.py maps its names onto ours and refuses what our model cannot represent); the
+                   mtp/formats/hf_llama.py maps its names onto ours and refuses what our model cannot represent); the
                    sweep's dataset is tokenized with its own tokenizer (tokenizer: {kind: hf, path: <dir>}).
-  gguf:<file>      a Llama-architecture GGUF file, or <package>/<file> inside an installed package (mtp/gguf_llama.py:
+  gguf:<file>      a Llama-architecture GGUF file, or <package>/<file> inside an installed package (mtp/formats/gguf.py:
                    dequantized by transformers, written once as an HF directory under <results>/sources/, then read
                    as hf:); its dataset: tokenizer: {kind: gguf, path: <file>}.
 The sweep's `sizes` names a preset with the source's shape (dim, n_layers, n_attn_heads, n_kv_heads; checked here).
@@ -41,7 +41,7 @@ def read(entry, results=None):
     load_source. results: the study's results folder (a GGUF source's HF directory is cached under it)."""
     kind, src = source(entry["init_from"])
     if kind in ("hf", "gguf"):
-        from mtp import gguf_llama, hf_llama
+        from mtp.formats import gguf as gguf_llama, hf_llama
         mcfg, state = hf_llama.read(gguf_llama.hf_dir(src, results) if kind == "gguf" else src)
         return {"model_config": asdict(mcfg), "model": state}
     from mtp.checkpoint import load

@@ -1,4 +1,4 @@
-import mtp.gguf_llama
+import mtp.formats.gguf
 import mtp.tokenizer
 
 
@@ -20,7 +20,7 @@ def tokenize_inputs(w):
     """The study's MLflow parent run, and for tokenizer kind hf the model directory's tokenizer files, for kind gguf
     the GGUF file (a changed tokenizer re-tokenizes)."""
     tk = config["datasets"][w.dataset]["tokenizer"]
-    files = {"hf": lambda: mtp.tokenizer.source_files(tk["path"]), "gguf": lambda: [mtp.gguf_llama.resolve(tk["path"])]}
+    files = {"hf": lambda: mtp.tokenizer.source_files(tk["path"]), "gguf": lambda: [mtp.formats.gguf.resolve(tk["path"])]}
     return [R("mlflow/parent.json"), *files.get(tk["kind"], list)()]
 
 

@@ -1,5 +1,5 @@
-import mtp.gguf_llama
-import mtp.hf_llama
+import mtp.formats.gguf
+import mtp.formats.hf_llama
 
 
 def train_params(w):
@@ -14,9 +14,9 @@ def train_inputs(w):
     m = mtp.config.find_model(config, w.dataset, w.size, w.n)
     kind, _, src = (m["init_from"] or "").partition(":")
     if kind == "hf":
-        source = [f"{src}/config.json", *(str(f) for f in mtp.hf_llama.weight_files(src))]
+        source = [f"{src}/config.json", *(str(f) for f in mtp.formats.hf_llama.weight_files(src))]
     elif kind == "gguf":
-        source = [str(mtp.gguf_llama.resolve(src))]
+        source = [str(mtp.formats.gguf.resolve(src))]
     else:
         source = [f"{src}/model.pt"] if kind == "mtp" else []
     return [R(f"data/{w.dataset}/meta.json"), *source]

@@ -2,14 +2,14 @@
 
 The directory (what `save_pretrained` writes): config.json (model_type llama), model.safetensors (or its sharded
 model.safetensors.index.json, or pytorch_model.bin), tokenizer.json (the dataset's tokenizer, kind hf:
-mtp/tokenizer.py). The names are mtp/export.py's (our n=1 model -> HF Llama) read backwards:
+mtp/tokenizer.py). The names are mtp/formats/export.py's (our n=1 model -> HF Llama) read backwards:
 
     model.embed_tokens -> tok_emb       model.layers.{i}, i < L-1 -> trunk.{i}      model.layers.{L-1} -> heads.0
     model.norm -> norm                  lm_head -> lm_head (tie_word_embeddings: model.embed_tokens, one
                                         parameter in our model too)
 
 HF and ours rotate the two halves of each attention head's q/k (rotate_half), so no rows are permuted (Meta's
-reference layout, mtp/import_meta.py, needs it). Weights load as float32.
+reference layout, mtp/formats/meta.py, needs it). Weights load as float32.
 
 Grouped-query attention (num_key_value_heads < num_attention_heads) is ModelConfig.n_kv_heads; tied embeddings
 (tie_word_embeddings) stay tied (ModelConfig.tie_embeddings). What our model cannot represent is refused in one line
@@ -104,10 +104,10 @@ def read_weights(src):
 
 
 def convert(cfg, weights, tied, src):
-    """HF tensors -> our n=1 state dict (float32), through mtp.export.hf_name read backwards."""
+    """HF tensors -> our n=1 state dict (float32), through mtp.formats.export.hf_name read backwards."""
     import torch
 
-    from mtp.export import hf_name
+    from mtp.formats.export import hf_name
     from mtp.model import MTPModel
     with torch.device("meta"):
         shapes = {k: v.shape for k, v in MTPModel(cfg).state_dict().items()}

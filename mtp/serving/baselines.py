@@ -7,7 +7,7 @@ torch- and vLLM-free (the report reads it). Each entry:
   `vllm` section, draft_hf: the exported draft model or None), or None when it cannot run for this model;
 - `switch`: the `vllm` config key that turns it on (None: always on once registered);
 - `marker`: its matplotlib marker in the report's speculative figure.
-The reference (no speculation, "nospec") and our heads ("heads_k<k>") are not baselines: mtp/vllm_stage.py.
+The reference (no speculation, "nospec") and our heads ("heads_k<k>") are not baselines: mtp/serving/stage.py.
 """
 from dataclasses import dataclass
 from typing import Callable, Optional, Union
@@ -27,7 +27,7 @@ class Baseline:
         return resolve(self.speculative_config)(vc, k, draft_hf)
 
 
-VLLM_BASELINES = Registry("vLLM baseline", "mtp/vllm_baselines.py")
+VLLM_BASELINES = Registry("vLLM baseline", "mtp/serving/baselines.py")
 register = VLLM_BASELINES.register
 
 

@@ -1,5 +1,5 @@
 """`mtp decode` (rule time_decoding) and `mtp bench decode`: time greedy vs self-speculative decoding of
-trained models on their validation prompts (the engine: mtp/decode.py, its timing: mtp/decode_timing.py).
+trained models on their validation prompts (the engine: mtp/decoding/engine.py, its timing: mtp/decoding/timing.py).
 
 decode.json holds the quality of each prompt's greedy continuation (mtp.measure.output_quality: which prompts
 are kept, which dropped and why), and, on the kept prompts only, the timings (interleaved rounds, spread), the
@@ -11,8 +11,8 @@ from pathlib import Path
 import torch
 
 from mtp import UserError
-from mtp import decode as D
-from mtp import decode_timing as DT
+from mtp.decoding import engine as D
+from mtp.decoding import timing as DT
 
 HEADLINE_MIN_N = 4  # `mtp bench decode` headlines the best model with at least this many heads
 HEADLINE_BATCHES = (1, 8)

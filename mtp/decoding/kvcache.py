@@ -1,4 +1,4 @@
-"""The KV cache of the decoding engine (mtp/decode.py): preallocated (B, nkv, S, hs) buffers per attention
+"""The KV cache of the decoding engine (mtp/decoding/engine.py): preallocated (B, nkv, S, hs) buffers per attention
 layer with an explicit position API (begin / advance / rollback per row, keep rows), gpt-fast style."""
 import torch
 

@@ -127,7 +127,7 @@ def started(vllm, name, **kwargs):
         manager = getattr(llm.llm_engine, "logger_manager", None)
         if manager is None or not isinstance(getattr(manager, "stat_loggers", None), list):
             raise UserError(f"vLLM {vllm.__version__}: no per-engine stat loggers to read speculative counters "
-                            f"from (mtp/vllm_timing.py SpecTap supports vLLM 0.32)")
+                            f"from (mtp/serving/timing.py SpecTap supports vLLM 0.32)")
         tap = SpecTap()
         manager.stat_loggers.append(tap)
         procs = [p for p in me.children(recursive=True) if p.pid not in before]

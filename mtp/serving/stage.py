@@ -1,17 +1,17 @@
 """`mtp vllm` (rule time_vllm): the exported model served by vLLM, with and without speculation.
 
-One `LLM()` per configuration, all alive side by side (mtp/vllm_timing.py: start-up timed apart,
+One `LLM()` per configuration, all alive side by side (mtp/serving/timing.py: start-up timed apart,
 generation timed in interleaved rounds):
   nospec     trunk + head 1 only (`mtp_serve_heads: 1`: the plain Llama model), no speculation
   heads_k{k} our heads: target serves heads 1..k+1, drafter (medusa slot) drafts k tokens, for each k of
              vllm.draft_tokens (all: every k = 1..n-1, each clamped to n-1)
-and the baselines of mtp/vllm_baselines.py the config turns on, each on the nospec target:
+and the baselines of mtp/serving/baselines.py the config turns on, each on the nospec target:
   ngram      vLLM's prompt-lookup drafter
   draft      vLLM's `draft_model` drafter: the sweep's smallest n=1 model of the same dataset with at
              most a quarter of the target's parameters (mtp.config.draft_model_for); none: a note says why
 A model with n = 1 gets the baselines only.
 
-Prompts, lengths and stopping are the native decode stage's (mtp/decode_timing.py: val_prompts,
+Prompts, lengths and stopping are the native decode stage's (mtp/decoding/timing.py: val_prompts,
 decode.num_prompts / prompt_len / max_new_tokens, no stop at eod): token ids in, exactly
 max_new_tokens out (ignore_eos). At batch size B the prompts go in consecutive batches of B
 (one `generate` call each), as natively. Per batch size, after one untimed warm-up batch per engine,
@@ -22,7 +22,7 @@ but nospec `speedup` = median over rounds of (its tokens/s / nospec's tokens/s i
 (max - min) / median > 0.25, no verdict is drawn from it); from the speculative counters summed over the
 timed rounds: acceptance rate (accepted / drafted), mean acceptance length (1 + accepted / drafts:
 tokens per target forward) and the acceptance rate per draft position (accepted at position j / drafts).
-Kept prompts: first each prompt's native greedy continuation (mtp.decode, head 1, batch 1) is checked
+Kept prompts: first each prompt's native greedy continuation (mtp.decoding.engine, head 1, batch 1) is checked
 (mtp.measure.output_quality); prompts whose continuation is degenerate (a loop, few distinct tokens) are dropped
 and every engine is run, timed and counted on the kept prompts only. `quality` records which prompts were kept,
 which dropped and why; fewer than half kept: the output is degenerate, no speed figure of it is scored, and every
@@ -30,9 +30,9 @@ prompt is measured (quality["measured"]: diagnostics, and the cross-checks below
 
 Cross-checks (a mismatch fails the stage with a diff; no vllm.json is written then):
 - every configuration's output, at every batch size, equals native greedy decoding of head 1
-  (mtp.decode.decode with draft_tokens=0, batch 1);
+  (mtp.decoding.engine.decode with draft_tokens=0, batch 1);
 - our heads at batch 1, per prompt: vLLM's num_drafts, num_draft_tokens, num_accepted_tokens
-  and num_accepted_tokens_per_pos equal mtp.decode.acceptance_counts on the same prompts.
+  and num_accepted_tokens_per_pos equal mtp.decoding.engine.acceptance_counts on the same prompts.
   For these to be comparable the native engine continues past max_tokens exactly as vLLM does:
   a decode forward runs only while the prompt has fewer than max_new_tokens new tokens; that
   forward verifies its full block of k drafts even when fewer than k+1 tokens are still wanted,
@@ -49,7 +49,7 @@ only, like the native timer) and no async scheduling (vLLM 0.32 disables it for 
 ngram drafters; left on, it would speed up nospec and draft only).
 Each engine starts an engine-core process and a worker process: all are shut down when the stage
 ends (also on errors and on SIGTERM through tracking.child_run), and they die with their parent even
-when the stage is SIGKILLed (mtp.vllm_plugin.register sets PR_SET_PDEATHSIG in them), so no vLLM
+when the stage is SIGKILLed (mtp.serving.plugin.register sets PR_SET_PDEATHSIG in them), so no vLLM
 process outlives the stage. The `mtp` console script guards `main()` with
 `if __name__ == "__main__"`, as vLLM's spawn start method needs (vLLM 0.32 forces spawn on CPU).
 """
@@ -57,11 +57,12 @@ import contextlib
 import os
 from pathlib import Path
 
-from mtp import UserError, vllm_baselines
+from mtp import UserError
+from mtp.serving import baselines as vllm_baselines
 from mtp import measure as M
-from mtp import vllm_timing as T
-from mtp.vllm_plugin import DIE_WITH_PARENT
-from mtp.vllm_timing import COUNTERS  # noqa: F401 (the counters compared with the native engine)
+from mtp.serving import timing as T
+from mtp.serving.plugin import DIE_WITH_PARENT
+from mtp.serving.timing import COUNTERS  # noqa: F401 (the counters compared with the native engine)
 
 
 # ---------------------------------------------------------------- vLLM set-up
@@ -76,13 +77,13 @@ def import_vllm():
         raise UserError(f"vLLM is not installed ({e}); install it with pip install -e '.[cpu]' "
                         f"(or '.[cuda]' on CUDA machines)") from None
     from importlib.metadata import entry_points
-    if not any(ep.value == "mtp.vllm_plugin:register" for ep in entry_points(group="vllm.general_plugins")):
+    if not any(ep.value == "mtp.serving.plugin:register" for ep in entry_points(group="vllm.general_plugins")):
         raise UserError("the mtp vLLM plugin entry point is not installed (vLLM's worker processes need it); "
                         "reinstall with pip install -e '.[cpu]'")
-    from mtp.vllm_plugin import register
+    from mtp.serving.plugin import register
     register()
     os.environ[DIE_WITH_PARENT] = "1"  # read by register() inside vLLM's processes
-    removed = T.clear_blas_threads()  # vLLM sets its worker's threads itself (mtp/vllm_timing.py)
+    removed = T.clear_blas_threads()  # vLLM sets its worker's threads itself (mtp/serving/timing.py)
     if removed:
         print(f"vLLM workers set their own thread counts; not passing on {removed}", flush=True)
     return vllm
@@ -104,7 +105,7 @@ def check_head_dim(model_cfg, where):
 def ensure_exported(model_dir, n):
     """Export <model_dir>/hf (and hf-drafter for n > 1) unless present and newer than the checkpoint."""
     from mtp.checkpoint import MODEL_FILE
-    from mtp.export import export
+    from mtp.formats.export import export
     model_dir = Path(model_dir)
     ckpt = model_dir / MODEL_FILE
     if not ckpt.exists():
@@ -127,7 +128,7 @@ def configurations(n, exported, vc, ks, draft_hf):
         out.append((f"heads_k{k}", k, {"mtp_serve_heads": k + 1},
                     {"method": "medusa", "model": exported["drafter"], "num_speculative_tokens": k}))
     kb = vc["num_speculative_tokens_baselines"]
-    for b in vllm_baselines.enabled(vc):  # vLLM's own drafters (mtp/vllm_baselines.py)
+    for b in vllm_baselines.enabled(vc):  # vLLM's own drafters (mtp/serving/baselines.py)
         spec = b.make_config(vc, kb, draft_hf)
         if spec:
             out.append((b.name, spec.get("num_speculative_tokens", kb), base, spec))
@@ -142,7 +143,7 @@ def measure(cfg, entry, batch_sizes, repeats, ks=None):
     lists the mismatches (the caller fails on them).
     """
     from mtp import config
-    from mtp import decode as D
+    from mtp.decoding import engine as D
 
     vllm = import_vllm()
     s = prepare(cfg, entry, ks, max(batch_sizes))
@@ -165,7 +166,7 @@ def measure(cfg, entry, batch_sizes, repeats, ks=None):
         "dtype": "float32", "enforce_eager": cfg["vllm"]["enforce_eager"], "num_prompts": len(s["prompts"]),
         "timed_prompts": len(prompts), "prompts": dc["prompts"], "prompt_len": max(map(len, s["prompts"])),
         "max_new_tokens": max_new, "batch_sizes": batch_sizes, "repeats": repeats,
-        "timing": "interleaved rounds, every engine alive side by side (mtp/vllm_timing.py)",
+        "timing": "interleaved rounds, every engine alive side by side (mtp/serving/timing.py)",
         "max_model_len": s["max_model_len"], "draft_model": config.model_name(draft) if draft else None,
         "note": s["note"].strip(), "export": s["exported"], "quality": quality, "configs": runs,
         "crosscheck": {"ok": not problems, "problems": problems, "native_greedy": native,
@@ -180,9 +181,9 @@ def prepare(cfg, entry, ks, max_batch):
     """Load and check the model (and the draft model), export both, pick the prompts.
     -> {model, payload, ks, exported, draft, note, prompts, max_new, max_model_len, engine_args}."""
     from mtp import checkpoint, config
-    from mtp import decode as D
-    from mtp import decode_timing as DT
-    from mtp.export import refuse_export
+    from mtp.decoding import engine as D
+    from mtp.decoding import timing as DT
+    from mtp.formats.export import refuse_export
     vc, dc = cfg["vllm"], cfg["decode"]
     name = config.model_name(entry)
     model, payload = checkpoint.load_model(entry["dir"])

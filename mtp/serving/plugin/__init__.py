@@ -11,11 +11,11 @@ target's hidden state at each request's last accepted position), and MedusaConfi
 Two architectures, registered by `register()` (entry point `vllm.general_plugins: mtp`, so
 it runs in vLLM's engine-core and worker processes too):
 
-- MTPLlamaForCausalLM (target, mtp/vllm_plugin/target.py): trunk + head 1 are Llama layers
+- MTPLlamaForCausalLM (target, mtp/serving/plugin/target.py): trunk + head 1 are Llama layers
   0..L-n; heads 2..n are further decoder layers L-n+1..L-1, each with its own KV cache. Its
   forward returns every served head's normed hidden state side by side (T, heads*dim);
   compute_logits uses head 1 only, so vLLM verifies with head 1 as usual.
-- MTPDrafter (medusa slot, mtp/vllm_plugin/drafter.py): slices heads 2..k+1 out of that
+- MTPDrafter (medusa slot, mtp/serving/plugin/drafter.py): slices heads 2..k+1 out of that
   hidden state and applies the shared unembedding. One forward verifies and drafts, as in
   the paper (Gloeckle et al. 2024, Section 3.2 / Stern et al. 2018).
 
@@ -30,8 +30,8 @@ import sys
 DIE_WITH_PARENT = "MTP_VLLM_DIE_WITH_PARENT"  # set by `mtp vllm`: its vLLM processes die with it
 
 ARCHS = {
-    "MTPLlamaForCausalLM": "mtp.vllm_plugin.target:MTPLlamaForCausalLM",
-    "MTPDrafter": "mtp.vllm_plugin.drafter:MTPDrafter",
+    "MTPLlamaForCausalLM": "mtp.serving.plugin.target:MTPLlamaForCausalLM",
+    "MTPDrafter": "mtp.serving.plugin.drafter:MTPDrafter",
 }
 
 

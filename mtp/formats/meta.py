@@ -150,4 +150,4 @@ def add_arguments(p):
 def run(args):
     cfg = import_meta(args.src, args.out)
     print(f"imported {args.src}: n={cfg.n_heads} heads, {cfg.n_trunk} trunk layers, dim {cfg.dim}, "
-          f"vocab {cfg.vocab_size} -> {args.out} (decode, export and vLLM take it: docs in mtp/import_meta.py)")
+          f"vocab {cfg.vocab_size} -> {args.out} (decode, export and vLLM take it: docs in mtp/formats/meta.py)")

@@ -36,7 +36,6 @@ from mtp import UserError, head_types
 from mtp.io import read_json
 from mtp import results
 
-DRAFTER_ARCH = "MTPDrafter"
 TARGET_ARCH = "MTPLlamaForCausalLM"
 
 _BLOCK = {"attn_norm.weight": "input_layernorm.weight", "mlp_norm.weight": "post_attention_layernorm.weight",
@@ -76,28 +75,6 @@ def hf_config(cfg, tok, extra=None):
         tie_word_embeddings=cfg.tie_embeddings, attention_bias=False, mlp_bias=False,
         bos_token_id=None, eos_token_id=tok.eod_id, pad_token_id=None, dtype="float32",
         n_future_tokens=cfg.n_heads, **(extra or {}))
-
-
-def drafter_config(cfg):
-    """config.json of hf-drafter/ (read by vLLM as a MedusaConfig: keys holding 'num' are renamed, keep them few).
-
-    hidden_size is the width of what the drafter reads: n normed hidden states side by side
-    (MedusaProposer's warm-up feeds zeros of that width). num_heads = n-1 is the most drafts;
-    vLLM sets it to num_speculative_tokens.
-    """
-    return {"model_type": "medusa", "architectures": [DRAFTER_ARCH], "hidden_size": cfg.n_heads * cfg.dim,
-            "head_hidden_size": cfg.dim, "n_future_tokens": cfg.n_heads, "vocab_size": cfg.vocab_size,
-            "num_heads": cfg.n_heads - 1, "num_hidden_layers": 1, "dtype": "float32"}
-
-
-def medusa_drafter(cfg, state):
-    """hf-drafter/ of medusa heads: (config.json dict, tensors) in vLLM's Medusa format (vllm/model_executor/models/
-    medusa.py: ResidualBlock x + SiLU(W x), one layer per head, the LM head shared: original_lm_head)."""
-    conf = {"model_type": "medusa", "architectures": ["MedusaModel"], "hidden_size": cfg.dim,
-            "vocab_size": cfg.vocab_size, "num_heads": cfg.n_heads - 1, "num_hidden_layers": 1,
-            "original_lm_head": True, "medusa_fc_bias": False, "dtype": "float32"}
-    tensors = {f"blocks.{j - 1}.layers.0.weight": state[f"heads.{j}.proj.weight"] for j in range(1, cfg.n_heads)}
-    return conf, {**tensors, "lm_head.weight": state["lm_head.weight"]}
 
 
 def refuse_export(cfg, where):

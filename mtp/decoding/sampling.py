@@ -1,5 +1,5 @@
 """Lossless speculative sampling at temperature > 0 (Leviathan et al. 2023, Chen et al. 2023), for the decoding
-engine (mtp/decode.py): the heads' distributions at temperature T are the draft distributions q, head 1's
+engine (mtp/decoding/engine.py): the heads' distributions at temperature T are the draft distributions q, head 1's
 are the target p, and the output is distributed exactly as sampling from head 1 token by token.
 
 Draft j (for the token j positions after the pending one) is drawn from q_j = head j+1's distribution at the

@@ -1,6 +1,6 @@
 """Greedy and self-speculative decoding for MTPModel (gpt-fast style): the KV cache and the decoding
-algorithm, no I/O, no timing. Its timing (bench) is mtp/decode_timing.py; the `mtp decode` stage around
-both is mtp/decode_stage.py.
+algorithm, no I/O, no timing. Its timing (bench) is mtp/decoding/timing.py; the `mtp decode` stage around
+both is mtp/decoding/stage.py.
 
 Self-speculative decoding (Stern et al. 2018 blockwise parallel decoding; Gloeckle et al.
 2024 Section 3.2). Row state: the cache holds positions 0..c-1, token x (position c) is
@@ -27,7 +27,7 @@ Counting (every metric below means exactly this):
 - acceptance rate at draft position j = row-steps with a >= j / row-steps that verified a
   j-th draft.
 - accepted-length histogram: hist[a] = row-steps that accepted exactly a drafts.
-- tokens/s, speed-up and quality: mtp/decode_timing.py.
+- tokens/s, speed-up and quality: mtp/decoding/timing.py.
 
 Stopping: a row stops once it has max_new_tokens new tokens, when it produces eod_id
 (eod excluded from the output), or when prompt + output fills the context (max_seq_len).
@@ -41,9 +41,9 @@ from dataclasses import dataclass, field
 import torch
 
 from mtp import UserError
-from mtp.kvcache import KVCache
+from mtp.decoding.kvcache import KVCache
 from mtp.model import rope_tables
-from mtp.sampling import Sampler
+from mtp.decoding.sampling import Sampler
 
 # A finished row stays in the batch, masked, until at most this fraction of the rows is unfinished;
 # then the batch is compacted (every layer's K/V copied).
@@ -128,7 +128,7 @@ def ar_step(model, cache, x, temperature=0.0, generator=None, longest=None):
 
 def spec_step(model, cache, x, drafts, longest=None, sampler=None):
     """One speculative decode forward: verify, accept, roll back, propose (greedy, or speculative sampling
-    with a mtp.sampling.Sampler).
+    with a mtp.decoding.sampling.Sampler).
 
     x (B,) pending tokens, drafts (B, j) with j <= k -> (g (B, j+1), a (B,), x_next (B,), drafts_next (B, k)):
     row b gains tokens g[b, :a[b]+1]; x_next = g[b, a[b]] is its new pending token.
@@ -251,7 +251,7 @@ def _counts(stats, hist, verified_at):
 @torch.inference_mode()
 def decode_batch(model, prompts, max_new_tokens, eod_id=None, k=0, temperature=0.0, generator=None, proposer=None):
     """Decode one batch of prompts; k = 0: autoregressive with head 1, k >= 1: self-speculative (greedy, or
-    speculative sampling at temperature > 0: mtp.sampling, distributed as sampling from head 1).
+    speculative sampling at temperature > 0: mtp.decoding.sampling, distributed as sampling from head 1).
 
     -> (new tokens per prompt, Stats). Rows progress independently (ragged). A finished row stays in
     the batch, masked (its cache length held at 0: in bounds, never read), until half the batch has
@@ -331,7 +331,7 @@ def generate(model, prompts, max_new_tokens, eod_id, temperature=0.0, seed=0, ba
 
     With n > 1 heads, decoding is self-speculative with every head: greedy (temperature 0: the same output
     as head-1 greedy decoding) or speculative sampling (temperature > 0: distributed as sampling from head 1,
-    mtp.sampling), with a generator seeded by `seed`.
+    mtp.decoding.sampling), with a generator seeded by `seed`.
     """
     if not prompts:
         return []

@@ -1,8 +1,8 @@
-"""Timing of the decoding engine (mtp/decode.py): autoregressive vs self-speculative greedy decoding in
+"""Timing of the decoding engine (mtp/decoding/engine.py): autoregressive vs self-speculative greedy decoding in
 interleaved rounds (mtp.measure), tokens per forward at every k, and the validation prompts the decode and vLLM
 stages time on.
 
-Counting (the engine's counts, tokens per forward and acceptance, are defined in mtp/decode.py):
+Counting (the engine's counts, tokens per forward and acceptance, are defined in mtp/decoding/engine.py):
 - kept prompts: first each prompt's greedy continuation (head 1, untimed) is checked (mtp.measure.output_quality);
   prompts whose continuation is degenerate (a loop, few distinct tokens) are dropped, and every figure below is
   measured on the kept prompts only. Too few kept (mtp.measure.MIN_KEPT_FRACTION): the model's output is
@@ -17,13 +17,13 @@ Counting (the engine's counts, tokens per forward and acceptance, are defined in
   tokens; per prompt [tokens, forwards] = (sum over its decode forwards of 1 + accepted drafts, its decode
   forwards), so that a paired bootstrap over prompts can compare two k (mtp.paired, pooled tokens / forwards).
 - sampling (decode.sample_temperature T, at the first batch size): autoregressive sampling from head 1 vs
-  speculative sampling (mtp.sampling, the same distribution), timed in the same rounds; their outputs differ
+  speculative sampling (mtp.decoding.sampling, the same distribution), timed in the same rounds; their outputs differ
   by design (other random draws), so there is no lossless check, only speed-up and acceptance.
 """
 import torch
 
 from mtp import UserError, measure
-from mtp.decode import acceptance_counts, check_draft_tokens, check_prompts, decode
+from mtp.decoding.engine import acceptance_counts, check_draft_tokens, check_prompts, decode
 
 
 def _sync(model):
@@ -144,7 +144,7 @@ def bench(model, prompts, batch_sizes, max_new_tokens, repeats, draft_tokens=Non
 def tokens_per_forward_by_k(model, prompts, max_new_tokens, eod_id, ks):
     """Each prompt decoded alone (batch 1, greedy, untimed) drafting k tokens, for each k of ks ->
     [{"k", "tokens_per_forward" (pooled: all tokens / all forwards), "per_prompt": [[tokens, forwards], ...]}]:
-    tokens = forwards + accepted drafts (mtp.decode.acceptance_counts), prefill excluded."""
+    tokens = forwards + accepted drafts (mtp.decoding.engine.acceptance_counts), prefill excluded."""
     out = []
     for k in ks:
         pairs = [[c["num_drafts"] + c["num_accepted_tokens"], c["num_drafts"]]

@@ -1,10 +1,10 @@
 """`mtp bench vllm`: the study's model with most heads served by vLLM with no speculation, our heads (k = n-1)
-and every baseline of mtp/vllm_baselines.py (ngram, the draft model), timed in interleaved rounds by the vLLM stage's own measurement (mtp/vllm_stage.py)."""
+and every baseline of mtp/serving/baselines.py (ngram, the draft model), timed in interleaved rounds by the vLLM stage's own measurement (mtp/serving/stage.py)."""
 from pathlib import Path
 
 from mtp import UserError
-from mtp import vllm_stage
-from mtp.vllm_baselines import VLLM_BASELINES
+from mtp.serving import stage as vllm_stage
+from mtp.serving.baselines import VLLM_BASELINES
 
 
 def bench(cfg, dataset, size, n, batch_sizes=(1, 8)):

@@ -7,7 +7,7 @@ read offline. transformers reads the GGUF (needs the `gguf` and `accelerate` pac
 float32 and gives a `LlamaForCausalLM` and its tokenizer; that float model is "the base model". It is written once as
 a Hugging Face directory (`save_pretrained`: config.json without its quantization_config, model.safetensors,
 tokenizer.json, tokenizer_config.json) under `<results>/sources/<stem>-<sha256 of the file, 12 hex>/`, which
-mtp/hf_llama.py then reads as for `init_from: hf:<dir>` (the same names, the same refusals, one line naming the key).
+mtp/formats/hf_llama.py then reads as for `init_from: hf:<dir>` (the same names, the same refusals, one line naming the key).
 Top-level imports are torch-free: the Snakefile resolves the file at parse time.
 """
 import importlib.util
@@ -63,7 +63,7 @@ def load(gguf):
 
 def write_hf_dir(gguf, out):
     """Write the float model and tokenizer of `gguf` as a Hugging Face directory `out` (atomically)."""
-    from mtp.export import _atomic_dir
+    from mtp.formats.export import _atomic_dir
     model, tok = load(gguf)
     if model.config.model_type != "llama":
         raise UserError(f"{gguf}: architecture '{model.config.model_type}'; mtp reads Llama-architecture GGUF files")

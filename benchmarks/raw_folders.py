@@ -1,0 +1,292 @@
+"""One function per raw folder (or file) under benchmarks/results/, each returning {key: text} for
+benchmarks/raw_numbers.py; FOLDERS lists them."""
+import gzip
+import re
+
+from raw_readers import (RAW, ROOT, bench_keys, decode_keys, elapsed_minutes, fmt, heads_keys, induction_keys, load,
+                         metrics_keys, number, per_pos, rows, signed, span, speed_cell, study_keys, study_time,
+                         study_time_keys, table, table_keys, tps, vllm_keys, vllm_table)
+
+
+def gpu_h100():
+    """benchmarks/gpu_check_h100.jsonl: `bash benchmarks/gpu_check.sh` on an H100."""
+    c = {r["check"]: r for r in load(ROOT / "benchmarks" / "gpu_check_h100.jsonl")}
+    t, mem, dec = c["train_step_mfu"], c["peak_memory_vs_n"], c["spec_decode"]
+    compiled_tflops = t["tflops_n1"] * t["step_s"]["n1"] / t["compiled_step_s"]
+    k = {"h100.step_ms.compiled": fmt(t["compiled_step_s"] * 1000, 0), "h100.tflops.compiled": fmt(compiled_tflops, 0),
+         "h100.mfu_spec.compiled": fmt(t["mfu_n1_compiled_vs_spec"]),
+         "h100.mfu_peak.compiled": fmt(compiled_tflops / t["measured_matmul_peak_tflops"]),
+         "h100.peak_tflops": fmt(t["measured_matmul_peak_tflops"], 0), "h100.compile_s": fmt(t["compile_s"], 0),
+         "h100.time_ratio_n4_n1": fmt(t["time_ratio_n4_vs_n1"]), "h100.flop_ratio_n4_n1": fmt(t["flop_ratio_n4_vs_n1"]),
+         "h100.vs_hf": fmt(t["throughput_vs_hf"]), "h100.step_ms.hf": fmt(t["step_s"]["hf"] * 1000, 0)}
+    for n in ("n1", "n4"):
+        k[f"h100.step_ms.{n}"] = fmt(t["step_s"][n] * 1000, 0)
+        k[f"h100.tflops.{n}"] = fmt(t[f"tflops_{n}"], 0)
+        k[f"h100.mfu_spec.{n}"] = fmt(t[f"mfu_{n}_vs_spec"])
+        k[f"h100.mfu_peak.{n}"] = fmt(t[f"mfu_{n}_vs_measured_peak"])
+    body = [[label] + [f"{mem[f'{kind}_n{n}_mb'] / 1000:.1f} GB" for n in (1, 2, 4, 8)]
+            for label, kind in (("memory-efficient backward", "memory_efficient"), ("naive summed loss", "naive"))]
+    k["h100.memory_table"] = table("| n | 1 | 2 | 4 | 8 |", body)
+    k["h100.mem_ratio_n8_n1"] = fmt(mem["memory_efficient_n8_mb"] / mem["memory_efficient_n1_mb"])
+    k["h100.naive_mem_ratio_n8_n1"] = fmt(mem["naive_n8_mb"] / mem["naive_n1_mb"])
+    k["h100.decode.train_s"] = fmt(dec["train_s"], 0)
+    for b in dec["per_batch"]:
+        k[f"h100.decode.b{b['batch_size']}"] = fmt(b["speedup"])
+        k["h100.decode.tpf"] = fmt(b["tokens_per_forward"])
+    k["h100.decode.b1_per_tpf"] = fmt(dec["per_batch"][0]["speedup"] / dec["per_batch"][0]["tokens_per_forward"])
+    return k
+
+
+def cpu_bench():
+    """bench_train_cpu_2026-11-29.jsonl: `mtp bench train` on the 2-core machine."""
+    b = load(RAW / "bench_train_cpu_2026-11-29.jsonl")[0]
+    k = {f"cpu.{key}": fmt(b[key]) for key in ("mem_ratio_n8_vs_n1", "naive_mem_ratio_n8_vs_n1", "time_ratio_n4_vs_n1",
+                                               "flop_ratio_n4_vs_n1", "throughput_vs_hf", "flops_vs_peak",
+                                               "achieved_tflops", "peak_matmul_tflops")}
+    k["cpu.time_over_flop_pct"] = fmt((b["time_ratio_n4_vs_n1"] / b["flop_ratio_n4_vs_n1"] - 1) * 100, 0)
+    return k
+
+
+def head_types():
+    """head-types-equal-params-2026-11-30/: configs/head-types.yaml after the default study's Run 4."""
+    folder, run = RAW / "head-types-equal-params-2026-11-30", "head_types"
+    k = study_time_keys(run, folder / "study_time.txt")
+    k.update(table_keys(run, rows(folder / "speculative.md")))
+    k.update(heads_keys(run, rows(folder / "heads.md")))
+    k.update(induction_keys(run, rows(folder / "induction.md")))
+    train_minutes = []
+    for f in sorted(folder.glob("*.metrics.json")):
+        p = f"{run}." + f.name.split(".")[0].replace("_", "/")
+        m = load(f)
+        k.update(metrics_keys(p, m))
+        k.update(decode_keys(p, load(folder / f.name.replace("metrics.json", "decode.json.gz"))))
+        if m["n"] == 4:
+            train_minutes.append(m["wall_s"] / 60)
+    k[run + ".n4_train_minutes"] = span(min(train_minutes), max(train_minutes), 1)
+    k.update(vllm_keys(f"{run}.code-bytes/deep-medusa-n4", load(folder / "code-bytes_deep-medusa-n4.vllm.json.gz")))
+    for r in rows(folder / "heads.md"):
+        if r["head_type"] != "transformer":
+            base = next(t for t in rows(folder / "heads.md")
+                        if t["head_type"] == "transformer" and (t["preset"], t["n"]) == (r["preset"], r["n"]))
+            p = f"{run}.{r['dataset']}/{r['preset']}-{r['head_type']}-n{r['n']}"
+            k[p + ".params_vs_transformer"] = signed((int(r["params"]) / int(base["params"]) - 1) * 100, 2) + " %"
+    run4 = study_time(RAW / "default-study-2026-11-30" / "study_time.txt")["total_minutes"]
+    k[run + ".minutes_with_default"] = fmt(run4 + study_time(folder / "study_time.txt")["total_minutes"], 0)
+    greedy = [1000 / number(r["tokens_per_s"]) for r in rows(folder / "speculative.md")
+              if r["dataset"] == "induction" and r["method"] == "autoregressive" and r["batch_size"] == "1"]
+    k[run + ".greedy_ms_1M"] = span(min(greedy), max(greedy), 1)
+    return k
+
+
+def smollm2():
+    """smollm2-2026-12-06/: configs/smollm2.yaml (SmolLM2-135M with three heads added)."""
+    folder, run = RAW / "smollm2-2026-12-06", "smollm2"
+    m, dec, vl = load(folder / "metrics.json.gz"), load(folder / "decode.json.gz"), load(folder / "vllm.json.gz")
+    k = {**decode_keys(run, dec), **vllm_keys(run, vl), "smollm2.vllm_table": vllm_table(vl)}
+    k["smollm2.minutes"] = fmt(elapsed_minutes(gzip.open(folder / "snakemake.log.gz", "rt").read()), 1)
+    k["smollm2.train_minutes"], k["smollm2.step_s"] = fmt(m["wall_s"] / 60, 1), fmt(m["step_time_s"], 1)
+    k["smollm2.tokens_seen"] = f"{m['tokens_seen'] / 1000:.0f}k"
+    h = m["val_history"]
+    body = [[h["step"][i], fmt(h["wall_s"][i] / 60, 1)] + [fmt(h[f"val_agree_head_{j}"][i], 3) for j in (2, 3, 4)]
+            + [fmt(h[f"val_loss_head_{j}"][i]) for j in (2, 3, 4)] for i in range(len(h["step"]))]
+    k["smollm2.agreement_table"] = table("| step | minutes | agree head 2 (t+2) | head 3 (t+3) | head 4 (t+4) "
+                                         "| val loss head 2 | head 3 | head 4 |", body)
+    k["smollm2.agree2_gain_last30"] = signed(h["val_agree_head_2"][-1] - h["val_agree_head_2"][-3])
+    k["smollm2.minutes_last30"] = fmt((h["wall_s"][-1] - h["wall_s"][-3]) / 60, 1)
+    k["smollm2.agree_pct"] = " / ".join(fmt(m[f"val_agree_head_{j}"] * 100, 0) for j in (2, 3, 4))
+    accept = dec["per_batch"][0]["spec"]["accept_rate_per_pos"]
+    k["smollm2.accept_pct"] = " / ".join(fmt(a * 100, 0) for a in accept)
+    k["smollm2.spec_forward_cost"] = fmt(dec["per_batch"][0]["tokens_per_forward"] / dec["per_batch"][0]["speedup"], 1)
+    body = [[b["batch_size"], tps(b["ar"]["tokens_per_s"]), tps(b["spec"]["tokens_per_s"]),
+             f"{fmt(b['speedup'])} [{span(b['speedup_spread']['min'], b['speedup_spread']['max'])}]",
+             fmt(b["tokens_per_forward"]), per_pos(b["spec"]["accept_rate_per_pos"]), b["lossless"]]
+            for b in dec["per_batch"]]
+    k["smollm2.decode_table"] = table("| batch | greedy tok/s | speculative tok/s | speed-up [rounds] | tokens/forward "
+                                      "| acceptance per draft position | lossless |", body)
+    for name, bench in load(folder / "eval_code.json.gz")["benchmarks"].items():
+        solved = sum(p["correct"] for p in bench["problems"])
+        k[f"smollm2.{name}.pass1"] = fmt(solved / len(bench["problems"]), 3)
+        k[f"smollm2.{name}.solved"] = f"{solved}/{len(bench['problems'])}"
+    for r in load(folder / "acceptance_by_prompts.jsonl"):
+        k[f"smollm2.{r['prompts']}_prompts.accept"] = per_pos(r["accept_rate_per_pos"])
+        k[f"smollm2.{r['prompts']}_prompts.tpf"] = fmt(r["tokens_per_forward"])
+    return k
+
+
+def add_heads():
+    """add-heads-2026-11-30/: configs/add-heads.yaml in Run 4's clone (heads added to code-bytes/deep-n1)."""
+    folder, run4 = RAW / "add-heads-2026-11-30", RAW / "default-study-2026-11-30"
+    k = {"add_heads.minutes": fmt(elapsed_minutes(gzip.open(folder / "snakemake.log.gz", "rt").read()), 1)}
+    body, b1 = [], []
+    for label, f in (("deep-init-n4 (transformer heads added)", folder / "deep-init-n4"),
+                     ("deep-init-medusa-n4 (Medusa-1 heads added)", folder / "deep-init-medusa-n4"),
+                     ("deep-n4 (Run 4: 4 heads from scratch)", run4 / "deep-n4")):
+        dec, vl = load(f"{f}.decode.json.gz"), load(f"{f}.vllm.json.gz")
+        if f.parent == folder:
+            p = "add_heads.code-bytes/" + f.name
+            k.update({**decode_keys(p, dec), **vllm_keys(p, vl), **metrics_keys(p, load(f"{f}.metrics.json.gz"))})
+            b1.append(dec["per_batch"][0]["speedup"])
+        native = [speed_cell(b["speedup"], b["speedup_spread"]) for b in dec["per_batch"]]
+        cfg = {c["name"]: c["per_batch"] for c in vl["configs"]}
+        served = [speed_cell(b["speedup"], b["speedup_spread"])
+                  for b in (cfg["heads_k3"][0], cfg["heads_k3"][1], cfg["ngram"][0], cfg["draft"][0])]
+        body.append([label, fmt(dec["per_batch"][0]["tokens_per_forward"]),
+                     per_pos(dec["per_batch"][0]["spec"]["accept_rate_per_pos"])] + native + served)
+    k["add_heads.table"] = table("| model | tokens/forward | accept per draft position | native b1 | native b8 "
+                                 "| vLLM heads b1 | vLLM b8 | vLLM ngram b1 | vLLM draft b1 |", body)
+    k["add_heads.b1_span"] = span(min(b1), max(b1))
+    return k
+
+
+def run5():
+    """default-study-2026-11-30-run5/: the README's command in a fresh clone; only the report's .md tables and the
+    wall clock were kept (no decode.json / vllm.json / per-story induction results)."""
+    folder = RAW / "default-study-2026-11-30-run5"
+    k = study_keys("run5", folder)
+    text = (folder / "wallclock.txt").read_text()
+    k["run5.minutes"] = fmt(elapsed_minutes(text), 1)
+    k["run5.minutes_all"] = fmt(int(re.search(r"seconds=(\d+)", text).group(1)) / 60, 1)
+    return k
+
+
+def run4():
+    """default-study-2026-11-30/: Run 4, the committed config.yaml timed with benchmarks/study_time.sh."""
+    folder = RAW / "default-study-2026-11-30"
+    k = study_keys("run4", folder)
+    k.update(heads_keys("run4", rows(folder / "heads.md")))
+    dec = load(folder / "deep-n4.decode.json.gz")["per_batch"][0]
+    k["run4.code-bytes/deep-n4.spec_forward_cost"] = fmt(dec["tokens_per_forward"] / dec["speedup"], 1)
+    return k
+
+
+def run3():
+    """default-study-induction1000/: Run 3 (commit 5a92085), with `mtp bench decode` / `mtp bench vllm` after it."""
+    folder = RAW / "default-study-induction1000"
+    return {**study_keys("run3", folder), **bench_keys("run3", folder)}
+
+
+def run2():
+    """default-study-900steps/: Run 2 (commit 329a192), with `mtp bench decode` / `mtp bench vllm` after it."""
+    folder = RAW / "default-study-900steps"
+    return {**study_keys("run2", folder), **bench_keys("run2", folder)}
+
+
+def run1():
+    """default-study-650steps/: Run 1 (commit acf8874)."""
+    return study_keys("run1", RAW / "default-study-650steps")
+
+
+def calibration():
+    """calibration_2026-11-29.jsonl: runs on the shared machine before the default study."""
+    runs = load(RAW / "calibration_2026-11-29.jsonl")
+    deep = next(r for r in runs if r["run"] == "train code-bytes w128l12 4")
+    k = {f"calib.bpb.{step}": fmt(v["bpb_head_1"]) for step, v in deep["val_bits_per_token_by_step"].items()}
+    d = next(r for r in runs if r["run"].startswith("decode check"))
+    k.update({f"calib.tpf.k{j}": fmt(d[f"tokens_per_forward_k{j}"]) for j in (1, 2, 3)})
+    k["calib.accept"], k["calib.degenerate"] = per_pos(d["accept_rate_per_pos"]), str(d["degenerate_prompts"])
+    k["calib.induction"] = fmt(next(r for r in runs if "induction_acc" in r)["induction_acc"], 3)
+    k["calib.poly_max"] = fmt(max(next(r for r in runs if "poly_acc_m1_to_m6" in r)["poly_acc_m1_to_m6"]), 3)
+    return k
+
+
+def synthetic_curve():
+    """synthetic_curve_2026-11-29.jsonl: 1M checkpoints every 100 steps scored by benchmarks/synthetic_curve.py."""
+    points = [r for r in load(RAW / "synthetic_curve_2026-11-29.jsonl") if "step" in r]
+    curves = {}
+    for r in points:
+        curves.setdefault(r["model"], {})[r["step"]] = r.get("induction_acc", r.get("poly_acc_m1"))
+    k, steps, body = {}, range(700, 1500, 100), []
+    for model, label in (("induction/1M-n1", "induction n = 1"), ("induction/1M-n2", "induction n = 2"),
+                         ("polynomial/1M-n1", "polynomial n = 1, m = 1")):
+        c = curves[model]
+        k.update({f"synth.{model}.{s}": fmt(acc) for s, acc in c.items()})
+        early = [acc for s, acc in c.items() if s <= 600]
+        first = span(min(early), max(early)) if min(early) != max(early) else fmt(min(early))
+        body.append([label, first] + [fmt(c[s]) if s in c else "" for s in steps])
+    k["synth.table"] = table("| step | 100–600 | " + " | ".join(map(str, steps)) + " |", body)
+    poly = curves["polynomial/1M-n1"]
+    k["synth.poly_max"], k["synth.poly_last_step"] = fmt(max(poly.values())), str(max(poly))
+    last = max((r for r in points if r["model"] == "polynomial/1M-n1"), key=lambda r: r["step"])
+    k["synth.poly_tokens"] = f"{last['tokens_seen'] / 1e6:.1f}M"
+    return k
+
+
+def compile_ab():
+    """compile_ab_2026-11-30.jsonl: 100 training steps of deep n = 1 and n = 4, eager vs compiled blocks."""
+    runs = [r for r in load(RAW / "compile_ab_2026-11-30.jsonl") if "note" not in r]
+    tps_of = {(r["n"], r["compile"]): r["median_tokens_per_s_steps_6_100"] for r in runs}
+    k = {f"compile_ab.{'compiled' if c == 'True' else 'eager'}.n{n}": str(v) for (n, c), v in tps_of.items()}
+    gains = [(tps_of[(n, "True")] / tps_of[(n, "False")] - 1) * 100 for n in ("1", "4")]
+    k["compile_ab.gain_pct"] = span(min(gains), max(gains), 0)
+    tokens_per_step = 16 * 256  # config.yaml's train.batch_size x train.seq_len
+    first = min(r["first_step_tokens_per_s"] for r in runs if r["compile"] == "True")
+    k["compile_ab.first_step_s"] = fmt(tokens_per_step / first, 0)
+    return k
+
+
+def fused_ab():
+    """decode_fused_ab.jsonl: benchmarks/decode_fused_ab.py, the engine before and after model.FusedHeads."""
+    body, k = [], {}
+    for r in load(RAW / "decode_fused_ab.jsonl"):
+        b, a = r["before"], r["after"]
+        body.append([r["threads"], r["batch_size"], f"{tps(b['ar_tokens_per_s'])} / {tps(a['ar_tokens_per_s'])}",
+                     f"{tps(b['spec_tokens_per_s'])} / {tps(a['spec_tokens_per_s'])}",
+                     f"{fmt(b['speedup'])} [{span(b['speedup_min'], b['speedup_max'])}]",
+                     f"**{fmt(a['speedup'])} [{span(a['speedup_min'], a['speedup_max'])}]**"])
+        k[f"fused_ab.t{r['threads']}.b{r['batch_size']}"] = fmt(a["speedup"])
+    k["fused_ab.table"] = table("| threads | batch | greedy tok/s (before / after) "
+                                "| speculative tok/s (before / after) | speed-up before [min–max] "
+                                "| **speed-up after** [min–max] |", body)
+    return k
+
+
+def mimo_probe():
+    """vllm-mimo-mtp-probe-2026-11-30/results.json: vLLM's MTP route on a MiMo-layout checkpoint (variant A:
+    MTP layer 0 always right, layers 1-2 always wrong)."""
+    a = load(RAW / "vllm-mimo-mtp-probe-2026-11-30" / "results.json")[0]
+    m = a["spec_metrics"]
+    return {"probe.accepted_per_pos": str(m["vllm:spec_decode_num_accepted_tokens_per_pos"]),
+            "probe.drafts": str(m["vllm:spec_decode_num_drafts"])}
+
+
+def seeds_study(run, folder):
+    """A default-study folder of benchmarks/study_seeds.sh: every model's result files (models/, gzipped), the
+    report's tables, the train benchmark and the study time. Induction: each model's accuracy, each seed's
+    n = 2 - n = 1 difference and the interval over seeds and stories, recomputed from the per-story results
+    with mtp.paired.seed_bootstrap (the report's rule)."""
+    from mtp.paired import seed_bootstrap
+    models = folder / "models"
+    k = study_time_keys(run, folder / "study_time.txt")
+    ind = {f.parent.name: load(f) for f in sorted(models.glob("induction/*/eval_induction.json.gz"))}
+    for slot, e in ind.items():
+        k[f"{run}.induction/{slot}.induction"] = fmt(e["metrics"]["induction_acc"], 3)
+    twos = sorted(s for s in ind if s.endswith("-n2"))
+    ci = seed_bootstrap([tuple([(sum(x), len(x)) for x in ind[s]["correct_by_story"]] for s in (two, two[:-1] + "1"))
+                         for two in twos])
+    for two, diff in zip(twos, ci["per_seed"]):  # each seed's n = 2 - n = 1, as the report computes it
+        k[f"{run}.induction/{two[:-3]}.diff"] = signed(diff)
+    k[f"{run}.induction.diff"] = signed(ci["diff"])
+    k[f"{run}.induction.ci"] = f"[{signed(ci['lo'])}, {signed(ci['hi'])}]"
+    k[f"{run}.induction.seeds"] = str(ci["seeds"])
+    deep = models / "code-bytes" / "deep-n4"
+    d = load(deep / "decode.json.gz")
+    k.update(decode_keys(f"{run}.code-bytes/deep-n4", d))
+    k[f"{run}.code-bytes/deep-n4.kept"] = str(len(d["quality"]["kept"]))
+    k[f"{run}.pass1_max"] = fmt(max(float(r["pass_at_k"]) for r in rows(folder / "code.md")), 1)
+    for x in d["tokens_per_forward_by_k"]:
+        k[f"{run}.code-bytes/deep-n4.tpf_k{x['k']}"] = fmt(x["tokens_per_forward"])
+    v = load(deep / "vllm.json.gz")
+    k.update(vllm_keys(f"{run}.code-bytes/deep-n4", v))
+    k[f"{run}.vllm_table"] = vllm_table(v)
+    k[f"{run}.claims"] = table("| claim | training runs | verdict |",
+                               [[r["claim"], r["training_runs"], r["verdict"]] for r in rows(folder / "claims.md")])
+    return k
+
+
+def seeds_a():
+    """default-seeds-2026-12-06-A/: the committed config.yaml (induction at seeds 0-2), benchmarks/study_seeds.sh."""
+    return seeds_study("seedsA", RAW / "default-seeds-2026-12-06-A")
+
+
+FOLDERS = (seeds_a, gpu_h100, cpu_bench, head_types, smollm2, add_heads, run5, run4, run3, run2, run1, calibration,
+           synthetic_curve, compile_ab, fused_ab, mimo_probe)

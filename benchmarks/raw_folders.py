@@ -288,5 +288,11 @@ def seeds_a():
     return seeds_study("seedsA", RAW / "default-seeds-2026-12-06-A")
 
 
-FOLDERS = (seeds_a, gpu_h100, cpu_bench, head_types, smollm2, add_heads, run5, run4, run3, run2, run1, calibration,
+def seeds_b():
+    """default-seeds-2026-12-07-B/: the same config with seed 1 and induction seeds 3-5 (benchmarks/study_seeds.sh's
+    second half), run from a clone at commit 73b3440."""
+    return seeds_study("seedsB", RAW / "default-seeds-2026-12-07-B")
+
+
+FOLDERS = (seeds_a, seeds_b, gpu_h100, cpu_bench, head_types, smollm2, add_heads, run5, run4, run3, run2, run1, calibration,
            synthetic_curve, compile_ab, fused_ab, mimo_probe)

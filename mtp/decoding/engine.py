@@ -86,12 +86,6 @@ def choose(logits, temperature=0.0, generator=None):
     return torch.multinomial(probs, 1, generator=generator)[:, 0]
 
 
-def propose(model, cache, hd, j, x, sampler=None):
-    """The next drafts (B, k) of the cache's proposer (mtp.heads.proposer): from the drafting heads' states hd
-    (k, B, T, C) at block index j (B,), or (sequential heads) drafted in turn from the pending tokens x (B,)."""
-    return cache.proposer.propose(cache, hd, j, x, sampler)
-
-
 def verify(block, g):
     """block (B, T) = [x, d_1..d_{T-1}], g (B, T) head-1 greedy tokens -> accepted drafts a (B,)."""
     match = block[:, 1:] == g[:, :-1]  # (B, T-1): d_j == g_{j-1}
@@ -117,7 +111,7 @@ def start(model, cache, prompts, k, temperature=0.0, generator=None, sampler=Non
     """Prefill -> (x (B,) first new token, drafts (B, k))."""
     (h, hd), last = prefill(model, cache, prompts)
     x = choose(unembed(model, at(h, last)), temperature, generator)
-    return x, propose(model, cache, hd, last, x, sampler)
+    return x, cache.proposer.propose(cache, hd, last, x, sampler)  # mtp.heads.proposer
 
 
 def ar_step(model, cache, x, temperature=0.0, generator=None, longest=None):
@@ -143,7 +137,7 @@ def spec_step(model, cache, x, drafts, longest=None, sampler=None):
         g, a = sampler.verify(block, unembed(model, h))
     cache.rollback(T - 1 - a, check=False)  # 0 <= a <= T-1: never past what this forward added
     x = g.gather(1, a[:, None])[:, 0]
-    return g, a, x, propose(model, cache, hd, a, x, sampler)
+    return g, a, x, cache.proposer.propose(cache, hd, a, x, sampler)
 
 
 # ---------------------------------------------------------------- the decoding loop

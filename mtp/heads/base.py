@@ -17,6 +17,12 @@ def drafter_config(cfg):
             "num_heads": cfg.n_heads - 1, "num_hidden_layers": 1, "dtype": "float32"}
 
 
+def _selected(model, heads, kvs):
+    """states()'s defaults: every head, no KV-cache layers."""
+    heads = list(range(model.cfg.n_heads) if heads is None else heads)
+    return heads, [None] * len(heads) if kvs is None else kvs
+
+
 class HeadBehaviour:
     def __init__(self, entry):
         self.entry = entry  # the torch-free registry entry (mtp.head_types.HeadType)
@@ -34,8 +40,7 @@ class HeadBehaviour:
         """z (B, T, C) -> the states (B, T, C) of the heads in `heads` (0-based; default all), for model.logits.
         kvs: a KV-cache layer (or None) per head of `heads` when decoding; ahead: the targets of heads 2..n
         (training's targets: read by heads that take the tokens ahead)."""
-        heads = list(range(model.cfg.n_heads) if heads is None else heads)
-        kvs = [None] * len(heads) if kvs is None else kvs
+        heads, kvs = _selected(model, heads, kvs)
         return [model.heads[i](z, cos, sin, kvs[j], mask) for j, i in enumerate(heads)]
 
     def backward(self, model, z, cos, sin, ys, ctx, loss, objective):
@@ -89,8 +94,7 @@ class OnHead1(HeadBehaviour):
         return model.norm(h1), {}
 
     def states(self, model, z, cos, sin, heads=None, kvs=None, mask=None, ahead=None):
-        heads = list(range(model.cfg.n_heads) if heads is None else heads)
-        kvs = [None] * len(heads) if kvs is None else kvs
+        heads, kvs = _selected(model, heads, kvs)
         h1 = model.heads[0](z, cos, sin, kvs[0] if heads[0] == 0 else None, mask)
         out, prev = [], h1
         for j, i in enumerate(heads):

@@ -31,8 +31,9 @@ from mtp.report.pretrained import plot_pretrained, pretrained_rows
 from mtp.report.page import index_html, sections
 from mtp.report.speculative import (plot_speculative, speculative_rows, verdict_byte_level_gain_largest,
                                     verdict_lossless, verdict_tokens_per_forward_grow)
-from mtp.report.study import (BENCH_TRAIN, expected, result_files, load_bench, load_study, missing_notes,
-                              shape_of, status_rows)
+from mtp.report.study import (BENCH_TRAIN, result_files, load_bench, load_study, missing_notes, shape_of,
+                              status_rows)
+from mtp.results import expected
 from mtp.report.synthetic import (induction_rows, plot_induction, plot_polynomial, polynomial_rows,
                                   verdict_every_m)
 from mtp.report.tables import write_table

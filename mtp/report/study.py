@@ -8,7 +8,7 @@ import math
 from pathlib import Path
 
 from mtp import UserError, head_types, presets
-from mtp.results import BENCH_TRAIN, expected, kinds
+from mtp.results import BENCH_TRAIN, kinds
 from mtp.report.verdicts import DEGENERATE
 
 def result_files():
@@ -50,7 +50,7 @@ def load_study(cfg):
     figures keep head types (and training seeds) apart; "preset" and "head_type" name the two, "seed" and "family"
     (the slot without the seed) the training seed and the models that differ only by it."""
     from mtp.config import model_name, models, task_of
-    records = []
+    records, result_kinds = [], kinds()
     for m in models(cfg):
         ds = cfg["datasets"][m["dataset"]]
         rec = {"dataset": m["dataset"], "size": m["slot"], "preset": m["size"], "head_type": m["head_type"],
@@ -58,9 +58,9 @@ def load_study(cfg):
                "task": task_of(ds), "tokenizer": ds["tokenizer"]["kind"], **shape_of(cfg, m["size"]),
                "seq_len": m["train"]["seq_len"], "batch_size": m["train"]["batch_size"],
                "results": {}, "status": {}}
-        for key, fname in result_files().items():
-            why = expected(cfg, rec["task"], key, m["n"], m["head_type"])  # a file the config does not ask for may be stale: not read
-            data, status = read_result(Path(m["dir"]) / fname) if why is None else (None, why)
+        for key, kind in result_kinds.items():
+            why = kind.why_absent(cfg, rec["task"], m["n"], m["head_type"])  # a file the config does not ask for may be stale: not read
+            data, status = read_result(Path(m["dir"]) / kind.file) if why is None else (None, why)
             rec["results"][key], rec["status"][key] = data, status
         records.append(rec)
     return records

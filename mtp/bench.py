@@ -279,6 +279,9 @@ def run(args):
             raise UserError("bench train: --dataset needs --size and --n-heads (the model whose shape to measure)")
         cfg = config.load(args.config)
         out = bench_study_train(cfg, config.find_model(cfg, args.dataset, args.size, args.n))
+        if args.out:  # the report's train benchmark: written through its class
+            from mtp.result_types import BenchTrain
+            out = BenchTrain.check(out)
     elif args.what == "train":
         out = bench_train(args.shape, args.steps)
     elif args.what == "decode":

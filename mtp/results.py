@@ -1,5 +1,6 @@
 """The result kinds: every per-model result file of the study, named once. Each kind has its file name (under the
-model's directory), the stage that writes it, and when the study expects it for a model. The rules (their outputs,
+model's directory), the stage that writes it, when the study expects it for a model, and its class in
+mtp.result_types (the stage writes through it, the report reads into it). The rules (their outputs,
 `report_inputs`), the stages (where they write) and the report (what it reads, why a file is absent) read this table;
 no other module spells a result file's name. torch-free (the Snakefile reads it at parse time).
 
@@ -15,6 +16,8 @@ from pathlib import Path
 from typing import Callable
 
 from mtp import head_types
+from mtp.registry import resolve
+from mtp.result_types import Decode, EvalCode, Metrics, Vllm
 from mtp.tasks import TASKS
 
 BENCH_TRAIN = "bench/train.json"  # the study's train benchmark (rule bench_training), under the results folder
@@ -26,6 +29,7 @@ class ResultKind:
     file: str
     writer: str
     why_absent: Callable  # (cfg, task, n, head_type) -> None when the study writes it for such a model, else why not
+    type: type  # its class in mtp.result_types (written through and read into)
 
 
 def _enabled(section, *path):
@@ -54,10 +58,10 @@ def _task(name):
     return why_absent
 
 
-_STAGES = [ResultKind("metrics", "metrics.json", "mtp train", lambda cfg, task, n, head_type: None),
-           ResultKind("decode", "decode.json", "mtp decode", _enabled("decode")),
-           ResultKind("vllm", "vllm.json", "mtp vllm", _served),
-           ResultKind("code", "eval_code.json", "mtp eval code", _code_only(_enabled("eval", "code")))]
+_STAGES = [ResultKind("metrics", "metrics.json", "mtp train", lambda cfg, task, n, head_type: None, Metrics),
+           ResultKind("decode", "decode.json", "mtp decode", _enabled("decode"), Decode),
+           ResultKind("vllm", "vllm.json", "mtp vllm", _served, Vllm),
+           ResultKind("code", "eval_code.json", "mtp eval code", _code_only(_enabled("eval", "code")), EvalCode)]
 
 
 def task_file(task):
@@ -68,12 +72,24 @@ def task_file(task):
 def kinds():
     """{key: ResultKind}: the stages' and one per registered task (mtp.tasks; extensions may add tasks)."""
     return {**{k.key: k for k in _STAGES},
-            **{t: ResultKind(t, task_file(t), f"mtp eval {t}", _task(t)) for t in TASKS}}
+            **{t: ResultKind(t, task_file(t), f"mtp eval {t}", _task(t), resolve(TASKS[t].result)) for t in TASKS}}
 
 
 def file(key):
     """The file name of result `key`."""
     return kinds()[key].file
+
+
+def checked(key, data):
+    """What a stage writes as result `key`: `data` checked against the kind's class and stamped with its schema
+    version (mtp.result_types.ResultFile.check)."""
+    return kinds()[key].type.check(data)
+
+
+def read(key, data):
+    """A result file's JSON object -> an instance of the kind's class; mtp.result_types.SchemaError for a file of a
+    newer schema."""
+    return kinds()[key].type.read(data)
 
 
 def path(m, key):

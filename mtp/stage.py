@@ -21,9 +21,10 @@ def model_run(cfg, entry, stage):
 
 
 def save_result(run, entry, key, result, log=True):
-    """Write result `key` of model `entry` (mtp.results), log its "metrics" to the run (unless log=False: logged
+    """Write result `key` of model `entry` (mtp.results; checked against its class in mtp.result_types), log its "metrics" to the run (unless log=False: logged
     already) and attach the file -> its path."""
     path = results.path(entry, key)
+    result.update(results.checked(key, result))  # the caller's result is what was written: stamped with its schema
     write_json(path, result)
     if log:
         run.log(result["metrics"])

@@ -9,6 +9,7 @@ import yaml
 from mtp import report
 from mtp.bench import shape_record
 from mtp.report import cost
+from mtp.result_types import BenchTrain
 
 from conftest import BIN, copy_workflow, snakemake_env
 
@@ -28,6 +29,11 @@ def train_bench(time_ratio, mem_growth, naive_growth=3.0, vocabs=(257, 32768), j
                (("memory_efficient", mem_growth), ("naive", naive_growth)) for n in (1, 2, 4)}
         shapes.append(shape_record(f"deep, vocab {vocab}", s, times, mem))
     return {"shapes": shapes, "device": "cpu", "dtype": "float32", "repeats": 5, "torch_threads": 2}
+
+
+def typed_bench(*args, **kw):
+    """train_bench(...) as the report reads it (mtp.result_types.BenchTrain), checked as the writer checks it."""
+    return BenchTrain.read(BenchTrain.check(train_bench(*args, **kw)))
 
 
 # ---------------------------------------------------------------- the rules, every verdict
@@ -79,7 +85,7 @@ def _judge(c):
 
 
 def test_claims_state_both_shapes_and_judge_each():
-    bench = train_bench(time_ratio=1.1, mem_growth=1.0, naive_growth=2.5)
+    bench = typed_bench(time_ratio=1.1, mem_growth=1.0, naive_growth=2.5)
     overhead, memory = cost.claim_overhead([], bench), cost.claim_memory([], bench)
     assert "n=4/n=1 step time 1.10x [1.10-1.10] at vocab 257 (FLOP ratio 1.03)" in overhead["ours"]
     assert "at vocab 32768 (FLOP ratio 2.70)" in overhead["ours"] and "dim 128, 12 layers" in overhead["ours"]
@@ -88,15 +94,15 @@ def test_claims_state_both_shapes_and_judge_each():
         memory["ours"]
     assert _judge(memory) == f"{R} at vocab 257 and 32768"
     # the project's own 32k-vocabulary measurement: 2.83x against a FLOP count of 2.42
-    assert _judge(cost.claim_overhead([], train_bench(time_ratio=3.2, mem_growth=1.0))).startswith(
+    assert _judge(cost.claim_overhead([], typed_bench(time_ratio=3.2, mem_growth=1.0))).startswith(
         f"{C} at vocab 257 and 32768")  # 3.2 > 2.70 x 1.15
-    assert _judge(cost.claim_overhead([], train_bench(time_ratio=1.1, mem_growth=1.0, jitter=0.4))).startswith(V)
-    grows = cost.claim_memory([], train_bench(time_ratio=1.1, mem_growth=1.6))
+    assert _judge(cost.claim_overhead([], typed_bench(time_ratio=1.1, mem_growth=1.0, jitter=0.4))).startswith(V)
+    grows = cost.claim_memory([], typed_bench(time_ratio=1.1, mem_growth=1.6))
     assert _judge(grows) == f"{C} at vocab 257 and 32768"
 
 
 def test_claims_without_the_benchmark_have_no_data_and_say_why():
-    for bench in (None, {"mem_ratio_n8_vs_n1": 1.0, "time_ratio_n4_vs_n1": 1.1}):  # absent; an older format
+    for bench in (None, BenchTrain.read({"mem_ratio_n8_vs_n1": 1.0, "time_ratio_n4_vs_n1": 1.1})):  # absent; older
         for c in (cost.claim_memory([], bench), cost.claim_overhead([], bench)):
             assert _judge(c) == D
             assert c["ours"].startswith("no data: bench/train.json") and "rule bench_training" in c["ours"]
@@ -122,8 +128,8 @@ def test_bench_train_subcommand_writes_the_file_the_report_reads(tiny_cfg, tmp_p
     study = config.load(str(tmp_path / "cfg.yaml"))
     bench, status = report.load_bench(study)
     assert status == "ok"
-    assert [x["shape"]["vocab"] for x in bench["shapes"]] == [512, 32768]
-    assert all(x["shape"]["batch"] == 1 and x["shape"]["seq"] == 32 and x["n"] == 4 for x in bench["shapes"])
+    assert [x.shape.vocab for x in bench.shapes] == [512, 32768]
+    assert all(x.shape.batch == 1 and x.shape.seq == 32 and x.n == 4 for x in bench.shapes)
     assert len(report.bench_rows(bench)) == 2 * 2 * 3  # 2 vocabularies x 2 backwards x n in 1, 2, 4
     claims = {c["claim"]: c for c in report.claims(report.load_study(study), bench)}
     memory = "Peak training memory stays flat in n (memory-efficient backward)"
@@ -133,9 +139,9 @@ def test_bench_train_subcommand_writes_the_file_the_report_reads(tiny_cfg, tmp_p
     # the measurement sees what the paper claims: one head's logits (32 x 32768 floats, 4 MiB) alive at a time with
     # the memory-efficient backward, every head's with the naive one; the RSS follows the live tensors
     # (mtp.bench.MMAP_THRESHOLD: with glibc's default, n=4 adds about one head's logits to the memory-efficient step)
-    logits, mem = 32 * 32768 * 4 / 2 ** 20, bench["shapes"][1]["peak_step_mem_mb"]
-    assert mem["memory_efficient_n4"] - mem["memory_efficient_n1"] < 0.5 * logits, mem
-    assert mem["naive_n4"] - mem["naive_n1"] > 2 * logits, mem
+    logits, mem = 32 * 32768 * 4 / 2 ** 20, bench.shapes[1].peak_step_mem_mb
+    assert mem.at("memory_efficient_n4") - mem.at("memory_efficient_n1") < 0.5 * logits, mem
+    assert mem.at("naive_n4") - mem.at("naive_n1") > 2 * logits, mem
     assert claims[memory]["verdict"].startswith(f"{R} at vocab 32768"), claims[memory]
 
 

@@ -20,7 +20,7 @@ from mtp import config, measure, paired, report
 from mtp.io import write_json
 
 from conftest import ROOT
-from test_cost_claims import train_bench
+from test_cost_claims import train_bench, typed_bench
 
 R, N, C, D = report.REPRODUCED, report.NOT_AT_SCALE, report.CONTRADICTED, report.NO_DATA
 VOCAB = 512
@@ -419,7 +419,7 @@ def test_full_study_builds_and_reproduces(tmp_path):
 def test_contrary_results_are_contradicted(tmp_path):
     cfg = study_cfg(tmp_path)
     write_study(cfg, good=False)
-    bench = train_bench(time_ratio=4.0, mem_growth=1.9)
+    bench = typed_bench(time_ratio=4.0, mem_growth=1.9)
     verdicts = {c["claim"]: c["verdict"] for c in report.claims(report.load_study(cfg), bench)}
     assert all(v == C or v.startswith(f"{C} at vocab") for v in verdicts.values()), verdicts
 
@@ -612,8 +612,8 @@ def test_memory_claim_has_no_data_without_the_train_benchmark(tmp_path):
     write_study(cfg, good=False)  # metrics.json: process peak memory grows n-fold; it must not be judged
     claim = _claims(cfg, bench=None)[MEMORY]
     assert claim["verdict"] == D and claim["ours"].startswith("no data: bench/train.json")
-    assert _claims(cfg, bench=train_bench(1.1, mem_growth=1.05))[MEMORY]["verdict"] == f"{R} at vocab 257 and 32768"
-    assert _claims(cfg, bench=train_bench(1.1, mem_growth=1.5))[MEMORY]["verdict"] == f"{C} at vocab 257 and 32768"
+    assert _claims(cfg, bench=typed_bench(1.1, mem_growth=1.05))[MEMORY]["verdict"] == f"{R} at vocab 257 and 32768"
+    assert _claims(cfg, bench=typed_bench(1.1, mem_growth=1.5))[MEMORY]["verdict"] == f"{C} at vocab 257 and 32768"
 
 
 def test_paired_claims_need_the_interval_to_exclude_zero(tmp_path):

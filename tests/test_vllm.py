@@ -347,24 +347,30 @@ def test_stage_runs_and_records(study):
 
 
 @pytest.mark.slow
-def test_bench_vllm_prints_its_keys_from_a_real_run(study):
-    """`mtp bench vllm` for real on the study's n=3 model: every configuration (no speculation, our heads, ngram,
-    the draft model, the registered toy baseline) served again in interleaved rounds at batch 1 and 8; the JSON
-    line holds the top-level keys, each ratio inside its own rounds' range."""
-    root = Path(study["cfg"]["results"]).parent
-    env = {**os.environ, "PYTHONPATH": str(root), "VLLM_PROCESS_NAME_PREFIX": study["tag"]}
-    proc = subprocess.run([str(BIN / "mtp"), "bench", "vllm", "--config", str(root / "config.yaml")],
-                          capture_output=True, text=True, env=env, timeout=1500)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    out = json.loads(proc.stdout.strip().splitlines()[-1])
+def test_bench_vllm_keys_from_a_real_run(study):
+    """`mtp bench vllm`'s JSON line from the stage's real run on the n=3 model (the bench serves the same
+    configurations -- no speculation, our heads at k = n-1, ngram, the draft model, the registered toy baseline --
+    through the same measurement, at batch 1 and 8: vllm_stage.measure, timed by test_stage_runs_and_records):
+    every key, each ratio inside its own rounds' range, values from the heads_k2 configuration."""
+    out = VB.summary(study["result"], "toy/toy-n3", 2, [1, 2])
     assert out["model"] == "toy/toy-n3" and out["draft_model"] == "toy/mini-n1"
     assert isinstance(out["output_degenerate"], bool)
-    for b in (1, 8):
+    k2 = next(r for r in study["result"]["configs"] if r["name"] == "heads_k2")["per_batch"]
+    for b in (1, 2):
         assert out[f"nospec_tokens_per_s_b{b}"] > 0
+        assert out[f"heads_vs_nospec_b{b}"] == next(r["speedup"] for r in k2 if r["batch_size"] == b)
         for key in ("heads", "ngram", "draft", "ngram-short"):
             ratio, (lo, hi) = out[f"{key}_vs_nospec_b{b}"], out[f"{key}_vs_nospec_range_b{b}"]
             assert out[f"{key}_tokens_per_s_b{b}"] > 0 and 0 < lo <= ratio <= hi, (key, b, ratio, lo, hi)
             assert isinstance(out[f"{key}_vs_nospec_unstable_b{b}"], bool)
+
+
+def test_bench_vllm_without_a_trained_model_says_what_to_run(tmp_path):
+    cfg_path = tmp_path / "config.yaml"
+    cfg_path.write_text(yaml.safe_dump(_cfg(tmp_path)))
+    proc = subprocess.run([str(BIN / "mtp"), "bench", "vllm", "--config", str(cfg_path)], capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 2 and "no trained model with n > 1 heads" in proc.stderr, proc.stderr[-2000:]
 
 
 @pytest.mark.slow
@@ -372,6 +378,7 @@ def test_a_registered_baseline_is_served_and_reported(study, monkeypatch):
     """The toy baseline registered by the config's `extensions` ran in the stage's process (its own engine,
     cross-checked like every configuration) and the report names it by its method."""
     from mtp.report.vllm import vllm_runs
+    from mtp.result_types import Vllm
     from mtp.serving.baselines import VLLM_BASELINES
     toy = next(r for r in study["result"]["configs"] if r["name"] == "ngram-short")
     assert toy["k"] == 1  # the drafted tokens its speculative config asks for
@@ -380,7 +387,7 @@ def test_a_registered_baseline_is_served_and_reported(study, monkeypatch):
     monkeypatch.syspath_prepend(str(Path(study["cfg"]["results"]).parent))
     config.load_extensions(study["cfg"])
     try:
-        assert {r["method"] for r in vllm_runs(study["result"])} >= {"ngram k=1 (toy)", "mtp", "none"}
+        assert {r["method"] for r in vllm_runs(Vllm.read(study["result"]))} >= {"ngram k=1 (toy)", "mtp", "none"}
     finally:
         VLLM_BASELINES.pop("ngram-short")
 
@@ -438,7 +445,7 @@ def test_medusa_heads_served_by_vllms_own_medusa(tmp_path):
     pytest.importorskip("vllm")
     from mtp.checkpoint import save_model
     cfg = _cfg(tmp_path, sweeps=[{"dataset": "toy", "sizes": ["toy"], "n_heads": [3], "head_types": ["medusa"]}],
-               vllm={"ngram": False, "draft_model": False, "batch_sizes": [1, 2]})
+               vllm={"ngram": False, "draft_model": False, "batch_sizes": [1, 2], "draft_tokens": [2]})
     cfg["tracking"]["uri"] = f"sqlite:///{tmp_path / 'mlflow.db'}"
     cfg_path = tmp_path / "config.yaml"
     cfg_path.write_text(yaml.safe_dump(cfg))
@@ -454,9 +461,9 @@ def test_medusa_heads_served_by_vllms_own_medusa(tmp_path):
                            "toy-medusa", "--n-heads", "3"], capture_output=True, text=True, timeout=1200)
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
     result = json.loads((Path(entry["dir"]) / "vllm.json").read_text())
-    assert [r["name"] for r in result["configs"]] == ["nospec", "heads_k1", "heads_k2"]
+    assert [r["name"] for r in result["configs"]] == ["nospec", "heads_k2"]  # k = 2 only: one engine less
     assert result["crosscheck"]["ok"], result["crosscheck"]["problems"]
     drafter = json.loads((Path(entry["dir"]) / "hf-drafter" / "config.json").read_text())
     assert drafter["architectures"] == ["MedusaModel"]
-    k2 = result["configs"][2]["per_batch"][0]
+    k2 = result["configs"][1]["per_batch"][0]
     assert k2["num_accepted_tokens"] > 0 and len(k2["acceptance_rate_per_pos"]) == 2  # both blocks drafted

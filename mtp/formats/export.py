@@ -187,7 +187,7 @@ def run(args):
     m = config.find_model(cfg, args.dataset, args.size, args.n)
     out = export(m["dir"])
     metrics = results.path(m, "metrics")
-    model_id = read_json(metrics).get("logged_model_id") if metrics.exists() else None
+    model_id = results.read("metrics", read_json(metrics)).logged_model_id if metrics.exists() else None
     if model_id:  # trained by `mtp train` (not a hand-made checkpoint): its logged model gets the HF export
         from mtp import tracking
         tracking.log_hf_model(cfg, model_id, out["hf"])

@@ -1,7 +1,7 @@
 """Code benchmarks (Table S7 analogue): pass@k by size x n from eval_code.json, each n>1 model paired with the n=1
 model of its size over problems, and the claim that small models lose pass@1 with n > 1."""
 from mtp.report.figures import by, figure_no_data, grid, legend, save
-from mtp.report.study import baseline, get, num, order, pairs, result_files, seed_groups
+from mtp.report.study import baseline, num, order, pairs, result_files, seed_groups
 from mtp.report.verdicts import ci_cols, ci_parts, claim, paired_ci, runs_text, seeds_ci, verdict_paired
 
 # Paper, Fig. 3: n=4 hurts at 0.3B-0.6B, breaks even near 1.3B; "small" = below the 1.3B break-even.
@@ -14,28 +14,32 @@ PAPER_SMALL_PASS = ("n=4 hurts MBPP/HumanEval at 0.3B-0.6B, breaks even near 1.3
 def code_items(r, bench, k):
     """{task_id: pass@k of that problem} from eval_code.json's per-problem (n, correct), or None."""
     from mtp.evals.passk import pass_at_k
-    probs = get(r["results"]["code"], "benchmarks", bench, "problems")
-    out = {}
-    for p in probs if isinstance(probs, list) else ():
-        n, c = p.get("n"), p.get("correct")
+    scores, out = benchmarks(r), {}
+    for p in scores[bench].problems if bench in scores else ():
+        n, c = p.n, p.correct
         if isinstance(n, int) and isinstance(c, int) and 0 <= c <= n and n >= k:
-            out[p.get("task_id")] = pass_at_k(n, c, k)
+            out[p.task_id] = pass_at_k(n, c, k)
     return out or None
+
+
+def benchmarks(r):
+    """{benchmark: mtp.result_types.BenchmarkScore} of r's eval_code.json ({} without one)."""
+    e = r["results"]["code"]
+    return e.benchmarks if e is not None else {}
 
 
 def code_rows(records):
     """pass@k per model, benchmark and k, with the paired interval of pass@k(n) - pass@k(n=1) over problems."""
     rows = []
     for r in sorted(records, key=order):
-        e = r["results"]["code"]
         base = baseline(records, r)
-        for bench, res in ((e or {}).get("benchmarks") or {}).items():
-            for key, v in (res.get("pass_at_k") or {}).items():
+        for bench, res in benchmarks(r).items():
+            for key, v in res.pass_at_k.items():
                 k = int(key.split("@")[-1])
                 ci = paired_ci(code_items(r, bench, k), code_items(base, bench, k)) if base and r["n"] > 1 else None
                 rows.append({"dataset": r["dataset"], "size": r["size"], "params_non_embedding": r["params"],
                              "n": r["n"], "benchmark": bench, "k": k, "pass_at_k": num(v),
-                             "problems": res.get("num_problems"), **ci_cols(ci)})
+                             "problems": res.num_problems, **ci_cols(ci)})
     return sorted(rows, key=lambda x: (x["dataset"], x["params_non_embedding"], x["size"], x["n"], x["benchmark"],
                                        x["k"]))
 
@@ -44,11 +48,10 @@ def claim_small_pass(records):
     """pass@1 of n=1 minus that of n>1 (positive: the paper's direction, n>1 hurts small models), per benchmark,
     over training seeds."""
     small = [r for r in records if r["task"] == "code" and r["params"] < SMALL_MAX_PARAMS]
-    benches = sorted({b for r in small for b in (get(r["results"]["code"], "benchmarks") or {})})
+    benches = sorted({b for r in small for b in benchmarks(r)})
     cis, used = [], []
     for bench in benches:
-        both = [(r, b) for r, b in pairs(small) if get(r["results"]["code"], "benchmarks", bench)
-                and get(b["results"]["code"], "benchmarks", bench)]
+        both = [(r, b) for r, b in pairs(small) if bench in benchmarks(r) and bench in benchmarks(b)]
         used += [x for pair in both for x in pair]
         for label, group in seed_groups(both).items():
             cis.append((f"{bench} {label}",

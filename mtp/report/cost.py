@@ -11,7 +11,8 @@ from pathlib import Path
 
 from mtp.presets import train_flops_per_step
 from mtp.report.figures import by, grid, legend, no_data, save
-from mtp.report.study import BENCH_TRAIN, baseline, get, num, order, result_files, safe_ratio
+from mtp.report.study import BENCH_TRAIN, baseline, num, order, result_files, safe_ratio
+from mtp.result_types import Metrics, PeakStepMemory, TimeRatio
 from mtp.report.tables import fmt, markdown_table
 from mtp.report.verdicts import CONTRADICTED, NO_DATA, NO_VERDICT, NOT_AT_SCALE, REPRODUCED, claim
 
@@ -112,12 +113,12 @@ def cost_rows(records):
         if m is None:
             continue
         base = baseline(records, r)
-        bm = base["results"]["metrics"] if base else None
-        rows.append({"dataset": r["dataset"], "size": r["size"], "n": r["n"], "device": m.get("device"),
-                     "dtype": m.get("dtype"), "process_peak_mb": _mb(m.get("peak_mem_bytes")),
-                     "step_time_s": num(m.get("step_time_s")),
-                     "process_peak_vs_n1": safe_ratio(m.get("peak_mem_bytes"), get(bm, "peak_mem_bytes")),
-                     "time_vs_n1": safe_ratio(m.get("step_time_s"), get(bm, "step_time_s")),
+        bm = (base["results"]["metrics"] if base else None) or Metrics()
+        rows.append({"dataset": r["dataset"], "size": r["size"], "n": r["n"], "device": m.device,
+                     "dtype": m.dtype, "process_peak_mb": _mb(m.peak_mem_bytes),
+                     "step_time_s": num(m.step_time_s),
+                     "process_peak_vs_n1": safe_ratio(m.peak_mem_bytes, bm.peak_mem_bytes),
+                     "time_vs_n1": safe_ratio(m.step_time_s, bm.step_time_s),
                      "flop_ratio_vs_n1": predicted_flop_ratio(r, m)})
     return rows
 
@@ -128,7 +129,7 @@ def _mb(b):
 
 def predicted_flop_ratio(r, m):
     """Training FLOPs per step of r's shape at its n over n=1 (mtp.presets' count, as mtp bench; vocab from the parameter counts)."""
-    total, non_emb = num(m.get("params_total")), num(m.get("params_non_embedding"))
+    total, non_emb = num(m.params_total), num(m.params_non_embedding)
     if r["n"] == 1 or total is None or non_emb is None:
         return None
     vocab = round((total - non_emb) / (2 * r["dim"]))  # untied embedding + unembedding
@@ -139,10 +140,8 @@ def predicted_flop_ratio(r, m):
 
 def bench_shapes(bench):
     """The train benchmark's per-shape records (mtp.bench.shape_record) that name their vocabulary; [] without."""
-    shapes = bench.get("shapes") if isinstance(bench, dict) else None
-    if not isinstance(shapes, list):
-        return []
-    return [x for x in shapes if isinstance(x, dict) and num(get(x, "shape", "vocab")) is not None]
+    shapes = bench.shapes if bench is not None else []
+    return [x for x in shapes if x.shape is not None and num(x.shape.vocab) is not None]
 
 
 def _mem_key(key):
@@ -155,33 +154,32 @@ def bench_rows(bench):
     """The train benchmark's peak step memory (MiB) per shape (vocabulary), backward mode and n."""
     rows = []
     for x in bench_shapes(bench):
-        mem = x.get("peak_step_mem_mb") if isinstance(x.get("peak_step_mem_mb"), dict) else {}
+        mem = x.peak_step_mem_mb.keyed if x.peak_step_mem_mb is not None else {}
         for key, value in sorted(mem.items(), key=lambda kv: _mem_key(kv[0]) or ("", 0)):
             if _mem_key(key) and num(value) is not None:
                 mode, n = _mem_key(key)
-                rows.append({"vocab": x["shape"]["vocab"], "backward": mode, "n": n, "peak_step_mem_mb": value})
+                rows.append({"vocab": x.shape.vocab, "backward": mode, "n": n, "peak_step_mem_mb": value})
     return rows
 
 
 def _timing_text(x):
-    t = x.get("time_ratio") if isinstance(x.get("time_ratio"), dict) else {}
-    med, lo, hi = num(t.get("median")), num(t.get("min")), num(t.get("max"))
+    t = x.time_ratio or TimeRatio()
+    med, lo, hi = num(t.median), num(t.min), num(t.max)
     if med is None:
-        return f"no step-time ratio at vocab {x['shape']['vocab']}"
+        return f"no step-time ratio at vocab {x.shape.vocab}"
     spread = "" if lo is None or hi is None else f" [{lo:.2f}-{hi:.2f}]"
-    return (f"n={x.get('n')}/n=1 step time {med:.2f}x{spread}{' UNSTABLE' if t.get('unstable') else ''} at vocab "
-            f"{x['shape']['vocab']} (FLOP ratio {fmt(num(x.get('flop_ratio')), 2)})")
+    return (f"n={x.n}/n=1 step time {med:.2f}x{spread}{' UNSTABLE' if t.unstable else ''} at vocab "
+            f"{x.shape.vocab} (FLOP ratio {fmt(num(x.flop_ratio), 2)})")
 
 
 def _shape_text(x):
-    s = x["shape"]
-    return (f"{x.get('label', 'vocab ' + str(s['vocab']))}: dim {s.get('dim')}, {s.get('n_layers')} layers, "
-            f"{s.get('batch')} x {s.get('seq')} tokens a step")
+    s = x.shape
+    return (f"{x.label or 'vocab ' + str(s.vocab)}: dim {s.dim}, {s.n_layers} layers, "
+            f"{s.batch} x {s.seq} tokens a step")
 
 
 def _about(bench):
-    return (f"train benchmark ({bench.get('repeats')} interleaved rounds, {bench.get('device')} "
-            f"{bench.get('dtype')})")
+    return f"train benchmark ({bench.repeats} interleaved rounds, {bench.device} {bench.dtype})"
 
 
 def bench_markdown(bench):
@@ -210,23 +208,23 @@ def _missing(bench):
 def mem_ratios(x):
     """(n, {backward: peak step memory at n / at n=1}) of a benchmark shape, n the most heads measured with the
     memory-efficient backward; (None, {}) without two measured n."""
-    mem = x.get("peak_step_mem_mb") if isinstance(x.get("peak_step_mem_mb"), dict) else {}
-    ns = [k[1] for k in map(_mem_key, mem) if k and k[0] == "memory_efficient" and k[1] > 1]
-    if not ns or num(mem.get("memory_efficient_n1")) is None:
+    mem = x.peak_step_mem_mb or PeakStepMemory()
+    ns = [k[1] for k in map(_mem_key, mem.keyed) if k and k[0] == "memory_efficient" and k[1] > 1]
+    if not ns or num(mem.at("memory_efficient_n1")) is None:
         return None, {}
     top = max(ns)
-    return top, {mode: safe_ratio(mem.get(f"{mode}_n{top}"), mem.get(f"{mode}_n1")) for mode in ("memory_efficient",
-                                                                                             "naive")}
+    return top, {mode: safe_ratio(mem.at(f"{mode}_n{top}"), mem.at(f"{mode}_n1")) for mode in ("memory_efficient",
+                                                                                           "naive")}
 
 
 def _memory_text(x):
     top, ratios = mem_ratios(x)
     if top is None:
-        return f"no peak step memory by n at vocab {x['shape']['vocab']}"
-    mem = x["peak_step_mem_mb"]
+        return f"no peak step memory by n at vocab {x.shape.vocab}"
+    mem = x.peak_step_mem_mb
     return (f"n={top}/n=1 peak step memory {fmt(ratios['memory_efficient'], 2)}x memory-efficient "
-            f"({fmt(num(mem.get('memory_efficient_n1')), 1)} -> {fmt(num(mem.get(f'memory_efficient_n{top}')), 1)} "
-            f"MiB), {fmt(ratios['naive'], 2)}x naive at vocab {x['shape']['vocab']}")
+            f"({fmt(num(mem.at('memory_efficient_n1')), 1)} -> {fmt(num(mem.at(f'memory_efficient_n{top}')), 1)} "
+            f"MiB), {fmt(ratios['naive'], 2)}x naive at vocab {x.shape.vocab}")
 
 
 BENCH_RUNS = "none: training steps of fresh models (mtp bench train)"
@@ -237,9 +235,9 @@ def claim_memory(records, bench):
     benchmark; metrics.json's process peak is not used."""
     shapes, evidence = bench_shapes(bench), []
     for x in shapes:
-        ratios = mem_ratios(x)[1]
-        evidence.append({"vocab": x["shape"]["vocab"], "efficient": ratios.get("memory_efficient"),
-                         "naive": ratios.get("naive")})
+        _, ratios = mem_ratios(x)
+        evidence.append({"vocab": x.shape.vocab, "efficient": ratios and ratios["memory_efficient"],
+                         "naive": ratios and ratios["naive"]})
     ours = (f"{_about(bench)}: " + "; ".join(f"{_memory_text(x)}, {_shape_text(x)}" for x in shapes) if shapes
             else _missing(bench))
     return claim("Peak training memory stays flat in n (memory-efficient backward)", PAPER_MEMORY, ours,
@@ -250,9 +248,9 @@ def claim_overhead(records, bench):
     """Step time n=4 / n=1 at each shape of the train benchmark; metrics.json's step times are not used."""
     shapes, evidence = bench_shapes(bench), []
     for x in shapes:
-        t = x.get("time_ratio") if isinstance(x.get("time_ratio"), dict) else {}
-        evidence.append({"vocab": x["shape"]["vocab"], "ratio": num(t.get("median")), "spread": num(t.get("spread")),
-                         "unstable": bool(t.get("unstable")), "predicted": num(x.get("flop_ratio"))})
+        t = x.time_ratio or TimeRatio()
+        evidence.append({"vocab": x.shape.vocab, "ratio": num(t.median), "spread": num(t.spread),
+                         "unstable": bool(t.unstable), "predicted": num(x.flop_ratio)})
     ours = (f"{_about(bench)}: " + "; ".join(f"{_timing_text(x)}, {_shape_text(x)}" for x in shapes) if shapes
             else _missing(bench))
     return claim("Small training-time overhead of n heads", PAPER_OVERHEAD, ours, verdict_training_overhead,

@@ -4,7 +4,10 @@ tokens per forward, native and vLLM speed-up at batch 1 and the largest batch, t
 and a figure of acceptance per draft position by head type. Speed figures of degenerate output are left out
 (mtp.report.study.output_check), as in the speculative section."""
 from mtp.report.figures import by, figure_no_data, grid, legend, save
-from mtp.report.study import get, num, order, output_check, result_files
+from mtp.report.code import benchmarks
+from mtp.report.study import num, order, output_check, result_files
+from mtp.report.tasks import metric as task_metric
+from mtp.result_types import Metrics
 from mtp.report.vllm import vllm_runs
 from mtp.tasks import TASKS
 
@@ -12,19 +15,18 @@ from mtp.tasks import TASKS
 def _native(r):
     """decode.json -> {batch size: per-batch row} and the acceptance per draft position at the smallest batch."""
     d = r["results"]["decode"]
-    rows = {b.get("batch_size"): b for b in (get(d, "per_batch") or []) if isinstance(b, dict)}
+    rows = {b.batch_size: b for b in (d.per_batch if d is not None else [])}
     first = rows[min(rows)] if rows else None
-    return rows, get(first, "spec", "accept_rate_per_pos")
+    return rows, first.spec.accept_rate_per_pos if first is not None and first.spec is not None else None
 
 
 def _score(r):
     """(metric name, value): the task's headline metric, or pass@1 of the first code benchmark."""
     if r["task"] in TASKS:
         metric = TASKS[r["task"]].metric
-        return metric, num(get(r["results"][r["task"]], "metrics", metric))
-    benches = get(r["results"]["code"], "benchmarks") or {}
-    for bench, res in benches.items():
-        return f"{bench} pass@1", num(get(res, "pass_at_k", "pass@1"))
+        return metric, task_metric(r, TASKS[r["task"]])
+    for bench, res in benchmarks(r).items():
+        return f"{bench} pass@1", num(res.pass_at(1))
     return None, None
 
 
@@ -36,11 +38,11 @@ def _acceptance(records):
     """[(dataset, label, rates, ok)] of the models with n > 1 and a decode.json; ok: its output is not degenerate
     (the figure dashes the others: runs of one token are easy to draft, their rates flatter the heads)."""
     out = []
-    for r in sorted(records, key=lambda x: (x["dataset"], x.get("head_type") or "", x["n"])):
+    for r in sorted(records, key=lambda x: (x["dataset"], x["head_type"] or "", x["n"])):
         rates = _native(r)[1]
         if r["n"] > 1 and isinstance(rates, list):
             ok = output_check(r, "decode") == "ok"
-            label = f"{r.get('head_type')} n={r['n']} ({r.get('preset', r['size'])})"
+            label = f"{r['head_type']} n={r['n']} ({r['preset']})"
             label += "" if ok else ", degenerate output"
             out.append((r["dataset"], label, rates, ok))
     return out
@@ -49,24 +51,24 @@ def _acceptance(records):
 def head_rows(records):
     """One row per model: dataset, head_type, n, the quality and speed figures above."""
     rows = []
-    for r in sorted(records, key=lambda x: (x["dataset"], x.get("head_type") or "", x["n"], order(x))):
-        m = r["results"]["metrics"] or {}
+    for r in sorted(records, key=lambda x: (x["dataset"], x["head_type"] or "", x["n"], order(x))):
+        m = r["results"]["metrics"] or Metrics()
         native, accept = _native(r)
         ok = output_check(r, "decode") == "ok"
         heads = [x for x in vllm_runs(r["results"]["vllm"]) if x["method"] == "mtp" and x["k"] == r["n"] - 1
                  and output_check(r, "vllm") == "ok"]
         metric, score = _score(r)
         batches = sorted(native)
-        row = {"dataset": r["dataset"], "preset": r.get("preset", r["size"]), "head_type": r.get("head_type"),
-               "n": r["n"], "params": num(m.get("params_total")),  # equal per size and n (matched widths)
-               "val_bits_per_byte": num(m.get("val_bits_per_byte")), "score_metric": metric,
+        row = {"dataset": r["dataset"], "preset": r["preset"], "head_type": r["head_type"],
+               "n": r["n"], "params": num(m.params_total),  # equal per size and n (matched widths)
+               "val_bits_per_byte": num(m.val_bits_per_byte), "score_metric": metric,
                "score": score, "accept_rate_per_pos": _fmt(accept) if ok and r["n"] > 1 else None,
-               "tokens_per_forward": num(get(native.get(batches[0]) if batches else None, "tokens_per_forward"))
-               if ok and r["n"] > 1 else None,
-               "step_time_s": num(m.get("step_time_s")), "peak_mem_mb": (num(m.get("peak_mem_bytes")) or 0) / 2**20
+               "tokens_per_forward": num(native[batches[0]].tokens_per_forward) if batches and ok and r["n"] > 1
+               else None,
+               "step_time_s": num(m.step_time_s), "peak_mem_mb": (num(m.peak_mem_bytes) or 0) / 2**20
                or None}
         for b in batches[:1] + batches[-1:] if batches else ():
-            row[f"native_speedup_b{b}"] = num(native[b].get("speedup")) if ok and r["n"] > 1 else None
+            row[f"native_speedup_b{b}"] = num(native[b].speedup) if ok and r["n"] > 1 else None
             row[f"vllm_speedup_b{b}"] = next((x["speedup"] for x in heads if x["batch_size"] == b), None)
         rows.append(row)
     return rows

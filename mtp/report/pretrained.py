@@ -6,29 +6,36 @@ whether speculative decoding gave the same completions as greedy (eval.code.chec
 per head against training minutes, with the acceptance measured when decoding at the end. Speed figures of
 degenerate output are left out (mtp.report.study.output_check), as in the speculative section."""
 from mtp.report.figures import figure_no_data, grid, legend, save
-from mtp.report.study import get, num, output_check, result_files
-from mtp.report.vllm import vllm_runs
+from mtp.report.code import benchmarks
+from mtp.report.study import num, output_check, result_files
+from mtp.result_types import Metrics
+from mtp.report.vllm import crosscheck_ok, vllm_runs
 
 
 def _training(r, row):
-    m = r["results"]["metrics"] or {}
-    walls = get(m, "val_history", "wall_s") or []
-    row.update({"steps": m.get("steps"), "tokens_seen": m.get("tokens_seen"),
+    m = r["results"]["metrics"] or Metrics()
+    walls = _walls(m)
+    row.update({"steps": m.steps, "tokens_seen": m.tokens_seen,
                 "train_minutes": num(walls[-1]) / 60 if walls and num(walls[-1]) is not None else None})
     for i in range(2, r["n"] + 1):
-        row[f"val_agree_head_{i}"] = num(m.get(f"val_agree_head_{i}"))
+        row[f"val_agree_head_{i}"] = num(m.at(f"val_agree_head_{i}"))
+
+
+def _walls(m):
+    """The training wall seconds at each validation of metrics `m` ([] without)."""
+    return (m.val_history.wall_s or []) if m is not None and m.val_history is not None else []
 
 
 def _native(r, row):
-    per_batch = [b for b in get(r["results"]["decode"], "per_batch") or [] if isinstance(b, dict)]
+    d = r["results"]["decode"]
+    per_batch = sorted(d.per_batch if d is not None else [], key=lambda b: b.batch_size or 0)
     if output_check(r, "decode") != "ok" or not per_batch:
         return
-    per_batch.sort(key=lambda b: b.get("batch_size") or 0)
-    rates = get(per_batch[0], "spec", "accept_rate_per_pos")
+    rates = per_batch[0].spec.accept_rate_per_pos if per_batch[0].spec is not None else None
     row["accept_rate_per_pos"] = " ".join(f"{a:.2f}" for a in rates) if isinstance(rates, list) else None
-    row["tokens_per_forward"] = num(get(per_batch[0], "tokens_per_forward"))
+    row["tokens_per_forward"] = num(per_batch[0].tokens_per_forward)
     for b in per_batch:
-        row[f"native_speedup_b{b.get('batch_size')}"] = num(b.get("speedup"))
+        row[f"native_speedup_b{b.batch_size}"] = num(b.speedup)
 
 
 def _vllm(r, row):
@@ -41,23 +48,23 @@ def _vllm(r, row):
             row[f"vllm_k{x['k']}_speedup_b{x['batch_size']}"] = x["speedup"]
         elif x["method"] != "none":
             row[f"vllm_{x['method']}_speedup_b{x['batch_size']}"] = x["speedup"]
-    row["vllm_equals_native"] = get(r["results"]["vllm"], "crosscheck", "ok")
+    row["vllm_equals_native"] = crosscheck_ok(r["results"]["vllm"])
 
 
 def _code(r, row):
-    for bench, res in (get(r["results"]["code"], "benchmarks") or {}).items():
-        row[f"{bench}_pass_at_1"] = num(get(res, "pass_at_k", "pass@1"))
-        row[f"{bench}_problems"] = get(res, "num_problems")
-        row[f"{bench}_speculative_equals_greedy"] = get(res, "lossless", "identical")
+    for bench, res in benchmarks(r).items():
+        row[f"{bench}_pass_at_1"] = num(res.pass_at(1))
+        row[f"{bench}_problems"] = res.num_problems
+        row[f"{bench}_speculative_equals_greedy"] = res.speculative_identical
 
 
 def pretrained_rows(records):
     """One row per model whose heads were added to a model that exists (its init_from)."""
     rows = []
     for r in records:
-        if not r.get("init_from"):
+        if not r["init_from"]:
             continue
-        row = {"model": r["name"], "source": r["init_from"], "head_type": r.get("head_type"), "n": r["n"]}
+        row = {"model": r["name"], "source": r["init_from"], "head_type": r["head_type"], "n": r["n"]}
         for part in (_training, _native, _vllm, _code):
             part(r, row)
         rows.append(row)
@@ -67,18 +74,18 @@ def pretrained_rows(records):
 def plot_pretrained(records, path):
     """Per model: each new head's validation agreement with head 1 against training minutes (lines), and the
     acceptance per draft position measured when decoding (crosses at the last minute)."""
-    have = [r for r in records if r.get("init_from") and get(r["results"]["metrics"], "val_history", "wall_s")]
+    have = [r for r in records if r["init_from"] and _walls(r["results"]["metrics"])]
     if not have:
         return figure_no_data(path, "Heads on a pretrained model", f"no {result_files()['metrics']} of a model with init_from")
     fig, axes = grid(len(have), ncols=2, w=6.0, h=4.0)
     for ax, r in zip(axes, have):
-        v = r["results"]["metrics"]["val_history"]
-        minutes = [w / 60 for w in v["wall_s"]]
+        v = r["results"]["metrics"].val_history
+        minutes = [w / 60 for w in v.wall_s]
         row = {}
         _native(r, row)
         rates = [float(a) for a in (row.get("accept_rate_per_pos") or "").split()]
         for i in range(2, r["n"] + 1):
-            agree = v.get(f"val_agree_head_{i}") or []
+            agree = v.at(f"val_agree_head_{i}") or []
             if len(agree) != len(minutes):
                 continue
             line, = ax.plot(minutes, agree, "o-", ms=3, label=f"head {i} (t+{i}) vs head 1")

@@ -12,7 +12,7 @@ heads: judged per model over k = 1..n-1 drafted tokens, on per-prompt counts (de
 """
 from mtp.paired import paired_bootstrap, sign
 from mtp.report.figures import by, figure_no_data, legend, no_data, plt, save
-from mtp.report.study import get, num, order, output_check, result_files, speedup_spread
+from mtp.report.study import num, order, output_check, result_files, speedup_spread
 from mtp.report.tables import fmt
 from mtp.report.verdicts import (CONTRADICTED, DEGENERATE, INCONCLUSIVE, NO_DATA, NO_VERDICT, NOT_AT_SCALE,
                                  REPRODUCED, claim, runs_text, unstable_verdict)
@@ -83,7 +83,7 @@ def verdict_byte_level_gain_largest(byte_speedup, best_other_speedup, spreads=()
         return NO_DATA
     if any(s is None for s in spreads):
         return f"{NO_VERDICT}: speed-up without a timing spread ({result_files()['decode']} predates interleaved timing)"
-    bad = [s["spread"] for s in spreads if s.get("unstable")]
+    bad = [s["spread"] for s in spreads if s["unstable"]]
     if bad:
         return unstable_verdict(max(bad))
     if max(byte_speedup, best_other_speedup) <= 1.0:
@@ -130,43 +130,42 @@ def _spec_row(engine, r, batch_size, method, k, tokens_per_s, speedup, tokens_pe
 def _native_rows(r):
     """r's decode.json: per batch size, the autoregressive run and the self-speculative one."""
     rows = []
-    d = r["results"]["decode"] or {}
+    d = r["results"]["decode"]
+    if d is None:
+        return rows
     out = output_check(r, "decode")
-    for b in d.get("per_batch") or []:
-        ar, sp, bs = b.get("ar") or {}, b.get("spec"), b.get("batch_size")
-        rows.append(_spec_row("native", r, bs, "autoregressive", 0, num(ar.get("tokens_per_s")), 1.0, 1.0,
+    for b in d.per_batch:
+        ar, sp, bs = b.ar, b.spec, b.batch_size
+        rows.append(_spec_row("native", r, bs, "autoregressive", 0, num(ar.tokens_per_s) if ar else None, 1.0, 1.0,
                               output=out))
         if sp:
-            k = sp.get("draft_tokens", d.get("draft_tokens"))
-            rows.append(_spec_row("native", r, bs, "self-speculative", k, num(sp.get("tokens_per_s")),
-                                  num(b.get("speedup")),
-                                  num(b.get("tokens_per_forward", sp.get("tokens_per_forward"))),
-                                  sp.get("accept_rate_per_pos"), b.get("lossless"), speedup_spread(b), out))
-    for x in d.get("tokens_per_forward_by_k") or []:  # every k, each kept prompt alone
-        if isinstance(x, dict):
-            rows.append(_spec_row("native", r, 1, COUNTED, x.get("k"), None, None, num(x.get("tokens_per_forward")),
-                                  output=out))
-    if d and not d.get("per_batch"):  # n = 1: its greedy output is checked, not timed (nothing to compare with)
+            k = sp.draft_tokens if sp.draft_tokens is not None else d.draft_tokens
+            tpf = b.tokens_per_forward if b.tokens_per_forward is not None else sp.tokens_per_forward
+            rows.append(_spec_row("native", r, bs, "self-speculative", k, num(sp.tokens_per_s), num(b.speedup),
+                                  num(tpf), sp.accept_rate_per_pos, b.lossless, speedup_spread(b), out))
+    for x in d.tokens_per_forward_by_k:  # every k, each kept prompt alone
+        rows.append(_spec_row("native", r, 1, COUNTED, x.k, None, None, num(x.tokens_per_forward), output=out))
+    if not d.per_batch:  # n = 1: its greedy output is checked, not timed (nothing to compare with)
         rows.append(_spec_row("native", r, None, "greedy, untimed", 0, None, None, None, output=out))
-    s = d.get("sampling")
-    if isinstance(s, dict) and isinstance(s.get("spec"), dict):  # speculative sampling at temperature T
-        t, bs = s.get("temperature"), s.get("batch_size")
-        rows.append(_spec_row("native", r, bs, f"sampling T={t}", 0, num(get(s, "ar", "tokens_per_s")), 1.0, 1.0,
-                              output=out))
-        rows.append(_spec_row("native", r, bs, f"speculative sampling T={t}", s["spec"].get("draft_tokens"),
-                              num(s["spec"].get("tokens_per_s")), num(s.get("speedup")), num(s.get("tokens_per_forward")),
-                              s["spec"].get("accept_rate_per_pos"), None, speedup_spread(s), out))
+    s = d.sampling
+    if s is not None and s.spec is not None:  # speculative sampling at temperature T
+        t, bs = s.temperature, s.batch_size
+        rows.append(_spec_row("native", r, bs, f"sampling T={t}", 0, num(s.ar.tokens_per_s) if s.ar else None,
+                              1.0, 1.0, output=out))
+        rows.append(_spec_row("native", r, bs, f"speculative sampling T={t}", s.spec.draft_tokens,
+                              num(s.spec.tokens_per_s), num(s.speedup), num(s.tokens_per_forward),
+                              s.spec.accept_rate_per_pos, None, speedup_spread(s), out))
     return [{**x, "dropped": dropped(d)} for x in rows]
 
 
 def dropped(d):
     """'3 of 16 (prompts 2, 5, 9)': the prompts a decode.json / vllm.json left out of its speed figures because their
     greedy continuation is degenerate (mtp.measure); None without that record."""
-    q = get(d, "quality")
-    if not isinstance(get(q, "dropped"), list) or num(get(q, "prompts")) is None:
+    q = d.quality if d is not None else None
+    if q is None or not isinstance(q.dropped, list) or num(q.prompts) is None:
         return None
-    which = ", ".join(str(x.get("prompt")) for x in q["dropped"] if isinstance(x, dict))
-    return f"{len(q['dropped'])} of {q['prompts']}" + (f" (prompts {which})" if which else "")
+    which = ", ".join(str(x.prompt) for x in q.dropped)
+    return f"{len(q.dropped)} of {q.prompts}" + (f" (prompts {which})" if which else "")
 
 
 def speculative_rows(records):
@@ -221,9 +220,8 @@ def tpf_by_k(records):
     out = {}
     for r in sorted(records, key=order):
         if output_check(r, "decode") == "ok":
-            out[f"native {r['name']}"] = {x["k"]: x["per_prompt"] for x in
-                                          get(r["results"]["decode"], "tokens_per_forward_by_k") or []
-                                          if isinstance(x, dict) and isinstance(x.get("per_prompt"), list)}
+            out[f"native {r['name']}"] = {x.k: x.per_prompt for x in r["results"]["decode"].tokens_per_forward_by_k
+                                          if isinstance(x.per_prompt, list)}
         if output_check(r, "vllm") == "ok":
             out[f"vllm {r['name']}"] = heads_per_prompt(r["results"]["vllm"])
     return {label: by_k for label, by_k in out.items() if by_k}
@@ -249,7 +247,7 @@ def claim_tpf(records):
     ours = "; ".join(_tpf_text(label, seq) for label, seq in seqs.items()) or "-"
     drops = [f"{engine} {r['name']} {dropped(r['results'][key])}" for r in sorted(records, key=order)
              for engine, key in (("native", "decode"), ("vllm", "vllm"))
-             if get(r["results"][key], "quality", "dropped")]
+             if r["results"][key] is not None and r["results"][key].quality and r["results"][key].quality.dropped]
     if drops:
         ours += f"; degenerate continuations dropped: {', '.join(drops)}"
     if excluded:

@@ -1,13 +1,15 @@
 """Loading the study: every model of the config with its result files (or why each is absent), the optional
 train benchmark, and the fields that several result files share (output quality, speed-up spreads).
 
-Also the small accessors every section uses on records and result dicts (get, num, ratio, order, baseline,
-pairs), and the status section (which result file each model has).
+Each result file is read into its class of mtp.result_types (the sections read attributes). Also the small
+accessors every section uses on numbers and records (num, ratio, order, baseline, pairs), and the status section
+(which result file each model has).
 """
 import math
 from pathlib import Path
 
 from mtp import UserError, head_types, presets
+from mtp.result_types import BenchTrain, SchemaError
 from mtp.results import BENCH_TRAIN, kinds
 from mtp.report.verdicts import DEGENERATE
 
@@ -29,8 +31,9 @@ def shape_of(cfg, size):
             "params": p["n_layers"] * presets.block_matrix_params(p["dim"])}
 
 
-def read_result(path):
-    """(data, status): status 'ok', 'missing' or 'unreadable: ...'."""
+def read_result(path, cls):
+    """(data, status): status 'ok', 'missing' or 'unreadable: ...'; data: the file read into `cls` (a
+    mtp.result_types.ResultFile)."""
     from mtp.io import read_json
     path = Path(path)
     if not path.exists():
@@ -41,7 +44,10 @@ def read_result(path):
         return None, f"unreadable: {e}"
     if not isinstance(data, dict):
         return None, "unreadable: not a JSON object"
-    return data, "ok"
+    try:
+        return cls.read(data), "ok"
+    except SchemaError as e:
+        return None, f"unreadable: {e}"
 
 
 def load_study(cfg):
@@ -60,14 +66,14 @@ def load_study(cfg):
                "results": {}, "status": {}}
         for key, kind in result_kinds.items():
             why = kind.why_absent(cfg, rec["task"], m["n"], m["head_type"])  # a file the config does not ask for may be stale: not read
-            data, status = read_result(Path(m["dir"]) / kind.file) if why is None else (None, why)
+            data, status = read_result(Path(m["dir"]) / kind.file, kind.type) if why is None else (None, why)
             rec["results"][key], rec["status"][key] = data, status
         records.append(rec)
     return records
 
 
 def load_bench(cfg):
-    return read_result(Path(cfg["results"]) / BENCH_TRAIN)
+    return read_result(Path(cfg["results"]) / BENCH_TRAIN, BenchTrain)
 
 
 def missing_notes(records, keys):
@@ -105,37 +111,28 @@ def output_check(r, key):
     d = r["results"][key]
     if d is None:
         return None
-    q = d.get("quality")
-    if not isinstance(q, dict) or not isinstance(q.get("degenerate"), bool):
+    q = d.quality
+    if q is None or not isinstance(q.degenerate, bool):
         return f"no data: {result_files()[key]} has no output-quality check (rerun `{writer(key)}`)"
-    if not isinstance(q.get("kept"), list):
+    if not isinstance(q.kept, list):
         return (f"no data: {result_files()[key]} counts degenerate continuations in its speed figures (written "
                 f"before they were dropped; rerun `{writer(key)}`)")
-    if q["degenerate"]:
-        reason = str(q.get("reason") or "no reason recorded")
+    if q.degenerate:
+        reason = str(q.reason or "no reason recorded")
         return f"{DEGENERATE} ({reason.removeprefix('degenerate output: ')})"
     return "ok"
 
 
 def speedup_spread(b):
-    """A per-batch row's "speedup_spread" (mtp.measure.ratio: min, max, spread, unstable), or None."""
-    x = b.get("speedup_spread") if isinstance(b, dict) else None
-    if not isinstance(x, dict) or num(x.get("spread")) is None:
+    """A per-batch row's speed-up spread (mtp.result_types.Spread: mtp.measure.ratio) as a dict of min, max,
+    spread, unstable; None without one."""
+    x = b.speedup_spread if b is not None else None
+    if x is None or num(x.spread) is None:
         return None
-    return {"min": num(x.get("min")), "max": num(x.get("max")), "spread": x["spread"],
-            "unstable": bool(x.get("unstable"))}
+    return {"min": num(x.min), "max": num(x.max), "spread": x.spread, "unstable": bool(x.unstable)}
 
 
-# ---- accessors on result dicts and records
-
-def get(d, *keys):
-    """d[k1][k2]...; None where a level is missing or not a dict."""
-    for k in keys:
-        if not isinstance(d, dict):
-            return None
-        d = d.get(k)
-    return d
-
+# ---- accessors on numbers and records
 
 def num(x):
     """x if it is a finite number (not a bool), else None."""

@@ -2,7 +2,7 @@
 induction by size x n (Fig. 7 analogue, eval_induction.json), each n>1 model paired with the n=1 model of its
 size over test items, and their claims."""
 from mtp.report.figures import by, figure_no_data, grid, legend, plt, save
-from mtp.report.study import baseline, get, num, order, pairs, result_files, seed_groups
+from mtp.report.study import baseline, num, order, pairs, result_files, seed_groups
 from mtp.report.verdicts import (CONTRADICTED, INCONCLUSIVE, MIN_SEEDS, NO_DATA, REPRODUCED, ci_cols, ci_parts,
                                  claim, paired_ci, runs_text, seeds_ci, verdict_paired)
 
@@ -36,18 +36,13 @@ def verdict_every_m(intervals_by_m):
     return f"{INCONCLUSIVE} (" + "; ".join(f"m={m}: {per_m[m][len(INCONCLUSIVE) + 2:-1]}" for m in open_m) + ")"
 
 
-def _test_seed(e):
-    """The seed of an evaluation's test set: "test_seed" ("seed" in files written before training seeds)."""
-    return e.get("test_seed", e.get("seed"))
-
-
 # ---- polynomial arithmetic
 
 def polynomial_items(r, m):
     """{(seed, i): 0/1} of eval_polynomial.json's correct_by_m[m] (item i of test_set(m, num_tests, seed)), or None."""
     e = r["results"]["polynomial"]
-    v = get(e, "correct_by_m", str(m))
-    return {(_test_seed(e), i): c for i, c in enumerate(v)} if isinstance(v, list) and v else None
+    v = e.correct_at(m) if e is not None else None
+    return {(e.items_seed, i): c for i, c in enumerate(v)} if isinstance(v, list) and v else None
 
 
 def polynomial_rows(records):
@@ -58,22 +53,27 @@ def polynomial_rows(records):
         if not e:
             continue
         base = baseline(records, r)
-        train_max = e.get("max_ops_train", 5)
-        for m, acc in sorted((e.get("accuracy_by_m") or {}).items(), key=lambda kv: int(kv[0])):
+        train_max = e.max_ops_train if e.max_ops_train is not None else 5
+        for m, acc in sorted(e.accuracy_by_m.items(), key=lambda kv: int(kv[0])):
             ci = paired_ci(polynomial_items(r, m), polynomial_items(base, m)) if base and r["n"] > 1 else None
             rows.append({"dataset": r["dataset"], "size": r["size"], "n": r["n"], "m": int(m),
                          "domain": "in" if int(m) <= train_max else "out", "accuracy": num(acc),
-                         "num_tests": e.get("num_tests"), **ci_cols(ci)})
+                         "num_tests": e.num_tests, **ci_cols(ci)})
     return rows
+
+
+def _by_m(r):
+    """r's polynomial accuracy by m ({} without an eval_polynomial.json)."""
+    e = r["results"]["polynomial"]
+    return e.accuracy_by_m if e is not None else {}
 
 
 def claim_polynomial(records):
     by_m, parts, used = {}, [], []
-    both = [(r, b) for r, b in pairs(records) if get(r["results"]["polynomial"], "accuracy_by_m")
-            and get(b["results"]["polynomial"], "accuracy_by_m")]
+    both = [(r, b) for r, b in pairs(records) if _by_m(r) and _by_m(b)]
     for label, group in seed_groups(both).items():
         used += [x for pair in group for x in pair]
-        for m in sorted(get(group[0][0]["results"]["polynomial"], "accuracy_by_m"), key=int):
+        for m in sorted(_by_m(group[0][0]), key=int):
             ci = seeds_ci([(polynomial_items(r, m), polynomial_items(b, m)) for r, b in group])
             by_m.setdefault(int(m), []).append(ci)
             parts.append((f"{label} m={m}", ci))
@@ -110,10 +110,10 @@ def plot_polynomial(records, path):
 def induction_items(r):
     """{(seed, i): (correct, scored)} per test story of eval_induction.json's correct_by_story, or None."""
     e = r["results"]["induction"]
-    v = get(e, "correct_by_story")
+    v = e.correct_by_story if e is not None else None
     if not isinstance(v, list) or not v:
         return None
-    return {(_test_seed(e), i): (sum(s), len(s)) for i, s in enumerate(v) if isinstance(s, list)}
+    return {(e.items_seed, i): (sum(s), len(s)) for i, s in enumerate(v) if isinstance(s, list)}
 
 
 def induction_rows(records):
@@ -126,8 +126,8 @@ def induction_rows(records):
         base = baseline(records, r)
         ci = paired_ci(induction_items(r), induction_items(base)) if base and r["n"] > 1 else None
         rows.append({"dataset": r["dataset"], "size": r["size"], "params_non_embedding": r["params"], "n": r["n"],
-                     "accuracy": num(get(e, "metrics", "induction_acc")),
-                     "scored_tokens": get(e, "metrics", "induction_scored_tokens"), "num_tests": e.get("num_tests"),
+                     "accuracy": num(e.metric("induction_acc")),
+                     "scored_tokens": e.metric("induction_scored_tokens"), "num_tests": e.num_tests,
                      **ci_cols(ci)})
     return rows
 

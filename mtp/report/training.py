@@ -4,7 +4,7 @@ Not a claim: the paper gives no loss number for n>1 vs n=1 (Fig. 3 plots benchma
 holds no per-item losses for an interval; the val_loss table shows the numbers.
 """
 from mtp.report.figures import by, figure_no_data, grid, legend, save
-from mtp.report.study import get, num, order, result_files
+from mtp.report.study import num, order, result_files
 
 
 def val_loss_rows(records):
@@ -13,27 +13,31 @@ def val_loss_rows(records):
         m = r["results"]["metrics"]
         if m is None:
             continue
-        heads = {f"val_loss_head_{i}": num(m.get(f"val_loss_head_{i}")) for i in range(1, r["n"] + 1)}
-        rows.append({"dataset": r["dataset"], "size": r["size"], "params_non_embedding": m.get("params_non_embedding"),
-                     "n": r["n"], "steps": m.get("steps"), "tokens_seen": m.get("tokens_seen"),
-                     "val_bits_per_byte": num(m.get("val_bits_per_byte")), **heads})
+        heads = {f"val_loss_head_{i}": num(m.at(f"val_loss_head_{i}")) for i in range(1, r["n"] + 1)}
+        rows.append({"dataset": r["dataset"], "size": r["size"], "params_non_embedding": m.params_non_embedding,
+                     "n": r["n"], "steps": m.steps, "tokens_seen": m.tokens_seen,
+                     "val_bits_per_byte": num(m.val_bits_per_byte), **heads})
     return rows
 
 
 def plot_loss_curves(records, path):
-    have = [r for r in sorted(records, key=order) if get(r["results"]["metrics"], "history", "step")]
+    have = [r for r in sorted(records, key=order)
+            if r["results"]["metrics"] is not None and r["results"]["metrics"].history is not None
+            and r["results"]["metrics"].history.step]
     if not have:
         return figure_no_data(path, "Training loss per head", f"no {result_files()['metrics']} with a history")
     fig, axes = grid(len(have), ncols=4, w=4.2, h=3.2)
     for ax, r in zip(axes, have):
         m = r["results"]["metrics"]
-        h, v = m["history"], m.get("val_history") or {}
+        h, v = m.history, m.val_history
         for i in range(1, r["n"] + 1):
-            if len(h.get(f"loss_head_{i}") or []) != len(h["step"]):
+            loss = h.at(f"loss_head_{i}") or []
+            if len(loss) != len(h.step):
                 continue
-            line, = ax.plot(h["step"], h[f"loss_head_{i}"], lw=1.2, label=f"head {i}")
-            if len(v.get(f"val_loss_head_{i}") or []) == len(v.get("step") or []):
-                ax.plot(v["step"], v[f"val_loss_head_{i}"], "o", color=line.get_color(), ms=4)
+            line, = ax.plot(h.step, loss, lw=1.2, label=f"head {i}")
+            val = (v.at(f"val_loss_head_{i}") or []) if v is not None else []
+            if val and len(val) == len(v.step):
+                ax.plot(v.step, val, "o", color=line.get_color(), ms=4)
         ax.set_title(r["name"], fontsize=10)
         ax.set_xlabel("training step")
         ax.set_ylabel("cross-entropy (nats/token)")
@@ -45,7 +49,8 @@ def plot_loss_curves(records, path):
 
 
 def plot_val_loss(records, path):
-    rows = [r for r in records if num(get(r["results"]["metrics"], "val_bits_per_byte")) is not None]
+    rows = [r for r in records if r["results"]["metrics"] is not None
+            and num(r["results"]["metrics"].val_bits_per_byte) is not None]
     if not rows:
         return figure_no_data(path, "Final validation loss", f"no {result_files()['metrics']}")
     groups = by(rows, lambda r: r["dataset"])
@@ -53,7 +58,7 @@ def plot_val_loss(records, path):
     for ax, (ds, rs) in zip(axes, sorted(groups.items())):
         for n, line in sorted(by(rs, lambda r: r["n"]).items()):
             line = sorted(line, key=lambda r: r["params"])
-            ax.plot([r["params"] for r in line], [r["results"]["metrics"]["val_bits_per_byte"] for r in line],
+            ax.plot([r["params"] for r in line], [r["results"]["metrics"].val_bits_per_byte for r in line],
                     "o-", label=f"n={n}")
         ax.set_xscale("log")
         ax.set_title(f"{ds}: head-1 validation loss")

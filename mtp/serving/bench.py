@@ -26,11 +26,17 @@ def bench(cfg, dataset, size, n, batch_sizes=(1, 8)):
     bcfg = config.merge(cfg, {"vllm": switches})
     result = vllm_stage.measure(bcfg, entry, list(batch_sizes), cfg["vllm"]["repeats"], ks=[int(n) - 1])
     vllm_stage._fail_on_mismatch(result)
-    out = {"model": config.model_name(entry), "vllm_version": result["vllm_version"], "device": result["device"],
+    return summary(result, config.model_name(entry), int(n) - 1, batch_sizes)
+
+
+def summary(result, model, k, batch_sizes):
+    """The JSON line of `mtp bench vllm` (keys in bench()) from a vLLM stage result whose heads drafted k
+    tokens (configuration heads_k<k>)."""
+    out = {"model": model, "vllm_version": result["vllm_version"], "device": result["device"],
            "draft_model": result["draft_model"], "note": result.get("note", ""),
            "output_degenerate": (result.get("quality") or {}).get("degenerate"),
            "degenerate_prompts": (result.get("quality") or {}).get("degenerate_prompts")}
-    by_name = {("heads" if r["name"].startswith("heads_k") else r["name"]): r for r in result["configs"]}
+    by_name = {("heads" if r["name"] == f"heads_k{k}" else r["name"]): r for r in result["configs"]}
     for b in batch_sizes:
         for key in ("nospec", "heads", *VLLM_BASELINES):
             row = next((x for x in by_name[key]["per_batch"] if x["batch_size"] == b), None) if key in by_name else None

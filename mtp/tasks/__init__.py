@@ -17,12 +17,14 @@ Ref = Union[str, Callable]
 class Task:
     """name: the `source.kind` that generates it and `mtp eval <name>`; documents(seed, **options) -> training
     texts; evaluate(cfg, model entry) scores one model and writes <model dir>/eval_<name>.json, a dict whose
-    "metrics" holds `metric`; options: the JSON-schema properties of its `source` options."""
+    "metrics" holds `metric`; options: the JSON-schema properties of its `source` options; result: the class of
+    mtp.result_types its eval_<name>.json is written through and read into (TaskEval or a subclass)."""
     name: str
     documents: Ref
     evaluate: Ref
     metric: str
     options: dict = field(default_factory=dict)
+    result: Ref = "mtp.result_types:TaskEval"
 
     def make_documents(self, seed, options):
         return resolve(self.documents)(seed=seed, **options)
@@ -36,6 +38,6 @@ register = TASKS.register
 
 _COUNT = {"type": "integer", "minimum": 1}
 register(Task("polynomial", "mtp.tasks.polynomial:training_documents", "mtp.evals.polynomial:evaluate_model",
-              "poly_acc_in_domain", {"num_documents": _COUNT, "max_ops": _COUNT}))  # Section 4.2
+              "poly_acc_in_domain", {"num_documents": _COUNT, "max_ops": _COUNT}, "mtp.result_types:PolynomialEval"))  # Section 4.2
 register(Task("induction", "mtp.tasks.induction:training_documents", "mtp.evals.induction:evaluate_model",
-              "induction_acc", {"num_documents": _COUNT}))  # Section 4.1
+              "induction_acc", {"num_documents": _COUNT}, "mtp.result_types:InductionEval"))  # Section 4.1

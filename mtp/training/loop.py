@@ -303,11 +303,11 @@ def finish(job, run, counts, final):
     checkpoint.save_model(job.out, job.model, state_dict=final,
                           extra={"dataset": e["dataset"], "size": e["size"], "n": job.n, "data_dir": str(job.ddir),
                                  "step": job.steps, "tokens_seen": state["tokens_seen"], "train_run_id": run.run_id})
-    write_json(job.out / results.file("metrics"), metrics)
+    write_json(job.out / results.file("metrics"), results.checked("metrics", metrics))
     scalars = {k: v for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
     metrics["logged_model_id"] = run.logged_model(f"{e['dataset']}-{e['slot']}-n{job.n}", scalars, job.params,
                                                   [job.out / "model.json", job.out / results.file("metrics")])
-    write_json(job.out / results.file("metrics"), metrics)  # the id: `mtp export` adds the HF export to that model
+    write_json(job.out / results.file("metrics"), results.checked("metrics", metrics))  # the id: `mtp export` adds the HF export to that model
     run.log({"val_bits_per_byte": bpb, "tokens_seen": state["tokens_seen"], "wall_s": state["wall_s"]}, step=job.steps)
     run.artifact(job.out / results.file("metrics"))
     run.artifact(job.out / checkpoint.MODEL_FILE, "checkpoint")

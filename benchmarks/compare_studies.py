@@ -5,16 +5,20 @@
 Used to show that a refactoring changed no behaviour: run the tiny study (`snakemake --cores 2 --directory
 .test`) on both commits (e.g. two `git worktree`s, each run with PYTHONPATH=<worktree> from outside the main
 checkout), then compare. Every model.pt's tensors must be equal; every JSON file under models/ equal outside
-the keys that hold timings, memory, run ids and paths (SKIP); the report's CSVs are listed when they differ
+the keys that hold timings, memory, run ids and paths (SKIP), a result file as its class reads it
+(mtp.result_types: a field an older schema named otherwise compares under its new name); the report's CSVs are listed when they differ
 (their timing columns always do) for a look at the diff. tests/test_slurm.py compares a Slurm run of the tiny
 study with a local one through compare().
 """
 import json
 import re
 import sys
+from dataclasses import asdict
 from pathlib import Path
 
 import torch
+
+from mtp import results
 
 SKIP = re.compile(r"(seconds|_s$|_s_|per_s|speedup|time|wall|run_id|spread|unstable|_all$|elapsed|date|"
                   r"duration|throughput|uri|path|_dir$|^dir$|host|pid|mem|rss|commit|git|min$|max$|range|"
@@ -58,7 +62,11 @@ def compare(A, B):
                     diffs.append(f"{pa.relative_to(A)}: tensor {k} differs")
             counts["weights"] += 1
         elif pa.suffix == ".json":
-            walk(json.loads(pa.read_text()), json.loads(pb.read_text()), str(pa.relative_to(A)), diffs)
+            a, b = json.loads(pa.read_text()), json.loads(pb.read_text())
+            cls = next((k.type for k in results.kinds().values() if k.file == pa.name), None)
+            if cls is not None:  # a result file: as the report reads it
+                a, b = asdict(cls.read(a)), asdict(cls.read(b))
+            walk(a, b, str(pa.relative_to(A)), diffs)
             counts["json"] += 1
     for pa in sorted(A.joinpath("report").glob("*.csv")):
         pb = B / pa.relative_to(A)

@@ -191,9 +191,9 @@ def test_ragged_rows_progress_independently():
     out, stats = D.decode(model, prompts, 20, draft_tokens=3, batch_size=6)
     assert out == [c["tokens"] for c in per_prompt]
     # no row waits for another: row-steps of the batch = sum of each prompt's own forwards
-    assert stats.row_steps == sum(c["num_drafts"] for c in per_prompt)
+    assert stats.num_drafts == sum(c["num_drafts"] for c in per_prompt)
     assert stats.forwards == max(c["num_drafts"] for c in per_prompt)
-    assert sum(stats.accepted_per_pos) == sum(c["num_accepted_tokens"] for c in per_prompt)
+    assert sum(stats.num_accepted_tokens_per_pos) == sum(c["num_accepted_tokens"] for c in per_prompt)
 
 
 @pytest.mark.parametrize("head_type, n_kv_heads", [("transformer", None), ("linear", None), ("transformer", 2)])
@@ -267,11 +267,11 @@ def test_tokens_per_forward_exact(head_type):
         assert out == expected
         assert s.tokens_per_forward == k + 1
         assert s.accept_rate_per_pos == [1.0] * k
-        assert s.accepted_hist == [0] * k + [s.row_steps]
-        assert s.row_steps == len(prompts) * math.ceil((N - 1) / (k + 1))  # the prefill gave the first token
+        assert s.accepted_hist == [0] * k + [s.num_drafts]
+        assert s.num_drafts == len(prompts) * math.ceil((N - 1) / (k + 1))  # the prefill gave the first token
     out, s = D.decode(wrong, prompts, N, draft_tokens=3, batch_size=3)
     assert out == expected and s.tokens_per_forward == 1.0 and s.accept_rate_per_pos == [0.0] * 3
-    assert s.row_steps == len(prompts) * (N - 1)
+    assert s.num_drafts == len(prompts) * (N - 1)
     out, s = D.decode(half, prompts, N, draft_tokens=3, batch_size=2)
     assert out == expected and s.tokens_per_forward == 2.0 and s.accept_rate_per_pos == [1.0, 0.0, 0.0]
     counts = D.acceptance_counts(right, [[3]], 10)[0]

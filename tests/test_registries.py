@@ -74,7 +74,7 @@ def test_a_registered_head_type_decodes_losslessly(registered, name):
     greedy, _ = decode(model, prompts, 20, draft_tokens=0, batch_size=2)
     spec, stats = decode(model, prompts, 20, draft_tokens=2, batch_size=2)
     assert spec == greedy
-    assert stats.row_steps > 0 and model.cfg.num_params == sum(p.numel() for p in model.parameters())
+    assert stats.num_drafts > 0 and model.cfg.num_params == sum(p.numel() for p in model.parameters())
 
 
 @pytest.mark.parametrize("name", ["toy-mlp", "toy-unfused"])

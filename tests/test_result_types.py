@@ -23,7 +23,7 @@ def test_the_writers_dicts_pass_their_check_and_are_stamped(tmp_path):
     _, m = _model(tmp_path)
     for key, data in (("decode", fake_decode(m, 1.5, 1.2)), ("vllm", fake_vllm(m, 0.6))):
         out = results.checked(key, data)
-        assert out[SCHEMA_KEY] == results.kinds()[key].type.SCHEMA_VERSION and out == {**data, SCHEMA_KEY: 1}
+        assert out == {**data, SCHEMA_KEY: results.kinds()[key].type.SCHEMA_VERSION}
     d = Decode.read(results.checked("decode", fake_decode(m, 1.5, 1.2)))
     assert d.per_batch[0].ar.tokens_per_s > 0 and d.quality.degenerate is False
     assert d.per_batch[-1].speedup_spread.spread > 0 and d.tokens_per_forward_by_k[0].k == 1
@@ -58,7 +58,7 @@ def test_older_files_read_with_defaults_and_newer_ones_are_refused(tmp_path):
     d = Decode.read(old)
     assert d.quality is None and d.per_batch == [] and d.tokens_per_forward_by_k == [] and d.n == m["n"]
     newer = {**fake_decode(m, 1.5, 1.2), SCHEMA_KEY: 99}
-    with pytest.raises(SchemaError, match="schema version 99, newer than this mtp's 1"):
+    with pytest.raises(SchemaError, match="schema version 99, newer than this mtp's 2"):
         Decode.read(newer)
     write_json(results.path(m, "decode"), newer)
     rec = next(r for r in report.load_study(cfg) if r["name"] == config.model_name(m))
@@ -86,3 +86,23 @@ def test_the_report_reads_every_result_file_into_its_class(tmp_path):
     assert seen == set(kinds), seen
     bench, status = report.load_bench(cfg)
     assert status == "ok" and isinstance(bench, BenchTrain) and bench.shapes[0].time_ratio.median == 1.1
+
+
+def test_schema_1_decode_files_read_their_counters_under_vllms_names(tmp_path):
+    """decode.json of schema 1 named the counters row_steps, verified_per_pos, accepted_per_pos; schema 2 writes
+    vLLM's names (mtp.decoding.engine.COUNTERS). A schema-1 file reads into the same fields; a writer that still
+    uses an old name is stopped."""
+    _, m = _model(tmp_path)
+    new = fake_decode(m, 1.5, 1.2)
+    old = copy.deepcopy(new)
+    for row in old["per_batch"]:
+        for run in (row["ar"], row["spec"]):
+            if run:
+                run["row_steps"] = run.pop("num_drafts")
+                run["verified_per_pos"] = run.pop("num_draft_tokens_per_pos")
+                run["accepted_per_pos"] = run.pop("num_accepted_tokens_per_pos")
+    assert Decode.read({**old, SCHEMA_KEY: 1}) == Decode.read({**new, SCHEMA_KEY: 1})
+    spec = Decode.read(old).per_batch[-1].spec
+    assert spec.num_drafts > 0 and sum(spec.num_accepted_tokens_per_pos) <= sum(spec.num_draft_tokens_per_pos)
+    with pytest.raises(SchemaError, match="accepted_per_pos, row_steps, verified_per_pos not a field"):
+        results.checked("decode", old)

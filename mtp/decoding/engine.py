@@ -143,44 +143,64 @@ def spec_step(model, cache, x, drafts, longest=None, sampler=None):
 # ---------------------------------------------------------------- the decoding loop
 
 
+# vLLM's speculative-decoding counters (its SpecDecodingStats), which Stats keeps under the same names: the vLLM
+# stage compares them with vLLM's own without translating.
+COUNTERS = ("num_drafts", "num_draft_tokens", "num_accepted_tokens", "num_accepted_tokens_per_pos")
+
+
 @dataclass
 class Stats:
-    """What one decoding run did; see the module docstring for the exact definitions."""
+    """What one decoding run did; see the module docstring for the exact definitions. The counters carry vLLM's
+    names (COUNTERS): num_drafts = row-steps (one per row and verification), num_draft_tokens[_per_pos] = drafts
+    verified (at draft position j), num_accepted_tokens[_per_pos] = drafts accepted."""
     k: int
     prompts: int = 0
     new_tokens: int = 0  # output tokens after truncation
     forwards: int = 0  # batched decode forwards (prefill excluded)
     prefills: int = 0
-    row_steps: int = 0
+    num_drafts: int = 0
     step_tokens: int = 0  # sum over row-steps of 1 + accepted drafts
-    verified_per_pos: list = field(default_factory=list)
-    accepted_per_pos: list = field(default_factory=list)
+    num_draft_tokens_per_pos: list = field(default_factory=list)
+    num_accepted_tokens_per_pos: list = field(default_factory=list)
     accepted_hist: list = field(default_factory=list)
 
     def __post_init__(self):
-        self.verified_per_pos = self.verified_per_pos or [0] * self.k
-        self.accepted_per_pos = self.accepted_per_pos or [0] * self.k
+        self.num_draft_tokens_per_pos = self.num_draft_tokens_per_pos or [0] * self.k
+        self.num_accepted_tokens_per_pos = self.num_accepted_tokens_per_pos or [0] * self.k
         self.accepted_hist = self.accepted_hist or [0] * (self.k + 1)
 
     @property
+    def num_draft_tokens(self):
+        return sum(self.num_draft_tokens_per_pos)
+
+    @property
+    def num_accepted_tokens(self):
+        return sum(self.num_accepted_tokens_per_pos)
+
+    @property
     def tokens_per_forward(self):
-        return self.step_tokens / self.row_steps if self.row_steps else None
+        return self.step_tokens / self.num_drafts if self.num_drafts else None
 
     @property
     def accept_rate_per_pos(self):
-        return [a / v if v else None for a, v in zip(self.accepted_per_pos, self.verified_per_pos)]
+        return [a / v if v else None for a, v in zip(self.num_accepted_tokens_per_pos, self.num_draft_tokens_per_pos)]
 
     def add(self, other):
-        for name in ("prompts", "new_tokens", "forwards", "prefills", "row_steps", "step_tokens"):
+        for name in ("prompts", "new_tokens", "forwards", "prefills", "num_drafts", "step_tokens"):
             setattr(self, name, getattr(self, name) + getattr(other, name))
-        for name in ("verified_per_pos", "accepted_per_pos", "accepted_hist"):
+        for name in ("num_draft_tokens_per_pos", "num_accepted_tokens_per_pos", "accepted_hist"):
             setattr(self, name, [u + v for u, v in zip(getattr(self, name), getattr(other, name))])
+
+    def counters(self):
+        """{name: value} of COUNTERS."""
+        return {c: getattr(self, c) for c in COUNTERS}
 
     def as_dict(self):
         return {"draft_tokens": self.k, "prompts": self.prompts, "new_tokens": self.new_tokens,
-                "forwards": self.forwards, "prefills": self.prefills, "row_steps": self.row_steps,
+                "forwards": self.forwards, "prefills": self.prefills, "num_drafts": self.num_drafts,
                 "step_tokens": self.step_tokens, "tokens_per_forward": self.tokens_per_forward,
-                "verified_per_pos": self.verified_per_pos, "accepted_per_pos": self.accepted_per_pos,
+                "num_draft_tokens_per_pos": self.num_draft_tokens_per_pos,
+                "num_accepted_tokens_per_pos": self.num_accepted_tokens_per_pos,
                 "accept_rate_per_pos": self.accept_rate_per_pos, "accepted_hist": self.accepted_hist}
 
 
@@ -238,8 +258,8 @@ def _counts(stats, hist, verified_at):
     k = stats.k
     stats.accepted_hist = hist
     stats.step_tokens = sum((a + 1) * h for a, h in enumerate(hist))
-    stats.accepted_per_pos = [sum(hist[p + 1:]) for p in range(k)]  # a <= j: an accepted draft was verified
-    stats.verified_per_pos = [sum(verified_at[p + 1:]) for p in range(k)]
+    stats.num_accepted_tokens_per_pos = [sum(hist[p + 1:]) for p in range(k)]  # a <= j: an accepted draft was verified
+    stats.num_draft_tokens_per_pos = [sum(verified_at[p + 1:]) for p in range(k)]
 
 
 @torch.inference_mode()
@@ -280,7 +300,7 @@ def decode_batch(model, prompts, max_new_tokens, eod_id=None, k=0, temperature=0
             cache.lengths = cache.lengths * mask[1]
         longest = max(c for c, al in zip(lengths, alive) if al)
         stats.forwards += 1
-        stats.row_steps += n
+        stats.num_drafts += n
         if k == 0:
             x = ar_step(model, cache, x, temperature, generator, longest)
             rows = [[t, 0] for t in x.tolist()]
@@ -350,7 +370,5 @@ def acceptance_counts(model, prompts, max_new_tokens, eod_id=None, draft_tokens=
     out = []
     for p in prompts:
         toks, s = decode(model, [p], max_new_tokens, eod_id, draft_tokens, batch_size=1)
-        out.append({"num_drafts": s.row_steps, "num_draft_tokens": sum(s.verified_per_pos),
-                    "num_accepted_tokens": sum(s.accepted_per_pos),
-                    "num_accepted_tokens_per_pos": s.accepted_per_pos, "tokens": toks[0]})
+        out.append({**s.counters(), "tokens": toks[0]})
     return out

@@ -5,7 +5,8 @@ vllm.json, eval_code.json, eval_polynomial.json, eval_induction.json) and the op
 <results>/bench/train.json, and writes the fixed set of files OUTPUTS under <results>/report/. Everything in
 the report folder is then logged to the study's MLflow parent run.
 
-One module per section (paper analogue), each with its rows, figure and claims:
+One module per section (paper analogue), each with its rows, figure and claims, registered once in
+mtp.report.outputs.SECTIONS (title, table, figures, the result files it reads, how `snakemake --report` shows it):
   training     loss curves and final validation loss by size x n (Fig. 3)
   cost         memory and step time by n; the memory and overhead claims (Fig. 2 / Table S5)
   speculative  speculative decoding, native and in vLLM (vllm: reading vllm.json); tokens per forward,
@@ -16,38 +17,38 @@ One module per section (paper analogue), each with its rows, figure and claims:
   synthetic    polynomial arithmetic by m (Fig. 8) and induction (Fig. 7)
   tasks        every registered synthetic task's headline metric (mtp.tasks), one table
 and what they share: study (loading the results), verdicts (verdict kinds, paired intervals), tables and figures
-(writing), claims (the claims table), page (the sections and index.html), outputs (the files written).
+(writing), claims (the claims table), page (index.html), outputs (the sections and the files they write).
 """
 from pathlib import Path
 
 from mtp.io import write_text
+from mtp.registry import resolve
 from mtp.report.claims import CLAIMS_NOTE, claims
-from mtp.report.code import code_rows, plot_code
-from mtp.report.cost import (bench_markdown, bench_missing_note, bench_rows, cost_rows, plot_cost,
-                             verdict_memory_flat, verdict_training_overhead)
-from mtp.report.heads import head_rows, plot_heads
-from mtp.report.outputs import FIGURES, OUTPUTS, TABLES
-from mtp.report.pretrained import plot_pretrained, pretrained_rows
-from mtp.report.page import index_html, sections
-from mtp.report.speculative import (plot_speculative, speculative_rows, verdict_byte_level_gain_largest,
-                                    verdict_lossless, verdict_tokens_per_forward_grow)
+from mtp.report.code import code_rows
+from mtp.report.cost import (bench_markdown, bench_missing_note, bench_rows, cost_rows, verdict_memory_flat,
+                             verdict_training_overhead)
+from mtp.report.heads import head_rows
+from mtp.report.outputs import FIGURES, OUTPUTS, SECTIONS, TABLES
+from mtp.report.page import index_html, reads
+from mtp.report.pretrained import pretrained_rows
+from mtp.report.speculative import (speculative_rows, verdict_byte_level_gain_largest, verdict_lossless,
+                                    verdict_tokens_per_forward_grow)
 from mtp.report.study import (BENCH_TRAIN, result_files, load_bench, load_study, missing_notes, shape_of,
                               status_rows)
 from mtp.results import expected
-from mtp.report.synthetic import (induction_rows, plot_induction, plot_polynomial, polynomial_rows,
-                                  verdict_every_m)
+from mtp.report.synthetic import induction_rows, polynomial_rows, verdict_every_m
 from mtp.report.tables import write_table
 from mtp.report.tasks import task_rows
-from mtp.report.training import plot_loss_curves, plot_val_loss, val_loss_rows
+from mtp.report.training import val_loss_rows
 from mtp.report.verdicts import (CONTRADICTED, DEGENERATE, INCONCLUSIVE, NO_DATA, NO_VERDICT, NOT_AT_SCALE,
                                  REPRODUCED, verdict_paired)
 
-__all__ = ["OUTPUTS", "TABLES", "FIGURES", "result_files", "BENCH_TRAIN", "sections", "task_rows",
+__all__ = ["OUTPUTS", "TABLES", "FIGURES", "SECTIONS", "result_files", "BENCH_TRAIN", "task_rows",
            "REPRODUCED", "NOT_AT_SCALE", "CONTRADICTED", "NO_DATA", "INCONCLUSIVE", "NO_VERDICT", "DEGENERATE",
            "verdict_memory_flat", "verdict_training_overhead", "verdict_tokens_per_forward_grow",
            "verdict_byte_level_gain_largest", "verdict_lossless", "verdict_paired", "verdict_every_m",
            "shape_of", "expected", "head_rows", "load_study", "load_bench", "missing_notes", "status_rows", "val_loss_rows",
-           "cost_rows", "bench_rows", "speculative_rows", "code_rows", "polynomial_rows", "induction_rows",
+           "cost_rows", "bench_rows", "speculative_rows", "code_rows", "pretrained_rows", "polynomial_rows", "induction_rows",
            "claims", "build", "add_arguments", "run"]
 
 
@@ -57,27 +58,16 @@ def build(cfg):
     out.mkdir(parents=True, exist_ok=True)
     records = load_study(cfg)
     bench, bench_status = load_bench(cfg)
-    table_rows = {"status": status_rows(records), "val_loss": val_loss_rows(records), "cost": cost_rows(records),
-                  "speculative": speculative_rows(records), "code": code_rows(records),
-                  "polynomial": polynomial_rows(records), "induction": induction_rows(records),
-                  "tasks": task_rows(records), "heads": head_rows(records),
-                  "pretrained": pretrained_rows(records),
-                  "claims": claims(records, bench)}
-    notes = {sid: missing_notes(records, keys) for sid, _, _, _, keys in sections() if sid != "status"}
+    given = lambda x: (records, bench) if x.bench else (records,)  # noqa: E731 (a section's or figure's inputs)
+    table_rows = {s.table: resolve(s.rows)(*given(s)) for s in SECTIONS}
+    notes = {s.id: missing_notes(records, reads(s)) for s in SECTIONS if s.id != "status"}
     if bench is None:
         notes["cost"].append(bench_missing_note(cfg, bench_status))
     extra = {"claims": f"\n{CLAIMS_NOTE}\n", "cost": bench_markdown(bench)}
-    for sid, title, _, table, _ in sections():
-        write_table(out, table, title, table_rows[table], notes.get(sid, ()), extra.get(sid, ""))
-    plot_loss_curves(records, out / "loss_curves.png")
-    plot_val_loss(records, out / "val_loss.png")
-    plot_cost(records, bench, out / "cost.png")
-    plot_speculative(records, out / "speculative.png")
-    plot_heads(records, out / "heads.png")
-    plot_code(records, out / "code.png")
-    plot_pretrained(records, out / "pretrained.png")
-    plot_polynomial(records, out / "polynomial.png")
-    plot_induction(records, out / "induction.png")
+    for s in SECTIONS:
+        write_table(out, s.table, s.title, table_rows[s.table], notes.get(s.id, ()), extra.get(s.id, ""))
+        for f in s.figures:
+            resolve(f.plot)(*given(f), out / f"{f.stem}.png")
     write_text(out / "index.html", index_html(cfg, table_rows, notes, bench))
     return out, table_rows["claims"]
 

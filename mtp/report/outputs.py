@@ -1,46 +1,111 @@
-"""The fixed set of files `mtp report` writes under <results>/report/, and how `snakemake --report` shows each.
+"""The report's sections, each registered once (SECTIONS): its title, table and figures, the functions that make
+them, the result files whose absence it notes and how `snakemake --report` files them; and from them the fixed set
+of files `mtp report` writes under <results>/report/ (OUTPUTS) and what the rule declares (shown()).
 
 A section without data says "no data" inside its files, so the set never changes. workflow/rules/report.smk
 declares the rule's output from `shown()`; Snakemake imports this while parsing the workflow, so the package
-imports neither torch nor MLflow at import time.
+imports neither torch nor MLflow at import time: sections name their functions as "module:function" (mtp.registry).
 """
-TABLES = ("status", "val_loss", "cost", "speculative", "heads", "code", "polynomial", "induction", "tasks", "claims",
-          "pretrained")
-FIGURES = ("loss_curves", "val_loss", "cost", "speculative", "heads", "code", "polynomial", "induction", "pretrained")
-OUTPUTS = ("index.html", *[f"{f}.png" for f in FIGURES], *[f"{t}.{ext}" for t in TABLES for ext in ("md", "csv")])
+from dataclasses import dataclass
+from typing import Optional
 
-# Per file stem, in the order `snakemake --report` lists them: category, subcategory, what the figure <stem>.png
-# shows, what the table <stem>.md / .csv holds. The caption of each is workflow/report/<stem>.rst.
-SHOWN = {
-    "claims": ("1 Claims", None, None, "claims"),
-    "status": ("2 Study status", None, None, "result files per model"),
-    "loss_curves": ("3 Training", "Loss curves", "loss per head per model", None),
-    "val_loss": ("3 Training", "Final validation loss", "bits per byte by size x n", "validation loss"),
-    "cost": ("4 Cost", None, "peak memory and step time by n", "memory and step time"),
-    "speculative": ("5 Speculative decoding", None, "tokens per forward and speed-up by heads used",
-                    "native and vLLM runs"),
-    "heads": ("5 Speculative decoding", "Head types", "acceptance per draft position by head type",
-              "head type x n: quality and speed"),
-    "code": ("6 Code benchmarks", None, "pass@k by size x n", "pass@k"),
-    "pretrained": ("6 Code benchmarks", "Heads on a pretrained model", "agreement per head against training minutes",
-                   "what the heads bought: acceptance, speed-up, pass@1, lossless"),
-    "polynomial": ("7 Synthetic tasks", "Polynomial arithmetic", "accuracy by operations m", "accuracy by m"),
-    "induction": ("7 Synthetic tasks", "Induction", "accuracy by size x n", "accuracy"),
-    "tasks": ("7 Synthetic tasks", "Every task", None, "headline metric per model"),
-}
+EVERY_KIND, EVERY_TASK = "every result kind", "every registered task"  # Section.reads of status and tasks
+
+
+@dataclass(frozen=True)
+class Figure:
+    """<stem>.png, drawn by plot (records, path; or records, bench, path where it takes the train benchmark:
+    mtp.result_types.BenchTrain or None); shown by `snakemake --report` under subcategory with label."""
+    stem: str
+    plot: str
+    label: str
+    subcategory: Optional[str] = None
+    bench: bool = False
+
+
+@dataclass(frozen=True)
+class Section:
+    """One section of the report, in the order of index.html. rows (records; or records, bench) -> the rows of
+    its table <table>.md / .csv; figures: its Figures; reads: the result keys (mtp.results) whose absent files it
+    notes, or EVERY_KIND / EVERY_TASK; category, subcategory, table_label: where `snakemake --report` shows the
+    table (the caption of each file is workflow/report/<stem>.rst); bench: rows also takes the train benchmark
+    (mtp.result_types.BenchTrain or None)."""
+    id: str
+    title: str
+    table: str
+    rows: str
+    category: str
+    table_label: str
+    figures: tuple = ()
+    reads: tuple = ()
+    subcategory: Optional[str] = None
+    bench: bool = False
+
+
+SECTIONS = (
+    Section("status", "Study status", "status", "mtp.report.study:status_rows", "2 Study status",
+            "result files per model", reads=EVERY_KIND),
+    Section("claims", "Claims of the paper, checked", "claims", "mtp.report.claims:claims", "1 Claims", "claims",
+            bench=True),
+    Section("training", "Training: loss curves and final validation loss (Fig. 3 analogue)", "val_loss",
+            "mtp.report.training:val_loss_rows", "3 Training", "validation loss",
+            (Figure("loss_curves", "mtp.report.training:plot_loss_curves", "loss per head per model", "Loss curves"),
+             Figure("val_loss", "mtp.report.training:plot_val_loss", "bits per byte by size x n",
+                    "Final validation loss")), ("metrics",), "Final validation loss"),
+    Section("cost", "Cost: peak memory and step time by n (Fig. 2 / Table S5 analogue)", "cost",
+            "mtp.report.cost:cost_rows", "4 Cost", "memory and step time",
+            (Figure("cost", "mtp.report.cost:plot_cost", "peak memory and step time by n", bench=True),),
+            ("metrics",)),
+    Section("speculative", "Speculative decoding, native and vLLM (Tables S2/S3 analogue)", "speculative",
+            "mtp.report.speculative:speculative_rows", "5 Speculative decoding", "native and vLLM runs",
+            (Figure("speculative", "mtp.report.speculative:plot_speculative",
+                    "tokens per forward and speed-up by heads used"),), ("decode", "vllm")),
+    Section("heads", "Head types: quality and speed by head type x n (Table S4 analogue, with speed)", "heads",
+            "mtp.report.heads:head_rows", "5 Speculative decoding", "head type x n: quality and speed",
+            (Figure("heads", "mtp.report.heads:plot_heads", "acceptance per draft position by head type",
+                    "Head types"),), ("metrics", "decode", "vllm"), "Head types"),
+    Section("code", "Code benchmarks: pass@k by size x n (Table S7 analogue)", "code", "mtp.report.code:code_rows",
+            "6 Code benchmarks", "pass@k", (Figure("code", "mtp.report.code:plot_code", "pass@k by size x n"),),
+            ("code",)),
+    Section("pretrained", "Heads on a pretrained model: agreement against training minutes, acceptance, speed, "
+            "pass@1", "pretrained", "mtp.report.pretrained:pretrained_rows", "6 Code benchmarks",
+            "what the heads bought: acceptance, speed-up, pass@1, lossless",
+            (Figure("pretrained", "mtp.report.pretrained:plot_pretrained",
+                    "agreement per head against training minutes", "Heads on a pretrained model"),),
+            ("metrics", "decode", "vllm", "code"), "Heads on a pretrained model"),
+    Section("polynomial", "Polynomial arithmetic by number of operations (Fig. 8 analogue)", "polynomial",
+            "mtp.report.synthetic:polynomial_rows", "7 Synthetic tasks", "accuracy by m",
+            (Figure("polynomial", "mtp.report.synthetic:plot_polynomial", "accuracy by operations m",
+                    "Polynomial arithmetic"),), ("polynomial",), "Polynomial arithmetic"),
+    Section("induction", "Induction by size x n (Fig. 7 analogue)", "induction", "mtp.report.synthetic:induction_rows",
+            "7 Synthetic tasks", "accuracy", (Figure("induction", "mtp.report.synthetic:plot_induction",
+                                                     "accuracy by size x n", "Induction"),), ("induction",),
+            "Induction"),
+    Section("tasks", "Synthetic tasks: the headline metric of every task", "tasks", "mtp.report.tasks:task_rows",
+            "7 Synthetic tasks", "headline metric per model", reads=EVERY_TASK, subcategory="Every task"),
+)
+
+TABLES = tuple(s.table for s in SECTIONS)
+FIGURES = tuple(f.stem for s in SECTIONS for f in s.figures)
+OUTPUTS = ("index.html", *[f"{f}.png" for f in FIGURES], *[f"{t}.{ext}" for t in TABLES for ext in ("md", "csv")])
 
 
 def shown(captions):
     """[(file name, keyword arguments of Snakemake's report() or None)] for every file of OUTPUTS: index.html
-    as is, then per stem of SHOWN its figure and its table (Markdown, CSV). captions: the folder of the
-    <stem>.rst captions, as the rule file names it."""
+    as is, then per section its figures and its table (Markdown, CSV). captions: the folder of the <stem>.rst
+    captions, as the rule file names it."""
     out = [("index.html", None)]
-    for stem, (category, subcategory, figure, table) in SHOWN.items():
-        where = {"caption": f"{captions}/{stem}.rst", "category": category}
-        if subcategory:
-            where["subcategory"] = subcategory
-        if figure:
-            out.append((f"{stem}.png", {**where, "labels": {"figure": figure}}))
-        for ext, fmt in (("md", "Markdown"), ("csv", "CSV")) if table else ():
-            out.append((f"{stem}.{ext}", {**where, "labels": {"table": table, "format": fmt}}))
+    for s in SECTIONS:
+        for f in s.figures:
+            out.append((f"{f.stem}.png", _where(captions, f.stem, s.category, f.subcategory, figure=f.label)))
+        for ext, fmt in (("md", "Markdown"), ("csv", "CSV")):
+            out.append((f"{s.table}.{ext}", _where(captions, s.table, s.category, s.subcategory, table=s.table_label,
+                                                   format=fmt)))
     return out
+
+
+def _where(captions, stem, category, subcategory, **labels):
+    where = {"caption": f"{captions}/{stem}.rst", "category": category, "labels": labels}
+    if subcategory:
+        where["subcategory"] = subcategory
+    return where

@@ -1,35 +1,20 @@
-"""The report's sections, in order, and its one HTML page (index.html) linking every figure and table."""
+"""The report's one HTML page (index.html): every section of mtp.report.outputs.SECTIONS in order, with its
+figures and table."""
 import html
 
 from mtp.report.claims import CLAIMS_NOTE, claims_html
 from mtp.report.cost import bench_rows
+from mtp.report.outputs import EVERY_KIND, EVERY_TASK, SECTIONS
 from mtp.report.study import result_files
-from mtp.tasks import TASKS
 from mtp.report.tables import cell, columns
+from mtp.tasks import TASKS
 
-def sections():
-    """The report's sections in order: (id, title, figure or None, table, result files it reads); the status and
-    tasks sections read the result files of every registered task (mtp.tasks)."""
-    return [("status", "Study status", None, "status", list(result_files())), *SECTIONS,
-            ("tasks", "Synthetic tasks: the headline metric of every task", None, "tasks", list(TASKS))]
+def reads(section):
+    """The result keys whose absent files `section` notes (mtp.report.outputs.Section.reads resolved)."""
+    if section.reads == EVERY_KIND:
+        return list(result_files())
+    return list(TASKS) if section.reads == EVERY_TASK else list(section.reads)
 
-
-SECTIONS = [  # the fixed sections after the status: (id, title, figure or None, table, result files it reads)
-    ("claims", "Claims of the paper, checked", None, "claims", []),
-    ("training", "Training: loss curves and final validation loss (Fig. 3 analogue)", "loss_curves", "val_loss",
-     ["metrics"]),
-    ("cost", "Cost: peak memory and step time by n (Fig. 2 / Table S5 analogue)", "cost", "cost", ["metrics"]),
-    ("speculative", "Speculative decoding, native and vLLM (Tables S2/S3 analogue)", "speculative", "speculative",
-     ["decode", "vllm"]),
-    ("heads", "Head types: quality and speed by head type x n (Table S4 analogue, with speed)", "heads", "heads",
-     ["metrics", "decode", "vllm"]),
-    ("code", "Code benchmarks: pass@k by size x n (Table S7 analogue)", "code", "code", ["code"]),
-    ("pretrained", "Heads on a pretrained model: agreement against training minutes, acceptance, speed, pass@1",
-     "pretrained", "pretrained", ["metrics", "decode", "vllm", "code"]),
-    ("polynomial", "Polynomial arithmetic by number of operations (Fig. 8 analogue)", "polynomial", "polynomial",
-     ["polynomial"]),
-    ("induction", "Induction by size x n (Fig. 7 analogue)", "induction", "induction", ["induction"]),
-]
 
 STYLE = """body{font-family:sans-serif;max-width:1200px;margin:2em auto;padding:0 1em;color:#222}
 table{border-collapse:collapse;font-size:13px;margin:1em 0}td,th{border:1px solid #ccc;padding:3px 6px;text-align:left}
@@ -56,24 +41,23 @@ def index_html(cfg, table_rows, notes, bench):
              "Prediction</em> "
              f"(ICML 2024). Results: <code>{html.escape(str(cfg['results']))}</code>; "
              f"{len(table_rows['status'])} models in the config.</p>", "<ul>"]
-    parts += [f"<li><a href='#{sid}'>{html.escape(title)}</a></li>" for sid, title, *_ in sections()]
+    parts += [f"<li><a href='#{s.id}'>{html.escape(s.title)}</a></li>" for s in SECTIONS]
     parts.append("</ul>")
-    for section in sections():
+    for section in SECTIONS:
         parts += _section_html(section, table_rows, notes, bench)
     parts.append("</body></html>\n")
     return "\n".join(parts)
 
 
 def _section_html(section, table_rows, notes, bench):
-    sid, title, fig, table, _ = section
-    parts = [f"<h2 id='{sid}'>{html.escape(title)}</h2>"]
+    sid, table = section.id, section.table
+    parts = [f"<h2 id='{sid}'>{html.escape(section.title)}</h2>"]
     parts += [f"<p class='missing'>Missing: {html.escape(n)}</p>" for n in notes.get(sid, ())]
     if sid == "claims":
         parts.append(claims_html(table_rows["claims"]) + f"<p>{html.escape(CLAIMS_NOTE)}</p>")
-    if fig:
-        parts.append(f"<p><img src='{fig}.png' alt='{html.escape(title)}'></p>")
-    if sid == "training":
-        parts.append("<p><img src='val_loss.png' alt='final validation loss by size and n'></p>")
+    for i, f in enumerate(section.figures):
+        alt = section.title if i == 0 else f.label
+        parts.append(f"<p><img src='{f.stem}.png' alt='{html.escape(alt)}'></p>")
     if sid != "claims":
         parts.append(html_table(table_rows[table]))
     if sid == "cost" and bench:

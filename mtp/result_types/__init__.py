@@ -10,11 +10,11 @@ a file written by a newer schema is refused. The report then reads attributes, n
 """
 from mtp.result_types.base import SCHEMA_KEY, ResultFile, SchemaError, Typed
 from mtp.result_types.evals import BenchmarkScore, EvalCode, InductionEval, PolynomialEval, Problem, Sample, TaskEval
-from mtp.result_types.speed import (Crosscheck, Decode, DecodeBatch, DecodeRun, Dropped, Quality, Sampling, Spread,
-                                    TokensPerForward, Vllm, VllmBatch, VllmConfig, VllmCounts)
+from mtp.result_types.speed import (Compared, Crosscheck, Decode, DecodeBatch, DecodeRun, Dropped, Quality, Sampling,
+                                    Spread, Timed, TokensPerForward, Vllm, VllmBatch, VllmConfig, VllmCounts)
 from mtp.result_types.training import BenchTrain, History, Metrics, PeakStepMemory, Shape, TimeRatio, TrainShape
 
 __all__ = ["SCHEMA_KEY", "ResultFile", "SchemaError", "Typed", "BenchmarkScore", "EvalCode", "InductionEval",
-           "PolynomialEval", "Problem", "Sample", "TaskEval", "Crosscheck", "Decode", "DecodeBatch", "DecodeRun",
+           "PolynomialEval", "Problem", "Sample", "TaskEval", "Compared", "Timed", "Crosscheck", "Decode", "DecodeBatch", "DecodeRun",
            "Dropped", "Quality", "Sampling", "Spread", "TokensPerForward", "Vllm", "VllmBatch", "VllmConfig",
            "VllmCounts", "BenchTrain", "History", "Metrics", "PeakStepMemory", "Shape", "TimeRatio", "TrainShape"]

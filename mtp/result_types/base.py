@@ -52,14 +52,18 @@ def _convert(tp, value, strict, where):
 
 class Typed:
     """A JSON object read into a dataclass (see the module docstring). Keys that carry a number (val_loss_head_3,
-    naive_n4) match one of the class's KEYED patterns and are kept in its `keyed` field, read with at()."""
+    naive_n4) match one of the class's KEYED patterns and are kept in its `keyed` field, read with at(). RENAMED:
+    {name in an older schema: field}, applied when reading (a writer must use the field's name)."""
     KEYED: ClassVar[tuple] = ()
+    RENAMED: ClassVar[dict] = {}
 
     @classmethod
     def from_json(cls, d, strict=False, where=None):
         where = where or cls.__name__
         if not isinstance(d, dict):
             raise SchemaError(f"{where}: a JSON object expected, got {type(d).__name__}")
+        if not strict and cls.RENAMED:
+            d = {cls.RENAMED.get(k, k): v for k, v in d.items()}
         names = [f.name for f in fields(cls) if f.name != "keyed"]
         keyed = {k: v for k, v in d.items() if any(re.fullmatch(p, k) for p in cls.KEYED)}
         if strict:

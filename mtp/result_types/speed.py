@@ -1,6 +1,6 @@
 """decode.json (Decode) and vllm.json (Vllm), and the parts they share (Spread, Quality)."""
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import ClassVar, Optional
 
 from mtp.result_types.base import ResultFile, Typed
 
@@ -39,23 +39,9 @@ class Quality(Typed):
     loop_period: Optional[list] = None
 
 
-# ---- decode.json (mtp decode: mtp.decoding.timing)
-
 @dataclass
-class DecodeRun(Typed):
-    """One timed decoding configuration (autoregressive or speculative): mtp.decoding.engine.Stats and its timing."""
-    draft_tokens: Optional[int] = None
-    prompts: Optional[int] = None
-    new_tokens: Optional[int] = None
-    forwards: Optional[int] = None
-    prefills: Optional[int] = None
-    row_steps: Optional[int] = None
-    step_tokens: Optional[int] = None
-    tokens_per_forward: Optional[float] = None
-    verified_per_pos: list = field(default_factory=list)
-    accepted_per_pos: list = field(default_factory=list)
-    accept_rate_per_pos: Optional[list] = None
-    accepted_hist: list = field(default_factory=list)
+class Timed(Typed):
+    """Seconds and tokens per second of a timed run: the median over the interleaved rounds, every round, the range."""
     seconds: Optional[float] = None
     seconds_all: list = field(default_factory=list)
     tokens_per_s: Optional[float] = None
@@ -64,29 +50,50 @@ class DecodeRun(Typed):
     tokens_per_s_max: Optional[float] = None
 
 
+# ---- decode.json (mtp decode: mtp.decoding.timing)
+
 @dataclass
-class DecodeBatch(Typed):
-    """One batch size: autoregressive (ar) and self-speculative (spec) runs, their speed-up and lossless check."""
+class DecodeRun(Timed):
+    """One timed decoding configuration (autoregressive or speculative): mtp.decoding.engine.Stats and its timing.
+    Schema 1 (decode.json before the counters took vLLM's names) wrote row_steps, verified_per_pos, accepted_per_pos."""
+    RENAMED: ClassVar[dict] = {"row_steps": "num_drafts", "verified_per_pos": "num_draft_tokens_per_pos",
+                               "accepted_per_pos": "num_accepted_tokens_per_pos"}
+    draft_tokens: Optional[int] = None
+    prompts: Optional[int] = None
+    new_tokens: Optional[int] = None
+    forwards: Optional[int] = None
+    prefills: Optional[int] = None
+    num_drafts: Optional[int] = None
+    step_tokens: Optional[int] = None
+    tokens_per_forward: Optional[float] = None
+    num_draft_tokens_per_pos: list = field(default_factory=list)
+    num_accepted_tokens_per_pos: list = field(default_factory=list)
+    accept_rate_per_pos: Optional[list] = None
+    accepted_hist: list = field(default_factory=list)
+
+
+@dataclass
+class Compared(Typed):
+    """A baseline run (ar) against a speculative one (spec) at one batch size: the speed-up and tokens per forward."""
     batch_size: Optional[int] = None
     ar: Optional[DecodeRun] = None
     spec: Optional[DecodeRun] = None
     speedup: Optional[float] = None
     speedup_spread: Optional[Spread] = None
     tokens_per_forward: Optional[float] = None
+
+
+@dataclass
+class DecodeBatch(Compared):
+    """Autoregressive against self-speculative greedy decoding, with the lossless check."""
     lossless: Optional[bool] = None
     mismatched_prompts: Optional[int] = None
 
 
 @dataclass
-class Sampling(Typed):
+class Sampling(Compared):
     """Speculative sampling at a temperature against plain sampling."""
     temperature: Optional[float] = None
-    batch_size: Optional[int] = None
-    ar: Optional[DecodeRun] = None
-    spec: Optional[DecodeRun] = None
-    speedup: Optional[float] = None
-    speedup_spread: Optional[Spread] = None
-    tokens_per_forward: Optional[float] = None
 
 
 @dataclass
@@ -99,6 +106,8 @@ class TokensPerForward(Typed):
 
 @dataclass
 class Decode(ResultFile):
+    """Schema 2: the decoding counters under vLLM's names (DecodeRun.RENAMED reads schema 1)."""
+    SCHEMA_VERSION: ClassVar[int] = 2
     dataset: Optional[str] = None
     size: Optional[str] = None
     n: Optional[int] = None
@@ -128,7 +137,7 @@ class Decode(ResultFile):
 
 @dataclass
 class VllmCounts(Typed):
-    """vLLM's speculative-decoding counters (mtp.serving.timing.COUNTERS), of one prompt alone."""
+    """vLLM's speculative-decoding counters (mtp.decoding.engine.COUNTERS), of one prompt alone."""
     num_drafts: Optional[int] = None
     num_draft_tokens: Optional[int] = None
     num_accepted_tokens: Optional[int] = None
@@ -137,18 +146,12 @@ class VllmCounts(Typed):
 
 
 @dataclass
-class VllmBatch(Typed):
+class VllmBatch(Timed):
     """One batch size of one configuration: its timing over the interleaved rounds and its counters."""
     batch_size: Optional[int] = None
     repeats: Optional[int] = None
     new_tokens: Optional[int] = None
     outputs: Optional[list] = None
-    seconds: Optional[float] = None
-    seconds_all: list = field(default_factory=list)
-    tokens_per_s: Optional[float] = None
-    tokens_per_s_all: list = field(default_factory=list)
-    tokens_per_s_min: Optional[float] = None
-    tokens_per_s_max: Optional[float] = None
     tokens_per_s_stdev: Optional[float] = None
     speedup: Optional[float] = None
     speedup_all: Optional[list] = None

@@ -31,14 +31,17 @@ def bench(cfg, dataset, size, n, batch_sizes=(1, 8)):
 
 def summary(result, model, k, batch_sizes):
     """The JSON line of `mtp bench vllm` (keys in bench()) from a vLLM stage result whose heads drafted k
-    tokens (configuration heads_k<k>)."""
+    tokens (configuration heads_k<k>; other k left out): every configuration it served and every registered
+    baseline (None where it did not run)."""
     out = {"model": model, "vllm_version": result["vllm_version"], "device": result["device"],
            "draft_model": result["draft_model"], "note": result.get("note", ""),
            "output_degenerate": (result.get("quality") or {}).get("degenerate"),
            "degenerate_prompts": (result.get("quality") or {}).get("degenerate_prompts")}
-    by_name = {("heads" if r["name"] == f"heads_k{k}" else r["name"]): r for r in result["configs"]}
+    by_name = {("heads" if r["name"] == f"heads_k{k}" else r["name"]): r for r in result["configs"]
+               if not r["name"].startswith("heads_k") or r["name"] == f"heads_k{k}"}
+    keys = dict.fromkeys(["nospec", "heads", *VLLM_BASELINES, *by_name])  # served ones, and every registered baseline
     for b in batch_sizes:
-        for key in ("nospec", "heads", *VLLM_BASELINES):
+        for key in keys:
             row = next((x for x in by_name[key]["per_batch"] if x["batch_size"] == b), None) if key in by_name else None
             out[f"{key}_tokens_per_s_b{b}"] = row and row["tokens_per_s"]
             if key != "nospec":

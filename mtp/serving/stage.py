@@ -62,7 +62,7 @@ from mtp.serving import baselines as vllm_baselines
 from mtp import measure as M
 from mtp.serving import timing as T
 from mtp.serving.plugin import DIE_WITH_PARENT
-from mtp.serving.timing import COUNTERS  # noqa: F401 (the counters compared with the native engine)
+from mtp.decoding.engine import COUNTERS  # noqa: F401 (the counters compared with the native engine)
 
 
 # ---------------------------------------------------------------- vLLM set-up

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 
 from mtp import UserError
 from mtp import measure as M
+from mtp.decoding.engine import COUNTERS  # vLLM's counter names, kept by the native engine too
 
 # Thread counts that vLLM's CPU worker must not inherit: vLLM pins the worker to its own cores and sets
 # its OMP_NUM_THREADS to their number (VLLM_CPU_OMP_THREADS_BIND=auto; on 2 cores: CPU 0, one thread),
@@ -34,7 +35,6 @@ from mtp import measure as M
 # measured on the tiny study; OPENBLAS_NUM_THREADS=2: ~2x), while ngram ran at full speed.
 BLAS_THREAD_VARS = ("MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "GOTO_NUM_THREADS", "VECLIB_MAXIMUM_THREADS",
                     "NUMEXPR_NUM_THREADS")
-COUNTERS = ("num_drafts", "num_draft_tokens", "num_accepted_tokens", "num_accepted_tokens_per_pos")
 SPIN_TAIL_S = 1.1  # > the 1 s an idle vLLM worker keeps busy-polling after its last step
 
 

@@ -3,8 +3,8 @@ schema version (ResultFile); see mtp.result_types."""
 import functools
 import re
 import typing
-from dataclasses import fields
-from typing import ClassVar
+from dataclasses import dataclass, fields
+from typing import ClassVar, Optional
 
 SCHEMA_KEY = "schema_version"
 
@@ -82,9 +82,11 @@ class Typed:
         return self.keyed.get(key)
 
 
+@dataclass
 class ResultFile(Typed):
-    """A whole result file: SCHEMA_VERSION is the layout it is written in."""
+    """A whole result file: SCHEMA_VERSION is the layout it is written in, schema_version the file's own."""
     SCHEMA_VERSION: ClassVar[int] = 1
+    schema_version: Optional[int] = None
 
     @classmethod
     def check(cls, data):

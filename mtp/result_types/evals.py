@@ -51,7 +51,6 @@ class EvalCode(ResultFile):
     config: Optional[dict] = None
     benchmarks: dict[str, BenchmarkScore] = field(default_factory=dict)
     metrics: Optional[dict] = None
-    schema_version: Optional[int] = None
 
 
 # ---- eval_<task>.json (mtp eval <task>: mtp.evals.<task>; a task names its class in mtp.tasks)
@@ -68,7 +67,6 @@ class TaskEval(ResultFile):
     num_tests: Optional[int] = None
     test_seed: Optional[int] = None
     metrics: Optional[dict] = None
-    schema_version: Optional[int] = None
 
     def metric(self, name):
         """A value of "metrics" (the task's headline metric and others), or None."""

@@ -130,7 +130,6 @@ class Decode(ResultFile):
     tokens_per_forward_by_k: list[TokensPerForward] = field(default_factory=list)
     sampling: Optional[Sampling] = None
     metrics: Optional[dict] = None
-    schema_version: Optional[int] = None
 
 
 # ---- vllm.json (mtp vllm: mtp.serving.stage)
@@ -214,4 +213,3 @@ class Vllm(ResultFile):
     configs: list[VllmConfig] = field(default_factory=list)
     crosscheck: Optional[Crosscheck] = None
     metrics: Optional[dict] = None
-    schema_version: Optional[int] = None

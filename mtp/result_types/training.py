@@ -44,7 +44,6 @@ class Metrics(ResultFile):
     val_history: Optional[History] = None
     train_run_id: Optional[str] = None
     logged_model_id: Optional[str] = None
-    schema_version: Optional[int] = None
     keyed: dict = field(default_factory=dict)
 
 
@@ -99,5 +98,4 @@ class BenchTrain(ResultFile):
     repeats: Optional[int] = None
     shapes: list[TrainShape] = field(default_factory=list)
     peak_step_mem_mb: Optional[dict] = None  # files of an older mtp bench (one shape)
-    schema_version: Optional[int] = None
     keyed: dict = field(default_factory=dict)

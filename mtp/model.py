@@ -113,11 +113,11 @@ def apply_rope(x, cos, sin):
     return out.type_as(x)
 
 
-def attend(q, k, v, mask):
-    """Causal (mask None) or masked attention; q (B, nh, T, hs), k/v (B, nkv, S, hs) with nkv dividing nh
-    (grouped-query attention: query head i reads key/value head i // (nh / nkv))."""
-    return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=mask is None,
-                                          enable_gqa=k.shape[1] != q.shape[1])
+def attend(q, k, v, mask, gqa):
+    """Causal (mask None) or masked attention; q (B, nh, T, hs), k/v (B, nkv, S, hs) with nkv dividing nh; gqa:
+    nkv < nh (grouped-query attention: query head i reads key/value head i // (nh / nkv)), a Python bool from the
+    module's head counts (so that torch.compile with dynamic shapes sees a constant)."""
+    return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=mask is None, enable_gqa=gqa)
 
 
 class Attention(nn.Module):
@@ -138,7 +138,7 @@ class Attention(nn.Module):
         q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
         if kv is not None:
             k, v = kv.update(k, v)  # (B, nkv, S, hs)
-        y = attend(q, k, v, mask)  # (B, nh, T, hs)
+        y = attend(q, k, v, mask, self.nkv != self.nh)  # (B, nh, T, hs)
         return self.wo(y.transpose(1, 2).reshape(B, T, C))  # (B, T, C)
 
 

@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from mtp.decoding import engine as D
+from mtp.heads import sequential as S
 from mtp.model import ModelConfig, MTPModel
 from mtp.training.step import head_targets, mtp_backward
 
@@ -63,7 +64,10 @@ def full_forward_drafts(model, seq, pending, drafts):
 @pytest.mark.parametrize("make", [lambda: sequential_model(4, seed=1), lambda: cyclic(4, steps=30, noise=0.2)],
                          ids=["random", "trained-perturbed"])
 def test_every_draft_is_the_full_forwards_prediction(make):
-    model, k = make(), 3
+    drafts_are_full_forward_predictions(make())
+
+
+def drafts_are_full_forward_predictions(model, k=3):
     prompts = prompts_for(3)
     B = len(prompts)
     cache = D.KVCache(model, B, 96, k)
@@ -82,6 +86,22 @@ def test_every_draft_is_the_full_forwards_prediction(make):
             x = x_next
     assert cache.lengths.tolist() == [len(s) for s in seqs]
     assert hist[0] > 0 and sum(hist[1:]) > 0, hist  # rejections and acceptances (perturbed: every length)
+    return cache.proposer
+
+
+def test_compiled_drafting_drafts_as_eager_and_is_lossless():
+    """decode.compile (the drafting pass as one torch.compile graph, dynamic shapes): every draft is still the full
+    forward's prediction, and decoding gives head 1's greedy output at batch 1 and in a batch whose rows finish at
+    different steps (eod) and leave it (compaction: fewer rows, a new shape)."""
+    model = cyclic(4, steps=30, noise=0.2)
+    prompts = prompts_for(5, count=6)
+    ar, _ = D.decode(model, prompts, 24, eod_id=5, draft_tokens=0, batch_size=6)
+    model.behaviour.compile_drafting = True
+    assert drafts_are_full_forward_predictions(model).draft is not S.draft_chain
+    for bs in (1, 6):
+        spec, stats = D.decode(model, prompts, 24, eod_id=5, draft_tokens=3, batch_size=bs)
+        assert spec == ar and stats.tokens_per_forward > 1, bs
+    assert len({len(o) for o in ar}) > 1  # rows stop at different steps
 
 
 @pytest.mark.parametrize("n", [2, 4])

@@ -36,6 +36,7 @@ def bench_model(cfg, entry, device="cpu"):
     if dc.get("threads"):
         torch.set_num_threads(dc["threads"])
     model, payload = checkpoint.load_model(entry["dir"], device=device)
+    model.behaviour.compile_drafting = dc["compile"]  # compiled on the first (untimed) run
     k = D.check_draft_tokens(model, dc["draft_tokens"] if model.cfg.n_heads > 1 else 0)
     prompts = DT.study_prompts(dc, payload["data_dir"])
     prompt_len = max(map(len, prompts))  # val windows: decode.prompt_len each

@@ -27,6 +27,8 @@ class HeadBehaviour:
     def __init__(self, entry):
         self.entry = entry  # the torch-free registry entry (mtp.head_types.HeadType)
         self.name = entry.name
+        # decode.compile: compile the drafting a proposer runs in Python per step (sequential heads' module passes)
+        self.compile_drafting = False
 
     def modules(self, cfg):
         """The model's n head modules, head 1 first."""

@@ -67,7 +67,7 @@ class FusedHeads(nn.Module):
         q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
         if kv is not None:
             k, v = kv.update(k, v)
-        y = attend(q, k, v, mask)  # (B, k*nh, T, hs)
+        y = attend(q, k, v, mask, self.nkv != self.nh)  # (B, k*nh, T, hs)
         y = y.view(B, self.k, -1, T, self.hs).permute(1, 0, 3, 2, 4).reshape(self.k, B * T, C)
         x = z.reshape(1, B * T, C) + torch.bmm(y, self.wo)  # (k, B*T, C)
         a, b = torch.bmm(_rms(x, self.eps), self.w13).chunk(2, dim=-1)

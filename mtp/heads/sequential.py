@@ -24,7 +24,7 @@ KV-cache layer. Positions before 0 (short prompts) are clamped to 0 and recomput
 import torch
 import torch.nn as nn
 
-from mtp import UserError
+from mtp import UserError, require_compiler
 from mtp.heads.base import OnHead1
 from mtp.heads.proposer import Proposer
 from mtp.model import Block, RMSNorm, rope_tables
@@ -61,7 +61,11 @@ class ChainState:
 
 class ChainProposer(Proposer):
     """Heads 1..k+1 of a model with sequential heads, for decoding: a decode forward runs head 1 only, propose()
-    drafts with the modules in turn."""
+    drafts with the modules in turn (compiled: greedy drafting as one torch.compile graph, compiled_draft_chain)."""
+
+    def __init__(self, model, k, compiled=False):
+        super().__init__(model, k)
+        self.draft = compiled_draft_chain() if compiled and k else draft_chain
 
     def cache_layers(self, cache, layer):
         """Head 1's cache layer, one per module 1..k, and the ChainState (last)."""
@@ -83,10 +87,11 @@ class ChainProposer(Proposer):
     def propose(self, cache, hd, j, x, sampler=None):
         """After a forward and its rollback (cache.lengths = P+1), x (B,) the pending tokens -> drafts (B, k)
         (hd, j: unused, the modules run here):
-        argmax of each module in turn, or drawn at the sampler's temperature (its q: every draft's distribution)."""
+        argmax of each module in turn (draft_chain, compiled if asked), or drawn at the sampler's temperature (its
+        q: every draft's distribution; eager)."""
         if self.k == 0:
             return x.new_zeros(x.shape[0], 0)
-        model, state, layers = self.model, cache.heads[-1], cache.heads[1:-1]
+        state = cache.heads[-1]
         S, T = state.span
         w = max(T, self.k)
         B = x.shape[0]
@@ -95,18 +100,40 @@ class ChainProposer(Proposer):
         rows = cache.rows.expand(B, w)
         state.tokens[rows[:, 0], P + 1] = x
         mask = (cache.keys[None, None, :S] <= pos[:, :, None])[:, None]  # (B, 1, w, S')
-        cos, sin = rope_tables(model.cfg, pos)  # (B, w, hs/2)
-        prev, drafts = state.h1[rows, pos], []
         cache.step = rows, pos, S  # where every module's cache layer writes (LayerCache.update)
-        for j in range(1, self.k + 1):
-            emb = model.tok_emb(state.tokens[rows, pos + j])
-            prev = model.heads[j](prev, cos, sin, layers[j - 1], mask, emb=emb)  # (B, w, C)
-            logits = model.logits(j, prev[:, -1])  # (B, V): at P
-            d = logits.argmax(-1) if sampler is None else sampler.propose_next(logits, first=j == 1)
-            state.tokens[rows[:, 0], P + 1 + j] = d
-            drafts.append(d)
+        draft = draft_chain if sampler is not None else self.draft
+        drafts = draft(self.model, cache.heads[1:-1], state.tokens, state.h1, rows, pos, P, mask, self.k, sampler)
         cache.step = None
-        return torch.stack(drafts, dim=1)
+        return drafts
+
+
+def draft_chain(model, layers, tokens, h1, rows, pos, P, mask, k, sampler=None):
+    """The modules in turn over the window `pos` (B, w) ending at P (B,): module j reads module j-1's states (module
+    1: head 1's normed states h1) and the tokens j ahead (its own drafts written into `tokens` as it goes) -> drafts
+    (B, k). One graph under torch.compile (greedy): no host reads, every tensor preallocated or made here."""
+    cos, sin = rope_tables(model.cfg, pos)  # (B, w, hs/2)
+    prev, drafts = h1[rows, pos], []
+    for j in range(1, k + 1):
+        emb = model.tok_emb(tokens[rows, pos + j])
+        prev = model.heads[j](prev, cos, sin, layers[j - 1], mask, emb=emb)  # (B, w, C)
+        logits = model.logits(j, prev[:, -1])  # (B, V): at P
+        d = logits.argmax(-1) if sampler is None else sampler.propose_next(logits, first=j == 1)
+        tokens[rows[:, 0], P + 1 + j] = d
+        drafts.append(d)
+    return torch.stack(drafts, dim=1)
+
+
+_compiled = None
+
+
+def compiled_draft_chain():
+    """draft_chain under torch.compile (dynamic shapes: batch rows, window and keys span vary; compiled on first
+    use, ~10 s per batch-size class on 2 cores; a C++ compiler is needed on CPU)."""
+    global _compiled
+    if _compiled is None:
+        require_compiler("decode.compile")
+        _compiled = torch.compile(draft_chain, dynamic=True)
+    return _compiled
 
 
 class Sequential(OnHead1):
@@ -125,7 +152,7 @@ class Sequential(OnHead1):
         return super().states(model, z, cos, sin, heads, kvs, mask, ahead)
 
     def proposer(self, model, k):
-        return ChainProposer(model, k)
+        return ChainProposer(model, k, compiled=self.compile_drafting)
 
     def check_targets(self, targets):
         if targets == "greedy":

@@ -5,8 +5,6 @@ The loop logs to a run it is handed (the interface of mtp.tracking.Run: params, 
 the train stage opens it, so this library never imports MLflow. Only rank 0 logs and writes.
 """
 import math
-import os
-import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,7 +14,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from mtp import UserError, checkpoint, head_types
+from mtp import UserError, checkpoint, head_types, require_compiler
 from mtp.config import data_dir
 from mtp.data import TokenData
 from mtp.io import write_json
@@ -148,9 +146,7 @@ def build_model(mcfg, tc, dist, device, source=None):
     model.activation_checkpointing = tc["activation_checkpointing"]
     dist.wrap(model, tc, device)
     if tc["compile"]:
-        if device.type == "cpu" and not shutil.which(os.environ.get("CXX", "g++")):
-            raise UserError("train.compile: true needs a C++ compiler on CPU (torch.compile writes C++ kernels) "
-                            "and $CXX or g++ is not on PATH: install one (apt-get install g++) or set train.compile: false")
+        require_compiler("train.compile", device.type)
         for block in [*model.trunk, *model.heads]:
             block.compile()
     return model

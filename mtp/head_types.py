@@ -14,6 +14,7 @@ the pipeline needs to know about it, so that no stage tests a head type's name:
 - `export`: None when `mtp export` / vLLM can serve the type, else the one-line reason it cannot;
 - `first`: head 1's module when it differs from the others (Medusa, sequential: head 1 is the model's last
   transformer block, taking one trunk block);
+- `shared`: heads 2..n are one module applied at every depth (its parameters counted once);
 - `behaviour_class`: the class (a mtp.heads.base.HeadBehaviour, "module:Class") that owns what the type does beyond
   its modules' forward: its states, its part of the memory-efficient backward, its proposer for decoding, its new
   heads' init when added to a model, its export; default: parallel heads on z, decoded one by one.
@@ -43,6 +44,14 @@ class HeadType:
     export: Optional[str] = None
     first: Optional[Union[str, Callable]] = None
     behaviour_class: Union[str, Callable] = "mtp.heads.base:HeadBehaviour"
+    shared: bool = False
+
+    def blocks(self, n):
+        """Transformer blocks n heads take from a size's L (parameter matching): one per head (takes_block), head
+        1's (first), head 1's and the one module heads 2..n share (shared), or none."""
+        if self.shared:
+            return 1 + (n > 1)
+        return n if self.takes_block else 1 if self.first else 0
 
     def module(self, i=1):
         """The nn.Module class of head i (0-based; imports it)."""
@@ -64,9 +73,8 @@ def get(name, where="train.head_type"):
 
 
 def n_trunk(n_layers, n_heads, head_type):
-    """Trunk depth: L-n when each head takes a block (parameter matching), L-1 when only head 1 does, else L."""
-    t = get(head_type)
-    return n_layers - (n_heads if t.takes_block else 1 if t.first else 0)
+    """Trunk depth: L less the blocks the heads take (HeadType.blocks)."""
+    return n_layers - get(head_type).blocks(n_heads)
 
 
 def _layers(dim, n_layers, n_heads, head_type, hidden, kv_dim=None):
@@ -75,7 +83,8 @@ def _layers(dim, n_layers, n_heads, head_type, hidden, kv_dim=None):
     t = get(head_type)
     kv_dim = dim if kv_dim is None else kv_dim
     head = t.params(dim, hidden, kv_dim)
-    heads = _block(dim, hidden, kv_dim) + (n_heads - 1) * head if t.first else n_heads * head
+    modules = (n_heads > 1) if t.shared else n_heads - 1 if t.first else n_heads
+    heads = _block(dim, hidden, kv_dim) * bool(t.first) + modules * head
     return n_trunk(n_layers, n_heads, head_type) * _block(dim, hidden, kv_dim) + heads
 
 
@@ -118,3 +127,7 @@ register(HeadType("sequential", "mtp.heads.sequential:SequentialHead", attends=T
                          "our plugin's drafter takes all drafts from one forward; decode sequential heads natively "
                          "with `mtp decode` (README: Head types)"))
 # DeepSeek-V3's MTP modules (mtp/heads/sequential.py): norms, 2d -> d projection, one block, own final norm
+register(HeadType("recursive", "mtp.heads.sequential:SequentialHead", attends=True, takes_block=False,
+                  params=lambda d, h, kv: _block(d, h, kv) + 2 * d * d + 3 * d, first="mtp.model:Block", shared=True,
+                  behaviour_class="mtp.heads.recursive:Recursive"))
+# one MTP module at every depth, as vLLM's eagle-style MTP drafting runs it (mtp/heads/recursive.py)

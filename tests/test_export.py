@@ -105,6 +105,32 @@ def test_n1_is_a_plain_llama_without_drafter(tmp_path):
         torch.testing.assert_close(load_hf(out["hf"])(idx).logits, model(idx)[0], rtol=1e-5, atol=1e-5)
 
 
+def test_recursive_heads_export_in_mimos_layout(tmp_path):
+    """Recursive heads (one module at every depth) export as XiaomiMiMo's checkpoint, which vLLM serves with method
+    mtp: transformers loads it as Qwen2 (zero attention biases) with head 1's logits exactly; the module is
+    model.mtp_layers.0 once; no drafter folder."""
+    from safetensors.torch import load_file
+    model, model_dir = make_model(tmp_path, n=3, head_type="recursive")
+    out = export(model_dir)
+    assert out["drafter"] is None and not (model_dir / "hf-drafter").exists()
+    conf = json.loads((model_dir / "hf" / "config.json").read_text())
+    assert conf["architectures"] == ["MiMoForCausalLM"] and conf["num_nextn_predict_layers"] == 1
+    assert conf["num_hidden_layers"] == model.cfg.n_trunk + 1
+    hf = load_hf(out["hf"])
+    assert type(hf).__name__ == "Qwen2ForCausalLM"
+    idx = torch.randint(0, 300, (2, 30), generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        torch.testing.assert_close(hf(idx).logits, model(idx, heads=[0])[0], rtol=1e-5, atol=1e-5)
+    w = load_file(f"{out['hf']}/model.safetensors")
+    mtp_keys = {k for k in w if k.startswith("model.mtp_layers.")}
+    assert {k.split(".")[2] for k in mtp_keys} == {"0"} and len(mtp_keys) == 16  # MiMo's 16 tensors of a layer
+    m = model.heads[1]
+    assert torch.equal(w["model.mtp_layers.0.input_proj.weight"], m.proj.weight)
+    assert torch.equal(w["model.mtp_layers.0.final_layernorm.weight"], m.norm.weight)
+    assert torch.equal(w["model.mtp_layers.0.self_attn.q_proj.weight"], m.block.attn.wq.weight)
+    assert not w["model.mtp_layers.0.self_attn.q_proj.bias"].any()
+
+
 @pytest.mark.parametrize("head_type, why", [("linear", "export supports transformer heads only"),
                                             ("sequential", "first MTP layer for every draft position")])
 def test_heads_vllm_cannot_serve_are_refused_with_the_reason(tmp_path, head_type, why):

@@ -17,19 +17,19 @@ V = 16
 pytestmark = pytest.mark.usefixtures("one_thread")  # conftest: tiny matmuls on one thread
 
 
-def sequential_model(n, seed=0, scale=100.0):
+def sequential_model(n, seed=0, scale=100.0, head_type="sequential"):
     torch.manual_seed(seed)
     m = MTPModel(ModelConfig(vocab_size=V, dim=32, n_layers=n + 2, n_attn_heads=2, n_heads=n,
-                             head_type="sequential", max_seq_len=256)).eval()
+                             head_type=head_type, max_seq_len=256)).eval()
     with torch.no_grad():
         m.lm_head.weight.mul_(scale)  # logit gaps far above float rounding
     return m
 
 
-def cyclic(n, steps=150, skip=1, noise=0.0):
+def cyclic(n, steps=150, skip=1, noise=0.0, head_type="sequential"):
     """Trained (memory-efficient backward) on the sequences t, t+skip, t+2*skip, .. mod V: drafts are right;
     `noise` then perturbs the modules (heads 2..n): a mix of accepted lengths."""
-    model = sequential_model(n, scale=1.0)
+    model = sequential_model(n, scale=1.0, head_type=head_type)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-2)
     model.train()
     for step in range(steps):
@@ -61,10 +61,12 @@ def full_forward_drafts(model, seq, pending, drafts):
     return [int(lg[0, -1].argmax()) for lg in logits[1:]]
 
 
-@pytest.mark.parametrize("make", [lambda: sequential_model(4, seed=1), lambda: cyclic(4, steps=30, noise=0.2)],
-                         ids=["random", "trained-perturbed"])
-def test_every_draft_is_the_full_forwards_prediction(make):
-    drafts_are_full_forward_predictions(make())
+@pytest.mark.parametrize("head_type", ["sequential", "recursive"])
+@pytest.mark.parametrize("make", [lambda t: sequential_model(4, seed=1, head_type=t),
+                                  lambda t: cyclic(4, steps=30, noise=0.2, head_type=t)], ids=["random", "trained-perturbed"])
+def test_every_draft_is_the_full_forwards_prediction(make, head_type):
+    """Recursive heads (mtp/heads/recursive.py): the full forward is training's depth_states, every chain at once."""
+    drafts_are_full_forward_predictions(make(head_type))
 
 
 def drafts_are_full_forward_predictions(model, k=3):
@@ -104,10 +106,12 @@ def test_compiled_drafting_drafts_as_eager_and_is_lossless():
     assert len({len(o) for o in ar}) > 1  # rows stop at different steps
 
 
+@pytest.mark.parametrize("head_type", ["sequential", "recursive"])
 @pytest.mark.parametrize("n", [2, 4])
-def test_sequential_speculative_is_lossless_and_drafts_right_when_trained(n):
+def test_sequential_speculative_is_lossless_and_drafts_right_when_trained(n, head_type):
     accepted = []
-    for model, seed in [(cyclic(n, skip=3), 0), (sequential_model(n, seed=1), 1), (sequential_model(n, seed=2), 2)]:
+    for model, seed in [(cyclic(n, skip=3, head_type=head_type), 0), (sequential_model(n, seed=1, head_type=head_type), 1),
+                        (sequential_model(n, seed=2, head_type=head_type), 2)]:
         prompts = prompts_for(seed)
         ar, _ = D.decode(model, prompts, 20, draft_tokens=0, batch_size=1)
         for k, bs in [(n - 1, 1), (n - 1, 5), (1, 5)]:

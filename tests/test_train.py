@@ -25,7 +25,7 @@ def grads(model):
     return {k: p.grad.clone() for k, p in model.named_parameters() if p.grad is not None}
 
 
-@pytest.mark.parametrize("head_type", ["transformer", "linear", "medusa", "sequential"])
+@pytest.mark.parametrize("head_type", ["transformer", "linear", "medusa", "sequential", "recursive"])
 @pytest.mark.parametrize("n, n_kv_heads", [(1, None), (2, None), (4, None), (4, 1)])  # (4, 1): grouped-query
 def test_memory_efficient_gradients_equal_naive(n, n_kv_heads, head_type):
     model = small_model(n, head_type, n_kv_heads=n_kv_heads)
@@ -312,7 +312,7 @@ def test_weighted_head_losses_have_the_naive_weighted_gradients(spec):
     assert not torch.allclose(got["naive", False]["heads.1.mlp.w2.weight"], got["naive", True]["heads.1.mlp.w2.weight"])
 
 
-@pytest.mark.parametrize("head_type", ["transformer", "medusa", "sequential"])
+@pytest.mark.parametrize("head_type", ["transformer", "medusa", "sequential", "recursive"])
 def test_heads_added_to_a_trained_model_keep_its_greedy_output(tiny_cfg, tmp_path, head_type):
     """init_from mtp:<n=1 model> with train.freeze: trunk: the source's embedding, trunk, head 1, norm and
     unembedding are bit for bit the source's after training, so greedy output is the source model's; the new

@@ -88,14 +88,19 @@ def _cfg(tmp_path, n_heads=(1, 3), sizes=("toy",), vllm=None, sweeps=None, datas
 def test_configurations(tmp_path):
     cfg = _cfg(tmp_path, sizes=("big", "toy"))
     exported = {"hf": "/m/hf", "drafter": "/m/hf-drafter"}
-    runs = S.configurations(3, exported, cfg["vllm"], [1, 2], "/d/hf")
+    from mtp import head_types
+    served = head_types.get("transformer").behaviour().served
+    runs = S.configurations(served, exported, cfg["vllm"], [1, 2], "/d/hf")
     assert [r[0] for r in runs] == ["nospec", "heads_k1", "heads_k2", "ngram", "draft"]
     assert runs[0][2] == runs[3][2] == runs[4][2] == {"mtp_serve_heads": 1}  # baselines: head 1 only
     assert runs[2][2] == {"mtp_serve_heads": 3} and runs[2][3] == {
         "method": "medusa", "model": "/m/hf-drafter", "num_speculative_tokens": 2}
     assert runs[3][3]["method"] == "ngram" and runs[4][3]["model"] == "/d/hf"
-    base = S.configurations(1, {"hf": "/m/hf", "drafter": None}, cfg["vllm"], [], None)
+    base = S.configurations(served, {"hf": "/m/hf", "drafter": None}, cfg["vllm"], [], None)
     assert [r[0] for r in base] == ["nospec", "ngram"]
+    recursive = S.configurations(head_types.get("recursive").behaviour().served, {"hf": "/m/hf", "drafter": None},
+                                 cfg["vllm"], [1, 2], None)  # vLLM's own MTP route: no drafter, no plugin
+    assert recursive[0][2] == {} and recursive[2][2:] == ({}, {"method": "mtp", "num_speculative_tokens": 2})
 
 
 def test_draft_tokens_say_every_k_or_a_list(tmp_path):
@@ -228,7 +233,7 @@ def train(n, data, steps=150, seed=0, shape=None, head_type="transformer"):
         ix = torch.randint(0, len(data) - T - n, (B,))
         x = torch.stack([data[i:i + T] for i in ix])  # (B, T)
         targets = [torch.stack([data[i + 1 + h:i + 1 + h + T] for i in ix]) for h in range(n)]
-        loss = sum(head_losses(model(x), targets))
+        loss = sum(head_losses(model(x, ahead=targets), targets))  # ahead: read by chained heads
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -439,12 +444,14 @@ def test_no_vllm_process_outlives_the_stage(study):
 
 
 @pytest.mark.slow
-def test_medusa_heads_served_by_vllms_own_medusa(tmp_path):
-    """A medusa model exported in vLLM's Medusa format runs through `mtp vllm` with vLLM's own `medusa` drafter
-    (no class of ours): greedy output equal to native and acceptance counts per position equal at batch 1."""
+@pytest.mark.parametrize("head_type", ["medusa", "recursive"])
+def test_heads_served_by_vllms_own_drafters(tmp_path, head_type):
+    """A medusa model exported in vLLM's Medusa format runs through `mtp vllm` with vLLM's own `medusa` drafter, a
+    recursive model exported in MiMo's layout with vLLM's own `mtp` method (no class of ours either way): greedy
+    output equal to native and acceptance counts per position equal at batch 1."""
     pytest.importorskip("vllm")
     from mtp.checkpoint import save_model
-    cfg = _cfg(tmp_path, sweeps=[{"dataset": "toy", "sizes": ["toy"], "n_heads": [3], "head_types": ["medusa"]}],
+    cfg = _cfg(tmp_path, sweeps=[{"dataset": "toy", "sizes": ["toy"], "n_heads": [3], "head_types": [head_type]}],
                vllm={"ngram": False, "draft_model": False, "batch_sizes": [1, 2], "draft_tokens": [2]})
     cfg["tracking"]["uri"] = f"sqlite:///{tmp_path / 'mlflow.db'}"
     cfg_path = tmp_path / "config.yaml"
@@ -452,18 +459,24 @@ def test_medusa_heads_served_by_vllms_own_medusa(tmp_path):
     data_dir = _write_data(cfg)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
-    model = train(3, torch.tensor(corpus(20000, 0)), head_type="medusa")
+    model = train(3, torch.tensor(corpus(20000, 0)), head_type=head_type)
     torch.set_num_threads(threads)
-    entry = config.find_model(cfg, "toy", "toy-medusa", 3)
+    slot = f"toy-{head_type}"
+    entry = config.find_model(cfg, "toy", slot, 3)
     save_model(entry["dir"], model, {"dataset": "toy", "size": "toy", "n": 3, "data_dir": str(data_dir),
-                                     "train_run_id": "medusa"})
+                                     "train_run_id": head_type})
     proc = subprocess.run([str(BIN / "mtp"), "vllm", "--config", str(cfg_path), "--dataset", "toy", "--size",
-                           "toy-medusa", "--n-heads", "3"], capture_output=True, text=True, timeout=1200)
+                           slot, "--n-heads", "3"], capture_output=True, text=True, timeout=1200)
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
     result = json.loads((Path(entry["dir"]) / "vllm.json").read_text())
     assert [r["name"] for r in result["configs"]] == ["nospec", "heads_k2"]  # k = 2 only: one engine less
     assert result["crosscheck"]["ok"], result["crosscheck"]["problems"]
-    drafter = json.loads((Path(entry["dir"]) / "hf-drafter" / "config.json").read_text())
-    assert drafter["architectures"] == ["MedusaModel"]
-    k2 = result["configs"][1]["per_batch"][0]
-    assert k2["num_accepted_tokens"] > 0 and len(k2["acceptance_rate_per_pos"]) == 2  # both blocks drafted
+    k2 = result["configs"][1]
+    if head_type == "medusa":
+        drafter = json.loads((Path(entry["dir"]) / "hf-drafter" / "config.json").read_text())
+        assert drafter["architectures"] == ["MedusaModel"] and k2["method"] == "medusa"
+    else:
+        assert not (Path(entry["dir"]) / "hf-drafter").exists() and k2["method"] == "mtp"
+    b1 = k2["per_batch"][0]
+    assert b1["num_accepted_tokens"] > 0 and len(b1["acceptance_rate_per_pos"]) == 2  # both blocks drafted
+    assert b1["acceptance_rate_per_pos"][1] > 0  # the second draft accepted too (recursive: the module's 2nd depth)

@@ -38,11 +38,11 @@ from mtp import results
 
 TARGET_ARCH = "MTPLlamaForCausalLM"
 
-_BLOCK = {"attn_norm.weight": "input_layernorm.weight", "mlp_norm.weight": "post_attention_layernorm.weight",
-          "attn.wq.weight": "self_attn.q_proj.weight", "attn.wk.weight": "self_attn.k_proj.weight",
-          "attn.wv.weight": "self_attn.v_proj.weight", "attn.wo.weight": "self_attn.o_proj.weight",
-          "mlp.w1.weight": "mlp.gate_proj.weight", "mlp.w3.weight": "mlp.up_proj.weight",
-          "mlp.w2.weight": "mlp.down_proj.weight"}
+BLOCK_NAMES = {"attn_norm.weight": "input_layernorm.weight", "mlp_norm.weight": "post_attention_layernorm.weight",
+               "attn.wq.weight": "self_attn.q_proj.weight", "attn.wk.weight": "self_attn.k_proj.weight",
+               "attn.wv.weight": "self_attn.v_proj.weight", "attn.wo.weight": "self_attn.o_proj.weight",
+               "mlp.w1.weight": "mlp.gate_proj.weight", "mlp.w3.weight": "mlp.up_proj.weight",
+               "mlp.w2.weight": "mlp.down_proj.weight"}  # inside a block: ours -> HF Llama's
 
 
 def hf_name(name, n_trunk):
@@ -59,7 +59,7 @@ def hf_name(name, n_trunk):
         prefix = f"model.layers.{n_trunk}" if idx == 0 else f"model.extra_heads.{idx - 1}"
     else:
         raise ValueError(f"unexpected parameter {name}")
-    return f"{prefix}.{_BLOCK[rest]}"
+    return f"{prefix}.{BLOCK_NAMES[rest]}"
 
 
 def hf_config(cfg, tok, extra=None):
@@ -109,7 +109,8 @@ def export(model_dir, out_dir=None, drafter_dir=None):
 
     state = {k: v.detach().to(torch.float32).contiguous() for k, v in model.state_dict().items()}
     target_cfg, target = model.behaviour.export_target(cfg, state)  # medusa: the plain Llama of trunk + head 1
-    tensors = {hf_name(k, cfg.n_trunk): v for k, v in target.items()}
+    tensors = {hf_name(k, target_cfg.n_trunk): v for k, v in target.items()}
+    tensors, overrides = model.behaviour.export_layout(cfg, state, tensors)  # recursive: MiMo's layout
     if cfg.tie_embeddings:  # tie_word_embeddings: transformers and vLLM take lm_head from embed_tokens
         del tensors["lm_head.weight"]
         state["lm_head.weight"] = state["lm_head.weight"].clone()  # the drafter's own copy (safetensors refuses
@@ -118,24 +119,26 @@ def export(model_dir, out_dir=None, drafter_dir=None):
     with _atomic_dir(out_dir) as tmp:
         save_file(tensors, str(tmp / "model.safetensors"), metadata={"format": "pt"})
         hf_config(target_cfg, tok, {"mtp_source": source}).save_pretrained(tmp)
-        _portable_config(tmp / "config.json", cfg)
+        _portable_config(tmp / "config.json", cfg, overrides)
         hf_tok = PreTrainedTokenizerFast(tokenizer_file=str(tok_path), eos_token=tok.hf.id_to_token(tok.eod_id) or EOD)
         hf_tok.model_max_length = cfg.max_seq_len
         hf_tok.save_pretrained(tmp)
         _portable_tokenizer_class(tmp / "tokenizer_config.json")
-    if cfg.n_heads == 1:
+    drafter = model.behaviour.export_drafter(cfg, state) if cfg.n_heads > 1 else None
+    if drafter is None:
         return {"hf": str(out_dir), "drafter": None}
-    conf, weights = model.behaviour.export_drafter(cfg, state)
+    conf, weights = drafter
     with _atomic_dir(drafter_dir) as tmp:
         save_file(weights, str(tmp / "model.safetensors"), metadata={"format": "pt"})
         (tmp / "config.json").write_text(json.dumps(conf, indent=2) + "\n")
     return {"hf": str(out_dir), "drafter": str(drafter_dir)}
 
 
-def _portable_config(path, cfg):
-    """transformers 5 folds rope_theta into rope_parameters and writes `dtype`; 4.x reads rope_theta, torch_dtype."""
+def _portable_config(path, cfg, overrides):
+    """transformers 5 folds rope_theta into rope_parameters and writes `dtype`; 4.x reads rope_theta, torch_dtype.
+    overrides: the head type's (HeadBehaviour.export_layout)."""
     import json
-    conf = json.loads(path.read_text())
+    conf = {**json.loads(path.read_text()), **overrides}
     conf.setdefault("rope_theta", cfg.rope_theta)
     conf.setdefault("torch_dtype", "float32")
     path.write_text(json.dumps(conf, indent=2, sort_keys=True) + "\n")

@@ -29,6 +29,7 @@ class HeadBehaviour:
         self.name = entry.name
         # decode.compile: compile the drafting a proposer runs in Python per step (sequential heads' module passes)
         self.compile_drafting = False
+        self.exports_drafter = True  # `mtp export` writes hf-drafter/ (n > 1): export_drafter
 
     def modules(self, cfg):
         """The model's n head modules, head 1 first."""
@@ -78,10 +79,22 @@ class HeadBehaviour:
         head (mtp.formats.export: heads 2..n as extra_heads)."""
         return cfg, state
 
+    def export_layout(self, cfg, state, tensors):
+        """The served model's tensors (HF names) and config.json overrides, from the exported target's `tensors`
+        and our whole `state`; here the HF Llama layout as it is."""
+        return tensors, {}
+
     def export_drafter(self, cfg, state):
-        """(config.json dict, tensors) of the drafter `mtp export` writes for n > 1: our plugin's MTPDrafter
-        (mtp/serving/plugin/drafter.py) and a copy of the unembedding."""
+        """(config.json dict, tensors) of the drafter `mtp export` writes for n > 1, or None (no drafter of its own):
+        our plugin's MTPDrafter (mtp/serving/plugin/drafter.py) and a copy of the unembedding."""
         return drafter_config(cfg), {"lm_head.weight": state["lm_head.weight"]}
+
+    def served(self, exported, k):
+        """How vLLM serves heads 1..k+1 of the export (k = 0: head 1 alone) -> (hf_overrides, speculative_config or
+        None): our plugin's target with k+1 heads and its drafter in vLLM's medusa slot."""
+        if k == 0:
+            return {"mtp_serve_heads": 1}, None
+        return {"mtp_serve_heads": k + 1}, {"method": "medusa", "model": exported["drafter"], "num_speculative_tokens": k}
 
 
 class OnHead1(HeadBehaviour):

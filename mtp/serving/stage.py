@@ -102,15 +102,16 @@ def check_head_dim(model_cfg, where):
                         f"dim / n_attn_heads is one of these")
 
 
-def ensure_exported(model_dir, n):
-    """Export <model_dir>/hf (and hf-drafter for n > 1) unless present and newer than the checkpoint."""
+def ensure_exported(model_dir, drafter):
+    """Export <model_dir>/hf (and hf-drafter when `drafter`: n > 1 and the head type has one) unless present and
+    newer than the checkpoint."""
     from mtp.checkpoint import MODEL_FILE
     from mtp.formats.export import export
     model_dir = Path(model_dir)
     ckpt = model_dir / MODEL_FILE
     if not ckpt.exists():
         raise UserError(f"{ckpt}: checkpoint not found (train the model first)")
-    out = {"hf": model_dir / "hf", "drafter": model_dir / "hf-drafter" if n > 1 else None}
+    out = {"hf": model_dir / "hf", "drafter": model_dir / "hf-drafter" if drafter else None}
     confs = [p / "config.json" for p in out.values() if p]
     if all(c.exists() and c.stat().st_mtime >= ckpt.stat().st_mtime for c in confs):
         return {k: p and str(p) for k, p in out.items()}
@@ -120,13 +121,13 @@ def ensure_exported(model_dir, n):
 # ---------------------------------------------------------------- measuring
 
 
-def configurations(n, exported, vc, ks, draft_hf):
-    """[(name, k, hf_overrides, speculative_config)] in run order; nospec first (the reference)."""
-    base = {"mtp_serve_heads": 1}
+def configurations(served, exported, vc, ks, draft_hf):
+    """[(name, k, hf_overrides, speculative_config)] in run order; nospec first (the reference). served: the head
+    type's HeadBehaviour.served."""
+    base = served(exported, 0)[0]
     out = [("nospec", 0, base, None)]
     for k in ks:
-        out.append((f"heads_k{k}", k, {"mtp_serve_heads": k + 1},
-                    {"method": "medusa", "model": exported["drafter"], "num_speculative_tokens": k}))
+        out.append((f"heads_k{k}", k, *served(exported, k)))
     kb = vc["num_speculative_tokens_baselines"]
     for b in vllm_baselines.enabled(vc):  # vLLM's own drafters (mtp/serving/baselines.py)
         spec = b.make_config(vc, kb, draft_hf)
@@ -152,7 +153,7 @@ def measure(cfg, entry, batch_sizes, repeats, ks=None):
     greedy = D.decode(model, s["prompts"], max_new, None, 0, batch_size=1)[0]
     quality = M.output_quality(greedy)
     prompts, native = [s["prompts"][i] for i in quality["measured"]], [greedy[i] for i in quality["measured"]]
-    confs = configurations(model.cfg.n_heads, s["exported"], cfg["vllm"], ks, s["draft"] and s["draft"]["hf"])
+    confs = configurations(model.behaviour.served, s["exported"], cfg["vllm"], ks, s["draft"] and s["draft"]["hf"])
     runs = run_engines(vllm, config.model_name(entry), confs, s["engine_args"], prompts, max_new,
                        batch_sizes, repeats)
 
@@ -191,7 +192,7 @@ def prepare(cfg, entry, ks, max_batch):
     refuse_export(model.cfg, name)
     check_head_dim(model.cfg, name)
     ks = list(range(1, n)) if ks is None else [k for k in ks if 1 <= k < n]
-    exported = ensure_exported(entry["dir"], n)
+    exported = ensure_exported(entry["dir"], n > 1 and model.behaviour.exports_drafter)
     draft, note = _draft_model(cfg, entry, vc)
     if draft:
         draft_model, _ = checkpoint.load_model(draft["dir"])
@@ -199,7 +200,7 @@ def prepare(cfg, entry, ks, max_batch):
         if draft_model.cfg.vocab_size != model.cfg.vocab_size:
             raise UserError(f"draft model {config.model_name(draft)}: vocab {draft_model.cfg.vocab_size} != "
                             f"{model.cfg.vocab_size} of {name}")
-        draft = {**draft, "hf": ensure_exported(draft["dir"], 1)["hf"]}
+        draft = {**draft, "hf": ensure_exported(draft["dir"], False)["hf"]}
     if n == 1:
         note = "n=1: one head, nothing to draft; baselines only. " + note
     prompts = DT.study_prompts(dc, payload["data_dir"])  # the native decode stage's prompts

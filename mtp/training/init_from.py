@@ -70,11 +70,11 @@ def config_from(entry, payload, vocab_size, presets=None):
         raise UserError(f"init_from {src}: size '{entry['size']}' is not the source's shape; name a preset of it "
                         f"in the sweep's sizes (model_presets: {{{entry['size']}: {{{shape}}}}})")
     ht = head_types.get(entry["train"]["head_type"])
-    if not (ht.takes_block or ht.first):
+    if not ht.first and not ht.takes_block:
         raise UserError(f"init_from: head type '{ht.name}' has no transformer head 1 to keep the source's last layer")
     trunk = mc["n_layers"] - 1
     n = entry["n"]
-    return ModelConfig(**{**mc, "n_heads": n, "head_type": ht.name, "n_layers": trunk + (n if ht.takes_block else 1),
+    return ModelConfig(**{**mc, "n_heads": n, "head_type": ht.name, "n_layers": trunk + ht.blocks(n),
                           "ffn_dim": ModelConfig(**mc).hidden_dim})  # the source's width: no parameter matching
 
 

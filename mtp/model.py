@@ -166,6 +166,13 @@ class Block(nn.Module):
         return x + self.mlp(self.mlp_norm(x))
 
 
+BLOCK_NAMES = {"attn_norm.weight": "input_layernorm.weight", "mlp_norm.weight": "post_attention_layernorm.weight",
+               "attn.wq.weight": "self_attn.q_proj.weight", "attn.wk.weight": "self_attn.k_proj.weight",
+               "attn.wv.weight": "self_attn.v_proj.weight", "attn.wo.weight": "self_attn.o_proj.weight",
+               "mlp.w1.weight": "mlp.gate_proj.weight", "mlp.w3.weight": "mlp.up_proj.weight",
+               "mlp.w2.weight": "mlp.down_proj.weight"}  # a Block's weights under HF Llama's names (mtp.formats)
+
+
 class MTPModel(nn.Module):
     def __init__(self, cfg: ModelConfig):
         super().__init__()

@@ -35,14 +35,9 @@ from pathlib import Path
 from mtp import UserError, head_types
 from mtp.io import read_json
 from mtp import results
+from mtp.model import BLOCK_NAMES
 
 TARGET_ARCH = "MTPLlamaForCausalLM"
-
-BLOCK_NAMES = {"attn_norm.weight": "input_layernorm.weight", "mlp_norm.weight": "post_attention_layernorm.weight",
-               "attn.wq.weight": "self_attn.q_proj.weight", "attn.wk.weight": "self_attn.k_proj.weight",
-               "attn.wv.weight": "self_attn.v_proj.weight", "attn.wo.weight": "self_attn.o_proj.weight",
-               "mlp.w1.weight": "mlp.gate_proj.weight", "mlp.w3.weight": "mlp.up_proj.weight",
-               "mlp.w2.weight": "mlp.down_proj.weight"}  # inside a block: ours -> HF Llama's
 
 
 def hf_name(name, n_trunk):

@@ -28,7 +28,7 @@ import torch
 
 from mtp.heads.proposer import Proposer
 from mtp.heads.sequential import Sequential
-from mtp.model import rope_tables
+from mtp.model import BLOCK_NAMES, rope_tables
 
 
 class DepthKeys:
@@ -172,7 +172,6 @@ class Recursive(Sequential):
         return replace(cfg, n_heads=1, n_layers=cfg.n_layers - 1, ffn_dim=cfg.hidden_dim), kept
 
     def export_layout(self, cfg, state, tensors):
-        from mtp.formats.export import BLOCK_NAMES
         out = dict(tensors)
         if cfg.n_heads > 1:
             top = {"hidden_norm.weight": "hidden_layernorm.weight", "token_norm.weight": "token_layernorm.weight",

@@ -240,6 +240,37 @@ def fused_ab():
     return k
 
 
+def sequential_ab():
+    """sequential-drafting-2026-12-07/ab.jsonl: benchmarks/sequential_draft_ab.py, sequential heads' drafting eager
+    vs compiled (decode.compile), and end to end against the parallel (transformer) heads of the same size."""
+    k, cost, e2e = {}, [], []
+    for r in load(RAW / "sequential-drafting-2026-12-07" / "ab.jsonl"):
+        b = r["batch_size"]
+        if r["part"] == "step_cost":
+            m, f = r["ms_median"], r["drafting_over_forward"]
+            name = "random" if "random" in r["model"] else r["model"].rstrip("/").split("/")[-1]
+            cost.append([name, b, fmt(m["forward"]), fmt(m["propose_eager"]), fmt(m["propose_compiled"]),
+                         f"{fmt(f['eager'])} → **{fmt(f['compiled'])}**", r["same_drafts"]])
+            k[f"seq_ab.cost.{name}.b{b}.eager"], k[f"seq_ab.cost.{name}.b{b}.compiled"] = fmt(f["eager"]), fmt(f["compiled"])
+            continue
+        name = r["seq_model"].rstrip("/").split("/")[-1]
+        sp, over = r["speedup"], r["seq_over_par"]
+        cell = lambda s: f"{fmt(s['median'])} [{span(s['min'], s['max'])}]"  # noqa: E731
+        e2e.append([name, b, r["prompts"], cell(sp["seq_eager"]), f"**{cell(sp['seq_compiled'])}**", cell(sp["par"]),
+                    f"**{cell(over['seq_compiled'])}**", f"{fmt(r['tokens_per_forward']['seq'])} / "
+                    f"{fmt(r['tokens_per_forward']['par'])}", all(r["lossless"].values())])
+        for what, s in (("eager", sp["seq_eager"]), ("compiled", sp["seq_compiled"]), ("par", sp["par"])):
+            k[f"seq_ab.{name}.b{b}.{what}"] = fmt(s["median"])
+        k[f"seq_ab.{name}.b{b}.over_par"] = fmt(over["seq_compiled"]["median"])
+        k[f"seq_ab.{name}.b{b}.over_par.range"] = span(over["seq_compiled"]["min"], over["seq_compiled"]["max"])
+    k["seq_ab.cost_table"] = table("| model | batch | forward ms | drafting ms eager | drafting ms compiled "
+                                   "| drafting / forward (eager → compiled) | same drafts |", cost)
+    k["seq_ab.e2e_table"] = table("| sequential model | batch | prompts | speed-up eager [min–max] "
+                                  "| **speed-up compiled** | parallel heads' speed-up | **sequential / parallel** "
+                                  "| tokens per forward (seq / par) | lossless |", e2e)
+    return k
+
+
 def mimo_probe():
     """vllm-mimo-mtp-probe-2026-11-30/results.json: vLLM's MTP route on a MiMo-layout checkpoint (variant A:
     MTP layer 0 always right, layers 1-2 always wrong)."""
@@ -295,4 +326,4 @@ def seeds_b():
 
 
 FOLDERS = (seeds_a, seeds_b, gpu_h100, cpu_bench, head_types, smollm2, add_heads, run5, run4, run3, run2, run1, calibration,
-           synthetic_curve, compile_ab, fused_ab, mimo_probe)
+           synthetic_curve, compile_ab, fused_ab, mimo_probe, sequential_ab)

@@ -127,6 +127,7 @@ def main():
     p.add_argument("pairs", nargs="*", help="SEQ_MODEL_DIR PAR_MODEL_DIR, repeated")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
+    torch._dynamo.config.recompile_limit = 64  # several models in one process: never fall back to eager unseen
     g = torch.Generator().manual_seed(0)
     if not args.pairs:
         model = random_deep()

@@ -271,6 +271,17 @@ def sequential_ab():
     return k
 
 
+def recursive_vllm():
+    """recursive-heads-2026-12-07/: code-bytes deep n = 4 with recursive heads (configs/head-types.yaml, 900 steps),
+    its `mtp decode` (decode.json) and `mtp vllm` (vllm.json: vLLM's own method mtp on the MiMo export)."""
+    folder = RAW / "recursive-heads-2026-12-07"
+    v = load(folder / "vllm.json")
+    k = {**decode_keys("recursive.deep", load(folder / "decode.json")), **vllm_keys("recursive.deep", v)}
+    k["recursive.vllm_table"] = vllm_table(v)
+    k["recursive.crosscheck"] = "equal" if v["crosscheck"]["ok"] else "differ"
+    return k
+
+
 def mimo_probe():
     """vllm-mimo-mtp-probe-2026-11-30/results.json: vLLM's MTP route on a MiMo-layout checkpoint (variant A:
     MTP layer 0 always right, layers 1-2 always wrong)."""
@@ -326,4 +337,4 @@ def seeds_b():
 
 
 FOLDERS = (seeds_a, seeds_b, gpu_h100, cpu_bench, head_types, smollm2, add_heads, run5, run4, run3, run2, run1, calibration,
-           synthetic_curve, compile_ab, fused_ab, mimo_probe, sequential_ab)
+           synthetic_curve, compile_ab, fused_ab, mimo_probe, sequential_ab, recursive_vllm)

@@ -125,7 +125,8 @@ register(HeadType("sequential", "mtp.heads.sequential:SequentialHead", attends=T
                   behaviour_class="mtp.heads.sequential:Sequential",
                   export="vLLM 0.32's CPU build runs its first MTP layer for every draft position (MiMo layout) and "
                          "our plugin's drafter takes all drafts from one forward; decode sequential heads natively "
-                         "with `mtp decode` (README: Head types)"))
+                         "with `mtp decode`, or train head_type recursive, which vLLM's method mtp serves (README: "
+                         "Head types)"))
 # DeepSeek-V3's MTP modules (mtp/heads/sequential.py): norms, 2d -> d projection, one block, own final norm
 register(HeadType("recursive", "mtp.heads.sequential:SequentialHead", attends=True, takes_block=False,
                   params=lambda d, h, kv: _block(d, h, kv) + 2 * d * d + 3 * d, first="mtp.model:Block", shared=True,

@@ -128,6 +128,10 @@ class Recursive(Sequential):
     """Heads 2..n are one module (modules()); its depths run as vLLM drafts (depth_states); head 1's state enters
     without the final norm (vLLM passes the target's pre-norm hidden state)."""
 
+    def __init__(self, entry):
+        super().__init__(entry)
+        self.exports_drafter = False  # the module travels in the target's checkpoint (model.mtp_layers.0)
+
     def modules(self, cfg):
         shared = self.entry.module(1)(cfg)
         return [self.entry.module(0)(cfg)] + [shared] * (cfg.n_heads - 1)
@@ -161,10 +165,6 @@ class Recursive(Sequential):
 
     def proposer(self, model, k):
         return RecursiveProposer(model, k)
-
-    def __init__(self, entry):
-        super().__init__(entry)
-        self.exports_drafter = False  # the module travels in the target's checkpoint (model.mtp_layers.0)
 
     def export_target(self, cfg, state):
         """Trunk + head 1 (L-1 blocks): the module is added by export_layout."""

@@ -27,7 +27,7 @@ from dataclasses import replace
 import torch
 
 from mtp.heads.proposer import Proposer
-from mtp.heads.sequential import Sequential
+from mtp.heads.sequential import Sequential, draft_token
 from mtp.model import BLOCK_NAMES, rope_tables
 
 
@@ -120,8 +120,7 @@ class RecursiveProposer(Proposer):
         return torch.stack(drafts, dim=1)
 
     def _choose(self, depth, out, sampler):
-        logits = self.model.logits(depth, out)
-        return logits.argmax(-1) if sampler is None else sampler.propose_next(logits, first=depth == 1)
+        return draft_token(self.model.logits(depth, out), sampler, first=depth == 1)
 
 
 class Recursive(Sequential):

@@ -117,10 +117,15 @@ def draft_chain(model, layers, tokens, h1, rows, pos, P, mask, k, sampler=None):
         emb = model.tok_emb(tokens[rows, pos + j])
         prev = model.heads[j](prev, cos, sin, layers[j - 1], mask, emb=emb)  # (B, w, C)
         logits = model.logits(j, prev[:, -1])  # (B, V): at P
-        d = logits.argmax(-1) if sampler is None else sampler.propose_next(logits, first=j == 1)
+        d = draft_token(logits, sampler, first=j == 1)
         tokens[rows[:, 0], P + 1 + j] = d
         drafts.append(d)
     return torch.stack(drafts, dim=1)
+
+
+def draft_token(logits, sampler, first):
+    """One draft per row from a module's logits (B, V): argmax, or drawn by the sampler (first: the step's first)."""
+    return logits.argmax(-1) if sampler is None else sampler.propose_next(logits, first=first)
 
 
 _compiled = None

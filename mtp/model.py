@@ -86,6 +86,37 @@ def _rms(x, eps):
     return (xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + eps)).type_as(x)
 
 
+FEW_ROWS_MIN = 2 ** 18  # entries of a matrix that few_rows_linear multiplies in its own form (tests set 0)
+
+
+def few_rows_linear(x, w):
+    """x @ w.T: w (out, C) and x (..., C) -> (..., out), as F.linear; or per slice, w (k, out, C) and x (k, R, C) ->
+    (k, R, out). Decoding on a CPU multiplies a handful of rows by matrices streamed from memory, where the BLAS's
+    x @ w.T path reads w at a third of the bandwidth that w @ x.T with >= 2 contiguous columns gets (2 cores, AMD
+    EPYC, w 49,152 x 576: 1 row 9.9 ms, 3 rows 33 ms, 4 rows 16 ms against 2.9, 4.0, 4.0 ms): that form there, for
+    matrices of >= 2^18 entries (smaller ones stay in cache, where the one-row product is faster), without autograd
+    (benchmarks/RESULTS.md: matrix products of a few rows). Same values up to float rounding."""
+    if w.shape[-1] * w.shape[-2] < FEW_ROWS_MIN:
+        return F.linear(x, w) if w.dim() == 2 else torch.bmm(x, w.transpose(1, 2))
+    R = x.shape[-2] if w.dim() == 3 else x.numel() // x.shape[-1]
+    if x.device.type != "cpu" or R > 32 or torch.is_grad_enabled():
+        return F.linear(x, w) if w.dim() == 2 else torch.bmm(x, w.transpose(1, 2))
+    rows = x.reshape(-1, R, x.shape[-1])  # (1 or k, R, C)
+    wide = rows.contiguous() if R > 1 else torch.cat([rows, rows], dim=1)  # one column takes the slow matrix-vector path
+    out = torch.bmm(w, wide.transpose(1, 2)) if w.dim() == 3 else (w @ wide[0].t())[None]  # (1 or k, out, R)
+    return out.transpose(1, 2)[:, :R].reshape(*x.shape[:-1], w.shape[-2])
+
+
+class Linear(nn.Linear):
+    """nn.Linear without bias whose forward is few_rows_linear (the trunk's and heads' blocks)."""
+
+    def __init__(self, d_in, d_out):
+        super().__init__(d_in, d_out, bias=False)
+
+    def forward(self, x):
+        return few_rows_linear(x, self.weight)
+
+
 class RMSNorm(nn.Module):
     def __init__(self, dim, eps):
         super().__init__()
@@ -124,10 +155,10 @@ class Attention(nn.Module):
     def __init__(self, cfg):
         super().__init__()
         self.nh, self.nkv, self.hs = cfg.n_attn_heads, cfg.n_kv_heads, cfg.head_dim
-        self.wq = nn.Linear(cfg.dim, cfg.dim, bias=False)
-        self.wk = nn.Linear(cfg.dim, cfg.kv_dim, bias=False)
-        self.wv = nn.Linear(cfg.dim, cfg.kv_dim, bias=False)
-        self.wo = nn.Linear(cfg.dim, cfg.dim, bias=False)
+        self.wq = Linear(cfg.dim, cfg.dim)
+        self.wk = Linear(cfg.dim, cfg.kv_dim)
+        self.wv = Linear(cfg.dim, cfg.kv_dim)
+        self.wo = Linear(cfg.dim, cfg.dim)
 
     def forward(self, x, cos, sin, kv=None, mask=None):
         """kv: a cache with update(k, v) -> (all keys, all values); mask: bool (B, 1, T, S), True = attend."""
@@ -145,9 +176,9 @@ class Attention(nn.Module):
 class MLP(nn.Module):
     def __init__(self, cfg):
         super().__init__()
-        self.w1 = nn.Linear(cfg.dim, cfg.hidden_dim, bias=False)
-        self.w3 = nn.Linear(cfg.dim, cfg.hidden_dim, bias=False)
-        self.w2 = nn.Linear(cfg.hidden_dim, cfg.dim, bias=False)
+        self.w1 = Linear(cfg.dim, cfg.hidden_dim)
+        self.w3 = Linear(cfg.dim, cfg.hidden_dim)
+        self.w2 = Linear(cfg.hidden_dim, cfg.dim)
 
     def forward(self, x):
         return self.w2(F.silu(self.w1(x)) * self.w3(x))
@@ -218,7 +249,7 @@ class MTPModel(nn.Module):
         behaviour.normed) and unembedding. vocab: token ids (sorted, 1-D) whose logits alone are computed (a sampled
         softmax in training: mtp.training.step.Objective), None = all."""
         x = self.norm(h) if self.behaviour.normed(i) else h
-        return self.lm_head(x) if vocab is None else F.linear(x, self.lm_head.weight[vocab])
+        return few_rows_linear(x, self.lm_head.weight if vocab is None else self.lm_head.weight[vocab])
 
     def head_states(self, z, cos, sin, heads=None, kvs=None, mask=None, ahead=None):
         """z (B, T, C) -> the states (B, T, C) of the heads in `heads` (0-based; default: all), for logits(): the

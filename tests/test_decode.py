@@ -519,3 +519,48 @@ def test_speculative_sampling_near_the_end_of_the_context():
     prompts = [list(range(1, 15)), [t % V for t in range(3, 20)]]
     out, stats = D.decode(model, prompts, 30, draft_tokens=2, batch_size=2, temperature=0.8, seed=1)
     assert [len(o) for o in out] == [24 - 14, 24 - 17] and stats.forwards > 0
+
+
+def test_few_rows_products_keep_decoding_exact(monkeypatch):
+    """mtp.model.few_rows_linear (a CPU decode's x @ w.T as w @ x.T for a handful of rows; only for matrices of >=
+    FEW_ROWS_MIN entries, so here forced on for the tiny models) equals F.linear / bmm, and with it the fused heads
+    equal the separate heads and speculative decoding stays lossless (greedy output = the full forward's argmax)."""
+    import torch.nn.functional as F
+    from mtp import model as M
+    monkeypatch.setattr(M, "FEW_ROWS_MIN", 0)
+    g = torch.Generator().manual_seed(0)
+    w, w3 = torch.randn(40, 24, generator=g), torch.randn(3, 40, 24, generator=g)
+    with torch.inference_mode():
+        for shape in [(1, 24), (1, 1, 24), (2, 3, 24), (5, 24), (33, 24)]:
+            x = torch.randn(*shape, generator=g)
+            torch.testing.assert_close(M.few_rows_linear(x, w), F.linear(x, w))
+        for R in (1, 2, 5, 40):
+            x = torch.randn(3, R, 24, generator=g)
+            torch.testing.assert_close(M.few_rows_linear(x, w3), torch.bmm(x, w3.transpose(1, 2)))
+    test_fused_draft_heads_equal_the_separate_heads("transformer", 2)
+    test_fused_draft_heads_equal_the_separate_heads("linear", None)
+    test_cached_greedy_matches_naive_recompute("transformer")
+    model, prompts = shift_model(4, noise=0.1, seed=1, n_kv_heads=2), prompts_for(1)
+    ar, _ = D.decode(model, prompts, 20, draft_tokens=0, batch_size=1)
+    assert ar == [naive_greedy(model, p, 20) for p in prompts]
+    for k, bs in [(3, 1), (3, 5), (1, 5)]:
+        assert D.decode(model, prompts, 20, draft_tokens=k, batch_size=bs)[0] == ar, (k, bs)
+
+
+def test_humaneval_prompts_as_the_code_benchmark_renders_them(tmp_path):
+    """decode.prompts: humaneval-templated gives the decode and vLLM stages HumanEval prompts in the code benchmark's
+    template (eval.code.prompt_templates.humaneval); humaneval gives them raw."""
+    from mtp.decoding.timing import study_prompts
+    from mtp.evals.code import humaneval_problems
+    from mtp.tokenizer import Tokenizer, byte_tokenizer
+    tok = Tokenizer(byte_tokenizer())
+    tok.save(tmp_path / "tokenizer.json")
+    cfg = {"decode": {"prompts": "humaneval", "num_prompts": 2},
+           "eval": {"code": {"prompt_templates": {"humaneval": "<user>\n{prompt}</user>\n```python\n"}}}}
+    first = humaneval_problems()[0]["prompt"]
+    raw = study_prompts(cfg, tmp_path)
+    cfg["decode"]["prompts"] = "humaneval-templated"
+    templated = study_prompts(cfg, tmp_path)
+    assert len(raw) == len(templated) == 2
+    assert tok.decode(raw[0]) == first
+    assert tok.decode(templated[0]) == f"<user>\n{first}</user>\n```python\n"

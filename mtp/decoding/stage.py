@@ -38,7 +38,7 @@ def bench_model(cfg, entry, device="cpu"):
     model, payload = checkpoint.load_model(entry["dir"], device=device)
     model.behaviour.compile_drafting = dc["compile"]  # compiled on the first (untimed) run
     k = D.check_draft_tokens(model, dc["draft_tokens"] if model.cfg.n_heads > 1 else 0)
-    prompts = DT.study_prompts(dc, payload["data_dir"])
+    prompts = DT.study_prompts(cfg, payload["data_dir"])
     prompt_len = max(map(len, prompts))  # val windows: decode.prompt_len each
     if prompt_len >= model.cfg.max_seq_len:
         raise UserError(f"decode.prompt_len: {prompt_len} tokens do not fit the model's context "

@@ -166,19 +166,24 @@ def _quality(result, outputs):
 # ---------------------------------------------------------------- prompts (the decode and vllm stages')
 
 
-def study_prompts(dc, data_dir):
+def study_prompts(cfg, data_dir):
     """The prompts of the decode and vLLM stages (decode.prompts): `val`, num_prompts windows of prompt_len tokens
     of the dataset's val split; `humaneval`, the first num_prompts HumanEval prompts (each its own length), encoded
-    with the dataset's tokenizer."""
+    with the dataset's tokenizer; `humaneval-templated`, the same rendered with eval.code.prompt_templates.humaneval
+    as the code benchmark gives them (an instruct model's chat: the text it writes is then the code it is scored on)."""
     from pathlib import Path
 
     from mtp.data import TokenData
+    dc = cfg["decode"]
     if dc["prompts"] == "val":
         return val_prompts(TokenData(data_dir, "val", verify=True), dc["num_prompts"], dc["prompt_len"])
-    from mtp.evals.code import humaneval_problems
+    from mtp.evals.code import humaneval_problems, render_prompt
     from mtp.tokenizer import Tokenizer
     tok = Tokenizer.load(Path(data_dir) / "tokenizer.json")
-    return [tok.encode(p["prompt"]) for p in humaneval_problems()[:dc["num_prompts"]]]
+    template = "{prompt}"
+    if dc["prompts"] == "humaneval-templated":
+        template = cfg["eval"]["code"]["prompt_templates"].get("humaneval", template)
+    return [tok.encode(render_prompt(p, template)) for p in humaneval_problems()[:dc["num_prompts"]]]
 
 
 def val_prompts(data, num_prompts, prompt_len):

@@ -8,6 +8,7 @@ import torch.nn.functional as F
 
 from mtp.heads.base import HeadBehaviour
 from mtp.heads.proposer import Proposer
+from mtp import model as model_lib
 from mtp.model import _rms, apply_rope, attend
 
 
@@ -38,26 +39,34 @@ class FusedHeads(nn.Module):
         super().__init__()
         self.k, self.eps, self.linear = len(heads), cfg.norm_eps, isinstance(heads[0], LinearHead)
         with torch.no_grad():
-            if self.linear:  # z @ [P_1^T .. P_k^T] -> (.., k*C)
-                self.register_buffer("proj", torch.cat([h.proj.weight.t() for h in heads], dim=1))
+            # (out, in) matrices, as nn.Linear keeps them, for few_rows_linear where it takes its own form (large
+            # matrices), else (in, out) for a plain x @ w
+            self.out_in = cfg.dim * cfg.dim >= model_lib.FEW_ROWS_MIN
+            lay = (lambda w: w) if self.out_in else (lambda w: w.transpose(-1, -2).contiguous())  # noqa: E731
+            if self.linear:  # [P_1; ..; P_k] (k*C, C)
+                self.register_buffer("proj", lay(torch.cat([h.proj.weight for h in heads])))
                 return
             self.nh, self.nkv, self.hs = cfg.n_attn_heads * self.k, cfg.n_kv_heads * self.k, cfg.head_dim
             fold = lambda w, norm: w * norm.weight[None, :]  # noqa: E731  (x * g) W^T = x (W diag(g))^T
             qkv = [torch.cat([fold(getattr(h.attn, name).weight, h.attn_norm) for h in heads])
                    for name in ("wq", "wk", "wv")]
-            self.register_buffer("wqkv", torch.cat(qkv).t().contiguous())  # (C, k*C + 2*k*kv_dim): q of every head, k, v
-            self.register_buffer("wo", torch.stack([h.attn.wo.weight.t() for h in heads]))  # (k, C, C)
-            self.register_buffer("w13", torch.stack([torch.cat([fold(h.mlp.w1.weight, h.mlp_norm),
-                                                                fold(h.mlp.w3.weight, h.mlp_norm)]).t()
-                                                     for h in heads]))  # (k, C, 2*hidden)
-            self.register_buffer("w2", torch.stack([h.mlp.w2.weight.t() for h in heads]))  # (k, hidden, C)
+            self.register_buffer("wqkv", lay(torch.cat(qkv)))  # (k*C + 2*k*kv_dim, C): q of every head, k, v
+            self.register_buffer("wo", lay(torch.stack([h.attn.wo.weight for h in heads])))  # (k, C, C)
+            self.register_buffer("w13", lay(torch.stack([torch.cat([fold(h.mlp.w1.weight, h.mlp_norm),
+                                                                    fold(h.mlp.w3.weight, h.mlp_norm)])
+                                                         for h in heads])))  # (k, 2*hidden, C)
+            self.register_buffer("w2", lay(torch.stack([h.mlp.w2.weight for h in heads])))  # (k, C, hidden)
+
+    def product(self, x, w):
+        """x @ w^T for one of the matrices above (x (k, R, C) for the stacked ones)."""
+        return model_lib.few_rows_linear(x, w) if self.out_in else x @ w
 
     def forward(self, z, cos, sin, kv=None, mask=None):
         """z (B, T, C) -> hidden states of the k heads (k, B, T, C). kv: one cache layer of k*n_kv_heads heads."""
         B, T, C = z.shape
         if self.linear:
-            return (z @ self.proj).view(B, T, self.k, C).permute(2, 0, 1, 3)
-        qkv = _rms(z, self.eps) @ self.wqkv  # (B, T, k*C + 2*k*kv_dim)
+            return self.product(z, self.proj).view(B, T, self.k, C).permute(2, 0, 1, 3)
+        qkv = self.product(_rms(z, self.eps), self.wqkv)  # (B, T, k*C + 2*k*kv_dim)
         if self.nkv == self.nh:  # one view for all three (the common case, fewest ops)
             q, k, v = qkv.view(B, T, 3, self.nh, self.hs).transpose(1, 3).unbind(2)  # (B, k*nh, T, hs) each
         else:
@@ -69,9 +78,9 @@ class FusedHeads(nn.Module):
             k, v = kv.update(k, v)
         y = attend(q, k, v, mask, self.nkv != self.nh)  # (B, k*nh, T, hs)
         y = y.view(B, self.k, -1, T, self.hs).permute(1, 0, 3, 2, 4).reshape(self.k, B * T, C)
-        x = z.reshape(1, B * T, C) + torch.bmm(y, self.wo)  # (k, B*T, C)
-        a, b = torch.bmm(_rms(x, self.eps), self.w13).chunk(2, dim=-1)
-        return (x + torch.bmm(F.silu(a) * b, self.w2)).view(self.k, B, T, C)
+        x = z.reshape(1, B * T, C) + self.product(y, self.wo)  # (k, B*T, C)
+        a, b = self.product(_rms(x, self.eps), self.w13).chunk(2, dim=-1)
+        return (x + self.product(F.silu(a) * b, self.w2)).view(self.k, B, T, C)
 
 
 class FusedProposer(Proposer):

@@ -203,7 +203,7 @@ def prepare(cfg, entry, ks, max_batch):
         draft = {**draft, "hf": ensure_exported(draft["dir"], False)["hf"]}
     if n == 1:
         note = "n=1: one head, nothing to draft; baselines only. " + note
-    prompts = DT.study_prompts(dc, payload["data_dir"])  # the native decode stage's prompts
+    prompts = DT.study_prompts(cfg, payload["data_dir"])  # the native decode stage's prompts
     D.check_prompts(model, prompts)
     max_new = dc["max_new_tokens"]
     longest = max([*ks, vc["num_speculative_tokens_baselines"], 0])

@@ -46,7 +46,7 @@ def forward_s(model, batch, k, T, reps):
     """Median seconds of one decode forward (T tokens a row) at `batch` rows after a 300-token prefill."""
     cache = KVCache(model, batch, 1024, k=k)
     with torch.inference_mode():
-        E.prefill(model, cache, [list(range(1, 301))] * batch)
+        E.prefill(model, cache, [[t % model.cfg.vocab_size for t in range(1, 301)]] * batch)
         x, j = torch.full((batch, T), 7), torch.zeros(batch, dtype=torch.long)
         times = []
         for _ in range(reps):

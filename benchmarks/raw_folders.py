@@ -78,39 +78,49 @@ def head_types():
     return k
 
 
-def smollm2():
-    """smollm2-2026-12-06/: configs/smollm2.yaml (SmolLM2-135M with three heads added)."""
-    folder, run = RAW / "smollm2-2026-12-06", "smollm2"
+def smollm2_keys(run, folder):
+    """A folder of configs/smollm2.yaml (SmolLM2-135M with three heads added): the report's and the model's files."""
     m, dec, vl = load(folder / "metrics.json.gz"), load(folder / "decode.json.gz"), load(folder / "vllm.json.gz")
-    k = {**decode_keys(run, dec), **vllm_keys(run, vl), "smollm2.vllm_table": vllm_table(vl)}
-    k["smollm2.minutes"] = fmt(elapsed_minutes(gzip.open(folder / "snakemake.log.gz", "rt").read()), 1)
-    k["smollm2.train_minutes"], k["smollm2.step_s"] = fmt(m["wall_s"] / 60, 1), fmt(m["step_time_s"], 1)
-    k["smollm2.tokens_seen"] = f"{m['tokens_seen'] / 1000:.0f}k"
+    k = {**decode_keys(run, dec), **vllm_keys(run, vl), f"{run}.vllm_table": vllm_table(vl)}
+    k[f"{run}.minutes"] = fmt(elapsed_minutes(gzip.open(folder / "snakemake.log.gz", "rt").read()), 1)
+    k[f"{run}.train_minutes"], k[f"{run}.step_s"] = fmt(m["wall_s"] / 60, 1), fmt(m["step_time_s"], 1)
+    k[f"{run}.tokens_seen"] = f"{m['tokens_seen'] / 1000:.0f}k"
     h = m["val_history"]
     body = [[h["step"][i], fmt(h["wall_s"][i] / 60, 1)] + [fmt(h[f"val_agree_head_{j}"][i], 3) for j in (2, 3, 4)]
             + [fmt(h[f"val_loss_head_{j}"][i]) for j in (2, 3, 4)] for i in range(len(h["step"]))]
-    k["smollm2.agreement_table"] = table("| step | minutes | agree head 2 (t+2) | head 3 (t+3) | head 4 (t+4) "
+    k[f"{run}.agreement_table"] = table("| step | minutes | agree head 2 (t+2) | head 3 (t+3) | head 4 (t+4) "
                                          "| val loss head 2 | head 3 | head 4 |", body)
-    k["smollm2.agree2_gain_last30"] = signed(h["val_agree_head_2"][-1] - h["val_agree_head_2"][-3])
-    k["smollm2.minutes_last30"] = fmt((h["wall_s"][-1] - h["wall_s"][-3]) / 60, 1)
-    k["smollm2.agree_pct"] = " / ".join(fmt(m[f"val_agree_head_{j}"] * 100, 0) for j in (2, 3, 4))
+    k[f"{run}.agree2_gain_last30"] = signed(h["val_agree_head_2"][-1] - h["val_agree_head_2"][-3])
+    k[f"{run}.minutes_last30"] = fmt((h["wall_s"][-1] - h["wall_s"][-3]) / 60, 1)
+    k[f"{run}.agree_pct"] = " / ".join(fmt(m[f"val_agree_head_{j}"] * 100, 0) for j in (2, 3, 4))
     accept = dec["per_batch"][0]["spec"]["accept_rate_per_pos"]
-    k["smollm2.accept_pct"] = " / ".join(fmt(a * 100, 0) for a in accept)
-    k["smollm2.spec_forward_cost"] = fmt(dec["per_batch"][0]["tokens_per_forward"] / dec["per_batch"][0]["speedup"], 1)
+    k[f"{run}.accept_pct"] = " / ".join(fmt(a * 100, 0) for a in accept)
+    k[f"{run}.spec_forward_cost"] = fmt(dec["per_batch"][0]["tokens_per_forward"] / dec["per_batch"][0]["speedup"], 1)
     body = [[b["batch_size"], tps(b["ar"]["tokens_per_s"]), tps(b["spec"]["tokens_per_s"]),
              f"{fmt(b['speedup'])} [{span(b['speedup_spread']['min'], b['speedup_spread']['max'])}]",
              fmt(b["tokens_per_forward"]), per_pos(b["spec"]["accept_rate_per_pos"]), b["lossless"]]
             for b in dec["per_batch"]]
-    k["smollm2.decode_table"] = table("| batch | greedy tok/s | speculative tok/s | speed-up [rounds] | tokens/forward "
+    k[f"{run}.decode_table"] = table("| batch | greedy tok/s | speculative tok/s | speed-up [rounds] | tokens/forward "
                                       "| acceptance per draft position | lossless |", body)
     for name, bench in load(folder / "eval_code.json.gz")["benchmarks"].items():
         solved = sum(p["correct"] for p in bench["problems"])
-        k[f"smollm2.{name}.pass1"] = fmt(solved / len(bench["problems"]), 3)
-        k[f"smollm2.{name}.solved"] = f"{solved}/{len(bench['problems'])}"
+        k[f"{run}.{name}.pass1"] = fmt(solved / len(bench["problems"]), 3)
+        k[f"{run}.{name}.solved"] = f"{solved}/{len(bench['problems'])}"
     for r in load(folder / "acceptance_by_prompts.jsonl"):
-        k[f"smollm2.{r['prompts']}_prompts.accept"] = per_pos(r["accept_rate_per_pos"])
-        k[f"smollm2.{r['prompts']}_prompts.tpf"] = fmt(r["tokens_per_forward"])
+        k[f"{run}.{r['prompts']}_prompts.accept"] = per_pos(r["accept_rate_per_pos"])
+        k[f"{run}.{r['prompts']}_prompts.tpf"] = fmt(r["tokens_per_forward"])
     return k
+
+
+def smollm2():
+    """smollm2-2026-12-06/: configs/smollm2.yaml at commit b427892 (raw HumanEval prompts, before few_rows_linear)."""
+    return smollm2_keys("smollm2", RAW / "smollm2-2026-12-06")
+
+
+def smollm2_b():
+    """smollm2-2026-12-07/: configs/smollm2.yaml at commit 7919201 (HumanEval prompts in the chat template,
+    few_rows_linear in decoding, vLLM at k = 1 and 3)."""
+    return smollm2_keys("smollm2b", RAW / "smollm2-2026-12-07")
 
 
 def add_heads():
@@ -271,6 +281,27 @@ def sequential_ab():
     return k
 
 
+def few_rows_ab():
+    """few-rows-2026-12-07/ab.jsonl: benchmarks/few_rows_ab.py, decode forwards with nn.Linear's product (F.linear)
+    and with mtp.model.few_rows_linear, interleaved; per cell the median over rounds of each round's median."""
+    import statistics
+    runs = load(RAW / "few-rows-2026-12-07" / "ab.jsonl")
+    cells = {}
+    for r in runs[1:]:
+        cells.setdefault((r["model"], r["batch"], r["mode"]), []).append(r)
+    med = lambda rs, kind: statistics.median(r[kind] for r in rs) * 1e3  # noqa: E731  ms
+    k, body = {"few_rows.cpu": runs[0]["machine"], "few_rows.rounds": str(runs[0]["rounds"])}, []
+    for (model, b, mode), rs in cells.items():
+        g, s1, s3 = med(rs, "greedy"), med(rs, "spec_k1"), med(rs, "spec_k3")
+        key = f"few_rows.{model}.b{b}.{mode}"
+        k[f"{key}.greedy"], k[f"{key}.k1"], k[f"{key}.k3"] = fmt(g, 1), fmt(s1, 1), fmt(s3, 1)
+        k[f"{key}.k1_over_greedy"], k[f"{key}.k3_over_greedy"] = fmt(s1 / g), fmt(s3 / g)
+        body.append([model, b, mode, fmt(g, 1), fmt(s1, 1), fmt(s3, 1), fmt(s1 / g), fmt(s3 / g)])
+    k["few_rows.table"] = table("| model | batch | product | greedy forward ms | speculative k = 1 ms | k = 3 ms "
+                                "| k = 1 / greedy | k = 3 / greedy |", body)
+    return k
+
+
 def recursive_vllm():
     """recursive-heads-2026-12-07/: code-bytes deep n = 4 with recursive heads (configs/head-types.yaml, 900 steps),
     its `mtp decode` (decode.json) and `mtp vllm` (vllm.json: vLLM's own method mtp on the MiMo export)."""
@@ -337,4 +368,4 @@ def seeds_b():
 
 
 FOLDERS = (seeds_a, seeds_b, gpu_h100, cpu_bench, head_types, smollm2, add_heads, run5, run4, run3, run2, run1, calibration,
-           synthetic_curve, compile_ab, fused_ab, mimo_probe, sequential_ab, recursive_vllm)
+           synthetic_curve, compile_ab, fused_ab, mimo_probe, sequential_ab, recursive_vllm, few_rows_ab)

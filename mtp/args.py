@@ -11,5 +11,5 @@ def add_model_args(p):
     """--dataset/--size/--n: which model of the sweep."""
     p.add_argument("--dataset", required=True, help="dataset name from the config's `datasets`")
     p.add_argument("--size", required=True, help="size preset, e.g. 1M (see mtp/presets.py PRESETS)")
-    p.add_argument("--n-heads", dest="n", type=int, required=True, metavar="N",
+    p.add_argument("--n-heads", dest="n_heads", type=int, required=True, metavar="N",
                    help="number of output heads of the model (n in the paper)")

@@ -234,28 +234,27 @@ def study_shapes(cfg, entry):
     bench.batch_size sequences at most train.batch_size) and the same trunk and tokens at vocab 32768."""
     from mtp import UserError, config, presets
     from mtp.io import read_json
-    spec = presets.preset(entry["size"], cfg["model_presets"])
+    spec = presets.preset(entry.size, cfg["model_presets"])
     if spec["n_layers"] < 2:
-        raise UserError(f"bench train: size '{entry['size']}' has {spec['n_layers']} layer; n > 1 heads need 2")
-    vocab = read_json(config.data_dir(cfg, entry["dataset"]) / "meta.json")["vocab_size"]
-    tc = entry["train"]
+        raise UserError(f"bench train: size '{entry.size}' has {spec['n_layers']} layer; n > 1 heads need 2")
+    vocab = read_json(config.data_dir(cfg, entry.dataset) / "meta.json")["vocab_size"]
+    tc = entry.train
     s = {k: spec[k] for k in ("dim", "n_layers", "n_attn_heads", "n_kv_heads") if k in spec}
     s.update(seq=tc["seq_len"], batch=min(cfg["bench"]["batch_size"], tc["batch_size"]))
-    name = f"{entry['dataset']}/{entry['size']}"
+    name = f"{entry.dataset}/{entry.size}"
     return [(name, {**s, "vocab": vocab}), (f"{name} trunk, vocab {VOCAB_32K}", {**s, "vocab": VOCAB_32K})]
 
 
 def bench_study_train(cfg, entry):
     """`mtp bench train --dataset ... --out`: study_shapes of model `entry`, memory first, then the timings."""
-    from mtp.config import model_name
     from mtp.training.device import pick_dtype
     shapes = study_shapes(cfg, entry)
-    dtype = pick_dtype(entry["train"], _device())
+    dtype = pick_dtype(entry.train, _device())
     repeats = cfg["bench"]["repeats"]
     mems = peak_step_memory([s for _, s in shapes], dtype, STUDY_MEM_NS)
     records = [shape_record(label, s, step_times(s, time_n(s), dtype, repeats), mem)
                for (label, s), mem in zip(shapes, mems)]
-    return {"shapes": records, "model": model_name(entry), **_about(dtype, repeats)}
+    return {"shapes": records, "model": entry.name, **_about(dtype, repeats)}
 
 
 def add_arguments(p):
@@ -267,7 +266,7 @@ def add_arguments(p):
     p.add_argument("--dataset", help="train: measure the study's shapes of this model of the sweeps (with --size, "
                    "--n-heads): its own and its trunk at vocab 32768 (rule bench_training)")
     p.add_argument("--size", help="train: that model's size (its slot, e.g. deep)")
-    p.add_argument("--n-heads", dest="n", type=int, help="train: that model's number of heads")
+    p.add_argument("--n-heads", dest="n_heads", type=int, help="train: that model's number of heads")
     p.add_argument("--out", help="also write the JSON to this file (rule bench_training: <results>/bench/train.json)")
 
 
@@ -275,10 +274,10 @@ def run(args):
     from mtp import UserError, config
     from mtp.io import write_json
     if args.what == "train" and args.dataset:
-        if args.size is None or args.n is None:
+        if args.size is None or args.n_heads is None:
             raise UserError("bench train: --dataset needs --size and --n-heads (the model whose shape to measure)")
         cfg = config.load(args.config)
-        out = bench_study_train(cfg, config.find_model(cfg, args.dataset, args.size, args.n))
+        out = bench_study_train(cfg, config.find_model(cfg, args.dataset, args.size, args.n_heads))
         if args.out:  # the report's train benchmark: written through its class
             from mtp.result_types import BenchTrain
             out = BenchTrain.check(out)

@@ -15,6 +15,7 @@ import yaml
 from mtp import UserError, code_benchmarks, head_types
 from mtp.head_types import num_params
 from mtp.presets import preset, train_flops_per_step
+from mtp.spec import ModelSpec
 from mtp.tasks import TASKS
 
 SCHEMA_PATH = Path(__file__).with_name("config.schema.yaml")
@@ -195,61 +196,33 @@ def head_types_of(cfg, sweep):
     return sweep.get("head_types") or [train_config(cfg, sweep)["head_type"]]
 
 
-def model_slot(size, head_type, init_from=None, seed=None):
-    """A model's name within its dataset, before -n<n>: the size for transformer heads (the paper's), else
-    <size>-<head_type>; with `-init` after the size for heads added to a model (init_from), and `-s<seed>` for a
-    sweep with `seeds`. The rules' {size} wildcard and the stages' --size take it."""
-    size = f"{size}-init" if init_from else size
-    size = size if seed is None else f"{size}-s{seed}"
-    return size if head_type == head_types.PAPER else f"{size}-{head_type}"
-
-
 def models(cfg):
-    """Every model of the study: dicts with dataset, size, head_type, seed (its training seed), slot
-    (mtp.config.model_slot), family (the slot without the seed: the models that differ only by seed), n, train
-    (merged, with the model's head_type), dir."""
+    """Every model of the study, a ModelSpec each, in the sweeps' order."""
     seen, out = set(), []
     for sweep in cfg["sweeps"]:
         for size, head_type, seed, n in product(sweep["sizes"], head_types_of(cfg, sweep),
                                                 sweep.get("seeds") or [None], sweep["n_heads"]):
-            slot = model_slot(size, head_type, sweep.get("init_from"), seed)
-            if (sweep["dataset"], slot, n) in seen:
-                continue
-            seen.add((sweep["dataset"], slot, n))
-            out.append({"dataset": sweep["dataset"], "size": size, "head_type": head_type, "slot": slot,
-                        "family": model_slot(size, head_type, sweep.get("init_from")),
-                        "seed": cfg["seed"] if seed is None else seed, "init_from": sweep.get("init_from"), "n": n,
-                        "train": {**train_config(cfg, sweep), "head_type": head_type},
-                        "dir": str(model_dir(cfg, sweep["dataset"], slot, n))})
+            m = ModelSpec(dataset=sweep["dataset"], size=size, head_type=head_type, n_heads=n,
+                          seed=cfg["seed"] if seed is None else seed,
+                          train={**train_config(cfg, sweep), "head_type": head_type}, results=cfg["results"],
+                          init_from=sweep.get("init_from"), seeded=seed is not None)
+            if (m.dataset, m.slot, n) not in seen:
+                seen.add((m.dataset, m.slot, n))
+                out.append(m)
     return out
 
 
-def find_model(cfg, dataset, slot, n):
-    """The model <dataset>/<slot>-n<n> of the sweeps (slot: the size, or <size>-<head_type>)."""
+def find_model(cfg, dataset, slot, n_heads):
+    """The model <dataset>/<slot>-n<n_heads> of the sweeps (slot: the size, or <size>-<head_type>)."""
     for m in models(cfg):
-        if (m["dataset"], m["slot"], m["n"]) == (dataset, slot, int(n)):
+        if (m.dataset, m.slot, m.n_heads) == (dataset, slot, int(n_heads)):
             return m
-    raise UserError(f"model {dataset}/{slot}-n{n} is not in the config's sweeps; "
-                    f"known: {', '.join(model_name(m) for m in models(cfg))}")
-
-
-def model_name(m):
-    return f"{m['dataset']}/{m['slot']}-n{m['n']}"
-
-
-def run_keys(m):
-    """The MLflow tags naming model m's jobs (mtp.tracking.child_run): dataset, size, n, seed, and head_type unless
-    transformer (so that runs of the paper's heads keep the identity they had before head types)."""
-    keys = {"dataset": m["dataset"], "size": m["size"], "n": m["n"], "seed": m["seed"]}
-    return keys if m["head_type"] == head_types.PAPER else {**keys, "head_type": m["head_type"]}
+    raise UserError(f"model {dataset}/{slot}-n{n_heads} is not in the config's sweeps; "
+                    f"known: {', '.join(m.name for m in models(cfg))}")
 
 
 def data_dir(cfg, dataset):
     return Path(cfg["results"]) / "data" / dataset
-
-
-def model_dir(cfg, dataset, slot, n):
-    return Path(cfg["results"]) / "models" / dataset / f"{slot}-n{n}"
 
 
 def task_of(dataset_cfg):
@@ -268,31 +241,31 @@ def draft_model_for(cfg, m):
     (an upper bound: the trained vocabulary may be smaller), the same for both models, so it only moves
     the threshold. Ties: the first in the sweep.
     """
-    tok = cfg["datasets"][m["dataset"]]["tokenizer"]
+    tok = cfg["datasets"][m.dataset]["tokenizer"]
     vocab = 257 if tok["kind"] == "byte" else tok["vocab_size"]
 
     def params(c):
-        spec = preset(c["size"], cfg["model_presets"])
+        spec = preset(c.size, cfg["model_presets"])
         kv_dim = spec.get("n_kv_heads", spec["n_attn_heads"]) * spec["dim"] // spec["n_attn_heads"]
-        return num_params(vocab, spec["dim"], spec["n_layers"], n_heads=c["n"], head_type=c["head_type"],
+        return num_params(vocab, spec["dim"], spec["n_layers"], n_heads=c.n_heads, head_type=c.head_type,
                           kv_dim=kv_dim)
 
     limit = params(m) / 4
-    cands = [c for c in models(cfg) if c["dataset"] == m["dataset"] and c["n"] == 1 and params(c) <= limit]
+    cands = [c for c in models(cfg) if c.dataset == m.dataset and c.n_heads == 1 and params(c) <= limit]
     return min(cands, key=params, default=None)
 
 
 def train_flops(cfg, m):
-    """Estimated FLOPs of training model entry m (presets.train_flops_per_step x steps at a byte vocabulary):
+    """Estimated FLOPs of training model m (a ModelSpec; presets.train_flops_per_step x steps at a byte vocabulary):
     the Snakefile starts the longest training jobs first, so that no long job starts last."""
-    tc, spec = m["train"], preset(m["size"], cfg.get("model_presets"))
+    tc, spec = m.train, preset(m.size, cfg.get("model_presets"))
     tokens = tc["tokens"] or tc["max_steps"] * tc["batch_size"] * tc["grad_accum"] * tc["seq_len"]
-    return train_flops_per_step(m["n"], {**spec, "vocab": 256, "seq": tc["seq_len"], "batch": tokens / tc["seq_len"]})
+    return train_flops_per_step(m.n_heads, {**spec, "vocab": 256, "seq": tc["seq_len"], "batch": tokens / tc["seq_len"]})
 
 
-def launcher(cfg, dataset, size, n):
+def launcher(cfg, dataset, slot, n_heads):
     """`mtp`, or torchrun with one process per GPU when the model's train.gpus > 1."""
-    gpus = find_model(cfg, dataset, size, n)["train"]["gpus"]
+    gpus = find_model(cfg, dataset, slot, n_heads).train["gpus"]
     return f"torchrun --standalone --nproc_per_node={gpus} --no-python mtp" if gpus > 1 else "mtp"
 
 

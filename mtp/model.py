@@ -108,7 +108,7 @@ def few_rows_linear(x, w):
 
 
 class Linear(nn.Linear):
-    """nn.Linear without bias whose forward is few_rows_linear (the trunk's and heads' blocks)."""
+    """nn.Linear without bias whose forward is few_rows_linear (the blocks' matrices and the unembedding)."""
 
     def __init__(self, d_in, d_out):
         super().__init__(d_in, d_out, bias=False)
@@ -213,7 +213,7 @@ class MTPModel(nn.Module):
         self.behaviour = head_types.get(cfg.head_type).behaviour()  # what the head type does (mtp.heads.base)
         self.heads = nn.ModuleList(self.behaviour.modules(cfg))
         self.norm = RMSNorm(cfg.dim, cfg.norm_eps)
-        self.lm_head = nn.Linear(cfg.dim, cfg.vocab_size, bias=False)
+        self.lm_head = Linear(cfg.dim, cfg.vocab_size)
         if cfg.tie_embeddings:
             self.lm_head.weight = self.tok_emb.weight  # one parameter under both names
         self.activation_checkpointing = False  # recompute trunk blocks in backward (train.activation_checkpointing)
@@ -249,7 +249,7 @@ class MTPModel(nn.Module):
         behaviour.normed) and unembedding. vocab: token ids (sorted, 1-D) whose logits alone are computed (a sampled
         softmax in training: mtp.training.step.Objective), None = all."""
         x = self.norm(h) if self.behaviour.normed(i) else h
-        return few_rows_linear(x, self.lm_head.weight if vocab is None else self.lm_head.weight[vocab])
+        return self.lm_head(x) if vocab is None else F.linear(x, self.lm_head.weight[vocab])
 
     def head_states(self, z, cos, sin, heads=None, kvs=None, mask=None, ahead=None):
         """z (B, T, C) -> the states (B, T, C) of the heads in `heads` (0-based; default: all), for logits(): the

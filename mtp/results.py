@@ -93,8 +93,8 @@ def read(key, data):
 
 
 def path(m, key):
-    """Where model m (a mtp.config.models entry) keeps result `key`."""
-    return Path(m["dir"]) / file(key)
+    """Where model m (a mtp.spec.ModelSpec) keeps result `key`."""
+    return Path(m.dir) / file(key)
 
 
 def expected(cfg, task, key, n=None, head_type=head_types.PAPER):
@@ -107,4 +107,4 @@ def expected_paths(cfg, models):
     """Every result file the config makes the study write for `models` (the report's inputs)."""
     from mtp.config import task_of
     return [path(m, key) for m in models for key in kinds()
-            if expected(cfg, task_of(cfg["datasets"][m["dataset"]]), key, m["n"], m["head_type"]) is None]
+            if expected(cfg, task_of(cfg["datasets"][m.dataset]), key, m.n_heads, m.head_type) is None]

@@ -8,15 +8,15 @@ from mtp.io import write_json
 
 
 def model_from_args(args):
-    """--config, --dataset, --size, --n-heads -> (the config, the model's entry: mtp.config.models)."""
+    """--config, --dataset, --size, --n-heads -> (the config, the model's mtp.spec.ModelSpec)."""
     cfg = config.load(args.config)
-    return cfg, config.find_model(cfg, args.dataset, args.size, args.n)
+    return cfg, config.find_model(cfg, args.dataset, args.size, args.n_heads)
 
 
 @contextmanager
 def model_run(cfg, entry, stage):
-    """The MLflow child run of `stage` for model `entry` (mtp.tracking.child_run with mtp.config.run_keys)."""
-    with tracking.child_run(cfg, stage, **config.run_keys(entry)) as run:
+    """The MLflow child run of `stage` for model `entry` (mtp.tracking.child_run with its ModelSpec.run_keys)."""
+    with tracking.child_run(cfg, stage, **entry.run_keys()) as run:
         yield run
 
 

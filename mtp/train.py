@@ -16,9 +16,9 @@ from mtp.training.memory import is_out_of_memory, memory_advice
 
 
 def train(cfg, entry, progress=True):
-    """Train model `entry` (an item of mtp.config.models(cfg)) in its own child run; returns the metrics dict
+    """Train model `entry` (a mtp.spec.ModelSpec) in its own child run; returns the metrics dict
     (None on processes other than rank 0)."""
-    open_run = partial(tracking.child_run, cfg, "train", **config.run_keys(entry))
+    open_run = partial(tracking.child_run, cfg, "train", **entry.run_keys())
     return loop.train(cfg, entry, open_run, progress=progress)
 
 
@@ -30,7 +30,7 @@ def add_arguments(p):
 
 def run(args):
     cfg = config.load(args.config)
-    entry = config.find_model(cfg, args.dataset, args.size, args.n)
+    entry = config.find_model(cfg, args.dataset, args.size, args.n_heads)
     try:
         m = train(cfg, entry, progress=not args.no_progress)
     except (MemoryError, RuntimeError) as e:
@@ -38,16 +38,16 @@ def run(args):
             raise
         raise UserError(f"out of memory ({str(e).splitlines()[0][:120]}); estimate: {_advice(cfg, entry)}") from None
     if m:
-        print(f"{entry['dataset']}/{entry['size']}-n{entry['n']}: val loss head 1 {m['val_loss_head_1']:.4f} "
+        print(f"{entry.name}: val loss head 1 {m['val_loss_head_1']:.4f} "
               f"({m['val_bits_per_byte']:.3f} bits/byte), {m['tokens_seen']:,} tokens in {m['wall_s']:.0f} s")
 
 
 def _advice(cfg, entry):
     """The memory advice for `entry`, from its config and data alone (after training ran out of memory)."""
-    tc = entry["train"]
+    tc = entry.train
     device = pick_device(tc)
     dtype = pick_dtype(tc, device)
-    vocab = read_json(config.data_dir(cfg, entry["dataset"]) / "meta.json")["vocab_size"]
-    mcfg = ModelConfig.from_preset(entry["size"], vocab, n_heads=entry["n"], head_type=tc["head_type"],
+    vocab = read_json(config.data_dir(cfg, entry.dataset) / "meta.json")["vocab_size"]
+    mcfg = ModelConfig.from_preset(entry.size, vocab, n_heads=entry.n_heads, head_type=tc["head_type"],
                                    extra=cfg["model_presets"])
-    return memory_advice(mcfg, tc, dtype, device, entry["size"])[2]
+    return memory_advice(mcfg, tc, dtype, device, entry.size)[2]

@@ -201,7 +201,7 @@ def _study(tmp_path):
     entry = config.models(cfg)[0]
     torch.manual_seed(0)
     model = MTPModel(ModelConfig.from_preset("debug", vocab_size=257, n_heads=2))
-    save_model(entry["dir"], model, extra={"dataset": "code", "size": "debug", "n": 2, "data_dir": str(data)})
+    save_model(entry.dir, model, extra={"dataset": "code", "size": "debug", "n": 2, "data_dir": str(data)})
     return cfg, entry
 
 
@@ -211,7 +211,7 @@ def test_evaluate_model_end_to_end(tmp_path, capsys):
     from mtp.io import read_json
     cfg, entry = _study(tmp_path)
     result = code.evaluate_model(cfg, entry)
-    saved = read_json(f"{entry['dir']}/eval_code.json")
+    saved = read_json(f"{entry.dir}/eval_code.json")
     assert saved == json.loads(json.dumps(result))
     assert set(saved["benchmarks"]) == {"humaneval", "mbpp"}
     for bench, stops in (("humaneval", code.HUMANEVAL_STOPS), ("mbpp", code.MBPP_STOPS)):
@@ -259,7 +259,7 @@ def test_evaluate_model_scores_a_model_of_known_accuracy(tmp_path, monkeypatch, 
         return out
     monkeypatch.setattr(mtp.decoding.engine, "generate", generate)
     result = code.evaluate_model(cfg, entry)
-    assert read_json(f"{entry['dir']}/eval_code.json") == json.loads(json.dumps(result))
+    assert read_json(f"{entry.dir}/eval_code.json") == json.loads(json.dumps(result))
     assert calls == [2, 2, 2, 2]  # two problems, two sampled runs (temperature 0.8), each benchmark
     expect = 1.0 if stand_in == "reference" else 0.0
     assert result["metrics"] == {f"{b}_pass_at_{k}": expect for b in ("humaneval", "mbpp") for k in (1, 2)}

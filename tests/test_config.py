@@ -16,7 +16,7 @@ def default():
 def test_default_and_test_configs_validate():
     cfg = config.validate(default())
     assert len(config.models(cfg)) >= 5
-    assert {m["n"] for m in config.models(cfg)} >= {1, 2, 4}
+    assert {m.n_heads for m in config.models(cfg)} >= {1, 2, 4}
     config.load(ROOT / ".test" / "config.yaml")
     for path in sorted((ROOT / "configs").glob("*.yaml")):
         config.load(path)

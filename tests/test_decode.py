@@ -468,7 +468,7 @@ def test_stage_writes_decode_json(tmp_path, monkeypatch, capsys, n):
         "sweeps": [{"dataset": "toy", "sizes": ["toy"], "n_heads": [n]}],
         "decode": {"num_prompts": 3, "prompt_len": 5, "max_new_tokens": 12, "batch_sizes": [1, 2], "repeats": 1}}))
     cfg = config.load(cfg_path)
-    model_dir = config.find_model(cfg, "toy", "toy", n)["dir"]
+    model_dir = config.find_model(cfg, "toy", "toy", n).dir
     model = shift_model(n, noise=0.05) if n > 1 else shift_model(1)
     checkpoint.save_model(model_dir, model, {"dataset": "toy", "size": "toy", "n": n, "data_dir": str(data_dir),
                                              "train_run_id": "abc"})
@@ -480,10 +480,10 @@ def test_stage_writes_decode_json(tmp_path, monkeypatch, capsys, n):
         yield runs[-1][2]
 
     monkeypatch.setattr(tracking, "child_run", fake_child_run)
-    DS.run(SimpleNamespace(config=str(cfg_path), dataset="toy", size="toy", n=n, device="cpu"))
+    DS.run(SimpleNamespace(config=str(cfg_path), dataset="toy", size="toy", n_heads=n, device="cpu"))
     result = json.loads((tmp_path / "results" / "models" / "toy" / f"toy-n{n}" / "decode.json").read_text())
     (stage, keys, run), = runs
-    assert stage == "decode" and keys == config.run_keys(config.find_model(cfg, "toy", "toy", n))
+    assert stage == "decode" and keys == config.find_model(cfg, "toy", "toy", n).run_keys()
     assert run.tags_["mtp.train_run_id"] == "abc" and run.artifacts[0].endswith("decode.json")
     assert run.metrics == pytest.approx(result["metrics"])
     assert [r["batch_size"] for r in result["per_batch"]] == ([1, 2] if n > 1 else [])

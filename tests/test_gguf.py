@@ -80,7 +80,7 @@ def test_heads_added_to_a_gguf_model_keep_its_greedy_output(tiny_cfg, gguf_file)
     assert meta["vocab_size"] == 300
     entry = config.find_model(cfg, "code", "tiny-init", 2)
     train(cfg, entry, progress=False)
-    model, payload = checkpoint.load_model(entry["dir"])
+    model, payload = checkpoint.load_model(entry.dir)
     assert (model.cfg.n_heads, model.cfg.n_kv_heads) == (2, 2)
     tok = Tokenizer.load(f"{payload['data_dir']}/tokenizer.json")
     assert tok.eod_id == EOS_ID

@@ -148,9 +148,9 @@ def test_evaluate_model_end_to_end(tmp_path):
     cfg, entry = _stories_study(tmp_path, 3)
     torch.manual_seed(0)
     model = MTPModel(ModelConfig.from_preset("debug", vocab_size=257, n_heads=2))
-    save_model(entry["dir"], model, extra={"dataset": "stories", "size": "debug", "n": 2, "data_dir": str(tmp_path)})
+    save_model(entry.dir, model, extra={"dataset": "stories", "size": "debug", "n": 2, "data_dir": str(tmp_path)})
     result = IE.evaluate_model(cfg, entry)
-    saved = read_json(f"{entry['dir']}/eval_induction.json")
+    saved = read_json(f"{entry.dir}/eval_induction.json")
     assert saved == result and saved["context"] == 64 and saved["size"] == "debug"
     _, targets = IE.encode_tests(TOK, I.test_set(3, cfg["seed"]))
     assert saved["metrics"]["induction_scored_tokens"] == sum(map(len, targets))
@@ -171,7 +171,7 @@ def test_evaluate_model_scores_a_model_of_known_accuracy(tmp_path, monkeypatch, 
     from mtp.io import read_json
     from mtp.model import ModelConfig, MTPModel
     cfg, entry = _stories_study(tmp_path, 4)
-    save_model(entry["dir"], MTPModel(ModelConfig.from_preset("debug", vocab_size=257, n_heads=2)),
+    save_model(entry.dir, MTPModel(ModelConfig.from_preset("debug", vocab_size=257, n_heads=2)),
                extra={"dataset": "stories", "size": "debug", "n": 2, "data_dir": str(tmp_path)})
     model = NextTokenOracle() if stand_in == "copier" else Constant(TOK.eod_id)
     real_load = mtp.checkpoint.load_model
@@ -182,7 +182,7 @@ def test_evaluate_model_scores_a_model_of_known_accuracy(tmp_path, monkeypatch, 
         return model, payload
     monkeypatch.setattr(mtp.checkpoint, "load_model", load_model)
     result = IE.evaluate_model(cfg, entry)
-    assert read_json(f"{entry['dir']}/eval_induction.json") == result
+    assert read_json(f"{entry.dir}/eval_induction.json") == result
     sequences, targets = IE.encode_tests(TOK, I.test_set(4, cfg["seed"]))
     assert max(map(len, sequences)) > 64  # stories longer than the context: scored in several windows
     expect = 1 if stand_in == "copier" else 0

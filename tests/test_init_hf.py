@@ -79,7 +79,7 @@ def test_heads_added_to_a_hf_llama_keep_its_greedy_output(tiny_cfg, llama_dir):
     assert meta["eod_id"] == eos and meta["tokenizer"] == "hf"  # documents end with the model's own eos
     entry = config.find_model(cfg, "llama", "llama3-init", 2)
     train(cfg, entry, progress=False)
-    model, payload = checkpoint.load_model(entry["dir"])
+    model, payload = checkpoint.load_model(entry.dir)
     tok = Tokenizer.load(f"{payload['data_dir']}/tokenizer.json")
     assert tok.eod_id == eos  # read back from the dataset's meta.json, not <|eod|>
     hf = load_hf(llama_dir)
@@ -100,7 +100,7 @@ def test_heads_added_to_a_hf_llama_keep_its_greedy_output(tiny_cfg, llama_dir):
         assert torch.equal(state[k], hf_state[hf_name(k, model.cfg.n_trunk)]), k
     assert not torch.equal(state["heads.1.mlp.w2.weight"], state["heads.0.mlp.w2.weight"])  # head 2 trained
 
-    out = export(entry["dir"])  # the vLLM route's input: head 1 in transformers again, eos the model's
+    out = export(entry.dir)  # the vLLM route's input: head 1 in transformers again, eos the model's
     assert read_json(f"{out['hf']}/config.json")["eos_token_id"] == eos
     with torch.no_grad():
         torch.testing.assert_close(load_hf(out["hf"])(x).logits, hf(x).logits, rtol=1e-4, atol=1e-4)

@@ -216,7 +216,7 @@ def _study(tmp_path, dataset, kind):
     entry = config.models(cfg)[0]
     torch.manual_seed(0)
     model = MTPModel(ModelConfig.from_preset("debug", vocab_size=257, n_heads=2))
-    save_model(entry["dir"], model, extra={"dataset": dataset, "size": "debug", "n": 2, "data_dir": str(data)})
+    save_model(entry.dir, model, extra={"dataset": dataset, "size": "debug", "n": 2, "data_dir": str(data)})
     return cfg, entry
 
 
@@ -225,7 +225,7 @@ def test_evaluate_model_end_to_end(tmp_path):
     from mtp.io import read_json
     cfg, entry = _study(tmp_path, "poly", "polynomial")
     result = PE.evaluate_model(cfg, entry)
-    saved = read_json(f"{entry['dir']}/eval_polynomial.json")
+    saved = read_json(f"{entry.dir}/eval_polynomial.json")
     assert saved == result and saved["dataset"] == "poly" and saved["n"] == 2
     metrics = saved["metrics"]
     assert set(metrics) == {f"poly_acc_m{m}" for m in range(1, 8)} | {"poly_acc_in_domain", "poly_acc_out_of_domain"}
@@ -254,7 +254,7 @@ def test_evaluate_model_scores_a_model_of_known_accuracy(tmp_path, monkeypatch, 
         return answer(prompts, max_new_tokens, eod_id, 4)
     monkeypatch.setattr(mtp.decoding.engine, "generate", generate)
     result = PE.evaluate_model(cfg, entry)
-    assert read_json(f"{entry['dir']}/eval_polynomial.json") == result
+    assert read_json(f"{entry.dir}/eval_polynomial.json") == result
     assert len(seen) == 7 * 3  # every m = 1..7, three tests each
     expect = {str(m): 0.0 if m in wrong_for else 1.0 for m in range(1, 8)}
     assert result["accuracy_by_m"] == expect

@@ -86,15 +86,15 @@ def test_a_registered_head_type_runs_train_decode_export_report(registered, tiny
                                    "train": {"max_steps": 10}}]}
     raw["decode"] = {**raw["decode"], "batch_sizes": [1]}
     cfg, model_args, entry = _trained(tmp_path, raw, "code", 2, slot=f"micro-{name}")
-    model, _ = checkpoint.load_model(entry["dir"])
+    model, _ = checkpoint.load_model(entry.dir)
     assert model.cfg.head_type == name and model.cfg.n_trunk == (5 if name == "toy-mlp" else 3)  # toy-mlp takes no block
-    assert read_json(f"{entry['dir']}/metrics.json")["params_total"] == model.cfg.num_params
+    assert read_json(f"{entry.dir}/metrics.json")["params_total"] == model.cfg.num_params
     assert cli.main(["decode", *model_args]) == 0
-    decoded = read_json(f"{entry['dir']}/decode.json")
+    decoded = read_json(f"{entry.dir}/decode.json")
     assert decoded["per_batch"][0]["lossless"] is True
     assert cli.main(["report", *model_args[:2], "--no-tracking"]) == 0
     rows = (tmp_path / "results" / "report" / "speculative.md").read_text()
-    assert f"| code | micro-{name} | 2 |" in rows and entry["dir"].endswith(f"code/micro-{name}-n2")
+    assert f"| code | micro-{name} | 2 |" in rows and entry.dir.endswith(f"code/micro-{name}-n2")
     capsys.readouterr()
     if name == "toy-mlp":
         assert cli.main(["export", *model_args]) == 2
@@ -102,7 +102,7 @@ def test_a_registered_head_type_runs_train_decode_export_report(registered, tiny
         return
     assert cli.main(["export", *model_args]) == 0
     from transformers import AutoModelForCausalLM
-    hf = AutoModelForCausalLM.from_pretrained(f"{entry['dir']}/hf").eval()
+    hf = AutoModelForCausalLM.from_pretrained(f"{entry.dir}/hf").eval()
     idx = torch.randint(0, model.cfg.vocab_size, (2, 12), generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
         torch.testing.assert_close(hf(idx).logits, model(idx, heads=[0])[0], rtol=1e-5, atol=1e-5)
@@ -148,7 +148,7 @@ def test_a_registered_code_benchmark_is_scored_and_reported(toy_benchmark, tiny_
     raw["eval"]["code"] = {**raw["eval"]["code"], "benchmarks": ["toy-constant"]}
     cfg, model_args, entry = _trained(tmp_path, raw, "code", 1)
     assert cli.main(["eval", "code", *model_args]) == 0
-    result = read_json(f"{entry['dir']}/eval_code.json")["benchmarks"]["toy-constant"]
+    result = read_json(f"{entry.dir}/eval_code.json")["benchmarks"]["toy-constant"]
     assert result["num_problems"] == 3 and all("\n" not in s["completion"] for p in result["problems"]
                                                 for s in p["samples"])
     assert cli.main(["report", *model_args[:2], "--no-tracking"]) == 0
@@ -172,11 +172,11 @@ def _toy_evaluate(cfg, entry):
     from mtp.decoding.engine import generate
     from mtp.io import write_json
     from mtp.tokenizer import Tokenizer
-    model, payload = checkpoint.load_model(entry["dir"])
+    model, payload = checkpoint.load_model(entry.dir)
     tok = Tokenizer.load(f"{payload['data_dir']}/tokenizer.json")
     outs = generate(model, [tok.encode(f"a=a\n{c}=") for c in "abcdef"], 1, tok.eod_id)
     right = sum(tok.decode(o) == c for o, c in zip(outs, "abcdef")) / 6
-    write_json(f"{entry['dir']}/eval_toy-echo.json", {"metrics": {"echo_acc": right}})
+    write_json(f"{entry.dir}/eval_toy-echo.json", {"metrics": {"echo_acc": right}})
 
 
 TOY_TASK = tasks.Task("toy-echo", _toy_documents, _toy_evaluate, "echo_acc",

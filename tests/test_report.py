@@ -339,11 +339,17 @@ def fake_induction(m, acc, num_tests=20, per_story=6):
             "metrics": {"induction_acc": sum(flat) / len(flat), "induction_scored_tokens": len(flat)}}
 
 
+def model_dict(cfg, m):
+    """A ModelSpec as the dict the fake results read: its keys (n = n_heads) and its preset's shape."""
+    return {"dataset": m.dataset, "size": m.size, "slot": m.slot, "head_type": m.head_type, "seed": m.seed,
+            "family": m.family, "n": m.n_heads, "dir": m.dir, **report.shape_of(cfg, m.size)}
+
+
 def write_study(cfg, good=True, only=None):
     """Result files for every model; `good`: numbers that agree with the paper, else numbers against it.
     only: the set of result keys to write (default: all the config asks for)."""
     for m in config.models(cfg):
-        m = {**m, **report.shape_of(cfg, m["size"])}
+        m = model_dict(cfg, m)
         n, d, task = m["n"], Path(m["dir"]), config.task_of(cfg["datasets"][m["dataset"]])
         byte = m["dataset"] == "code-bytes"
         gain = (n > 1) * (1 if good else -1)  # +1: the paper's direction
@@ -445,7 +451,7 @@ def test_partial_study_says_what_is_missing(tmp_path):
 def test_unreadable_result_is_reported_not_fatal(tmp_path):
     cfg = study_cfg(tmp_path, decode=False, vllm=False, code=False, synthetic=False)
     write_study(cfg, only={"metrics"})
-    bad = Path(config.models(cfg)[0]["dir"]) / "metrics.json"
+    bad = Path(config.models(cfg)[0].dir) / "metrics.json"
     bad.write_text("{not json")
     records = report.load_study(cfg)
     assert any(n.startswith("metrics.json unreadable") for n in report.missing_notes(records, ["metrics"]))
@@ -503,10 +509,10 @@ POLYNOMIAL = "n > 1 helps polynomial arithmetic at every m"
 
 def _rewrite(cfg, dataset, family, n, key, change):
     """Change result `key` of model <dataset>/<family>-n<n> at every training seed."""
-    ms = [m for m in config.models(cfg) if (m["dataset"], m["family"], m["n"]) == (dataset, family, n)]
+    ms = [m for m in config.models(cfg) if (m.dataset, m.family, m.n_heads) == (dataset, family, n)]
     assert ms
     for m in ms:
-        path = Path(m["dir"]) / report.result_files()[key]
+        path = Path(m.dir) / report.result_files()[key]
         data = json.loads(path.read_text())
         change(data)
         write_json(path, data)
@@ -532,7 +538,7 @@ def test_degenerate_output_is_never_scored(tmp_path):
     assert rows and all(x["speedup"] == x["tokens_per_forward"] == "no data: degenerate output" for x in rows)
     assert all(x["output"].endswith(f"({reason})") for x in rows)
     for m in config.models(cfg):  # every model degenerate: every speed claim has no data
-        _rewrite(cfg, m["dataset"], m["family"], m["n"], "decode", lambda d: d.update(quality=quality(True)))
+        _rewrite(cfg, m.dataset, m.family, m.n_heads, "decode", lambda d: d.update(quality=quality(True)))
     every = _claims(cfg)
     for claim in (TPF, BYTES):
         assert every[claim]["verdict"] == f"no data: degenerate output ({reason})", claim
@@ -571,7 +577,7 @@ def test_claims_are_about_the_papers_heads_only(tmp_path):
     cfg = study_cfg(tmp_path, vllm=False, extra_sweeps=[{"dataset": "ind", "sizes": ["micro"], "n_heads": [2],
                                                          "head_types": ["sequential"]}])
     write_study(cfg, good=True)
-    m = next(m for m in config.models(cfg) if m["head_type"] == "sequential")
+    m = model_dict(cfg, next(m for m in config.models(cfg) if m.head_type == "sequential"))
     write_json(Path(m["dir"]) / report.result_files()["induction"], fake_induction(m, 0.1))
     claims = _claims(cfg)
     assert claims[INDUCTION]["verdict"] == R and "sequential" not in claims[INDUCTION]["ours"]
@@ -620,7 +626,7 @@ def test_paired_claims_need_the_interval_to_exclude_zero(tmp_path):
     cfg = study_cfg(tmp_path, decode=False, vllm=False, code=False)
     write_study(cfg, good=True)
     assert _claims(cfg)[INDUCTION]["verdict"] == R  # 0.7 vs 0.5 over 120 positions, at each of 3 seeds
-    twos = [{**m, **report.shape_of(cfg, m["size"])} for m in config.models(cfg) if (m["dataset"], m["n"]) == ("ind", 2)]
+    twos = [model_dict(cfg, m) for m in config.models(cfg) if (m.dataset, m.n_heads) == ("ind", 2)]
     assert [m["seed"] for m in twos] == SEEDS
     for m in twos:
         write_json(Path(m["dir"]) / "eval_induction.json", fake_induction(m, 0.5 + 1 / 120))  # one position better
@@ -636,7 +642,7 @@ def test_paired_claims_need_the_interval_to_exclude_zero(tmp_path):
     write_json(Path(twos[0]["dir"]) / "eval_induction.json", fake_induction(twos[0], 0.9))  # one seed the other way
     assert _claims(cfg)[INDUCTION]["verdict"].startswith("inconclusive")
     # polynomial: one m within noise makes the every-m claim inconclusive
-    polys = [m for m in config.models(cfg) if (m["dataset"], m["n"]) == ("poly", 2)]
+    polys = [model_dict(cfg, m) for m in config.models(cfg) if (m.dataset, m.n_heads) == ("poly", 2)]
     acc = {k: max(0.0, 0.9 - 0.1 * k + 0.05) for k in range(1, 8)}
     acc[3] = 0.9 - 0.3 + 1 / 200  # one test item better at m=3
     for p in polys:
@@ -671,7 +677,7 @@ def test_heads_on_a_pretrained_model_have_their_own_section(tmp_path):
                                              "init_from": f"mtp:{src}", "train": {"freeze": "trunk"}}])
     write_study(cfg, good=True)
     added = config.find_model(cfg, "code", "micro-init", 4)
-    path = Path(added["dir"]) / "metrics.json"
+    path = Path(added.dir) / "metrics.json"
     m = json.loads(path.read_text())
     m["val_history"].update(wall_s=[60.0, 150.0], val_agree_head_2=[0.2, 0.4], val_agree_head_3=[0.1, 0.2],
                             val_agree_head_4=[0.05, 0.1])

@@ -1,6 +1,7 @@
 """Typed results (mtp.result_types): a stage's dict is checked against its class before it is written, the report
 reads files into the classes, older files read with defaults, newer ones are refused by name."""
 import copy
+from pathlib import Path
 
 import pytest
 
@@ -13,8 +14,9 @@ from test_report import fake_decode, fake_vllm, study_cfg
 
 def _model(tmp_path, dataset="code", n=2):
     cfg = study_cfg(tmp_path)
-    m = next(x for x in config.models(cfg) if x["dataset"] == dataset and x["n"] == n and x["size"] == "micro")
-    return cfg, {**m, **report.shape_of(cfg, m["size"])}
+    m = next(x for x in config.models(cfg) if x.dataset == dataset and x.n_heads == n and x.size == "micro")
+    return cfg, {"dataset": m.dataset, "size": m.size, "n": m.n_heads, "dir": m.dir, "name": m.name,
+                 **report.shape_of(cfg, m.size)}
 
 
 def test_the_writers_dicts_pass_their_check_and_are_stamped(tmp_path):
@@ -60,8 +62,8 @@ def test_older_files_read_with_defaults_and_newer_ones_are_refused(tmp_path):
     newer = {**fake_decode(m, 1.5, 1.2), SCHEMA_KEY: 99}
     with pytest.raises(SchemaError, match="schema version 99, newer than this mtp's 2"):
         Decode.read(newer)
-    write_json(results.path(m, "decode"), newer)
-    rec = next(r for r in report.load_study(cfg) if r["name"] == config.model_name(m))
+    write_json(Path(m["dir"]) / results.file("decode"), newer)
+    rec = next(r for r in report.load_study(cfg) if r["name"] == m["name"])
     assert rec["results"]["decode"] is None
     assert rec["status"]["decode"].startswith("unreadable: schema version 99")
 

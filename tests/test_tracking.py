@@ -220,7 +220,7 @@ def test_a_trained_model_is_a_logged_model_and_its_export_loads_with_the_transfo
     tokenize(cfg, "code")
     entry = config.find_model(cfg, "code", "micro", 2)
     metrics = train(cfg, entry, progress=False)
-    saved = json.loads((Path(entry["dir"]) / "metrics.json").read_text())
+    saved = json.loads((Path(entry.dir) / "metrics.json").read_text())
     model_id = saved["logged_model_id"]
     tracking._mlflow(cfg)
     lm = mlflow.get_logged_model(model_id)
@@ -230,7 +230,7 @@ def test_a_trained_model_is_a_logged_model_and_its_export_loads_with_the_transfo
     assert lm.params["train.lr"] == str(cfg["train"]["lr"]) and lm.params["model.n_heads"] == "2"
     assert main(["export", "--config", str(cfg_path), "--dataset", "code", "--size", "micro", "--n-heads", "2"]) in (0, None)
     loaded = mlflow.transformers.load_model(f"models:/{model_id}", return_type="components")
-    ours, _ = checkpoint.load_model(entry["dir"])
+    ours, _ = checkpoint.load_model(entry.dir)
     x = torch.tensor([[5, 6, 7, 8, 9]])
     with torch.no_grad():
         torch.testing.assert_close(loaded["model"](x).logits, ours(x, heads=[0])[0], rtol=1e-4, atol=1e-4)

@@ -1,3 +1,4 @@
+import dataclasses
 import os
 import subprocess
 import sys
@@ -105,17 +106,17 @@ def test_training_reduces_validation_loss_and_resume_is_bit_exact(tiny_cfg, tmp_
     assert m["val_loss_head_1"] < np.log(m["params_total"] and cfg and 512)  # below uniform over the vocab
 
     # Interrupted run: stop after the step-10 checkpoint, then resume to 20.
-    cut = dict(full, dir=str(tmp_path / "cut"))
+    cut = dataclasses.replace(full, results=str(tmp_path / "cut"))  # the same model in another results folder
     train(config.validate({**cfg, "train": {**cfg["train"], "max_steps": 20}}), cut, progress=False)
-    ck = sorted((tmp_path / "cut" / "ckpt").glob("step-*.pt"))
+    ck = sorted((Path(cut.dir) / "ckpt").glob("step-*.pt"))
     for p in ck:
         if "0000020" in p.name:
             p.unlink()
             p.with_suffix(".json").unlink()
-    (tmp_path / "cut" / "model.pt").unlink()
+    (Path(cut.dir) / "model.pt").unlink()
     train(cfg, cut, progress=False)
-    a, _ = checkpoint.load_model(full["dir"])
-    b, _ = checkpoint.load_model(cut["dir"])
+    a, _ = checkpoint.load_model(full.dir)
+    b, _ = checkpoint.load_model(cut.dir)
     for (k, p), (_, q) in zip(a.state_dict().items(), b.state_dict().items()):
         assert torch.equal(p, q), k
 
@@ -127,14 +128,14 @@ def test_seeds_are_a_sweep_axis(tiny_cfg, tmp_path):
     tiny_cfg["sweeps"] = [{"dataset": "code", "sizes": ["micro"], "n_heads": [2], "seeds": [3, 4]}]
     cfg = _train_cfg(tiny_cfg, max_steps=4, checkpoint_every=4, eval_every=4)
     models = config.models(cfg)
-    assert [(m["slot"], m["seed"], m["family"]) for m in models] == [("micro-s3", 3, "micro"), ("micro-s4", 4, "micro")]
-    assert [Path(m["dir"]).name for m in models] == ["micro-s3-n2", "micro-s4-n2"]
+    assert [(m.slot, m.seed, m.family) for m in models] == [("micro-s3", 3, "micro"), ("micro-s4", 4, "micro")]
+    assert [Path(m.dir).name for m in models] == ["micro-s3-n2", "micro-s4-n2"]
     tokenize(cfg, "code")
     for m in models:
         train(cfg, m, progress=False)
-    again = dict(models[0], dir=str(tmp_path / "again"))
+    again = dataclasses.replace(models[0], results=str(tmp_path / "again"))
     train(cfg, again, progress=False)
-    (a, _), (b, _), (c, _) = (checkpoint.load_model(m["dir"]) for m in (*models, again))
+    (a, _), (b, _), (c, _) = (checkpoint.load_model(m.dir) for m in (*models, again))
     assert any(not torch.equal(p, q) for p, q in zip(a.state_dict().values(), b.state_dict().values()))
     assert all(torch.equal(p, q) for p, q in zip(a.state_dict().values(), c.state_dict().values()))
     mlflow.set_tracking_uri(cfg["tracking"]["uri"])
@@ -152,15 +153,15 @@ def test_corrupt_checkpoint_is_skipped_on_resume(tiny_cfg, capsys, monkeypatch):
     tokenize(cfg, "code")
     entry = config.find_model(cfg, "code", "micro", 1)
     train(cfg, entry, progress=False)
-    ckdir = Path(entry["dir"]) / "ckpt"
-    uninterrupted, _ = checkpoint.load_model(entry["dir"])
+    ckdir = Path(entry.dir) / "ckpt"
+    uninterrupted, _ = checkpoint.load_model(entry.dir)
     newest = ckdir / "step-0000010.pt"
     assert sorted(p.name for p in ckdir.glob("step-*.pt")) == ["step-0000005.pt", newest.name]
     newest.write_bytes(newest.read_bytes()[:100])  # cut short, as by a crash mid-write
     assert not checkpoint.is_valid(newest)
     with pytest.raises(UserError, match="corrupt"):
         checkpoint.load(newest)
-    (Path(entry["dir"]) / "model.pt").unlink()  # the crashed run never got this far
+    (Path(entry.dir) / "model.pt").unlink()  # the crashed run never got this far
     loaded, steps = [], []
     real_load, real_backward = checkpoint.load, train_mod.mtp_backward
     monkeypatch.setattr(checkpoint, "load", lambda path, *a, **kw: loaded.append(Path(path).name) or real_load(path, *a, **kw))
@@ -171,7 +172,7 @@ def test_corrupt_checkpoint_is_skipped_on_resume(tiny_cfg, capsys, monkeypatch):
     assert "from step-0000005.pt (step 5/10)" in capsys.readouterr().out
     assert loaded == ["step-0000005.pt"] and len(steps) == 5  # resumed at 5: only steps 6..10 ran
     assert checkpoint.is_valid(newest) and checkpoint.load(newest)["step"] == 10  # rewritten whole
-    resumed, _ = checkpoint.load_model(entry["dir"])
+    resumed, _ = checkpoint.load_model(entry.dir)
     for (k, a), (_, b) in zip(uninterrupted.state_dict().items(), resumed.state_dict().items()):
         assert torch.equal(a, b), k
 
@@ -240,7 +241,7 @@ def single_run(tiny_cfg):
     tokenize(cfg, "code")
     entry = config.find_model(cfg, "code", "micro", 2)
     train(cfg, entry, progress=False)
-    return cfg, entry["dir"]
+    return cfg, entry.dir
 
 
 @pytest.mark.parametrize("parallel", ["ddp", "fsdp"])
@@ -323,14 +324,14 @@ def test_heads_added_to_a_trained_model_keep_its_greedy_output(tiny_cfg, tmp_pat
     src = config.find_model(cfg, "code", "micro", 1)
     train(cfg, src, progress=False)
     raw = {**cfg, "sweeps": [*cfg["sweeps"], {"dataset": "code", "sizes": ["micro"], "n_heads": [3],
-                                               "head_types": [head_type], "init_from": f"mtp:{src['dir']}",
+                                               "head_types": [head_type], "init_from": f"mtp:{src.dir}",
                                                "train": {"freeze": "trunk", "max_steps": 15, "lr": 0.01}}]}
     cfg2 = config.validate(raw)
     slot = "micro-init" if head_type == "transformer" else f"micro-init-{head_type}"
     added = config.find_model(cfg2, "code", slot, 3)
     train(cfg2, added, progress=False)
-    before, _ = checkpoint.load_model(src["dir"])
-    after, _ = checkpoint.load_model(added["dir"])
+    before, _ = checkpoint.load_model(src.dir)
+    after, _ = checkpoint.load_model(added.dir)
     b, a = before.state_dict(), after.state_dict()
     for k, v in b.items():
         assert torch.equal(a[k], v), k  # trunk, head 1, embedding, norm, unembedding untouched

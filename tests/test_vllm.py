@@ -463,20 +463,20 @@ def test_heads_served_by_vllms_own_drafters(tmp_path, head_type):
     torch.set_num_threads(threads)
     slot = f"toy-{head_type}"
     entry = config.find_model(cfg, "toy", slot, 3)
-    save_model(entry["dir"], model, {"dataset": "toy", "size": "toy", "n": 3, "data_dir": str(data_dir),
+    save_model(entry.dir, model, {"dataset": "toy", "size": "toy", "n": 3, "data_dir": str(data_dir),
                                      "train_run_id": head_type})
     proc = subprocess.run([str(BIN / "mtp"), "vllm", "--config", str(cfg_path), "--dataset", "toy", "--size",
                            slot, "--n-heads", "3"], capture_output=True, text=True, timeout=1200)
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
-    result = json.loads((Path(entry["dir"]) / "vllm.json").read_text())
+    result = json.loads((Path(entry.dir) / "vllm.json").read_text())
     assert [r["name"] for r in result["configs"]] == ["nospec", "heads_k2"]  # k = 2 only: one engine less
     assert result["crosscheck"]["ok"], result["crosscheck"]["problems"]
     k2 = result["configs"][1]
     if head_type == "medusa":
-        drafter = json.loads((Path(entry["dir"]) / "hf-drafter" / "config.json").read_text())
+        drafter = json.loads((Path(entry.dir) / "hf-drafter" / "config.json").read_text())
         assert drafter["architectures"] == ["MedusaModel"] and k2["method"] == "medusa"
     else:
-        assert not (Path(entry["dir"]) / "hf-drafter").exists() and k2["method"] == "mtp"
+        assert not (Path(entry.dir) / "hf-drafter").exists() and k2["method"] == "mtp"
     b1 = k2["per_batch"][0]
     assert b1["num_accepted_tokens"] > 0 and len(b1["acceptance_rate_per_pos"]) == 2  # both blocks drafted
     assert b1["acceptance_rate_per_pos"][1] > 0  # the second draft accepted too (recursive: the module's 2nd depth)

@@ -27,7 +27,7 @@ def add_arguments(p):
 
 
 def bench_model(cfg, entry, device="cpu"):
-    """Time one trained model of the study (an item of mtp.config.models) on its val prompts.
+    """Time one trained model of the study (a mtp.spec.ModelSpec) on its val prompts.
 
     -> (bench result with dataset/size/prompt_len/train_run_id added, payload of the checkpoint).
     """
@@ -35,7 +35,7 @@ def bench_model(cfg, entry, device="cpu"):
     dc = cfg["decode"]
     if dc.get("threads"):
         torch.set_num_threads(dc["threads"])
-    model, payload = checkpoint.load_model(entry["dir"], device=device)
+    model, payload = checkpoint.load_model(entry.dir, device=device)
     model.behaviour.compile_drafting = dc["compile"]  # compiled on the first (untimed) run
     k = D.check_draft_tokens(model, dc["draft_tokens"] if model.cfg.n_heads > 1 else 0)
     prompts = DT.study_prompts(cfg, payload["data_dir"])
@@ -45,7 +45,7 @@ def bench_model(cfg, entry, device="cpu"):
                         f"(max_seq_len {model.cfg.max_seq_len}) with room to generate")
     result = DT.bench(model, prompts, dc["batch_sizes"], dc["max_new_tokens"], dc["repeats"], k,
                       temperature=dc["sample_temperature"])
-    result.update({"dataset": entry["dataset"], "size": entry["size"], "prompts": dc["prompts"],
+    result.update({"dataset": entry.dataset, "size": entry.size, "prompts": dc["prompts"],
                    "prompt_len": prompt_len,
                    "train_run_id": payload.get("train_run_id")})
     return result, payload
@@ -106,10 +106,10 @@ def bench_study(cfg, device="cpu"):
     from mtp import checkpoint, config
     models, skipped = {}, []
     for entry in config.models(cfg):
-        name = config.model_name(entry)
-        if entry["n"] == 1:
+        name = entry.name
+        if entry.n_heads == 1:
             continue
-        if not checkpoint.is_valid(Path(entry["dir"]) / checkpoint.MODEL_FILE):
+        if not checkpoint.is_valid(Path(entry.dir) / checkpoint.MODEL_FILE):
             skipped.append(name)
             continue
         models[name] = summary(bench_model(cfg, entry, device)[0])
@@ -128,7 +128,7 @@ def run(args):
         run.params({"decode": cfg["decode"], "draft_tokens_used": result["draft_tokens"], "device": args.device,
                     "threads": torch.get_num_threads()})
         save_result(run, entry, "decode", result)
-    name = f"{args.dataset}/{args.size}-n{args.n}"
+    name = f"{args.dataset}/{args.size}-n{args.n_heads}"
     for row in result["per_batch"]:
         line = f"batch {row['batch_size']}: AR {row['ar']['tokens_per_s']:.1f} tok/s"
         if row["spec"]:

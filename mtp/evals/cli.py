@@ -24,7 +24,7 @@ def add_arguments(p):
     add_config_arg(code)
     add_model_args(code)
     for action in code._actions:  # the same flags as every stage, optional here: --samples mode needs none
-        if action.dest in ("dataset", "size", "n"):
+        if action.dest in ("dataset", "size", "n_heads"):
             action.required = False
     from mtp.code_benchmarks import CODE_BENCHMARKS
     code.add_argument("--benchmark", choices=list(CODE_BENCHMARKS), help="benchmark of --samples")
@@ -49,12 +49,12 @@ def run(args):
     if args.task == "code" and args.samples:
         return run_samples(args)
     if args.task == "code":
-        missing = [f for f, v in (("--dataset", args.dataset), ("--size", args.size), ("--n-heads", args.n)) if v is None]
+        missing = [f for f, v in (("--dataset", args.dataset), ("--size", args.size), ("--n-heads", args.n_heads)) if v is None]
         if missing:
             raise UserError(f"give {', '.join(missing)} to score a model of the study, "
                             f"or --benchmark and --samples to score a samples file")
     cfg = config.load(args.config)
-    entry = config.find_model(cfg, args.dataset, args.size, args.n)
+    entry = config.find_model(cfg, args.dataset, args.size, args.n_heads)
     if args.task == "code":
         from mtp.evals.code import evaluate_model
         evaluate_model(cfg, entry)

@@ -273,7 +273,6 @@ def evaluate_model(cfg, model_entry):
     """Generate and score every configured benchmark for one model; write <model dir>/eval_code.json, log to MLflow."""
     import torch
 
-    from mtp import config
     from mtp.checkpoint import load_model
     from mtp.evals.sandbox import check_available
     from mtp.stage import device, model_run, save_result
@@ -282,10 +281,10 @@ def evaluate_model(cfg, model_entry):
     code_cfg = cfg["eval"]["code"]
     check_available(code_cfg["unsafe_no_sandbox"])  # before minutes of generation
     ks = sorted(set(code_cfg["k"]))
-    keys = config.run_keys(model_entry)
+    keys = model_entry.run_keys()
     with model_run(cfg, model_entry, "eval_code") as run:
         run.params({"eval.code": code_cfg})
-        model, payload = load_model(model_entry["dir"], device=device())
+        model, payload = load_model(model_entry.dir, device=device())
         tok = Tokenizer.load(Path(payload["data_dir"]) / "tokenizer.json")
         out, metrics = {"model": keys, "config": code_cfg, "benchmarks": {}}, {}
         for bench in code_cfg["benchmarks"]:

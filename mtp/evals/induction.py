@@ -96,18 +96,17 @@ def evaluate_model(cfg, model_entry):
     """
     from pathlib import Path
 
-    from mtp import config
     from mtp.checkpoint import load_model
     from mtp.stage import device, model_run, save_result
     from mtp.tokenizer import Tokenizer
 
     syn = cfg["eval"]["synthetic"]
     dev = device()
-    keys = config.run_keys(model_entry)
+    keys = model_entry.run_keys()
     with model_run(cfg, model_entry, "eval_induction") as run:
-        model, payload = load_model(model_entry["dir"], device=dev)
+        model, payload = load_model(model_entry.dir, device=dev)
         tok = Tokenizer.load(Path(payload["data_dir"]) / "tokenizer.json")
-        ctx = min(model_entry["train"]["seq_len"], model.cfg.max_seq_len)
+        ctx = min(model_entry.train["seq_len"], model.cfg.max_seq_len)
         sequences, targets = encode_tests(tok, test_set(syn["num_tests"], cfg["seed"]))
         preds = predict(model, sequences, targets, ctx, syn["batch_size"], tok.eod_id, dev)
         items = correct_by_story(preds, sequences, targets)

@@ -63,18 +63,17 @@ def evaluate_model(cfg, model_entry):
 
     import torch
 
-    from mtp import config
     from mtp.checkpoint import load_model
     from mtp.decoding.engine import generate
     from mtp.stage import device, model_run, save_result
     from mtp.tokenizer import Tokenizer
 
     syn = cfg["eval"]["synthetic"]
-    max_ops_train = cfg["datasets"][model_entry["dataset"]]["source"].get("max_ops", 5)
+    max_ops_train = cfg["datasets"][model_entry.dataset]["source"].get("max_ops", 5)
     ms = range(1, syn["max_ops"] + 1)
-    keys = config.run_keys(model_entry)
+    keys = model_entry.run_keys()
     with model_run(cfg, model_entry, "eval_polynomial") as run:
-        model, payload = load_model(model_entry["dir"], device=device())
+        model, payload = load_model(model_entry.dir, device=device())
         tok = Tokenizer.load(Path(payload["data_dir"]) / "tokenizer.json")
 
         def generate_fn(prompts, max_new_tokens, eod_id, batch_size):

@@ -182,11 +182,11 @@ def add_arguments(p):
 def run(args):
     from mtp import config
     cfg = config.load(args.config)
-    m = config.find_model(cfg, args.dataset, args.size, args.n)
-    out = export(m["dir"])
+    m = config.find_model(cfg, args.dataset, args.size, args.n_heads)
+    out = export(m.dir)
     metrics = results.path(m, "metrics")
     model_id = results.read("metrics", read_json(metrics)).logged_model_id if metrics.exists() else None
     if model_id:  # trained by `mtp train` (not a hand-made checkpoint): its logged model gets the HF export
         from mtp import tracking
         tracking.log_hf_model(cfg, model_id, out["hf"])
-    print(f"{config.model_name(m)}: exported to {out['hf']}" + (f" and {out['drafter']}" if out["drafter"] else ""))
+    print(f"{m.name}: exported to {out['hf']}" + (f" and {out['drafter']}" if out["drafter"] else ""))

@@ -52,21 +52,21 @@ def read_result(path, cls):
 
 def load_study(cfg):
     """One record per model of the config: identity, preset size, and each result file (or why it is absent).
-    "size" is the model's slot (mtp.config.model_slot: the preset, or <preset>-<head_type>), so that tables and
+    "size" is the model's slot (mtp.spec.model_slot: the preset, or <preset>-<head_type>), so that tables and
     figures keep head types (and training seeds) apart; "preset" and "head_type" name the two, "seed" and "family"
     (the slot without the seed) the training seed and the models that differ only by it."""
-    from mtp.config import model_name, models, task_of
+    from mtp.config import models, task_of
     records, result_kinds = [], kinds()
     for m in models(cfg):
-        ds = cfg["datasets"][m["dataset"]]
-        rec = {"dataset": m["dataset"], "size": m["slot"], "preset": m["size"], "head_type": m["head_type"],
-               "seed": m["seed"], "family": m["family"], "n": m["n"], "name": model_name(m), "dir": m["dir"], "init_from": m["init_from"],
-               "task": task_of(ds), "tokenizer": ds["tokenizer"]["kind"], **shape_of(cfg, m["size"]),
-               "seq_len": m["train"]["seq_len"], "batch_size": m["train"]["batch_size"],
+        ds = cfg["datasets"][m.dataset]
+        rec = {"dataset": m.dataset, "size": m.slot, "preset": m.size, "head_type": m.head_type,
+               "seed": m.seed, "family": m.family, "n": m.n_heads, "name": m.name, "dir": m.dir, "init_from": m.init_from,
+               "task": task_of(ds), "tokenizer": ds["tokenizer"]["kind"], **shape_of(cfg, m.size),
+               "seq_len": m.train["seq_len"], "batch_size": m.train["batch_size"],
                "results": {}, "status": {}}
         for key, kind in result_kinds.items():
-            why = kind.why_absent(cfg, rec["task"], m["n"], m["head_type"])  # a file the config does not ask for may be stale: not read
-            data, status = read_result(Path(m["dir"]) / kind.file, kind.type) if why is None else (None, why)
+            why = kind.why_absent(cfg, rec["task"], m.n_heads, m.head_type)  # a file the config does not ask for may be stale: not read
+            data, status = read_result(Path(m.dir) / kind.file, kind.type) if why is None else (None, why)
             rec["results"][key], rec["status"][key] = data, status
         records.append(rec)
     return records

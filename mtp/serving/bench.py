@@ -21,12 +21,12 @@ def bench(cfg, dataset, size, n, batch_sizes=(1, 8)):
     from mtp import config
     entry = config.find_model(cfg, dataset, size, n)
     if int(n) < 2:
-        raise UserError(f"bench vllm needs a model with n > 1 heads, got {config.model_name(entry)}")
+        raise UserError(f"bench vllm needs a model with n > 1 heads, got {entry.name}")
     switches = {b.switch: True for b in VLLM_BASELINES.values() if b.switch}  # every baseline on
     bcfg = config.merge(cfg, {"vllm": switches})
     result = vllm_stage.measure(bcfg, entry, list(batch_sizes), cfg["vllm"]["repeats"], ks=[int(n) - 1])
     vllm_stage._fail_on_mismatch(result)
-    return summary(result, config.model_name(entry), int(n) - 1, batch_sizes)
+    return summary(result, entry.name, int(n) - 1, batch_sizes)
 
 
 def summary(result, model, k, batch_sizes):
@@ -59,8 +59,8 @@ def bench_model(cfg, candidates):
     from mtp import config
 
     def key(m):
-        ds = cfg["datasets"][m["dataset"]]
-        return ds["tokenizer"]["kind"] == "byte", m["n"], config.task_of(ds) == "code"
+        ds = cfg["datasets"][m.dataset]
+        return ds["tokenizer"]["kind"] == "byte", m.n_heads, config.task_of(ds) == "code"
     return max(candidates, key=key)
 
 
@@ -68,9 +68,9 @@ def bench_study(cfg):
     """`mtp bench vllm`: bench() on the study's trained model chosen by bench_model."""
     from mtp import config
     from mtp.checkpoint import MODEL_FILE
-    trained = [m for m in config.models(cfg) if m["n"] > 1 and (Path(m["dir"]) / MODEL_FILE).exists()]
+    trained = [m for m in config.models(cfg) if m.n_heads > 1 and (Path(m.dir) / MODEL_FILE).exists()]
     if not trained:
         raise UserError("bench vllm: no trained model with n > 1 heads in this study; train one first "
                         "(snakemake ... or mtp train)")
     m = bench_model(cfg, trained)
-    return bench(cfg, m["dataset"], m["size"], m["n"])
+    return bench(cfg, m.dataset, m.slot, m.n_heads)

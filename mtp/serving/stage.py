@@ -143,7 +143,6 @@ def measure(cfg, entry, batch_sizes, repeats, ks=None):
     ks: our-heads draft lengths (default 1..n-1). -> the vllm.json dict; result["crosscheck"]["problems"]
     lists the mismatches (the caller fails on them).
     """
-    from mtp import config
     from mtp.decoding import engine as D
 
     vllm = import_vllm()
@@ -153,8 +152,8 @@ def measure(cfg, entry, batch_sizes, repeats, ks=None):
     greedy = D.decode(model, s["prompts"], max_new, None, 0, batch_size=1)[0]
     quality = M.output_quality(greedy)
     prompts, native = [s["prompts"][i] for i in quality["measured"]], [greedy[i] for i in quality["measured"]]
-    confs = configurations(model.behaviour.served, s["exported"], cfg["vllm"], ks, s["draft"] and s["draft"]["hf"])
-    runs = run_engines(vllm, config.model_name(entry), confs, s["engine_args"], prompts, max_new,
+    confs = configurations(model.behaviour.served, s["exported"], cfg["vllm"], ks, s["draft_hf"])
+    runs = run_engines(vllm, entry.name, confs, s["engine_args"], prompts, max_new,
                        batch_sizes, repeats)
 
     # the cross-checks: native greedy (above) and native acceptance counts at batch 1
@@ -162,13 +161,13 @@ def measure(cfg, entry, batch_sizes, repeats, ks=None):
     problems = crosscheck(native, native_counts, runs)
     dc, draft = cfg["decode"], s["draft"]
     result = {
-        "dataset": entry["dataset"], "size": entry["size"], "n": model.cfg.n_heads,
+        "dataset": entry.dataset, "size": entry.size, "n": model.cfg.n_heads,
         "train_run_id": s["payload"].get("train_run_id"), "vllm_version": vllm.__version__, "device": _device(),
         "dtype": "float32", "enforce_eager": cfg["vllm"]["enforce_eager"], "num_prompts": len(s["prompts"]),
         "timed_prompts": len(prompts), "prompts": dc["prompts"], "prompt_len": max(map(len, s["prompts"])),
         "max_new_tokens": max_new, "batch_sizes": batch_sizes, "repeats": repeats,
         "timing": "interleaved rounds, every engine alive side by side (mtp/serving/timing.py)",
-        "max_model_len": s["max_model_len"], "draft_model": config.model_name(draft) if draft else None,
+        "max_model_len": s["max_model_len"], "draft_model": draft.name if draft else None,
         "note": s["note"].strip(), "export": s["exported"], "quality": quality, "configs": runs,
         "crosscheck": {"ok": not problems, "problems": problems, "native_greedy": native,
                        "native_counts": {str(k): [{c: x[c] for c in COUNTERS} for x in v]
@@ -180,27 +179,28 @@ def measure(cfg, entry, batch_sizes, repeats, ks=None):
 
 def prepare(cfg, entry, ks, max_batch):
     """Load and check the model (and the draft model), export both, pick the prompts.
-    -> {model, payload, ks, exported, draft, note, prompts, max_new, max_model_len, engine_args}."""
-    from mtp import checkpoint, config
+    -> {model, payload, ks, exported, draft (its ModelSpec), draft_hf, note, prompts, max_new, max_model_len,
+    engine_args}."""
+    from mtp import checkpoint
     from mtp.decoding import engine as D
     from mtp.decoding import timing as DT
     from mtp.formats.export import refuse_export
     vc, dc = cfg["vllm"], cfg["decode"]
-    name = config.model_name(entry)
-    model, payload = checkpoint.load_model(entry["dir"])
+    name = entry.name
+    model, payload = checkpoint.load_model(entry.dir)
     n = model.cfg.n_heads
     refuse_export(model.cfg, name)
     check_head_dim(model.cfg, name)
     ks = list(range(1, n)) if ks is None else [k for k in ks if 1 <= k < n]
-    exported = ensure_exported(entry["dir"], n > 1 and model.behaviour.exports_drafter)
+    exported = ensure_exported(entry.dir, n > 1 and model.behaviour.exports_drafter)
     draft, note = _draft_model(cfg, entry, vc)
     if draft:
-        draft_model, _ = checkpoint.load_model(draft["dir"])
-        check_head_dim(draft_model.cfg, config.model_name(draft))
+        draft_model, _ = checkpoint.load_model(draft.dir)
+        check_head_dim(draft_model.cfg, draft.name)
         if draft_model.cfg.vocab_size != model.cfg.vocab_size:
-            raise UserError(f"draft model {config.model_name(draft)}: vocab {draft_model.cfg.vocab_size} != "
+            raise UserError(f"draft model {draft.name}: vocab {draft_model.cfg.vocab_size} != "
                             f"{model.cfg.vocab_size} of {name}")
-        draft = {**draft, "hf": ensure_exported(draft["dir"], False)["hf"]}
+    draft_hf = ensure_exported(draft.dir, False)["hf"] if draft else None
     if n == 1:
         note = "n=1: one head, nothing to draft; baselines only. " + note
     prompts = DT.study_prompts(cfg, payload["data_dir"])  # the native decode stage's prompts
@@ -213,7 +213,8 @@ def prepare(cfg, entry, ks, max_batch):
         raise UserError(f"decode.prompt_len + decode.max_new_tokens = {prompt_len + max_new} exceeds "
                         f"{name}'s context (max_seq_len {model.cfg.max_seq_len})")
     args = T.engine_args(exported["hf"], model.cfg, max_model_len, max_batch, vc["enforce_eager"])
-    return {"model": model, "payload": payload, "ks": ks, "exported": exported, "draft": draft, "note": note,
+    return {"model": model, "payload": payload, "ks": ks, "exported": exported, "draft": draft, "draft_hf": draft_hf,
+            "note": note,
             "prompts": prompts, "max_new": max_new, "max_model_len": max_model_len, "engine_args": args}
 
 
@@ -247,9 +248,9 @@ def _draft_model(cfg, entry, vc):
     draft = config.draft_model_for(cfg, entry)
     if draft is not None:
         return draft, ""
-    ones = [config.model_name(m) for m in config.models(cfg) if m["dataset"] == entry["dataset"] and m["n"] == 1]
-    return None, (f"no n=1 model of at most a quarter of {config.model_name(entry)}'s parameters in the sweep "
-                  f"(n=1 models of dataset {entry['dataset']}: {', '.join(ones) or 'none'}): no draft_model baseline.")
+    ones = [m.name for m in config.models(cfg) if m.dataset == entry.dataset and m.n_heads == 1]
+    return None, (f"no n=1 model of at most a quarter of {entry.name}'s parameters in the sweep "
+                  f"(n=1 models of dataset {entry.dataset}: {', '.join(ones) or 'none'}): no draft_model baseline.")
 
 
 def _device():
@@ -332,7 +333,6 @@ def draft_ks(draft_tokens, n):
 
 
 def run(args):
-    from mtp import config
     from mtp.stage import model_from_args, model_run, save_result
     cfg, entry = model_from_args(args)
     vc = cfg["vllm"]
@@ -340,7 +340,7 @@ def run(args):
         run_.params({"vllm": vc, "decode.num_prompts": cfg["decode"]["num_prompts"],
                      "decode.prompt_len": cfg["decode"]["prompt_len"],
                      "decode.max_new_tokens": cfg["decode"]["max_new_tokens"]})
-        result = measure(cfg, entry, vc["batch_sizes"], vc["repeats"], draft_ks(vc["draft_tokens"], args.n))
+        result = measure(cfg, entry, vc["batch_sizes"], vc["repeats"], draft_ks(vc["draft_tokens"], args.n_heads))
         run_.tags({"mtp.train_run_id": result["train_run_id"] or "", "mtp.vllm_version": result["vllm_version"]})
         run_.log(result["metrics"])  # before the cross-checks: a failed one keeps its figures in MLflow
         _fail_on_mismatch(result)
@@ -358,11 +358,11 @@ def run(args):
                              f"{row['mean_acceptance_length']:.2f} tokens/forward")
             print(line)
     if result["note"]:
-        print(f"{config.model_name(entry)}: {result['note']}")
+        print(f"{entry.name}: {result['note']}")
     q = result["quality"]
     if q["dropped"]:
-        print(f"{config.model_name(entry)}: {q['degenerate_prompts']} of {q['prompts']} prompts dropped (degenerate "
+        print(f"{entry.name}: {q['degenerate_prompts']} of {q['prompts']} prompts dropped (degenerate "
               f"native greedy continuation): " + "; ".join(f"prompt {d['prompt']}: {d['why']}" for d in q["dropped"]))
     if q["degenerate"]:
-        print(f"{config.model_name(entry)}: {q['reason']}: speed figures are not scored")
+        print(f"{entry.name}: {q['reason']}: speed figures are not scored")
     print(f"cross-checks against the native engine: ok; wrote {path}")

@@ -39,7 +39,7 @@ def source(init_from):
 def read(entry, results=None):
     """The source as a model.pt payload (model_config, model: the weights), read once for config_from and
     load_source. results: the study's results folder (a GGUF source's HF directory is cached under it)."""
-    kind, src = source(entry["init_from"])
+    kind, src = source(entry.init_from)
     if kind in ("hf", "gguf"):
         from mtp.formats import gguf as gguf_llama, hf_llama
         mcfg, state = hf_llama.read(gguf_llama.hf_dir(src, results) if kind == "gguf" else src)
@@ -52,7 +52,7 @@ def config_from(entry, payload, vocab_size, presets=None):
     """The new model's ModelConfig: the source's shape, its trunk depth kept, n heads of the entry's type."""
     from mtp.checkpoint import model_config
     from mtp.model import ModelConfig
-    kind, src = source(entry["init_from"])
+    kind, src = source(entry.init_from)
     mc = model_config(payload)
     if mc["n_heads"] != 1 or mc.get("head_type", head_types.PAPER) != head_types.PAPER:
         raise UserError(f"init_from {src}: the source must be an n=1 transformer model, it has n={mc['n_heads']} "
@@ -61,19 +61,19 @@ def config_from(entry, payload, vocab_size, presets=None):
         fix = ("add heads on the source's own dataset" if kind == "mtp" else
                f"tokenize it with the source's tokenizer (tokenizer: {{kind: hf, path: {src}}})")
         raise UserError(f"init_from {src}: its vocabulary ({mc['vocab_size']}) is not dataset "
-                        f"'{entry['dataset']}''s ({vocab_size}); {fix}")
-    spec = preset(entry["size"], presets)
+                        f"'{entry.dataset}''s ({vocab_size}); {fix}")
+    spec = preset(entry.size, presets)
     spec = {**spec, "n_kv_heads": spec.get("n_kv_heads", spec["n_attn_heads"])}
     mc = {**mc, "n_kv_heads": mc.get("n_kv_heads") or mc["n_attn_heads"]}
     if any(spec[k] != mc[k] for k in SHAPE):
         shape = ", ".join(f"{k}: {mc[k]}" for k in SHAPE)
-        raise UserError(f"init_from {src}: size '{entry['size']}' is not the source's shape; name a preset of it "
-                        f"in the sweep's sizes (model_presets: {{{entry['size']}: {{{shape}}}}})")
-    ht = head_types.get(entry["train"]["head_type"])
+        raise UserError(f"init_from {src}: size '{entry.size}' is not the source's shape; name a preset of it "
+                        f"in the sweep's sizes (model_presets: {{{entry.size}: {{{shape}}}}})")
+    ht = head_types.get(entry.train["head_type"])
     if not ht.first and not ht.takes_block:
         raise UserError(f"init_from: head type '{ht.name}' has no transformer head 1 to keep the source's last layer")
     trunk = mc["n_layers"] - 1
-    n = entry["n"]
+    n = entry.n_heads
     return ModelConfig(**{**mc, "n_heads": n, "head_type": ht.name, "n_layers": trunk + ht.blocks(n),
                           "ffn_dim": ModelConfig(**mc).hidden_dim})  # the source's width: no parameter matching
 

@@ -32,7 +32,7 @@ class Job:
     """Everything one model's training holds, from set-up to the last step; `state` and `start` come from
     the checkpoint it resumes from."""
     cfg: dict
-    entry: dict  # an item of mtp.config.models(cfg)
+    entry: object  # the model: a mtp.spec.ModelSpec
     device: torch.device
     dist: Dist
     dtype: torch.dtype
@@ -48,23 +48,23 @@ class Job:
     objective: Objective  # train.targets, train.loss_vocab
     start: int = 0
 
-    tc = property(lambda self: self.entry["train"])
-    n = property(lambda self: self.entry["n"])
-    out = property(lambda self: Path(self.entry["dir"]))
+    tc = property(lambda self: self.entry.train)
+    n_heads = property(lambda self: self.entry.n_heads)
+    out = property(lambda self: Path(self.entry.dir))
     ckdir = property(lambda self: self.out / "ckpt")
     per_micro = property(lambda self: self.tc["batch_size"])
     per_step = property(lambda self: self.per_micro * self.tc["grad_accum"] * self.dist.world)  # windows a step
-    length = property(lambda self: self.tc["seq_len"] + self.n)  # a window: the input and n targets
+    length = property(lambda self: self.tc["seq_len"] + self.n_heads)  # a window: the input and n targets
     scale = property(lambda self: self.dist.loss_scale(self.tc["grad_accum"]))
-    weights = property(lambda self: head_weights(self.tc.get("head_weights"), self.n))  # train.head_weights
+    weights = property(lambda self: head_weights(self.tc.get("head_weights"), self.n_heads))  # train.head_weights
     log_every = property(lambda self: max(1, self.steps // 100))
 
     @property
     def params(self):
         e = self.entry
-        return {"model": {**self.mcfg.__dict__, "size": e["size"]}, "train": self.tc, "dataset": e["dataset"],
+        return {"model": {**self.mcfg.__dict__, "size": e.size}, "train": self.tc, "dataset": e.dataset,
                 "device": str(self.device), "dtype": str(self.dtype).replace("torch.", ""),
-                "world_size": self.dist.world, "steps": self.steps, "seed": self.entry["seed"],
+                "world_size": self.dist.world, "steps": self.steps, "seed": self.entry.seed,
                 "head_weights_used": self.weights}
 
 
@@ -76,7 +76,7 @@ class StepResult(NamedTuple):
 
 
 def train(cfg, entry, open_run, progress=True):
-    """Train model `entry` (an item of mtp.config.models(cfg)), resuming from its last checkpoint; returns the
+    """Train model `entry` (a mtp.spec.ModelSpec), resuming from its last checkpoint; returns the
     metrics dict on rank 0, None on the other processes. open_run() -> a context manager yielding the run to
     log to, opened once set-up has passed."""
     job = setup(cfg, entry)
@@ -95,30 +95,30 @@ def train(cfg, entry, open_run, progress=True):
 
 def setup(cfg, entry):
     """Device, data, a seeded model that fits in memory, its optimizer; resumed from the newest valid checkpoint."""
-    tc = entry["train"]
+    tc = entry.train
     device = pick_device(tc)
     dist = Dist(device)
     dtype = pick_dtype(tc, device)
-    ddir = data_dir(cfg, entry["dataset"])
+    ddir = data_dir(cfg, entry.dataset)
     train_data, val_data = TokenData(ddir, "train", verify=True), TokenData(ddir, "val", verify=True)
-    torch.manual_seed(entry["seed"])
-    source = init_from.read(entry, cfg["results"]) if entry.get("init_from") else None  # heads added to an existing model
+    torch.manual_seed(entry.seed)
+    source = init_from.read(entry, cfg["results"]) if entry.init_from else None  # heads added to an existing model
     if source is not None:
         mcfg = init_from.config_from(entry, source, train_data.vocab_size, cfg["model_presets"])
     else:
-        mcfg = ModelConfig.from_preset(entry["size"], train_data.vocab_size, n_heads=entry["n"],
+        mcfg = ModelConfig.from_preset(entry.size, train_data.vocab_size, n_heads=entry.n_heads,
                                        head_type=tc["head_type"], extra=cfg["model_presets"])
     if tc["seq_len"] > mcfg.max_seq_len:
         raise UserError(f"train.seq_len {tc['seq_len']} exceeds the model's max_seq_len {mcfg.max_seq_len}")
     train_data.check_vocab(mcfg.vocab_size)
-    need, free, advice = memory_advice(mcfg, tc, dtype, device, entry["size"])
+    need, free, advice = memory_advice(mcfg, tc, dtype, device, entry.size)
     if need > free:
         raise UserError(f"not enough memory: {advice}")
     model = build_model(mcfg, tc, dist, device, source)
     job = Job(cfg=cfg, entry=entry, device=device, dist=dist, dtype=dtype,
               autocast=autocast_for(device, dtype), ddir=ddir, train_data=train_data,
               val_data=val_data, mcfg=mcfg, model=model, opt=make_optimizer(model, tc),
-              steps=total_steps(tc, dist.world), state=empty_state(entry["n"]),
+              steps=total_steps(tc, dist.world), state=empty_state(entry.n_heads),
               objective=objective(tc, train_data, mcfg, device))
     resume(job)
     return job
@@ -189,7 +189,7 @@ def run_steps(job, run, progress):
         run.params(job.params)
         run.log(counts)
     e = job.entry
-    bar = tqdm(total=job.steps, initial=job.start, desc=f"train {e['dataset']}/{e['slot']}-n{job.n}",
+    bar = tqdm(total=job.steps, initial=job.start, desc=f"train {e.name}",
                disable=not progress or job.dist.rank != 0 or None, unit="step")
     meter = Throughput()
     tokens = job.per_step * job.tc["seq_len"]
@@ -219,13 +219,13 @@ def train_step(job, step):
     lr = lr_at(step, tc, job.steps)
     for g in job.opt.param_groups:
         g["lr"] = lr
-    starts = global_starts(job.entry["seed"], step, job.per_step, len(job.train_data.tokens), job.length)
-    losses = torch.zeros(job.n)
+    starts = global_starts(job.entry.seed, step, job.per_step, len(job.train_data.tokens), job.length)
+    losses = torch.zeros(job.n_heads)
     for j in range(tc["grad_accum"]):
         lo = (j * dist.world + dist.rank) * job.per_micro
         window = job.train_data.windows(starts[lo:lo + job.per_micro], job.length)
         w = torch.from_numpy(window).to(job.device, non_blocking=True)
-        x, ys = head_targets(w, job.n)
+        x, ys = head_targets(w, job.n_heads)
         losses += torch.stack(mtp_backward(job.model, x, ys, tc["backward"], job.scale, job.autocast,
                                            job.weights, job.objective)).float().cpu()
     dist.all_reduce_grads(job.model)
@@ -262,7 +262,7 @@ def log_step(job, run, bar, done, result, tps, dt):
                **{f"loss_head_{i + 1}": float(l) for i, l in enumerate(result.losses)}}
     h = job.state["history"]
     h["step"].append(done)
-    for k in ("loss", "lr", *[f"loss_head_{i + 1}" for i in range(job.n)]):
+    for k in ("loss", "lr", *[f"loss_head_{i + 1}" for i in range(job.n_heads)]):
         h[k].append(metrics[k])
     if run:
         run.log(metrics, step=done)
@@ -272,7 +272,7 @@ def log_step(job, run, bar, done, result, tps, dt):
 def evaluate_step(job, run, done):
     """Validation loss per head and the heads' agreement with head 1 after step `done` (with the training wall time
     so far: the curve of agreement against training minutes): into the state's val history and the run."""
-    vl, agree = evaluate(job.model, job.val_data, job.tc, job.n, job.device, job.autocast)
+    vl, agree = evaluate(job.model, job.val_data, job.tc, job.n_heads, job.device, job.autocast)
     metrics = {**{f"val_loss_head_{i + 1}": v for i, v in enumerate(vl)},
                **{f"val_agree_head_{i + 2}": a for i, a in enumerate(agree)}, "wall_s": job.state["wall_s"]}
     val = job.state["val"]
@@ -290,18 +290,18 @@ def finish(job, run, counts, final):
     state, e = job.state, job.entry
     val = {k: v[-1] for k, v in state["val"].items() if k not in ("step", "wall_s") and v}
     bpb = val["val_loss_head_1"] / math.log(2) / job.val_data.bytes_per_token
-    metrics = {"dataset": e["dataset"], "size": e["size"], "head_type": e["head_type"], "n": job.n, "steps": job.steps,
+    metrics = {"dataset": e.dataset, "size": e.size, "head_type": e.head_type, "n": job.n_heads, "steps": job.steps,
                "tokens_seen": state["tokens_seen"], "wall_s": state["wall_s"], **counts, **val,
                "val_bits_per_byte": bpb, "peak_mem_bytes": peak_mem_bytes(job.device),
                "step_time_s": state["wall_s"] / max(1, job.steps), "device": str(job.device),
                "dtype": job.params["dtype"], "history": state["history"], "val_history": state["val"],
                "train_run_id": run.run_id}
     checkpoint.save_model(job.out, job.model, state_dict=final,
-                          extra={"dataset": e["dataset"], "size": e["size"], "n": job.n, "data_dir": str(job.ddir),
+                          extra={"dataset": e.dataset, "size": e.size, "n": job.n_heads, "data_dir": str(job.ddir),
                                  "step": job.steps, "tokens_seen": state["tokens_seen"], "train_run_id": run.run_id})
     write_json(job.out / results.file("metrics"), results.checked("metrics", metrics))
     scalars = {k: v for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
-    metrics["logged_model_id"] = run.logged_model(f"{e['dataset']}-{e['slot']}-n{job.n}", scalars, job.params,
+    metrics["logged_model_id"] = run.logged_model(e.name.replace("/", "-"), scalars, job.params,
                                                   [job.out / "model.json", job.out / results.file("metrics")])
     write_json(job.out / results.file("metrics"), results.checked("metrics", metrics))  # the id: `mtp export` adds the HF export to that model
     run.log({"val_bits_per_byte": bpb, "tokens_seen": state["tokens_seen"], "wall_s": state["wall_s"]}, step=job.steps)

@@ -40,7 +40,7 @@ def R(path):
 
 
 def model_path(m, name):
-    return f"{m['dir']}/{name}"
+    return f"{m.dir}/{name}"
 
 
 def result_output(key):
@@ -58,7 +58,7 @@ def models_where(pred):
 
 
 def task(m):
-    return mtp.config.task_of(config["datasets"][m["dataset"]])
+    return mtp.config.task_of(config["datasets"][m.dataset])
 
 
 def draft_model(m):

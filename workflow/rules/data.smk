@@ -3,6 +3,8 @@ import mtp.tokenizer
 
 
 rule init_tracking:
+    input:
+        config=ancient(CFG),  # the resolved config every `mtp` call reads
     output:
         R("mlflow/parent.json"),
     log:
@@ -13,7 +15,7 @@ rule init_tracking:
     conda:
         CONDA_ENV
     shell:
-        "mtp init --config {CFG} 2>&1 | tee {log}"
+        "mtp init --config {input.config} 2>&1 | tee {log}"
 
 
 def tokenize_inputs(w):
@@ -27,6 +29,7 @@ def tokenize_inputs(w):
 rule tokenize_corpus:
     input:
         tokenize_inputs,
+        config=ancient(CFG),  # the resolved config every `mtp` call reads
     output:
         multiext(R("data/{dataset}/"), "train.bin", "val.bin", "tokenizer.json", "meta.json"),
     log:
@@ -37,4 +40,4 @@ rule tokenize_corpus:
     conda:
         CONDA_ENV
     shell:
-        "OMP_NUM_THREADS={threads} RAYON_NUM_THREADS={threads} mtp tokenize --config {CFG} --dataset {wildcards.dataset} 2>&1 | tee {log}"
+        "OMP_NUM_THREADS={threads} RAYON_NUM_THREADS={threads} mtp tokenize --config {input.config} --dataset {wildcards.dataset} 2>&1 | tee {log}"

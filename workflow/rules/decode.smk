@@ -6,6 +6,7 @@ def decode_threads(w):
 rule time_decoding:
     input:
         R("models/{dataset}/{size}-n{n}/model.pt"),
+        config=ancient(CFG),  # the resolved config every `mtp` call reads
     output:
         result_output("decode"),
     log:
@@ -19,5 +20,5 @@ rule time_decoding:
     conda:
         CONDA_ENV
     shell:
-        "OMP_NUM_THREADS={params.omp} mtp decode --config {CFG} --dataset {wildcards.dataset} --size {wildcards.size} "
+        "OMP_NUM_THREADS={params.omp} mtp decode --config {input.config} --dataset {wildcards.dataset} --size {wildcards.size} "
         "--n-heads {wildcards.n} --device $([ {resources.gpu} -gt 0 ] && echo cuda || echo cpu) 2>&1 | tee {log}"

@@ -1,6 +1,7 @@
 rule score_code:
     input:
         R("models/{dataset}/{size}-n{n}/model.pt"),
+        config=ancient(CFG),  # the resolved config every `mtp` call reads
     output:
         result_output("code"),
     log:
@@ -11,13 +12,14 @@ rule score_code:
     conda:
         CONDA_ENV
     shell:
-        "OMP_NUM_THREADS={threads} mtp eval code --config {CFG} --dataset {wildcards.dataset} --size {wildcards.size} "
+        "OMP_NUM_THREADS={threads} mtp eval code --config {input.config} --dataset {wildcards.dataset} --size {wildcards.size} "
         "--n-heads {wildcards.n} 2>&1 | tee {log}"
 
 
 rule score_synthetic:
     input:
         R("models/{dataset}/{size}-n{n}/model.pt"),
+        config=ancient(CFG),  # the resolved config every `mtp` call reads
     output:
         R("models/{dataset}/{size}-n{n}/" + mtp.results.task_file("{task}")),
     log:
@@ -30,5 +32,5 @@ rule score_synthetic:
     conda:
         CONDA_ENV
     shell:
-        "OMP_NUM_THREADS={threads} mtp eval {wildcards.task} --config {CFG} --dataset {wildcards.dataset} "
+        "OMP_NUM_THREADS={threads} mtp eval {wildcards.task} --config {input.config} --dataset {wildcards.dataset} "
         "--size {wildcards.size} --n-heads {wildcards.n} 2>&1 | tee {log}"

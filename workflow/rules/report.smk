@@ -24,6 +24,7 @@ rule build_report:
     input:
         report_inputs(),
         bench_train_input,
+        config=ancient(CFG),  # the resolved config every `mtp` call reads
     output:
         report_outputs(),
     log:
@@ -34,4 +35,4 @@ rule build_report:
     conda:
         CONDA_ENV
     shell:
-        "mtp report --config {CFG} 2>&1 | tee {log}"
+        "mtp report --config {input.config} 2>&1 | tee {log}"

@@ -4,15 +4,15 @@ import mtp.formats.hf_llama
 
 def train_params(w):
     m = mtp.config.find_model(config, w.dataset, w.size, w.n)
-    extra = [m["init_from"]] if m["init_from"] else []  # a from-scratch model's digest is what it always was
-    return digest([m["train"], config["model_presets"].get(m["size"]), m["seed"], *extra])  # m["seed"]: the config's seed unless the sweep has seeds
+    extra = [m.init_from] if m.init_from else []  # a from-scratch model's digest is what it always was
+    return digest([m.train, config["model_presets"].get(m.size), m.seed, *extra])  # m.seed: the config's seed unless the sweep has seeds
 
 
 def train_inputs(w):
     """The dataset, and the source of heads added to a model: mtp:<dir>'s model.pt, hf:<dir>'s config.json and
     weights file(s), or the gguf:<file> (a changed source retrains)."""
     m = mtp.config.find_model(config, w.dataset, w.size, w.n)
-    kind, _, src = (m["init_from"] or "").partition(":")
+    kind, _, src = (m.init_from or "").partition(":")
     if kind == "hf":
         source = [f"{src}/config.json", *(str(f) for f in mtp.formats.hf_llama.weight_files(src))]
     elif kind == "gguf":
@@ -30,6 +30,7 @@ def train_priority(w):
 rule train_model:
     input:
         train_inputs,
+        config=ancient(CFG),  # the resolved config every `mtp` call reads
     output:
         R("models/{dataset}/{size}-n{n}/model.pt"),
         result_output("metrics"),
@@ -41,17 +42,18 @@ rule train_model:
     threads: TRAIN_THREADS
     priority: train_priority
     resources:
-        gpu=lambda w: mtp.config.find_model(config, w.dataset, w.size, w.n)["train"]["gpus"],
+        gpu=lambda w: mtp.config.find_model(config, w.dataset, w.size, w.n).train["gpus"],
     conda:
         CONDA_ENV
     shell:
-        "OMP_NUM_THREADS={threads} {params.launcher} train --config {CFG} --dataset {wildcards.dataset} "
+        "OMP_NUM_THREADS={threads} {params.launcher} train --config {input.config} --dataset {wildcards.dataset} "
         "--size {wildcards.size} --n-heads {wildcards.n} 2>&1 | tee {log}"
 
 
 rule export_model:
     input:
         R("models/{dataset}/{size}-n{n}/model.pt"),
+        config=ancient(CFG),  # the resolved config every `mtp` call reads
     output:
         R("models/{dataset}/{size}-n{n}/hf/config.json"),
     log:
@@ -59,4 +61,4 @@ rule export_model:
     conda:
         CONDA_ENV
     shell:
-        "mtp export --config {CFG} --dataset {wildcards.dataset} --size {wildcards.size} --n-heads {wildcards.n} 2>&1 | tee {log}"
+        "mtp export --config {input.config} --dataset {wildcards.dataset} --size {wildcards.size} --n-heads {wildcards.n} 2>&1 | tee {log}"

@@ -10,6 +10,7 @@ def vllm_inputs(w):
 rule time_vllm:
     input:
         vllm_inputs,
+        config=ancient(CFG),  # the resolved config every `mtp` call reads
     output:
         result_output("vllm"),
     log:
@@ -20,5 +21,5 @@ rule time_vllm:
     conda:
         CONDA_ENV
     shell:
-        "OMP_NUM_THREADS={VLLM_THREADS} mtp vllm --config {CFG} --dataset {wildcards.dataset} --size {wildcards.size} "
+        "OMP_NUM_THREADS={VLLM_THREADS} mtp vllm --config {input.config} --dataset {wildcards.dataset} --size {wildcards.size} "
         "--n-heads {wildcards.n} 2>&1 | tee {log}"

@@ -119,8 +119,21 @@ def smollm2():
 
 def smollm2_b():
     """smollm2-2026-12-07/: configs/smollm2.yaml at commit 7919201 (HumanEval prompts in the chat template,
-    few_rows_linear in decoding, vLLM at k = 1 and 3)."""
-    return smollm2_keys("smollm2b", RAW / "smollm2-2026-12-07")
+    few_rows_linear in decoding, vLLM at k = 1 and 3), its rules' minutes (study_time.txt) and
+    benchmarks/self_distill_probe.py after it."""
+    folder = RAW / "smollm2-2026-12-07"
+    k = {**smollm2_keys("smollm2b", folder), **study_time_keys("smollm2b", folder / "study_time.txt")}
+    times = dict(line.split() for line in (folder / "times.txt").read_text().splitlines())
+    k["smollm2b.install_minutes"] = fmt(int(times["install_s"]) / 60, 1)
+    rows = load(folder / "self_distill_probe.jsonl")
+    body = [[r["step"], fmt(r["minutes"], 1), per_pos(r["accept_rate_per_pos"]), fmt(r["tokens_per_forward"])]
+            for r in rows if "step" in r]
+    k["smollm2b.probe_table"] = table("| heads' steps on the base model's answers | minutes | acceptance per draft "
+                                      "position | tokens per forward |", body)
+    gen = next(r for r in rows if "generated_tokens" in r)
+    k["smollm2b.probe.tokens"], k["smollm2b.probe.problems"] = f"{gen['generated_tokens'] / 1000:.0f}k", str(gen["problems"])
+    k["smollm2b.probe.tpf_last"] = fmt([r for r in rows if "step" in r][-1]["tokens_per_forward"])
+    return k
 
 
 def add_heads():
@@ -368,4 +381,5 @@ def seeds_b():
 
 
 FOLDERS = (seeds_a, seeds_b, gpu_h100, cpu_bench, head_types, smollm2, add_heads, run5, run4, run3, run2, run1, calibration,
-           synthetic_curve, compile_ab, fused_ab, mimo_probe, sequential_ab, recursive_vllm, few_rows_ab)
+           synthetic_curve, compile_ab, fused_ab, mimo_probe, sequential_ab, recursive_vllm, few_rows_ab,
+           smollm2_b)

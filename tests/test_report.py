@@ -465,7 +465,7 @@ def test_rule_declares_exactly_the_outputs_with_captions():
     from mtp.report.outputs import shown
     smk = (ROOT / "workflow" / "rules" / "report.smk").read_text()
     assert 'shown("../report")' in smk and "report_outputs()," in smk
-    assert "mtp report --config {CFG} 2>&1 | tee {log}" in smk
+    assert "mtp report --config {input.config} 2>&1 | tee {log}" in smk
     declared = shown("../report")
     assert sorted(name for name, _ in declared) == sorted(report.OUTPUTS)
     for name, how in declared:

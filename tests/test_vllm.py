@@ -135,8 +135,8 @@ def test_draft_model_has_at_most_a_quarter_of_the_parameters(tmp_path):
     cfg = _cfg(tmp_path, sweeps=[{"dataset": "toy", "sizes": ["big", "toy"], "n_heads": [1, 3]},
                                  {"dataset": "toy", "sizes": ["mini3", "mini"], "n_heads": [1]}])
     draft, note = S._draft_model(cfg, config.find_model(cfg, "toy", "big", 3), cfg["vllm"])
-    assert (draft["size"], draft["n"]) == ("mini", 1) and not note
-    assert config.draft_model_for(cfg, config.find_model(cfg, "toy", "toy", 3))["size"] == "mini"
+    assert (draft.size, draft.n_heads) == ("mini", 1) and not note
+    assert config.draft_model_for(cfg, config.find_model(cfg, "toy", "toy", 3)).size == "mini"
     assert config.draft_model_for(cfg, config.find_model(cfg, "toy", "mini", 1)) is None  # never itself
     other = _cfg(tmp_path, sweeps=[{"dataset": "toy", "sizes": ["big"], "n_heads": [3]},
                                    {"dataset": "two", "sizes": ["mini"], "n_heads": [1]}],
@@ -209,12 +209,12 @@ def test_bench_picks_the_byte_level_model_with_most_heads(tmp_path):
                                  {"dataset": "poly", "sizes": ["toy"], "n_heads": [3]}],
                datasets={"bpe": {"source": {"kind": "stdlib"}, "tokenizer": {"kind": "bpe", "vocab_size": 512}},
                          "poly": {"source": {"kind": "polynomial"}}})
-    models = [m for m in config.models(cfg) if m["n"] > 1]
+    models = [m for m in config.models(cfg) if m.n_heads > 1]
     # most heads among the byte-level models (bpe-n4 has more, but is not byte level); code before polynomial
-    assert config.model_name(VB.bench_model(cfg, models)) == "toy/toy-n3"
-    assert config.model_name(VB.bench_model(cfg, models[::-1])) == "toy/toy-n3"
-    bpe = [m for m in models if m["dataset"] == "bpe"]
-    assert config.model_name(VB.bench_model(cfg, bpe)) == "bpe/toy-n4"
+    assert VB.bench_model(cfg, models).name == "toy/toy-n3"
+    assert VB.bench_model(cfg, models[::-1]).name == "toy/toy-n3"
+    bpe = [m for m in models if m.dataset == "bpe"]
+    assert VB.bench_model(cfg, bpe).name == "bpe/toy-n4"
 
 
 # ---------------------------------------------------------------- slow: `mtp vllm` end to end
@@ -288,7 +288,7 @@ def study(tmp_path_factory):
     models = {}
     for size, n in (("mini", 1), ("toy", 3)):
         models[n] = train(n, data, shape=cfg["model_presets"][size])
-        save_model(config.model_dir(cfg, "toy", size, n), models[n],
+        save_model(config.find_model(cfg, "toy", size, n).dir, models[n],
                    {"dataset": "toy", "size": size, "n": n, "data_dir": str(data_dir), "train_run_id": f"run{n}"})
     torch.set_num_threads(threads)
     tag = f"mtptest{os.getpid()}"  # vLLM titles its processes with this prefix: find leftovers by it
@@ -297,7 +297,7 @@ def study(tmp_path_factory):
     proc = subprocess.run([str(BIN / "mtp"), "vllm", "--config", str(cfg_path), "--dataset", "toy", "--size", "toy",
                            "--n", "3"], capture_output=True, text=True, env=env, timeout=1500)
     wall = time.perf_counter() - t0
-    out_path = Path(config.model_dir(cfg, "toy", "toy", 3)) / "vllm.json"
+    out_path = Path(config.find_model(cfg, "toy", "toy", 3).dir) / "vllm.json"
     result = json.loads(out_path.read_text()) if out_path.exists() else None
     print(f"\nmtp vllm: {wall:.0f} s wall; start-up per LLM(): "
           + ", ".join(f"{r['name']} {r['startup_s']:.0f} s" for r in (result or {}).get("configs", [])))
@@ -348,7 +348,7 @@ def test_stage_runs_and_records(study):
                 sp = row["speedup_spread"]
                 assert sp["min"] <= row["speedup"] <= sp["max"] and isinstance(sp["unstable"], bool)
                 assert m[f"vllm_{r['name']}_speedup_spread_b{row['batch_size']}"] == sp["spread"]
-    assert tracking.find_run(study["cfg"], "vllm", **config.run_keys(config.find_model(study["cfg"], "toy", "toy", 3)))
+    assert tracking.find_run(study["cfg"], "vllm", **config.find_model(study["cfg"], "toy", "toy", 3).run_keys())
 
 
 @pytest.mark.slow

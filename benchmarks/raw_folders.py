@@ -82,7 +82,6 @@ def smollm2_keys(run, folder):
     """A folder of configs/smollm2.yaml (SmolLM2-135M with three heads added): the report's and the model's files."""
     m, dec, vl = load(folder / "metrics.json.gz"), load(folder / "decode.json.gz"), load(folder / "vllm.json.gz")
     k = {**decode_keys(run, dec), **vllm_keys(run, vl), f"{run}.vllm_table": vllm_table(vl)}
-    k[f"{run}.minutes"] = fmt(elapsed_minutes(gzip.open(folder / "snakemake.log.gz", "rt").read()), 1)
     k[f"{run}.train_minutes"], k[f"{run}.step_s"] = fmt(m["wall_s"] / 60, 1), fmt(m["step_time_s"], 1)
     k[f"{run}.tokens_seen"] = f"{m['tokens_seen'] / 1000:.0f}k"
     h = m["val_history"]
@@ -114,7 +113,9 @@ def smollm2_keys(run, folder):
 
 def smollm2():
     """smollm2-2026-12-06/: configs/smollm2.yaml at commit b427892 (raw HumanEval prompts, before few_rows_linear)."""
-    return smollm2_keys("smollm2", RAW / "smollm2-2026-12-06")
+    folder = RAW / "smollm2-2026-12-06"
+    minutes = fmt(elapsed_minutes(gzip.open(folder / "snakemake.log.gz", "rt").read()), 1)
+    return {**smollm2_keys("smollm2", folder), "smollm2.minutes": minutes}
 
 
 def smollm2_b():
@@ -122,7 +123,7 @@ def smollm2_b():
     few_rows_linear in decoding, vLLM at k = 1 and 3), its rules' minutes (study_time.txt) and
     benchmarks/self_distill_probe.py after it."""
     folder = RAW / "smollm2-2026-12-07"
-    k = {**smollm2_keys("smollm2b", folder), **study_time_keys("smollm2b", folder / "study_time.txt")}
+    k = {**smollm2_keys("smollm2b", folder), **study_time_keys("smollm2b", folder / "study_time.txt")}  # minutes
     times = dict(line.split() for line in (folder / "times.txt").read_text().splitlines())
     k["smollm2b.install_minutes"] = fmt(int(times["install_s"]) / 60, 1)
     rows = load(folder / "self_distill_probe.jsonl")

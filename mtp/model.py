@@ -96,10 +96,8 @@ def few_rows_linear(x, w):
     EPYC, w 49,152 x 576: 1 row 9.9 ms, 3 rows 33 ms, 4 rows 16 ms against 2.9, 4.0, 4.0 ms): that form there, for
     matrices of >= 2^18 entries (smaller ones stay in cache, where the one-row product is faster), without autograd
     (benchmarks/RESULTS.md: matrix products of a few rows). Same values up to float rounding."""
-    if w.shape[-1] * w.shape[-2] < FEW_ROWS_MIN:
-        return F.linear(x, w) if w.dim() == 2 else torch.bmm(x, w.transpose(1, 2))
     R = x.shape[-2] if w.dim() == 3 else x.numel() // x.shape[-1]
-    if x.device.type != "cpu" or R > 32 or torch.is_grad_enabled():
+    if w.shape[-1] * w.shape[-2] < FEW_ROWS_MIN or x.device.type != "cpu" or R > 32 or torch.is_grad_enabled():
         return F.linear(x, w) if w.dim() == 2 else torch.bmm(x, w.transpose(1, 2))
     rows = x.reshape(-1, R, x.shape[-1])  # (1 or k, R, C)
     wide = rows.contiguous() if R > 1 else torch.cat([rows, rows], dim=1)  # one column takes the slow matrix-vector path

@@ -126,15 +126,30 @@ def smollm2_b():
     k = {**smollm2_keys("smollm2b", folder), **study_time_keys("smollm2b", folder / "study_time.txt")}  # minutes
     times = dict(line.split() for line in (folder / "times.txt").read_text().splitlines())
     k["smollm2b.install_minutes"] = fmt(int(times["install_s"]) / 60, 1)
-    rows = load(folder / "self_distill_probe.jsonl")
-    body = [[r["step"], fmt(r["minutes"], 1), per_pos(r["accept_rate_per_pos"]), fmt(r["tokens_per_forward"])]
-            for r in rows if "step" in r]
-    k["smollm2b.probe_table"] = table("| heads' steps on the base model's answers | minutes | acceptance per draft "
-                                      "position | tokens per forward |", body)
+    return {**k, **probe_keys("smollm2b.probe", load(folder / "self_distill_probe.jsonl"))}
+
+
+def probe_keys(prefix, rows):
+    """The lines of benchmarks/self_distill_probe.py: its table (step, minutes, acceptance, tokens per forward, loss),
+    the answers it trained on, and its last and best tokens per forward."""
+    steps = [r for r in rows if "step" in r]
+    body = [[r["step"], fmt(r["minutes"], 1), per_pos(r["accept_rate_per_pos"]), fmt(r["tokens_per_forward"]),
+             fmt(r["loss"]) if "loss" in r else "-"] for r in steps]
     gen = next(r for r in rows if "generated_tokens" in r)
-    k["smollm2b.probe.tokens"], k["smollm2b.probe.problems"] = f"{gen['generated_tokens'] / 1000:.0f}k", str(gen["problems"])
-    k["smollm2b.probe.tpf_last"] = fmt([r for r in rows if "step" in r][-1]["tokens_per_forward"])
-    return k
+    best = max(steps, key=lambda r: r["tokens_per_forward"])
+    return {f"{prefix}_table": table("| heads' steps on the base model's answers | minutes | acceptance per draft "
+                                     "position | tokens per forward | training loss |", body),
+            f"{prefix}.tokens": f"{gen['generated_tokens'] / 1000:.0f}k", f"{prefix}.problems": str(gen["problems"]),
+            f"{prefix}.windows": str(gen["windows"]), f"{prefix}.tpf_last": fmt(steps[-1]["tokens_per_forward"]),
+            f"{prefix}.tpf_best": fmt(best["tokens_per_forward"]), f"{prefix}.best_step": str(best["step"]),
+            f"{prefix}.best_accept": per_pos(best["accept_rate_per_pos"]),
+            f"{prefix}.gen_minutes": fmt(gen["minutes_to_generate_and_cache"], 1)}
+
+
+def self_distill():
+    """self-distill-2026-12-07/probe.jsonl: benchmarks/self_distill_probe.py on every MBPP train-split problem, 400
+    steps, on the model of smollm2-2026-12-07 (its study's heads)."""
+    return probe_keys("sd", load(RAW / "self-distill-2026-12-07" / "probe.jsonl"))
 
 
 def add_heads():
@@ -383,4 +398,4 @@ def seeds_b():
 
 FOLDERS = (seeds_a, seeds_b, gpu_h100, cpu_bench, head_types, smollm2, add_heads, run5, run4, run3, run2, run1, calibration,
            synthetic_curve, compile_ab, fused_ab, mimo_probe, sequential_ab, recursive_vllm, few_rows_ab,
-           smollm2_b)
+           smollm2_b, self_distill)

@@ -15,12 +15,14 @@ the code benchmark's MBPP template:
   4. every `every` steps: acceptance per draft position and tokens per forward on the study's decode prompts
      (decode.prompts of the config: HumanEval in the chat template), batch 1, k = n - 1, with mtp's engine.
 
-    python benchmarks/self_distill_probe.py <results>/config.yaml <dataset> <slot> <n> --out FILE.jsonl
-Prints and writes one JSON line per measurement (step, minutes, acceptance, tokens per forward); the model folder is
-only read.
+    python benchmarks/self_distill_probe.py <results>/config.yaml <dataset> <slot> <n> --out FILE.jsonl [--stream S.pt]
+Prints and writes one JSON line per measurement (step, minutes since the start, train_minutes of the heads' steps
+alone, acceptance, tokens per forward); the model folder is only read. --stream keeps the generated answers for a
+later run.
 """
 import argparse
 import json
+import os
 import time
 
 import torch
@@ -85,6 +87,7 @@ def main():
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--vocab", type=int, default=4096, help="most frequent stream tokens in every step's softmax")
     ap.add_argument("--threads", type=int, default=1, help="torch threads (untimed: 1 shares the machine best)")
+    ap.add_argument("--stream", help="a .pt file of the generated token stream: read if it exists, else written")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     torch.manual_seed(0)
@@ -108,8 +111,12 @@ def main():
     record(0, phase="the study's heads")
     mbpp = load_mbpp()
     problems = [mbpp[i] for i in sorted(mbpp) if 601 <= i <= 974][:a.problems]
-    seqs = answers(model, tok, cfg, problems, a.max_new, 16)
-    stream = torch.tensor([t for s in seqs for t in s])
+    if a.stream and os.path.exists(a.stream):
+        stream = torch.load(a.stream)
+    else:
+        stream = torch.tensor([t for s in answers(model, tok, cfg, problems, a.max_new, 16) for t in s])
+        if a.stream:
+            torch.save(stream, a.stream)
     W = len(stream) // (a.seq_len + n)
     windows = stream[:W * (a.seq_len + n)].view(W, a.seq_len + n)
     z = trunk_states(model, windows)
@@ -122,7 +129,9 @@ def main():
     for p in params:
         p.requires_grad_(True)
     opt = torch.optim.AdamW(params, lr=a.lr, weight_decay=0.0)
+    train_s = 0.0  # the heads' training steps alone (no generation, caching or measuring)
     for step in range(1, a.steps + 1):
+        t_step = time.perf_counter()
         rows = torch.randint(0, W, (a.batch,))
         cand = torch.unique(torch.cat([cand_base, windows[rows].flatten()]))
         model.train()
@@ -132,8 +141,10 @@ def main():
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
         model.eval()
+        train_s += time.perf_counter() - t_step
         if step % a.every == 0:
-            record(step, loss=float(loss), phase="heads trained on the base model's own answers")
+            record(step, loss=float(loss), train_minutes=train_s / 60,
+                   phase="heads trained on the base model's own answers")
 
 
 if __name__ == "__main__":

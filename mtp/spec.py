@@ -28,7 +28,7 @@ class ModelSpec:
     n_heads: int
     seed: int  # its training seed: the sweep's seed, else the config's
     train: dict = field(hash=False)  # the train section merged with the sweep's, with the model's head_type
-    results: str = "results"  # the study's results folder
+    results: str  # the study's results folder
     init_from: str | None = None  # the source its heads are added to (mtp.training.init_from), or None
     seeded: bool = False  # the sweep lists seeds: the slot carries -s<seed>
 

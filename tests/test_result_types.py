@@ -63,9 +63,9 @@ def test_older_files_read_with_defaults_and_newer_ones_are_refused(tmp_path):
     with pytest.raises(SchemaError, match="schema version 99, newer than this mtp's 2"):
         Decode.read(newer)
     write_json(Path(m["dir"]) / results.file("decode"), newer)
-    rec = next(r for r in report.load_study(cfg) if r["name"] == m["name"])
-    assert rec["results"]["decode"] is None
-    assert rec["status"]["decode"].startswith("unreadable: schema version 99")
+    rec = next(r for r in report.load_study(cfg) if r.name == m["name"])
+    assert rec.results["decode"] is None
+    assert rec.status["decode"].startswith("unreadable: schema version 99")
 
 
 def test_the_report_reads_every_result_file_into_its_class(tmp_path):
@@ -81,9 +81,9 @@ def test_the_report_reads_every_result_file_into_its_class(tmp_path):
     assert all(isinstance(k.type, type) and issubclass(k.type, ResultFile) for k in kinds.values())
     seen = set()
     for rec in report.load_study(cfg):
-        for key, data in rec["results"].items():
-            if rec["status"][key] == "ok":
-                assert isinstance(data, kinds[key].type), (rec["name"], key, type(data))
+        for key, data in rec.results.items():
+            if rec.status[key] == "ok":
+                assert isinstance(data, kinds[key].type), (rec.name, key, type(data))
                 seen.add(key)
     assert seen == set(kinds), seen
     bench, status = report.load_bench(cfg)

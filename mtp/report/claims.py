@@ -27,7 +27,7 @@ CLAIMS_NOTE = ("Paired comparisons (n>1 vs the n=1 model of the same size and tr
 
 def claims(records, bench):
     """The claims table: claim, the paper's number, ours, the verdict of its rule and the rule itself."""
-    paper = [r for r in records if r.get("head_type", PAPER) == PAPER]  # the paper's heads
+    paper = [r for r in records if r.head_type == PAPER]  # the paper's heads
     made = [claim_memory(paper, bench), claim_overhead(paper, bench)]
     made += [f(paper) for f in (claim_tpf, claim_bytes, claim_small_pass, claim_induction, claim_polynomial)]
     made.append(claim_lossless(records))  # every head type's decoding

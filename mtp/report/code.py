@@ -24,7 +24,7 @@ def code_items(r, bench, k):
 
 def benchmarks(r):
     """{benchmark: mtp.result_types.BenchmarkScore} of r's eval_code.json ({} without one)."""
-    e = r["results"]["code"]
+    e = r.results["code"]
     return e.benchmarks if e is not None else {}
 
 
@@ -36,9 +36,9 @@ def code_rows(records):
         for bench, res in benchmarks(r).items():
             for key, v in res.pass_at_k.items():
                 k = int(key.split("@")[-1])
-                ci = paired_ci(code_items(r, bench, k), code_items(base, bench, k)) if base and r["n"] > 1 else None
-                rows.append({"dataset": r["dataset"], "size": r["size"], "params_non_embedding": r["params"],
-                             "n": r["n"], "benchmark": bench, "k": k, "pass_at_k": num(v),
+                ci = paired_ci(code_items(r, bench, k), code_items(base, bench, k)) if base and r.n_heads > 1 else None
+                rows.append({"dataset": r.dataset, "size": r.slot, "params_non_embedding": r.params,
+                             "n": r.n_heads, "benchmark": bench, "k": k, "pass_at_k": num(v),
                              "problems": res.num_problems, **ci_cols(ci)})
     return sorted(rows, key=lambda x: (x["dataset"], x["params_non_embedding"], x["size"], x["n"], x["benchmark"],
                                        x["k"]))
@@ -47,7 +47,7 @@ def code_rows(records):
 def claim_small_pass(records):
     """pass@1 of n=1 minus that of n>1 (positive: the paper's direction, n>1 hurts small models), per benchmark,
     over training seeds."""
-    small = [r for r in records if r["task"] == "code" and r["params"] < SMALL_MAX_PARAMS]
+    small = [r for r in records if r.task == "code" and r.params < SMALL_MAX_PARAMS]
     benches = sorted({b for r in small for b in benchmarks(r)})
     cis, used = [], []
     for bench in benches:

@@ -109,12 +109,12 @@ def cost_rows(records):
     and data included; shown, never judged: the memory claim uses `mtp bench train`), step time, ratios to n=1."""
     rows = []
     for r in sorted(records, key=order):
-        m = r["results"]["metrics"]
+        m = r.results["metrics"]
         if m is None:
             continue
         base = baseline(records, r)
-        bm = (base["results"]["metrics"] if base else None) or Metrics()
-        rows.append({"dataset": r["dataset"], "size": r["size"], "n": r["n"], "device": m.device,
+        bm = (base.results["metrics"] if base else None) or Metrics()
+        rows.append({"dataset": r.dataset, "size": r.slot, "n": r.n_heads, "device": m.device,
                      "dtype": m.dtype, "process_peak_mb": _mb(m.peak_mem_bytes),
                      "step_time_s": num(m.step_time_s),
                      "process_peak_vs_n1": safe_ratio(m.peak_mem_bytes, bm.peak_mem_bytes),
@@ -130,12 +130,12 @@ def _mb(b):
 def predicted_flop_ratio(r, m):
     """Training FLOPs per step of r's shape at its n over n=1 (mtp.presets' count, as mtp bench; vocab from the parameter counts)."""
     total, non_emb = num(m.params_total), num(m.params_non_embedding)
-    if r["n"] == 1 or total is None or non_emb is None:
+    if r.n_heads == 1 or total is None or non_emb is None:
         return None
-    vocab = round((total - non_emb) / (2 * r["dim"]))  # untied embedding + unembedding
-    s = {"vocab": vocab, "dim": r["dim"], "n_layers": r["n_layers"], "n_attn_heads": r["n_attn_heads"],
-         "seq": r["seq_len"], "batch": r["batch_size"]}
-    return train_flops_per_step(r["n"], s) / train_flops_per_step(1, s)
+    vocab = round((total - non_emb) / (2 * r.dim))  # untied embedding + unembedding
+    s = {"vocab": vocab, "dim": r.dim, "n_layers": r.n_layers, "n_attn_heads": r.n_attn_heads,
+         "seq": r.seq_len, "batch": r.batch_size}
+    return train_flops_per_step(r.n_heads, s) / train_flops_per_step(1, s)
 
 
 def bench_shapes(bench):

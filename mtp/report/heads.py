@@ -14,7 +14,7 @@ from mtp.tasks import TASKS
 
 def _native(r):
     """decode.json -> {batch size: per-batch row} and the acceptance per draft position at the smallest batch."""
-    d = r["results"]["decode"]
+    d = r.results["decode"]
     rows = {b.batch_size: b for b in (d.per_batch if d is not None else [])}
     first = rows[min(rows)] if rows else None
     return rows, first.spec.accept_rate_per_pos if first is not None and first.spec is not None else None
@@ -22,9 +22,9 @@ def _native(r):
 
 def _score(r):
     """(metric name, value): the task's headline metric, or pass@1 of the first code benchmark."""
-    if r["task"] in TASKS:
-        metric = TASKS[r["task"]].metric
-        return metric, task_metric(r, TASKS[r["task"]])
+    if r.task in TASKS:
+        metric = TASKS[r.task].metric
+        return metric, task_metric(r, TASKS[r.task])
     for bench, res in benchmarks(r).items():
         return f"{bench} pass@1", num(res.pass_at(1))
     return None, None
@@ -38,37 +38,37 @@ def _acceptance(records):
     """[(dataset, label, rates, ok)] of the models with n > 1 and a decode.json; ok: its output is not degenerate
     (the figure dashes the others: runs of one token are easy to draft, their rates flatter the heads)."""
     out = []
-    for r in sorted(records, key=lambda x: (x["dataset"], x["head_type"] or "", x["n"])):
+    for r in sorted(records, key=lambda x: (x.dataset, x.head_type, x.n_heads)):
         rates = _native(r)[1]
-        if r["n"] > 1 and isinstance(rates, list):
+        if r.n_heads > 1 and isinstance(rates, list):
             ok = output_check(r, "decode") == "ok"
-            label = f"{r['head_type']} n={r['n']} ({r['preset']})"
+            label = f"{r.head_type} n={r.n_heads} ({r.preset})"
             label += "" if ok else ", degenerate output"
-            out.append((r["dataset"], label, rates, ok))
+            out.append((r.dataset, label, rates, ok))
     return out
 
 
 def head_rows(records):
     """One row per model: dataset, head_type, n, the quality and speed figures above."""
     rows = []
-    for r in sorted(records, key=lambda x: (x["dataset"], x["head_type"] or "", x["n"], order(x))):
-        m = r["results"]["metrics"] or Metrics()
+    for r in sorted(records, key=lambda x: (x.dataset, x.head_type, x.n_heads, order(x))):
+        m = r.results["metrics"] or Metrics()
         native, accept = _native(r)
         ok = output_check(r, "decode") == "ok"
-        heads = [x for x in vllm_runs(r["results"]["vllm"]) if x["method"] == "mtp" and x["k"] == r["n"] - 1
+        heads = [x for x in vllm_runs(r.results["vllm"]) if x["method"] == "mtp" and x["k"] == r.n_heads - 1
                  and output_check(r, "vllm") == "ok"]
         metric, score = _score(r)
         batches = sorted(native)
-        row = {"dataset": r["dataset"], "preset": r["preset"], "head_type": r["head_type"],
-               "n": r["n"], "params": num(m.params_total),  # equal per size and n (matched widths)
+        row = {"dataset": r.dataset, "preset": r.preset, "head_type": r.head_type,
+               "n": r.n_heads, "params": num(m.params_total),  # equal per size and n (matched widths)
                "val_bits_per_byte": num(m.val_bits_per_byte), "score_metric": metric,
-               "score": score, "accept_rate_per_pos": _fmt(accept) if ok and r["n"] > 1 else None,
-               "tokens_per_forward": num(native[batches[0]].tokens_per_forward) if batches and ok and r["n"] > 1
+               "score": score, "accept_rate_per_pos": _fmt(accept) if ok and r.n_heads > 1 else None,
+               "tokens_per_forward": num(native[batches[0]].tokens_per_forward) if batches and ok and r.n_heads > 1
                else None,
                "step_time_s": num(m.step_time_s), "peak_mem_mb": (num(m.peak_mem_bytes) or 0) / 2**20
                or None}
         for b in batches[:1] + batches[-1:] if batches else ():
-            row[f"native_speedup_b{b}"] = num(native[b].speedup) if ok and r["n"] > 1 else None
+            row[f"native_speedup_b{b}"] = num(native[b].speedup) if ok and r.n_heads > 1 else None
             row[f"vllm_speedup_b{b}"] = next((x["speedup"] for x in heads if x["batch_size"] == b), None)
         rows.append(row)
     return rows

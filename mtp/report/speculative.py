@@ -119,7 +119,7 @@ def _spec_row(engine, r, batch_size, method, k, tokens_per_s, speedup, tokens_pe
     timing = None
     if spread is not None:
         timing = "unstable: no verdict" if spread["unstable"] else "stable"
-    return {"engine": engine, "dataset": r["dataset"], "size": r["size"], "n": r["n"], "batch_size": batch_size,
+    return {"engine": engine, "dataset": r.dataset, "size": r.slot, "n": r.n_heads, "batch_size": batch_size,
             "method": method, "draft_tokens": k, "heads_used": heads, "tokens_per_s": tokens_per_s, "speedup": speedup,
             "speedup_min": spread and spread["min"], "speedup_max": spread and spread["max"],
             "spread": spread and spread["spread"], "timing": timing,
@@ -130,7 +130,7 @@ def _spec_row(engine, r, batch_size, method, k, tokens_per_s, speedup, tokens_pe
 def _native_rows(r):
     """r's decode.json: per batch size, the autoregressive run and the self-speculative one."""
     rows = []
-    d = r["results"]["decode"]
+    d = r.results["decode"]
     if d is None:
         return rows
     out = output_check(r, "decode")
@@ -176,7 +176,7 @@ def speculative_rows(records):
     rows = []
     for r in sorted(records, key=order):
         rows += _native_rows(r)
-        out, v = output_check(r, "vllm"), r["results"]["vllm"]
+        out, v = output_check(r, "vllm"), r.results["vllm"]
         for x in vllm_runs(v):
             rows.append({**_spec_row("vllm", r, x["batch_size"], x["method"], x["k"], x["tokens_per_s"], x["speedup"],
                                      x["tokens_per_forward"], x["accept_rate_per_pos"], spread=x["spread"],
@@ -220,10 +220,10 @@ def tpf_by_k(records):
     out = {}
     for r in sorted(records, key=order):
         if output_check(r, "decode") == "ok":
-            out[f"native {r['name']}"] = {x.k: x.per_prompt for x in r["results"]["decode"].tokens_per_forward_by_k
+            out[f"native {r.name}"] = {x.k: x.per_prompt for x in r.results["decode"].tokens_per_forward_by_k
                                           if isinstance(x.per_prompt, list)}
         if output_check(r, "vllm") == "ok":
-            out[f"vllm {r['name']}"] = heads_per_prompt(r["results"]["vllm"])
+            out[f"vllm {r.name}"] = heads_per_prompt(r.results["vllm"])
     return {label: by_k for label, by_k in out.items() if by_k}
 
 
@@ -245,9 +245,9 @@ def claim_tpf(records):
     seqs = tpf_steps(models)
     excluded = _excluded(rows)
     ours = "; ".join(_tpf_text(label, seq) for label, seq in seqs.items()) or "-"
-    drops = [f"{engine} {r['name']} {dropped(r['results'][key])}" for r in sorted(records, key=order)
+    drops = [f"{engine} {r.name} {dropped(r.results[key])}" for r in sorted(records, key=order)
              for engine, key in (("native", "decode"), ("vllm", "vllm"))
-             if r["results"][key] is not None and r["results"][key].quality and r["results"][key].quality.dropped]
+             if r.results[key] is not None and r.results[key].quality and r.results[key].quality.dropped]
     if drops:
         ours += f"; degenerate continuations dropped: {', '.join(drops)}"
     if excluded:
@@ -255,7 +255,7 @@ def claim_tpf(records):
     return claim("Tokens per forward grow with the number of heads used", PAPER_TPF, ours,
                  verdict_tokens_per_forward_grow, (models,),
                  verdict=None if seqs or not excluded else _no_data_verdict(excluded),
-                 runs=runs_text([r for r in records if r["n"] > 2 and (r["results"]["decode"] or r["results"]["vllm"])]))
+                 runs=runs_text([r for r in records if r.n_heads > 2 and (r.results["decode"] or r.results["vllm"])]))
 
 
 def _speed_text(x):
@@ -268,7 +268,7 @@ def _speed_text(x):
 def claim_bytes(records):
     rows = [x for x in speculative_rows(records) if x["engine"] == "native" and x["method"] == "self-speculative"]
     bs = smallest_batch(rows)
-    kind = {(r["dataset"], r["size"], r["n"]): (r["task"], r["tokenizer"]) for r in records}
+    kind = {(r.dataset, r.slot, r.n_heads): (r.task, r.tokenizer) for r in records}
     rows = [x for x in rows if x["batch_size"] == bs and kind[(x["dataset"], x["size"], x["n"])][0] == "code"]
     is_byte = [x for x in rows if kind[(x["dataset"], x["size"], x["n"])][1] == "byte" and x["n"] >= 8]
     byte = [x for x in is_byte if num(x["speedup"]) is not None]
@@ -287,7 +287,7 @@ def claim_bytes(records):
                for x in (b, o) if x]
     return claim("Byte-level n=8 gives the largest speculative gain", PAPER_BYTES, ours,
                  verdict_byte_level_gain_largest, (b and b["speedup"], o and o["speedup"], spreads), verdict,
-                 runs=runs_text([r for r in records for x in (b, o) if x and _model(x) == r["name"]]))
+                 runs=runs_text([r for r in records for x in (b, o) if x and _model(x) == r.name]))
 
 
 def claim_lossless(records):
@@ -302,7 +302,7 @@ def claim_lossless(records):
         ours.append(f"{sum(checks)} of {len(checks)} vLLM models match native greedy in every configuration")
     return claim("Self-speculative decoding is lossless", PAPER_LOSSLESS, "; ".join(ours) or "-", verdict_lossless,
                  ([x["lossless"] for x in rows] + checks,),
-                 runs=runs_text([r for r in records if r["n"] > 1 and (r["results"]["decode"] or r["results"]["vllm"])]))
+                 runs=runs_text([r for r in records if r.n_heads > 1 and (r.results["decode"] or r.results["vllm"])]))
 
 
 # ---- figure

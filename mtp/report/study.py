@@ -6,6 +6,7 @@ accessors every section uses on numbers and records (num, ratio, order, baseline
 (which result file each model has).
 """
 import math
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from mtp import UserError, head_types, presets
@@ -50,24 +51,54 @@ def read_result(path, cls):
         return None, f"unreadable: {e}"
 
 
+@dataclass
+class ModelRecord:
+    """One model of the study as the report reads it: who it is (from its mtp.spec.ModelSpec: `slot` is its name
+    within the dataset, so that tables and figures keep head types and training seeds apart; `preset` its size
+    preset; `family` the slot without the seed, shared by the models that differ only by it), what its dataset is,
+    its shape, and each result file read into its class of mtp.result_types (or why it is absent)."""
+    dataset: str
+    slot: str
+    preset: str
+    head_type: str
+    seed: int
+    family: str
+    n_heads: int
+    name: str
+    dir: str
+    init_from: str | None
+    task: str
+    tokenizer: str
+    dim: int
+    n_layers: int
+    n_attn_heads: int
+    params: int  # non-embedding parameters (shape_of)
+    seq_len: int
+    batch_size: int
+    results: dict = field(default_factory=dict)  # result kind (mtp.results) -> its object, or None
+    status: dict = field(default_factory=dict)  # result kind -> "ok", "missing", "unreadable: ..." or why not asked
+
+    @classmethod
+    def of(cls, cfg, m):
+        """The record of ModelSpec m, without results."""
+        from mtp.config import task_of
+        ds = cfg["datasets"][m.dataset]
+        return cls(dataset=m.dataset, slot=m.slot, preset=m.size, head_type=m.head_type, seed=m.seed,
+                   family=m.family, n_heads=m.n_heads, name=m.name, dir=m.dir, init_from=m.init_from,
+                   task=task_of(ds), tokenizer=ds["tokenizer"]["kind"], **shape_of(cfg, m.size),
+                   seq_len=m.train["seq_len"], batch_size=m.train["batch_size"])
+
+
 def load_study(cfg):
-    """One record per model of the config: identity, preset size, and each result file (or why it is absent).
-    "size" is the model's slot (mtp.spec.model_slot: the preset, or <preset>-<head_type>), so that tables and
-    figures keep head types (and training seeds) apart; "preset" and "head_type" name the two, "seed" and "family"
-    (the slot without the seed) the training seed and the models that differ only by it."""
-    from mtp.config import models, task_of
+    """One ModelRecord per model of the config, with each result file (or why it is absent)."""
+    from mtp.config import models
     records, result_kinds = [], kinds()
     for m in models(cfg):
-        ds = cfg["datasets"][m.dataset]
-        rec = {"dataset": m.dataset, "size": m.slot, "preset": m.size, "head_type": m.head_type,
-               "seed": m.seed, "family": m.family, "n": m.n_heads, "name": m.name, "dir": m.dir, "init_from": m.init_from,
-               "task": task_of(ds), "tokenizer": ds["tokenizer"]["kind"], **shape_of(cfg, m.size),
-               "seq_len": m.train["seq_len"], "batch_size": m.train["batch_size"],
-               "results": {}, "status": {}}
+        rec = ModelRecord.of(cfg, m)
         for key, kind in result_kinds.items():
-            why = kind.why_absent(cfg, rec["task"], m.n_heads, m.head_type)  # a file the config does not ask for may be stale: not read
+            why = kind.why_absent(cfg, rec.task, m.n_heads, m.head_type)  # a file the config does not ask for may be stale: not read
             data, status = read_result(Path(m.dir) / kind.file, kind.type) if why is None else (None, why)
-            rec["results"][key], rec["status"][key] = data, status
+            rec.results[key], rec.status[key] = data, status
         records.append(rec)
     return records
 
@@ -82,10 +113,10 @@ def missing_notes(records, keys):
     for key in keys:
         by_reason = {}
         for r in records:
-            s = r["status"][key]
+            s = r.status[key]
             if s not in ("ok", "n/a"):
-                by_reason.setdefault(s, []).append(r["name"])
-        if all(r["status"][key] == "n/a" for r in records):
+                by_reason.setdefault(s, []).append(r.name)
+        if all(r.status[key] == "n/a" for r in records):
             notes.append(f"{result_files()[key]}: not part of this study (no model of the config's sweeps produces it)")
         for reason, names in by_reason.items():
             what = f"{result_files()[key]} {reason}"
@@ -97,7 +128,7 @@ def missing_notes(records, keys):
 
 def status_rows(records):
     files = result_files()
-    return [{"model": r["name"], "task": r["task"], **{files[k]: r["status"][k] for k in files}} for r in records]
+    return [{"model": r.name, "task": r.task, **{files[k]: r.status[k] for k in files}} for r in records]
 
 
 # ---- fields shared by decode.json and vllm.json
@@ -108,7 +139,7 @@ def output_check(r, key):
     speed figures); else why not: "no data: degenerate output (reason)", or that the file carries no quality check
     at all (written before mtp.measure), or none that dropped prompts (its figures count degenerate
     continuations); None without the file."""
-    d = r["results"][key]
+    d = r.results[key]
     if d is None:
         return None
     q = d.quality
@@ -147,21 +178,21 @@ def safe_ratio(a, b):
 
 def order(r):
     """Sort key of records: dataset, then size by parameters, then n."""
-    return (r["dataset"], r["params"], r["size"], r["n"])
+    return (r.dataset, r.params, r.slot, r.n_heads)
 
 
 def baseline(records, r):
     """The n=1 model of r's dataset, slot (size, head type, seed), else the n=1 transformer model of its dataset,
     preset and seed (every head type's n=1 model but linear is that same architecture), or None."""
-    same = [b for b in records if (b["dataset"], b["size"], b["n"]) == (r["dataset"], r["size"], 1)]
-    plain = [b for b in records if (b["dataset"], b.get("preset"), b.get("head_type"), b.get("seed"), b["n"]) ==
-             (r["dataset"], r.get("preset"), head_types.PAPER, r.get("seed"), 1)]
+    same = [b for b in records if (b.dataset, b.slot, b.n_heads) == (r.dataset, r.slot, 1)]
+    plain = [b for b in records if (b.dataset, b.preset, b.head_type, b.seed, b.n_heads) ==
+             (r.dataset, r.preset, head_types.PAPER, r.seed, 1)]
     return (same or plain or [None])[0]
 
 
 def pairs(records):
     """[(r, baseline)]: every n>1 model with an n=1 model of the same dataset, size and training seed."""
-    return [(r, b) for r in records if r["n"] > 1 for b in [baseline(records, r)] if b is not None]
+    return [(r, b) for r in records if r.n_heads > 1 for b in [baseline(records, r)] if b is not None]
 
 
 def seed_groups(model_pairs):
@@ -169,5 +200,5 @@ def seed_groups(model_pairs):
     differ only by their training seed, judged together (mtp.paired.seed_bootstrap)."""
     out = {}
     for r, b in model_pairs:
-        out.setdefault(f"{r['dataset']}/{r.get('family', r['size'])}-n{r['n']}", []).append((r, b))
+        out.setdefault(f"{r.dataset}/{r.family}-n{r.n_heads}", []).append((r, b))
     return out

@@ -40,7 +40,7 @@ def verdict_every_m(intervals_by_m):
 
 def polynomial_items(r, m):
     """{(seed, i): 0/1} of eval_polynomial.json's correct_by_m[m] (item i of test_set(m, num_tests, seed)), or None."""
-    e = r["results"]["polynomial"]
+    e = r.results["polynomial"]
     v = e.correct_at(m) if e is not None else None
     return {(e.items_seed, i): c for i, c in enumerate(v)} if isinstance(v, list) and v else None
 
@@ -49,14 +49,14 @@ def polynomial_rows(records):
     """Exact-match accuracy per model and m, with the paired interval of accuracy(n) - accuracy(n=1) over items."""
     rows = []
     for r in sorted(records, key=order):
-        e = r["results"]["polynomial"]
+        e = r.results["polynomial"]
         if not e:
             continue
         base = baseline(records, r)
         train_max = e.max_ops_train if e.max_ops_train is not None else 5
         for m, acc in sorted(e.accuracy_by_m.items(), key=lambda kv: int(kv[0])):
-            ci = paired_ci(polynomial_items(r, m), polynomial_items(base, m)) if base and r["n"] > 1 else None
-            rows.append({"dataset": r["dataset"], "size": r["size"], "n": r["n"], "m": int(m),
+            ci = paired_ci(polynomial_items(r, m), polynomial_items(base, m)) if base and r.n_heads > 1 else None
+            rows.append({"dataset": r.dataset, "size": r.slot, "n": r.n_heads, "m": int(m),
                          "domain": "in" if int(m) <= train_max else "out", "accuracy": num(acc),
                          "num_tests": e.num_tests, **ci_cols(ci)})
     return rows
@@ -64,7 +64,7 @@ def polynomial_rows(records):
 
 def _by_m(r):
     """r's polynomial accuracy by m ({} without an eval_polynomial.json)."""
-    e = r["results"]["polynomial"]
+    e = r.results["polynomial"]
     return e.accuracy_by_m if e is not None else {}
 
 
@@ -109,7 +109,7 @@ def plot_polynomial(records, path):
 
 def induction_items(r):
     """{(seed, i): (correct, scored)} per test story of eval_induction.json's correct_by_story, or None."""
-    e = r["results"]["induction"]
+    e = r.results["induction"]
     v = e.correct_by_story if e is not None else None
     if not isinstance(v, list) or not v:
         return None
@@ -120,12 +120,12 @@ def induction_rows(records):
     """Induction accuracy per model, with the paired interval of accuracy(n) - accuracy(n=1) over stories."""
     rows = []
     for r in sorted(records, key=order):
-        e = r["results"]["induction"]
+        e = r.results["induction"]
         if not e:
             continue
         base = baseline(records, r)
-        ci = paired_ci(induction_items(r), induction_items(base)) if base and r["n"] > 1 else None
-        rows.append({"dataset": r["dataset"], "size": r["size"], "params_non_embedding": r["params"], "n": r["n"],
+        ci = paired_ci(induction_items(r), induction_items(base)) if base and r.n_heads > 1 else None
+        rows.append({"dataset": r.dataset, "size": r.slot, "params_non_embedding": r.params, "n": r.n_heads,
                      "accuracy": num(e.metric("induction_acc")),
                      "scored_tokens": e.metric("induction_scored_tokens"), "num_tests": e.num_tests,
                      **ci_cols(ci)})
@@ -133,8 +133,8 @@ def induction_rows(records):
 
 
 def claim_induction(records):
-    small = [r for r in records if r["params"] <= INDUCTION_MAX_PARAMS]
-    both = [(r, b) for r, b in pairs(small) if r["results"]["induction"] and b["results"]["induction"]]
+    small = [r for r in records if r.params <= INDUCTION_MAX_PARAMS]
+    both = [(r, b) for r, b in pairs(small) if r.results["induction"] and b.results["induction"]]
     groups = seed_groups(both)
     cis = [(label, seeds_ci([(induction_items(r), induction_items(b)) for r, b in group]))
            for label, group in groups.items()]

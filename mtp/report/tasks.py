@@ -8,20 +8,20 @@ from mtp.tasks import TASKS
 
 def metric(r, task):
     """r's value of the task's headline metric (its eval_<task>.json "metrics"), or None."""
-    e = r["results"][task.name]
+    e = r.results[task.name]
     return num(e.metric(task.metric)) if e is not None else None
 
 
 def task_rows(records):
     rows = []
     for r in sorted(records, key=order):
-        if r["task"] not in TASKS:
+        if r.task not in TASKS:
             continue
-        task = TASKS[r["task"]]
+        task = TASKS[r.task]
         value = metric(r, task)
         base = baseline(records, r)
-        ref = metric(base, task) if base and r["n"] > 1 else None
-        rows.append({"dataset": r["dataset"], "size": r["size"], "n": r["n"], "task": task.name,
+        ref = metric(base, task) if base and r.n_heads > 1 else None
+        rows.append({"dataset": r.dataset, "size": r.slot, "n": r.n_heads, "task": task.name,
                      "metric": task.metric, "value": value,
                      "diff_vs_n1": value - ref if value is not None and ref is not None else None})
     return rows

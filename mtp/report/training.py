@@ -10,27 +10,27 @@ from mtp.report.study import num, order, result_files
 def val_loss_rows(records):
     rows = []
     for r in sorted(records, key=order):
-        m = r["results"]["metrics"]
+        m = r.results["metrics"]
         if m is None:
             continue
-        heads = {f"val_loss_head_{i}": num(m.at(f"val_loss_head_{i}")) for i in range(1, r["n"] + 1)}
-        rows.append({"dataset": r["dataset"], "size": r["size"], "params_non_embedding": m.params_non_embedding,
-                     "n": r["n"], "steps": m.steps, "tokens_seen": m.tokens_seen,
+        heads = {f"val_loss_head_{i}": num(m.at(f"val_loss_head_{i}")) for i in range(1, r.n_heads + 1)}
+        rows.append({"dataset": r.dataset, "size": r.slot, "params_non_embedding": m.params_non_embedding,
+                     "n": r.n_heads, "steps": m.steps, "tokens_seen": m.tokens_seen,
                      "val_bits_per_byte": num(m.val_bits_per_byte), **heads})
     return rows
 
 
 def plot_loss_curves(records, path):
     have = [r for r in sorted(records, key=order)
-            if r["results"]["metrics"] is not None and r["results"]["metrics"].history is not None
-            and r["results"]["metrics"].history.step]
+            if r.results["metrics"] is not None and r.results["metrics"].history is not None
+            and r.results["metrics"].history.step]
     if not have:
         return figure_no_data(path, "Training loss per head", f"no {result_files()['metrics']} with a history")
     fig, axes = grid(len(have), ncols=4, w=4.2, h=3.2)
     for ax, r in zip(axes, have):
-        m = r["results"]["metrics"]
+        m = r.results["metrics"]
         h, v = m.history, m.val_history
-        for i in range(1, r["n"] + 1):
+        for i in range(1, r.n_heads + 1):
             loss = h.at(f"loss_head_{i}") or []
             if len(loss) != len(h.step):
                 continue
@@ -38,27 +38,27 @@ def plot_loss_curves(records, path):
             val = (v.at(f"val_loss_head_{i}") or []) if v is not None else []
             if val and len(val) == len(v.step):
                 ax.plot(v.step, val, "o", color=line.get_color(), ms=4)
-        ax.set_title(r["name"], fontsize=10)
+        ax.set_title(r.name, fontsize=10)
         ax.set_xlabel("training step")
         ax.set_ylabel("cross-entropy (nats/token)")
         ax.grid(alpha=0.3)
-        legend(ax, fontsize=7, ncol=2 if r["n"] > 2 else 1)
+        legend(ax, fontsize=7, ncol=2 if r.n_heads > 2 else 1)
     fig.suptitle("Training (lines) and validation (dots) loss per head", y=1.0)
     fig.tight_layout()
     save(fig, path)
 
 
 def plot_val_loss(records, path):
-    rows = [r for r in records if r["results"]["metrics"] is not None
-            and num(r["results"]["metrics"].val_bits_per_byte) is not None]
+    rows = [r for r in records if r.results["metrics"] is not None
+            and num(r.results["metrics"].val_bits_per_byte) is not None]
     if not rows:
         return figure_no_data(path, "Final validation loss", f"no {result_files()['metrics']}")
-    groups = by(rows, lambda r: r["dataset"])
+    groups = by(rows, lambda r: r.dataset)
     fig, axes = grid(len(groups), ncols=3, w=5.0)
     for ax, (ds, rs) in zip(axes, sorted(groups.items())):
-        for n, line in sorted(by(rs, lambda r: r["n"]).items()):
-            line = sorted(line, key=lambda r: r["params"])
-            ax.plot([r["params"] for r in line], [r["results"]["metrics"].val_bits_per_byte for r in line],
+        for n, line in sorted(by(rs, lambda r: r.n_heads).items()):
+            line = sorted(line, key=lambda r: r.params)
+            ax.plot([r.params for r in line], [r.results["metrics"].val_bits_per_byte for r in line],
                     "o-", label=f"n={n}")
         ax.set_xscale("log")
         ax.set_title(f"{ds}: head-1 validation loss")

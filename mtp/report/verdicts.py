@@ -27,12 +27,12 @@ def claim(text, paper, ours, rule, args, verdict=None, runs=None):
 
 def runs_text(records):
     """'6 training runs, 3 seeds per model' (models: distinct dataset/family/n) of the records a claim read."""
-    records = {r["name"]: r for r in records}.values()
+    records = {r.name: r for r in records}.values()
     if not records:
         return "-"
     per_model = {}
     for r in records:
-        per_model.setdefault((r["dataset"], r.get("family", r["size"]), r["n"]), set()).add(r.get("seed"))
+        per_model.setdefault((r.dataset, r.family, r.n_heads), set()).add(r.seed)
     seeds = min(len(s) for s in per_model.values())
     each = "one seed per model" if seeds == 1 else f"{seeds} seeds per model"
     return f"{len(records)} training run{'s' if len(records) > 1 else ''}, {each}"

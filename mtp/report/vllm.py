@@ -48,5 +48,5 @@ def crosscheck_ok(v):
 
 def crosschecks(records):
     """Per model with a vllm.json that has one: whether vLLM's output matched native greedy in every configuration."""
-    checks = [crosscheck_ok(r["results"]["vllm"]) for r in records]
+    checks = [crosscheck_ok(r.results["vllm"]) for r in records]
     return [c for c in checks if c is not None]

@@ -34,9 +34,9 @@ def tiny_cfg(tmp_path):
 
 
 def copy_workflow(dst):
-    """A copy of the workflow (Snakefile, rules, configs) in dst to run Snakemake in -> dst."""
+    """A copy of the workflow (workflow/: Snakefile, rules, profiles; configs) in dst to run Snakemake in -> dst."""
     dst.mkdir(parents=True, exist_ok=True)
-    for item in ("Snakefile", "workflow", "envs", "config.yaml", ".test"):
+    for item in ("workflow", "envs", "config.yaml", ".test"):
         src = ROOT / item
         if src.is_dir():
             shutil.copytree(src, dst / item, symlinks=True,

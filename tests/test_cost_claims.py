@@ -159,4 +159,6 @@ def test_default_study_runs_the_benchmark_alone_before_the_report(tmp_path, enab
     if enabled:
         bench = jobs["bench_training"]
         assert "input: results/data/code-bytes/meta.json" in bench  # the deep code model's dataset
-        assert "threads: 2" in bench  # every core: a timing job runs with nothing beside it
+        # a timing job holds every share of the `machine` resource: nothing runs beside it
+        assert "threads: 2" in bench and "machine=64" in bench
+        assert all("machine=1" in b for name, b in jobs.items() if name in ("train_model", "tokenize_corpus"))

@@ -196,7 +196,7 @@ def test_result_file_names_live_in_the_result_kinds_table():
                 and n.body and isinstance(n.body[0], ast.Expr) and isinstance(n.body[0].value, ast.Constant)}
         found += [f"{path.relative_to(ROOT)}:{c.lineno}" for c in ast.walk(tree) if isinstance(c, ast.Constant)
                   and isinstance(c.value, str) and id(c) not in docs and any(f in c.value for f in names)]
-    for path in [ROOT / "Snakefile", *sorted((ROOT / "workflow" / "rules").glob("*.smk"))]:
+    for path in [ROOT / "workflow" / "Snakefile", *sorted((ROOT / "workflow" / "rules").glob("*.smk"))]:
         found += [f"{path.relative_to(ROOT)}:{i}" for i, line in enumerate(path.read_text().splitlines(), 1)
                   if not line.lstrip().startswith("#") and any(f in line for f in names)]
     assert not found, "result file names outside mtp/results.py: " + ", ".join(found)

@@ -34,9 +34,10 @@ if config["bench"]["train"]:  # else no rule writes it: the report reads one mad
             dataset=BENCH_MODEL.dataset,
             slot=BENCH_MODEL.slot,
             n=BENCH_MODEL.n_heads,
-        threads: CORES  # a timing job: nothing runs beside it
+        threads: TIMING_THREADS
         resources:
             gpu=min(1, BENCH_MODEL.train["gpus"]),
+            **TIMING_JOB,  # nothing runs beside it
         conda:
             CONDA_ENV
         shell:

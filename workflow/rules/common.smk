@@ -25,8 +25,11 @@ def mtp_cores(workflow):
 
 
 # Threads: tiny models train faster as two 1-thread jobs than as one 2-thread job, so work jobs take
-# half the cores (at most 4); timing jobs reserve every core, so that nothing runs beside them, and
-# use at most 4 threads.
+# half the cores (at most 4); timing jobs use at most 4 threads and run alone: every job holds one share
+# of the named resource `machine`, a timing job all MACHINE_SHARES of them (workflow/profiles/default
+# gives the machine that many; a cluster profile sets no limit: there each job has its own allocation).
+MACHINE_SHARES = 64
+TIMING_JOB = {"machine": MACHINE_SHARES}
 CORES = mtp_cores(workflow)
 JOB_THREADS = max(1, min(4, CORES // 2))
 TIMING_THREADS = min(CORES, 4)

@@ -1,6 +1,7 @@
-def decode_threads(w):
-    """n > 1: timing, so every core is reserved (nothing runs beside it); n = 1: an untimed quality check."""
-    return CORES if int(w.n) > 1 else JOB_THREADS
+def timed(w):
+    """n > 1: the decode stage times speculative decoding (nothing may run beside it); n = 1: an untimed
+    quality check."""
+    return int(w.n) > 1
 
 
 rule time_decoding:
@@ -13,12 +14,12 @@ rule time_decoding:
         R("logs/time_decoding/{dataset}/{size}-n{n}.log"),
     params:
         cfg=section("decode"),
-        omp=lambda w: min(decode_threads(w), TIMING_THREADS),
-    threads: decode_threads
+    threads: lambda w: TIMING_THREADS if timed(w) else JOB_THREADS
     resources:
         gpu=0,
+        machine=lambda w: TIMING_JOB["machine"] if timed(w) else 1,
     conda:
         CONDA_ENV
     shell:
-        "OMP_NUM_THREADS={params.omp} mtp decode --config {input.config} --dataset {wildcards.dataset} --size {wildcards.size} "
+        "OMP_NUM_THREADS={threads} mtp decode --config {input.config} --dataset {wildcards.dataset} --size {wildcards.size} "
         "--n-heads {wildcards.n} --device $([ {resources.gpu} -gt 0 ] && echo cuda || echo cpu) 2>&1 | tee {log}"

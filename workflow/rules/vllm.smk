@@ -17,7 +17,9 @@ rule time_vllm:
         R("logs/time_vllm/{dataset}/{size}-n{n}.log"),
     params:
         cfg=section("vllm", "decode"),
-    threads: CORES
+    threads: TIMING_THREADS
+    resources:
+        **TIMING_JOB,  # nothing runs beside it
     conda:
         CONDA_ENV
     shell:

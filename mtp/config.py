@@ -221,6 +221,18 @@ def find_model(cfg, dataset, slot, n_heads):
                     f"known: {', '.join(m.name for m in models(cfg))}")
 
 
+def find_model_at(cfg, path):
+    """The model of the sweeps whose folder is `path` or holds it (a file of the model: model.pt, hf/config.json,
+    decode.json ...)."""
+    p = Path(path).resolve()
+    for m in models(cfg):
+        d = Path(m.dir).resolve()
+        if p == d or d in p.parents:
+            return m
+    raise UserError(f"{path}: not in the folder of any model of the config's sweeps; their folders: "
+                    f"{', '.join(m.dir for m in models(cfg))}")
+
+
 def data_dir(cfg, dataset):
     return Path(cfg["results"]) / "data" / dataset
 

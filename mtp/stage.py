@@ -4,13 +4,14 @@ says (mtp.results) and attached to the run."""
 from contextlib import contextmanager
 
 from mtp import config, results, tracking
+from mtp.args import model_spec
 from mtp.io import write_json
 
 
 def model_from_args(args):
-    """--config, --dataset, --size, --n-heads -> (the config, the model's mtp.spec.ModelSpec)."""
+    """--config and the model's arguments (mtp.args.add_model_args) -> (the config, the model's mtp.spec.ModelSpec)."""
     cfg = config.load(args.config)
-    return cfg, config.find_model(cfg, args.dataset, args.size, args.n_heads)
+    return cfg, model_spec(cfg, args)
 
 
 @contextmanager

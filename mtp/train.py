@@ -7,7 +7,7 @@ preset that fits.
 from functools import partial
 
 from mtp import UserError, config, tracking
-from mtp.args import add_config_arg, add_model_args
+from mtp.args import add_config_arg, add_model_args, model_spec
 from mtp.io import read_json
 from mtp.model import ModelConfig
 from mtp.training import loop
@@ -30,7 +30,7 @@ def add_arguments(p):
 
 def run(args):
     cfg = config.load(args.config)
-    entry = config.find_model(cfg, args.dataset, args.size, args.n_heads)
+    entry = model_spec(cfg, args)
     try:
         m = train(cfg, entry, progress=not args.no_progress)
     except (MemoryError, RuntimeError) as e:

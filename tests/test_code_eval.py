@@ -174,7 +174,8 @@ def test_cli_missing_samples_file(tmp_path, capsys):
 
 def test_cli_model_mode_needs_model_args(capsys):
     assert main(["eval", "code"]) == 2
-    assert "--dataset, --size, --n-heads" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "--model PATH, or --dataset, --size and --n-heads" in err and "--benchmark and --samples" in err
 
 
 # ---- a model of the study, end to end ------------------------------------------------------------------

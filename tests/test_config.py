@@ -1,4 +1,5 @@
 import subprocess
+from pathlib import Path
 import sys
 
 import pytest
@@ -132,3 +133,26 @@ def test_snakemake_cli_strings_get_their_types_back():
     assert cfg["train"]["max_steps"] == 400 and cfg["train"]["compile"] is True and cfg["train"]["tokens"] is None
     assert cfg["train"]["device"] == "cpu" and cfg["sweeps"][0]["sizes"] == ["1M", "0.3B"]
     assert cfg["sweeps"][0]["n_heads"] == [1, 2]
+
+
+def test_a_stage_names_its_model_by_a_path_in_its_folder(tiny_cfg, tmp_path, monkeypatch):
+    """--model PATH (what the rules pass: the model.pt, hf/config.json or a result file of the model) names the same
+    ModelSpec as --dataset/--size/--n-heads, relative paths too; a path in no model's folder, a folder that only
+    starts like one, or no model named at all is refused in one line."""
+    import argparse
+    from mtp import UserError
+    from mtp.args import add_model_args, model_spec
+    p = argparse.ArgumentParser()
+    add_model_args(p)
+    m = config.find_model(tiny_cfg, "code", "micro-medusa", 2)
+    for path in (m.dir, f"{m.dir}/model.pt", f"{m.dir}/hf/config.json"):
+        assert model_spec(tiny_cfg, p.parse_args(["--model", path])) == m
+    monkeypatch.chdir(tmp_path)
+    rel = str(Path(m.dir).relative_to(tmp_path) / "decode.json")
+    assert model_spec(tiny_cfg, p.parse_args(["--model", rel])) == m
+    assert model_spec(tiny_cfg, p.parse_args(["--dataset", "code", "--size", "micro-medusa", "--n-heads", "2"])) == m
+    for bad in (f"{tmp_path}/elsewhere/model.pt", f"{m.dir}x/model.pt"):
+        with pytest.raises(UserError, match="not in the folder of any model"):
+            model_spec(tiny_cfg, p.parse_args(["--model", bad]))
+    with pytest.raises(UserError, match="name the model: --model PATH.*--size, --n-heads"):
+        model_spec(tiny_cfg, p.parse_args(["--dataset", "code"]))

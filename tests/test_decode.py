@@ -480,7 +480,7 @@ def test_stage_writes_decode_json(tmp_path, monkeypatch, capsys, n):
         yield runs[-1][2]
 
     monkeypatch.setattr(tracking, "child_run", fake_child_run)
-    DS.run(SimpleNamespace(config=str(cfg_path), dataset="toy", size="toy", n_heads=n, device="cpu"))
+    DS.run(SimpleNamespace(config=str(cfg_path), model=None, dataset="toy", size="toy", n_heads=n, device="cpu"))
     result = json.loads((tmp_path / "results" / "models" / "toy" / f"toy-n{n}" / "decode.json").read_text())
     (stage, keys, run), = runs
     assert stage == "decode" and keys == config.find_model(cfg, "toy", "toy", n).run_keys()

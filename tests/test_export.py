@@ -159,7 +159,7 @@ def test_cli_stage(tmp_path):
         "datasets": {"toy": {"source": {"kind": "stdlib"}}},
         "sweeps": [{"dataset": "toy", "sizes": ["toy"], "n_heads": [2]}]}))
     make_model(tmp_path, n=2, model_dir=config.find_model(config.load(cfg_path), "toy", "toy", 2).dir)
-    E.run(SimpleNamespace(config=str(cfg_path), dataset="toy", size="toy", n_heads=2))
+    E.run(SimpleNamespace(config=str(cfg_path), model=None, dataset="toy", size="toy", n_heads=2))
     assert (tmp_path / "results/models/toy/toy-n2/hf/model.safetensors").exists()
     assert (tmp_path / "results/models/toy/toy-n2/hf-drafter/config.json").exists()
 

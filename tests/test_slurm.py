@@ -58,8 +58,7 @@ def hold():
 
 if __name__ == "__main__":  # vLLM's engine processes re-import this file (spawn)
     args = sys.argv[1:]
-    if args[:1] == ["train"] and args[args.index("--dataset") + 1] == "code" and \\
-            args[args.index("--size") + 1] == "micro" and args[args.index("--n-heads") + 1] == "2" and \\
+    if args[:1] == ["train"] and args[args.index("--model") + 1].endswith("models/code/micro-n2/model.pt") and \\
             not os.path.exists({marker!r}):
         hold()
     from mtp.cli import main

@@ -128,7 +128,7 @@ def run(args):
         run.params({"decode": cfg["decode"], "draft_tokens_used": result["draft_tokens"], "device": args.device,
                     "threads": torch.get_num_threads()})
         save_result(run, entry, "decode", result)
-    name = f"{args.dataset}/{args.size}-n{args.n_heads}"
+    name = entry.name
     for row in result["per_batch"]:
         line = f"batch {row['batch_size']}: AR {row['ar']['tokens_per_s']:.1f} tok/s"
         if row["spec"]:

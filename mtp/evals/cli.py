@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from mtp import UserError
-from mtp.args import add_config_arg, add_model_args
+from mtp.args import add_config_arg, add_model_args, model_spec
 from mtp.tasks import TASKS
 
 DEFAULT_K = (1, 10, 100)
@@ -48,13 +48,11 @@ def run(args):
     from mtp import config
     if args.task == "code" and args.samples:
         return run_samples(args)
-    if args.task == "code":
-        missing = [f for f, v in (("--dataset", args.dataset), ("--size", args.size), ("--n-heads", args.n_heads)) if v is None]
-        if missing:
-            raise UserError(f"give {', '.join(missing)} to score a model of the study, "
-                            f"or --benchmark and --samples to score a samples file")
+    if args.task == "code" and not (args.model or args.dataset or args.size or args.n_heads):
+        raise UserError("name a model of the study (--model PATH, or --dataset, --size and --n-heads), "
+                        "or give --benchmark and --samples to score a samples file")
     cfg = config.load(args.config)
-    entry = config.find_model(cfg, args.dataset, args.size, args.n_heads)
+    entry = model_spec(cfg, args)
     if args.task == "code":
         from mtp.evals.code import evaluate_model
         evaluate_model(cfg, entry)

@@ -119,10 +119,9 @@ def export(model_dir, out_dir=None, drafter_dir=None):
         hf_tok.model_max_length = cfg.max_seq_len
         hf_tok.save_pretrained(tmp)
         _portable_tokenizer_class(tmp / "tokenizer_config.json")
-    drafter = model.behaviour.export_drafter(cfg, state) if cfg.n_heads > 1 else None
-    if drafter is None:
+    if cfg.n_heads == 1 or not model.behaviour.exports_drafter:
         return {"hf": str(out_dir), "drafter": None}
-    conf, weights = drafter
+    conf, weights = model.behaviour.export_drafter(cfg, state)
     with _atomic_dir(drafter_dir) as tmp:
         save_file(weights, str(tmp / "model.safetensors"), metadata={"format": "pt"})
         (tmp / "config.json").write_text(json.dumps(conf, indent=2) + "\n")
@@ -181,8 +180,9 @@ def add_arguments(p):
 
 def run(args):
     from mtp import config
+    from mtp.args import model_spec
     cfg = config.load(args.config)
-    m = config.find_model(cfg, args.dataset, args.size, args.n_heads)
+    m = model_spec(cfg, args)
     out = export(m.dir)
     metrics = results.path(m, "metrics")
     model_id = results.read("metrics", read_json(metrics)).logged_model_id if metrics.exists() else None

@@ -85,8 +85,8 @@ class HeadBehaviour:
         return tensors, {}
 
     def export_drafter(self, cfg, state):
-        """(config.json dict, tensors) of the drafter `mtp export` writes for n > 1, or None (no drafter of its own):
-        our plugin's MTPDrafter (mtp/serving/plugin/drafter.py) and a copy of the unembedding."""
+        """(config.json dict, tensors) of the drafter `mtp export` writes for n > 1 where `exports_drafter`: our
+        plugin's MTPDrafter (mtp/serving/plugin/drafter.py) and a copy of the unembedding."""
         return drafter_config(cfg), {"lm_head.weight": state["lm_head.weight"]}
 
     def served(self, exported, k):

@@ -184,9 +184,6 @@ class Recursive(Sequential):
                 "num_nextn_predict_layers": 1 if cfg.n_heads > 1 else 0, "n_future_tokens": cfg.n_heads}
         return out, conf
 
-    def export_drafter(self, cfg, state):
-        return None
-
     def served(self, exported, k):
         """vLLM's own MTP route on the exported MiMo checkpoint: no plugin, no drafter directory."""
         return {}, None if k == 0 else {"method": "mtp", "num_speculative_tokens": k}

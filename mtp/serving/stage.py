@@ -340,7 +340,7 @@ def run(args):
         run_.params({"vllm": vc, "decode.num_prompts": cfg["decode"]["num_prompts"],
                      "decode.prompt_len": cfg["decode"]["prompt_len"],
                      "decode.max_new_tokens": cfg["decode"]["max_new_tokens"]})
-        result = measure(cfg, entry, vc["batch_sizes"], vc["repeats"], draft_ks(vc["draft_tokens"], args.n_heads))
+        result = measure(cfg, entry, vc["batch_sizes"], vc["repeats"], draft_ks(vc["draft_tokens"], entry.n_heads))
         run_.tags({"mtp.train_run_id": result["train_run_id"] or "", "mtp.vllm_version": result["vllm_version"]})
         run_.log(result["metrics"])  # before the cross-checks: a failed one keeps its figures in MLflow
         _fail_on_mismatch(result)

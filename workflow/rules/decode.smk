@@ -6,7 +6,7 @@ def timed(w):
 
 rule time_decoding:
     input:
-        R("models/{dataset}/{size}-n{n}/model.pt"),
+        model=R("models/{dataset}/{size}-n{n}/model.pt"),
         config=ancient(CFG),  # the resolved config every `mtp` call reads
     output:
         result_output("decode"),
@@ -21,5 +21,4 @@ rule time_decoding:
     conda:
         CONDA_ENV
     shell:
-        "OMP_NUM_THREADS={threads} mtp decode --config {input.config} --dataset {wildcards.dataset} --size {wildcards.size} "
-        "--n-heads {wildcards.n} --device $([ {resources.gpu} -gt 0 ] && echo cuda || echo cpu) 2>&1 | tee {log}"
+        "OMP_NUM_THREADS={threads} mtp decode --config {input.config} --model {input.model} --device $([ {resources.gpu} -gt 0 ] && echo cuda || echo cpu) 2>&1 | tee {log}"

@@ -1,6 +1,6 @@
 rule score_code:
     input:
-        R("models/{dataset}/{size}-n{n}/model.pt"),
+        model=R("models/{dataset}/{size}-n{n}/model.pt"),
         config=ancient(CFG),  # the resolved config every `mtp` call reads
     output:
         result_output("code"),
@@ -12,13 +12,12 @@ rule score_code:
     conda:
         CONDA_ENV
     shell:
-        "OMP_NUM_THREADS={threads} mtp eval code --config {input.config} --dataset {wildcards.dataset} --size {wildcards.size} "
-        "--n-heads {wildcards.n} 2>&1 | tee {log}"
+        "OMP_NUM_THREADS={threads} mtp eval code --config {input.config} --model {input.model} 2>&1 | tee {log}"
 
 
 rule score_synthetic:
     input:
-        R("models/{dataset}/{size}-n{n}/model.pt"),
+        model=R("models/{dataset}/{size}-n{n}/model.pt"),
         config=ancient(CFG),  # the resolved config every `mtp` call reads
     output:
         R("models/{dataset}/{size}-n{n}/" + mtp.results.task_file("{task}")),
@@ -32,5 +31,4 @@ rule score_synthetic:
     conda:
         CONDA_ENV
     shell:
-        "OMP_NUM_THREADS={threads} mtp eval {wildcards.task} --config {input.config} --dataset {wildcards.dataset} "
-        "--size {wildcards.size} --n-heads {wildcards.n} 2>&1 | tee {log}"
+        "OMP_NUM_THREADS={threads} mtp eval {wildcards.task} --config {input.config} --model {input.model} 2>&1 | tee {log}"

@@ -32,8 +32,8 @@ rule train_model:
         train_inputs,
         config=ancient(CFG),  # the resolved config every `mtp` call reads
     output:
-        R("models/{dataset}/{size}-n{n}/model.pt"),
-        result_output("metrics"),
+        model=R("models/{dataset}/{size}-n{n}/model.pt"),
+        metrics=result_output("metrics"),
     log:
         R("logs/train_model/{dataset}/{size}-n{n}.log"),
     params:
@@ -46,13 +46,12 @@ rule train_model:
     conda:
         CONDA_ENV
     shell:
-        "OMP_NUM_THREADS={threads} {params.launcher} train --config {input.config} --dataset {wildcards.dataset} "
-        "--size {wildcards.size} --n-heads {wildcards.n} 2>&1 | tee {log}"
+        "OMP_NUM_THREADS={threads} {params.launcher} train --config {input.config} --model {output.model} 2>&1 | tee {log}"
 
 
 rule export_model:
     input:
-        R("models/{dataset}/{size}-n{n}/model.pt"),
+        model=R("models/{dataset}/{size}-n{n}/model.pt"),
         config=ancient(CFG),  # the resolved config every `mtp` call reads
     output:
         R("models/{dataset}/{size}-n{n}/hf/config.json"),
@@ -61,4 +60,4 @@ rule export_model:
     conda:
         CONDA_ENV
     shell:
-        "mtp export --config {input.config} --dataset {wildcards.dataset} --size {wildcards.size} --n-heads {wildcards.n} 2>&1 | tee {log}"
+        "mtp export --config {input.config} --model {input.model} 2>&1 | tee {log}"

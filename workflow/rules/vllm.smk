@@ -1,6 +1,7 @@
 def vllm_inputs(w):
+    """The decode result (its native figures are the cross-check's reference) and the draft model's export."""
     m = mtp.config.find_model(config, w.dataset, w.size, w.n)
-    out = [model_path(m, "hf/config.json"), str(mtp.results.path(m, "decode"))]
+    out = [str(mtp.results.path(m, "decode"))]
     d = draft_model(m)
     if config["vllm"]["draft_model"] and d is not None:
         out.append(model_path(d, "hf/config.json"))
@@ -10,6 +11,7 @@ def vllm_inputs(w):
 rule time_vllm:
     input:
         vllm_inputs,
+        model=R("models/{dataset}/{size}-n{n}/hf/config.json"),  # the export vLLM serves
         config=ancient(CFG),  # the resolved config every `mtp` call reads
     output:
         result_output("vllm"),
@@ -23,5 +25,4 @@ rule time_vllm:
     conda:
         CONDA_ENV
     shell:
-        "OMP_NUM_THREADS={VLLM_THREADS} mtp vllm --config {input.config} --dataset {wildcards.dataset} --size {wildcards.size} "
-        "--n-heads {wildcards.n} 2>&1 | tee {log}"
+        "OMP_NUM_THREADS={VLLM_THREADS} mtp vllm --config {input.config} --model {input.model} 2>&1 | tee {log}"

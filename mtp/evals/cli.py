@@ -23,9 +23,6 @@ def add_arguments(p):
                           "task_id, completion); the latter writes <samples>_results.jsonl.")
     add_config_arg(code)
     add_model_args(code)
-    for action in code._actions:  # the same flags as every stage, optional here: --samples mode needs none
-        if action.dest in ("dataset", "size", "n_heads"):
-            action.required = False
     from mtp.code_benchmarks import CODE_BENCHMARKS
     code.add_argument("--benchmark", choices=list(CODE_BENCHMARKS), help="benchmark of --samples")
     code.add_argument("--samples", metavar="JSONL", help="samples to score: one {task_id, completion} a line")

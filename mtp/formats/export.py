@@ -119,7 +119,7 @@ def export(model_dir, out_dir=None, drafter_dir=None):
         hf_tok.model_max_length = cfg.max_seq_len
         hf_tok.save_pretrained(tmp)
         _portable_tokenizer_class(tmp / "tokenizer_config.json")
-    if cfg.n_heads == 1 or not model.behaviour.exports_drafter:
+    if not model.behaviour.writes_drafter(cfg.n_heads):
         return {"hf": str(out_dir), "drafter": None}
     conf, weights = model.behaviour.export_drafter(cfg, state)
     with _atomic_dir(drafter_dir) as tmp:

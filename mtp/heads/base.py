@@ -84,6 +84,10 @@ class HeadBehaviour:
         and our whole `state`; here the HF Llama layout as it is."""
         return tensors, {}
 
+    def writes_drafter(self, n_heads):
+        """Whether `mtp export` writes hf-drafter/ for a model of this type with n_heads heads."""
+        return n_heads > 1 and self.exports_drafter
+
     def export_drafter(self, cfg, state):
         """(config.json dict, tensors) of the drafter `mtp export` writes for n > 1 where `exports_drafter`: our
         plugin's MTPDrafter (mtp/serving/plugin/drafter.py) and a copy of the unembedding."""

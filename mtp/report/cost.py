@@ -134,7 +134,7 @@ def predicted_flop_ratio(r, m):
         return None
     vocab = round((total - non_emb) / (2 * r.dim))  # untied embedding + unembedding
     s = {"vocab": vocab, "dim": r.dim, "n_layers": r.n_layers, "n_attn_heads": r.n_attn_heads,
-         "seq": r.seq_len, "batch": r.batch_size}
+         "seq": r.train["seq_len"], "batch": r.train["batch_size"]}
     return train_flops_per_step(r.n_heads, s) / train_flops_per_step(1, s)
 
 

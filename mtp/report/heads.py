@@ -42,7 +42,7 @@ def _acceptance(records):
         rates = _native(r)[1]
         if r.n_heads > 1 and isinstance(rates, list):
             ok = output_check(r, "decode") == "ok"
-            label = f"{r.head_type} n={r.n_heads} ({r.preset})"
+            label = f"{r.head_type} n={r.n_heads} ({r.size})"
             label += "" if ok else ", degenerate output"
             out.append((r.dataset, label, rates, ok))
     return out
@@ -59,7 +59,7 @@ def head_rows(records):
                  and output_check(r, "vllm") == "ok"]
         metric, score = _score(r)
         batches = sorted(native)
-        row = {"dataset": r.dataset, "preset": r.preset, "head_type": r.head_type,
+        row = {"dataset": r.dataset, "preset": r.size, "head_type": r.head_type,
                "n": r.n_heads, "params": num(m.params_total),  # equal per size and n (matched widths)
                "val_bits_per_byte": num(m.val_bits_per_byte), "score_metric": metric,
                "score": score, "accept_rate_per_pos": _fmt(accept) if ok and r.n_heads > 1 else None,

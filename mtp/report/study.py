@@ -13,6 +13,7 @@ from mtp import UserError, head_types, presets
 from mtp.result_types import BenchTrain, SchemaError
 from mtp.results import BENCH_TRAIN, kinds
 from mtp.report.verdicts import DEGENERATE
+from mtp.spec import ModelSpec
 
 def result_files():
     """{key: file name} of every per-model result file (mtp.results)."""
@@ -53,40 +54,30 @@ def read_result(path, cls):
 
 @dataclass
 class ModelRecord:
-    """One model of the study as the report reads it: who it is (from its mtp.spec.ModelSpec: `slot` is its name
-    within the dataset, so that tables and figures keep head types and training seeds apart; `preset` its size
-    preset; `family` the slot without the seed, shared by the models that differ only by it), what its dataset is,
-    its shape, and each result file read into its class of mtp.result_types (or why it is absent)."""
-    dataset: str
-    slot: str
-    preset: str
-    head_type: str
-    seed: int
-    family: str
-    n_heads: int
-    name: str
-    dir: str
-    init_from: str | None
+    """One model of the study as the report reads it: its mtp.spec.ModelSpec (whose fields and properties it answers
+    to: dataset, slot, size (the preset), head_type, seed, family, n_heads, name, dir, init_from, train), what its
+    dataset is, its shape, and each result file read into its class of mtp.result_types (or why it is absent)."""
+    spec: ModelSpec
     task: str
     tokenizer: str
     dim: int
     n_layers: int
     n_attn_heads: int
     params: int  # non-embedding parameters (shape_of)
-    seq_len: int
-    batch_size: int
     results: dict = field(default_factory=dict)  # result kind (mtp.results) -> its object, or None
     status: dict = field(default_factory=dict)  # result kind -> "ok", "missing", "unreadable: ..." or why not asked
+
+    def __getattr__(self, name):  # only for names the record does not hold itself: the spec's
+        if name == "spec":
+            raise AttributeError(name)
+        return getattr(self.spec, name)
 
     @classmethod
     def of(cls, cfg, m):
         """The record of ModelSpec m, without results."""
         from mtp.config import task_of
         ds = cfg["datasets"][m.dataset]
-        return cls(dataset=m.dataset, slot=m.slot, preset=m.size, head_type=m.head_type, seed=m.seed,
-                   family=m.family, n_heads=m.n_heads, name=m.name, dir=m.dir, init_from=m.init_from,
-                   task=task_of(ds), tokenizer=ds["tokenizer"]["kind"], **shape_of(cfg, m.size),
-                   seq_len=m.train["seq_len"], batch_size=m.train["batch_size"])
+        return cls(spec=m, task=task_of(ds), tokenizer=ds["tokenizer"]["kind"], **shape_of(cfg, m.size))
 
 
 def load_study(cfg):
@@ -185,8 +176,8 @@ def baseline(records, r):
     """The n=1 model of r's dataset, slot (size, head type, seed), else the n=1 transformer model of its dataset,
     preset and seed (every head type's n=1 model but linear is that same architecture), or None."""
     same = [b for b in records if (b.dataset, b.slot, b.n_heads) == (r.dataset, r.slot, 1)]
-    plain = [b for b in records if (b.dataset, b.preset, b.head_type, b.seed, b.n_heads) ==
-             (r.dataset, r.preset, head_types.PAPER, r.seed, 1)]
+    plain = [b for b in records if (b.dataset, b.size, b.head_type, b.seed, b.n_heads) ==
+             (r.dataset, r.size, head_types.PAPER, r.seed, 1)]
     return (same or plain or [None])[0]
 
 

@@ -192,7 +192,7 @@ def prepare(cfg, entry, ks, max_batch):
     refuse_export(model.cfg, name)
     check_head_dim(model.cfg, name)
     ks = list(range(1, n)) if ks is None else [k for k in ks if 1 <= k < n]
-    exported = ensure_exported(entry.dir, n > 1 and model.behaviour.exports_drafter)
+    exported = ensure_exported(entry.dir, model.behaviour.writes_drafter(n))
     draft, note = _draft_model(cfg, entry, vc)
     if draft:
         draft_model, _ = checkpoint.load_model(draft.dir)

@@ -19,6 +19,7 @@ from mtp.config import data_dir
 from mtp.data import TokenData
 from mtp.io import write_json
 from mtp.model import ModelConfig, MTPModel
+from mtp.spec import ModelSpec
 from mtp.training.device import autocast_for, pick_device, pick_dtype
 from mtp.training.dist import Dist, global_starts, total_steps
 from mtp.training.memory import memory_advice, peak_mem_bytes
@@ -32,7 +33,7 @@ class Job:
     """Everything one model's training holds, from set-up to the last step; `state` and `start` come from
     the checkpoint it resumes from."""
     cfg: dict
-    entry: object  # the model: a mtp.spec.ModelSpec
+    entry: ModelSpec  # the model
     device: torch.device
     dist: Dist
     dtype: torch.dtype

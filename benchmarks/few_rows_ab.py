@@ -1,4 +1,4 @@
-"""Decode forwards with and without mtp.model.few_rows_linear (a CPU decode's x @ w.T computed as w @ x.T for a
+"""Decode forwards with and without mtp.nn.model.few_rows_linear (a CPU decode's x @ w.T computed as w @ x.T for a
 handful of rows), in interleaved rounds: "F.linear" sets FEW_ROWS_MIN past every matrix (the engine as before:
 nn.Linear's product everywhere, the fused heads' matrices stored (in, out)), "few_rows" keeps the default.
 
@@ -18,7 +18,7 @@ import time
 
 import torch
 
-from mtp import model as M
+from mtp.nn import model as M
 from mtp.decoding import engine as E
 from mtp.decoding.kvcache import KVCache
 

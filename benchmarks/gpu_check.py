@@ -13,9 +13,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from mtp import bench
+from mtp.training import bench
 from mtp.decoding import timing as decode_timing
-from mtp.model import ModelConfig, MTPModel
+from mtp.nn.model import ModelConfig, MTPModel
 from mtp.training.step import head_targets, mtp_backward
 
 H100_BF16_DENSE = 989e12  # NVIDIA's H100 SXM dense bf16 tensor-core peak

@@ -312,7 +312,7 @@ def sequential_ab():
 
 def few_rows_ab():
     """few-rows-2026-12-07/ab.jsonl: benchmarks/few_rows_ab.py, decode forwards with nn.Linear's product (F.linear)
-    and with mtp.model.few_rows_linear, interleaved; per cell the median over rounds of each round's median."""
+    and with mtp.nn.model.few_rows_linear, interleaved; per cell the median over rounds of each round's median."""
     import statistics
     runs = load(RAW / "few-rows-2026-12-07" / "ab.jsonl")
     cells = {}

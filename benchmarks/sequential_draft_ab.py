@@ -28,7 +28,7 @@ from mtp.data import TokenData
 from mtp.decoding import engine as D
 from mtp.decoding.kvcache import KVCache
 from mtp.decoding.timing import val_prompts
-from mtp.model import ModelConfig, MTPModel
+from mtp.nn.model import ModelConfig, MTPModel
 
 
 def random_deep():

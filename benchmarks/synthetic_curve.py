@@ -18,7 +18,7 @@ from mtp.checkpoint import load as load_checkpoint, model_config
 from mtp.decoding.engine import generate
 from mtp.evals import induction, polynomial
 from mtp.tasks import induction as induction_task
-from mtp.model import ModelConfig, MTPModel
+from mtp.nn.model import ModelConfig, MTPModel
 from mtp.tokenizer import Tokenizer
 
 NUM_TESTS, SEED = 200, 0

@@ -76,7 +76,7 @@ def model_config(payload):
 
 def load_model(model_dir, device="cpu"):
     """-> (MTPModel in eval mode on `device`, payload dict without the weights)."""
-    from mtp.model import ModelConfig, MTPModel
+    from mtp.nn.model import ModelConfig, MTPModel
     payload = load(Path(model_dir) / MODEL_FILE)
     model = MTPModel(ModelConfig(**model_config(payload)))
     model.load_state_dict(payload.pop("model"))

@@ -1,29 +1,28 @@
 """`mtp <stage>`: every pipeline stage as a plain command (Snakemake rules call these).
 
-Each stage module provides `add_arguments(parser)` and `run(args)`; this file only
+Each stage is one module of mtp/stages/ with `add_arguments(parser)` and `run(args)`; this file only
 wires them up and turns UserError into one line on stderr with exit status 2.
 """
 import argparse
 import importlib
-import os
 import sys
 
 from mtp import UserError, __version__
 from mtp.args import add_config_arg, add_model_args  # noqa: F401 - also read from here (stages: mtp.args)
 
-# name -> (module, one-line help)
+# name -> (its module under mtp/stages/, one-line help)
 STAGES = {
-    "init": ("mtp.tracking_cli", "create the MLflow store, experiment and the study's parent run (rule init_tracking)"),
-    "tokenize": ("mtp.data_cli", "tokenize a dataset of the config into results/data/<dataset>/ (rule tokenize_corpus)"),
-    "train": ("mtp.train", "train one model of the sweep, resuming from its last checkpoint (rule train_model)"),
-    "export": ("mtp.formats.export", "export a trained model as a Hugging Face / vLLM directory (rule export_model)"),
-    "decode": ("mtp.decoding.stage", "time greedy vs self-speculative decoding natively (rule time_decoding)"),
-    "vllm": ("mtp.serving.stage", "time the model inside vLLM: no speculation, own heads, ngram, draft model (rule time_vllm)"),
-    "eval": ("mtp.evals.cli", "score a model: code (HumanEval/MBPP pass@k) or a synthetic task (polynomial, induction)"),
-    "report": ("mtp.report", "tables, plots and the claims check of the whole study (rule build_report)"),
-    "import": ("mtp.formats.meta", "import a released multi-token checkpoint (Meta's layout) as an mtp model directory"),
-    "bench": ("mtp.bench", "benchmarks: train (memory, step time, FLOP/s), decode, vllm; prints one JSON line"),
-    "ui": ("mtp.tracking_cli", "open a light MLflow UI on 127.0.0.1"),
+    "init": ("mtp.stages.init", "create the MLflow store, experiment and the study's parent run (rule init_tracking)"),
+    "tokenize": ("mtp.stages.tokenize", "tokenize a dataset of the config into results/data/<dataset>/ (rule tokenize_corpus)"),
+    "train": ("mtp.stages.train", "train one model of the sweep, resuming from its last checkpoint (rule train_model)"),
+    "export": ("mtp.stages.export", "export a trained model as a Hugging Face / vLLM directory (rule export_model)"),
+    "decode": ("mtp.stages.decode", "time greedy vs self-speculative decoding natively (rule time_decoding)"),
+    "vllm": ("mtp.stages.vllm", "time the model inside vLLM: no speculation, own heads, ngram, draft model (rule time_vllm)"),
+    "eval": ("mtp.stages.eval", "score a model: code (HumanEval/MBPP pass@k) or a synthetic task (polynomial, induction)"),
+    "report": ("mtp.stages.report", "tables, plots and the claims check of the whole study (rule build_report)"),
+    "import": ("mtp.stages.import_checkpoint", "import a released multi-token checkpoint (Meta's layout) as an mtp model directory"),
+    "bench": ("mtp.stages.bench", "benchmarks: train (memory, step time, FLOP/s), decode, vllm; prints one JSON line"),
+    "ui": ("mtp.stages.ui", "open a light MLflow UI on 127.0.0.1"),
 }
 
 EPILOG = """Every stage reads the study config (default: config.yaml; Snakemake passes
@@ -41,14 +40,7 @@ def build_parser():
     for name, (module, help_) in STAGES.items():
         p = sub.add_parser(name, help=help_, description=help_)
         p.set_defaults(_module=module, _stage=name)
-        try:
-            mod = importlib.import_module(module)
-        except ModuleNotFoundError as e:
-            if e.name != module:
-                raise
-            p.set_defaults(_missing=True)
-            continue
-        mod.add_arguments(p) if name != "ui" else mod.add_ui_arguments(p)
+        importlib.import_module(module).add_arguments(p)
     return parser
 
 
@@ -82,12 +74,9 @@ def main(argv=None):
     if not args.stage:
         parser.print_help()
         return 2
-    if getattr(args, "_missing", False):
-        print(f"mtp {args.stage}: this stage is not built yet (see README, 'Status')", file=sys.stderr)
-        return 3
     mod = importlib.import_module(args._module)
     try:
-        result = mod.run_ui(args) if args.stage == "ui" else mod.run(args)
+        result = mod.run(args)
     except UserError as e:
         print(f"mtp {args.stage}: error: {e}", file=sys.stderr)
         return 2

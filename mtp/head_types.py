@@ -15,7 +15,7 @@ the pipeline needs to know about it, so that no stage tests a head type's name:
 - `first`: head 1's module when it differs from the others (Medusa, sequential: head 1 is the model's last
   transformer block, taking one trunk block);
 - `shared`: heads 2..n are one module applied at every depth (its parameters counted once);
-- `behaviour_class`: the class (a mtp.heads.base.HeadBehaviour, "module:Class") that owns what the type does beyond
+- `behaviour_class`: the class (a mtp.nn.heads.base.HeadBehaviour, "module:Class") that owns what the type does beyond
   its modules' forward: its states, its part of the memory-efficient backward, its proposer for decoding, its new
   heads' init when added to a model, its export; default: parallel heads on z, decoded one by one.
 
@@ -25,7 +25,7 @@ every block is narrowed to pay for what the heads add beyond blocks (linear n*d^
 (n-1)*(2d^2+3d)): matched_hidden. Equal up to the rounding of one width unit (3*d*L parameters; < 0.1%).
 
 Add a head type: its module in one new file (its nn.Module, and a behaviour class where it differs from
-parallel heads: mtp/heads/), one `register(HeadType(...))` line below (docs/ARCHITECTURE.md).
+parallel heads: mtp/nn/heads/), one `register(HeadType(...))` line below (docs/ARCHITECTURE.md).
 """
 from dataclasses import dataclass
 from typing import Callable, Optional, Union
@@ -43,7 +43,7 @@ class HeadType:
     params: Callable[[int], int]
     export: Optional[str] = None
     first: Optional[Union[str, Callable]] = None
-    behaviour_class: Union[str, Callable] = "mtp.heads.base:HeadBehaviour"
+    behaviour_class: Union[str, Callable] = "mtp.nn.heads.base:HeadBehaviour"
     shared: bool = False
 
     def blocks(self, n):
@@ -111,24 +111,24 @@ def _block(dim, hidden, kv_dim=None):
     return block_matrix_params(dim, hidden, kv_dim) + 2 * dim  # matrices + two RMSNorm weights
 
 
-register(HeadType("transformer", "mtp.model:Block", attends=True, takes_block=True, params=_block,
-                  behaviour_class="mtp.heads.parallel:Fused"))  # Gloeckle et al.: one transformer block per head
-register(HeadType("linear", "mtp.heads.parallel:LinearHead", attends=False, takes_block=False,
-                  params=lambda d, h, kv: d * d, behaviour_class="mtp.heads.parallel:Fused",
+register(HeadType("transformer", "mtp.nn.model:Block", attends=True, takes_block=True, params=_block,
+                  behaviour_class="mtp.nn.heads.parallel:Fused"))  # Gloeckle et al.: one transformer block per head
+register(HeadType("linear", "mtp.nn.heads.parallel:LinearHead", attends=False, takes_block=False,
+                  params=lambda d, h, kv: d * d, behaviour_class="mtp.nn.heads.parallel:Fused",
                   export="export supports transformer heads only (vLLM serves each head as a decoder layer); decode "
                          "linear heads natively with `mtp decode`"))  # the paper's Table S4
-register(HeadType("medusa", "mtp.heads.medusa:MedusaHead", attends=False, takes_block=False,
-                  params=lambda d, h, kv: d * d, first="mtp.model:Block",
-                  behaviour_class="mtp.heads.medusa:Medusa"))  # Medusa-1; vLLM's Medusa format (mtp/formats/export.py)
-register(HeadType("sequential", "mtp.heads.sequential:SequentialHead", attends=True, takes_block=True,
-                  params=lambda d, h, kv: _block(d, h, kv) + 2 * d * d + 3 * d, first="mtp.model:Block",
-                  behaviour_class="mtp.heads.sequential:Sequential",
+register(HeadType("medusa", "mtp.nn.heads.medusa:MedusaHead", attends=False, takes_block=False,
+                  params=lambda d, h, kv: d * d, first="mtp.nn.model:Block",
+                  behaviour_class="mtp.nn.heads.medusa:Medusa"))  # Medusa-1; vLLM's Medusa format (mtp/formats/export.py)
+register(HeadType("sequential", "mtp.nn.heads.sequential:SequentialHead", attends=True, takes_block=True,
+                  params=lambda d, h, kv: _block(d, h, kv) + 2 * d * d + 3 * d, first="mtp.nn.model:Block",
+                  behaviour_class="mtp.nn.heads.sequential:Sequential",
                   export="vLLM 0.32's CPU build runs its first MTP layer for every draft position (MiMo layout) and "
                          "our plugin's drafter takes all drafts from one forward; decode sequential heads natively "
                          "with `mtp decode`, or train head_type recursive, which vLLM's method mtp serves (README: "
                          "Head types)"))
-# DeepSeek-V3's MTP modules (mtp/heads/sequential.py): norms, 2d -> d projection, one block, own final norm
-register(HeadType("recursive", "mtp.heads.sequential:SequentialHead", attends=True, takes_block=False,
-                  params=lambda d, h, kv: _block(d, h, kv) + 2 * d * d + 3 * d, first="mtp.model:Block", shared=True,
-                  behaviour_class="mtp.heads.recursive:Recursive"))
-# one MTP module at every depth, as vLLM's eagle-style MTP drafting runs it (mtp/heads/recursive.py)
+# DeepSeek-V3's MTP modules (mtp/nn/heads/sequential.py): norms, 2d -> d projection, one block, own final norm
+register(HeadType("recursive", "mtp.nn.heads.sequential:SequentialHead", attends=True, takes_block=False,
+                  params=lambda d, h, kv: _block(d, h, kv) + 2 * d * d + 3 * d, first="mtp.nn.model:Block", shared=True,
+                  behaviour_class="mtp.nn.heads.recursive:Recursive"))
+# one MTP module at every depth, as vLLM's eagle-style MTP drafting runs it (mtp/nn/heads/recursive.py)

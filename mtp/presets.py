@@ -1,5 +1,5 @@
 """Named model sizes and the size of one block, without torch (config validation and the Snakefile use them at
-parse time; mtp.model builds the model from them; a whole model's parameter count: mtp.head_types.num_params)."""
+parse time; mtp.nn.model builds the model from them; a whole model's parameter count: mtp.head_types.num_params)."""
 import math
 
 from mtp import UserError

@@ -1,4 +1,4 @@
-"""HumanEval / MBPP: data, prompts, stops, programs, scoring in the real sandbox, the CLI, evaluate_model."""
+"""HumanEval / MBPP: data, prompts, stops, programs, scoring in the real sandbox, the CLI, the eval stage (mtp.stages.eval.evaluate)."""
 import json
 import os
 import re
@@ -12,6 +12,7 @@ from mtp import UserError
 from mtp.cli import main
 from mtp.evals import code
 from mtp.evals.sandbox import Limits
+from mtp.stages.eval import evaluate
 
 needs_bwrap = pytest.mark.skipif(shutil.which("bwrap") is None, reason="bubblewrap not installed (apt-get install bubblewrap)")
 # generous: reference solutions such as MBPP 123 need ~3 s of CPU, more on a loaded machine
@@ -185,7 +186,7 @@ def _study(tmp_path):
 
     from mtp import config
     from mtp.checkpoint import save_model
-    from mtp.model import ModelConfig, MTPModel
+    from mtp.nn.model import ModelConfig, MTPModel
     from mtp.tokenizer import Tokenizer, byte_tokenizer
     data = tmp_path / "data"
     data.mkdir()
@@ -211,7 +212,7 @@ def test_evaluate_model_end_to_end(tmp_path, capsys):
     from mtp import tracking
     from mtp.io import read_json
     cfg, entry = _study(tmp_path)
-    result = code.evaluate_model(cfg, entry)
+    result = evaluate(cfg, entry, "code")
     saved = read_json(f"{entry.dir}/eval_code.json")
     assert saved == json.loads(json.dumps(result))
     assert set(saved["benchmarks"]) == {"humaneval", "mbpp"}
@@ -259,7 +260,7 @@ def test_evaluate_model_scores_a_model_of_known_accuracy(tmp_path, monkeypatch, 
             out.append(tok.encode(answer + "\n\n\n")[:max_new_tokens])
         return out
     monkeypatch.setattr(mtp.decoding.engine, "generate", generate)
-    result = code.evaluate_model(cfg, entry)
+    result = evaluate(cfg, entry, "code")
     assert read_json(f"{entry.dir}/eval_code.json") == json.loads(json.dumps(result))
     assert calls == [2, 2, 2, 2]  # two problems, two sampled runs (temperature 0.8), each benchmark
     expect = 1.0 if stand_in == "reference" else 0.0
@@ -278,7 +279,7 @@ def test_greedy_speculative_completions_are_checked_against_greedy(tmp_path, mon
     cfg, entry = _study(tmp_path)
     cfg["eval"]["code"].update(temperature=0.0, samples=1, k=[1], stops=["#"],
                                prompt_templates={"mbpp": "Q: {text}\n{tests}\nA:\n"})
-    result = code.evaluate_model(cfg, entry)
+    result = evaluate(cfg, entry, "code")
     for bench, res in result["benchmarks"].items():
         assert res["lossless"] == {"draft_tokens": 1, "identical": True, "mismatched": []}, bench
         assert all("#" not in s["completion"] for r in res["problems"] for s in r["samples"])
@@ -290,7 +291,7 @@ def test_greedy_speculative_completions_are_checked_against_greedy(tmp_path, mon
         out = real(model, prompts, *a, **kw)
         return [o[:-1] if i == 0 else o for i, o in enumerate(out)]
     monkeypatch.setattr(mtp.decoding.engine, "generate", wrong)
-    result = code.evaluate_model(cfg, entry)
+    result = evaluate(cfg, entry, "code")
     first = {b: code.benchmark_problems(b)[0]["task_id"] for b in ("humaneval", "mbpp")}
     for bench, res in result["benchmarks"].items():
         assert res["lossless"]["identical"] is False and res["lossless"]["mismatched"] == [first[bench]]

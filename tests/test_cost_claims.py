@@ -1,4 +1,4 @@
-"""The memory and overhead claims (mtp/report/cost.py) and the train benchmark that feeds them (mtp/bench.py,
+"""The memory and overhead claims (mtp/report/cost.py) and the train benchmark that feeds them (mtp/training/bench.py,
 rule bench_training): each rule's every verdict, per vocabulary; the subcommand writing the file the report reads;
 the rule in the default study's DAG."""
 import subprocess
@@ -7,7 +7,7 @@ import pytest
 import yaml
 
 from mtp import report
-from mtp.bench import shape_record
+from mtp.training.bench import shape_record
 from mtp.report import cost
 from mtp.result_types import BenchTrain
 
@@ -18,7 +18,7 @@ SHAPE = dict(dim=128, n_layers=12, n_attn_heads=4, seq=256, batch=1)  # the defa
 
 
 def train_bench(time_ratio, mem_growth, naive_growth=3.0, vocabs=(257, 32768), jitter=0.0):
-    """bench/train.json as `mtp bench train --dataset ...` writes it (mtp.bench.shape_record), one shape per
+    """bench/train.json as `mtp bench train --dataset ...` writes it (mtp.training.bench.shape_record), one shape per
     vocabulary: step time n=4 over n=1 = time_ratio in 5 rounds (every other round off by `jitter`), and peak step
     memory growing linearly in n by the factors given from n=1 to n=4 (memory-efficient, naive backward)."""
     shapes = []
@@ -138,7 +138,7 @@ def test_bench_train_subcommand_writes_the_file_the_report_reads(tiny_cfg, tmp_p
         assert "code/micro" in claims[name]["ours"]
     # the measurement sees what the paper claims: one head's logits (32 x 32768 floats, 4 MiB) alive at a time with
     # the memory-efficient backward, every head's with the naive one; the RSS follows the live tensors
-    # (mtp.bench.MMAP_THRESHOLD: with glibc's default, n=4 adds about one head's logits to the memory-efficient step)
+    # (mtp.training.bench.MMAP_THRESHOLD: with glibc's default, n=4 adds about one head's logits to the memory-efficient step)
     logits, mem = 32 * 32768 * 4 / 2 ** 20, bench.shapes[1].peak_step_mem_mb
     assert mem.at("memory_efficient_n4") - mem.at("memory_efficient_n1") < 0.5 * logits, mem
     assert mem.at("naive_n4") - mem.at("naive_n1") > 2 * logits, mem

@@ -19,11 +19,11 @@ import torch
 
 from mtp import UserError
 from mtp.decoding import engine as D
-from mtp.decoding import stage as DS
+from mtp.stages import decode as DS
 from mtp.decoding import timing as DT
 from mtp import measure
 from mtp.io import sha256_file
-from mtp.model import ModelConfig, MTPModel
+from mtp.nn.model import ModelConfig, MTPModel
 
 V = 16
 
@@ -138,7 +138,7 @@ def test_grouped_query_attention_is_lossless_in_ragged_batches(n_kv_heads):
 
 
 def test_decoding_heads_compute_the_models_head_states():
-    """What decoding runs for heads 1..k+1 (the head type's proposer: mtp.heads.proposer.Proposer, one by one, for
+    """What decoding runs for heads 1..k+1 (the head type's proposer: mtp.nn.heads.proposer.Proposer, one by one, for
     medusa) equals the model's own head states (the training path), so drafts are the heads' real predictions."""
     model = random_model(4, "medusa", seed=5)
     idx = torch.randint(0, V, (2, 9), generator=torch.Generator().manual_seed(0))
@@ -199,7 +199,7 @@ def test_ragged_rows_progress_independently():
 @pytest.mark.parametrize("head_type, n_kv_heads", [("transformer", None), ("linear", None), ("transformer", 2)])
 def test_fused_draft_heads_equal_the_separate_heads(head_type, n_kv_heads):
     """model.FusedHeads (heads 1..k+1 as one block for decoding) computes what each head computes."""
-    from mtp.heads.parallel import FusedHeads
+    from mtp.nn.heads.parallel import FusedHeads
     model = random_model(4, head_type, seed=3, n_kv_heads=n_kv_heads)
     with torch.no_grad():  # non-trivial norm weights: their folding into the matrices is checked too
         for name, p in model.named_parameters():
@@ -522,11 +522,11 @@ def test_speculative_sampling_near_the_end_of_the_context():
 
 
 def test_few_rows_products_keep_decoding_exact(monkeypatch):
-    """mtp.model.few_rows_linear (a CPU decode's x @ w.T as w @ x.T for a handful of rows; only for matrices of >=
+    """mtp.nn.model.few_rows_linear (a CPU decode's x @ w.T as w @ x.T for a handful of rows; only for matrices of >=
     FEW_ROWS_MIN entries, so here forced on for the tiny models) equals F.linear / bmm, and with it the fused heads
     equal the separate heads and speculative decoding stays lossless (greedy output = the full forward's argmax)."""
     import torch.nn.functional as F
-    from mtp import model as M
+    from mtp.nn import model as M
     monkeypatch.setattr(M, "FEW_ROWS_MIN", 0)
     g = torch.Generator().manual_seed(0)
     w, w3 = torch.randn(40, 24, generator=g), torch.randn(3, 40, 24, generator=g)

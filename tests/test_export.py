@@ -10,7 +10,7 @@ import yaml
 from mtp import UserError
 from mtp.checkpoint import save_model
 from mtp.formats.export import export, hf_name
-from mtp.model import ModelConfig, MTPModel
+from mtp.nn.model import ModelConfig, MTPModel
 from mtp.tokenizer import EOD, Tokenizer, byte_tokenizer
 
 transformers = pytest.importorskip("transformers")

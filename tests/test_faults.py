@@ -552,7 +552,7 @@ def test_disk_full_during_checkpoint_write_keeps_the_previous_checkpoint(baselin
     """RLIMIT_FSIZE between the size of model.pt (4 bytes a parameter) and of a checkpoint (12: weights and
     AdamW's two moments): train 5 steps, then resume to 10 under the limit, so the step-10 checkpoint cannot
     be written. One line naming it, exit 2, the run FAILED; the step-5 checkpoint stays the valid latest one."""
-    from mtp.model import ModelConfig, MTPModel
+    from mtp.nn.model import ModelConfig, MTPModel
     from mtp.checkpoint import latest_checkpoint
     with_results(baseline, tmp_path, model=False)
     presets = {"wide": {"dim": 128, "n_layers": 3, "n_attn_heads": 4}}
@@ -901,7 +901,7 @@ def _assert_pipeline_invariants(cfg):
     """What a config that validates must satisfy for the pipeline (independently of the schema code):
     every sweep's dataset defined; every size a preset with an even, whole head size, more layers than
     any n, and room for the training sequence; the training numbers in their ranges."""
-    from mtp.model import PRESETS
+    from mtp.nn.model import PRESETS
     presets = {**PRESETS, **cfg.get("model_presets", {})}
     assert cfg["sweeps"], "no sweep"
     for sweep in cfg["sweeps"]:
@@ -1039,7 +1039,7 @@ def test_memory_advice_names_a_batch_or_a_preset_that_fits(monkeypatch):
     """Pure: with the available memory set, the advice is a smaller batch (same tokens per step) when the
     parameters fit, else the largest preset whose estimate fits."""
     from mtp.training import memory
-    from mtp.model import PRESETS, ModelConfig
+    from mtp.nn.model import PRESETS, ModelConfig
     mcfg = ModelConfig.from_preset("1.3B", 32000, n_heads=4)
     tc = {"batch_size": 32, "seq_len": 2048, "grad_accum": 1, "backward": "memory_efficient"}
     est = memory.estimate_memory(mcfg, tc, torch.float32)
@@ -1062,7 +1062,7 @@ def test_memory_estimate_is_close_to_what_a_step_uses():
     a factor of 1.6 either way, so a refusal is never far off."""
     script = """
 import resource, psutil, torch
-from mtp.model import ModelConfig, MTPModel
+from mtp.nn.model import ModelConfig, MTPModel
 from mtp.training.memory import estimate_memory
 from mtp.training.step import head_targets, make_optimizer, mtp_backward
 torch.set_num_threads(2)

@@ -14,9 +14,9 @@ from mtp.data import tokenize
 from mtp.decoding.engine import decode
 from mtp.formats.export import hf_name
 from mtp.io import read_json, sha256_file
-from mtp.model import MTPModel
+from mtp.nn.model import MTPModel
 from mtp.tokenizer import Tokenizer
-from mtp.train import train
+from mtp.stages.train import train
 from mtp.training import init_from
 
 pytest.importorskip("gguf")

@@ -1,4 +1,4 @@
-"""Sequential heads (DeepSeek-V3's MTP modules, mtp/heads/sequential.py) in the decoding engine
+"""Sequential heads (DeepSeek-V3's MTP modules, mtp/nn/heads/sequential.py) in the decoding engine
 (its ChainProposer): every draft equals what the model's own full forward predicts on the verified sequence with
 the earlier drafts appended (the lagging per-module caches hold the right states after any mix of accepted and
 rejected drafts), decoding is lossless, and a model trained on a cycle drafts right. Gradient equality: test_train;
@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from mtp.decoding import engine as D
-from mtp.heads import sequential as S
-from mtp.model import ModelConfig, MTPModel
+from mtp.nn.heads import sequential as S
+from mtp.nn.model import ModelConfig, MTPModel
 from mtp.training.step import head_targets, mtp_backward
 
 V = 16
@@ -65,7 +65,7 @@ def full_forward_drafts(model, seq, pending, drafts):
 @pytest.mark.parametrize("make", [lambda t: sequential_model(4, seed=1, head_type=t),
                                   lambda t: cyclic(4, steps=30, noise=0.2, head_type=t)], ids=["random", "trained-perturbed"])
 def test_every_draft_is_the_full_forwards_prediction(make, head_type):
-    """Recursive heads (mtp/heads/recursive.py): the full forward is training's depth_states, every chain at once."""
+    """Recursive heads (mtp/nn/heads/recursive.py): the full forward is training's depth_states, every chain at once."""
     drafts_are_full_forward_predictions(make(head_type))
 
 

@@ -1,4 +1,4 @@
-"""Induction stories: names, generators, scoring positions, windows, teacher-forced scoring, evaluate_model."""
+"""Induction stories: names, generators, scoring positions, windows, teacher-forced scoring, the eval stage (mtp.stages.eval.evaluate)."""
 import random
 import re
 import string
@@ -13,6 +13,7 @@ from mtp import UserError
 from mtp.evals import induction as IE
 from mtp.tasks import induction as I
 from mtp.tokenizer import Tokenizer, byte_tokenizer, train_bpe
+from mtp.stages.eval import evaluate
 
 TOK = Tokenizer(byte_tokenizer())
 
@@ -144,12 +145,12 @@ def test_evaluate_model_end_to_end(tmp_path):
     from mtp import tracking
     from mtp.checkpoint import save_model
     from mtp.io import read_json
-    from mtp.model import ModelConfig, MTPModel
+    from mtp.nn.model import ModelConfig, MTPModel
     cfg, entry = _stories_study(tmp_path, 3)
     torch.manual_seed(0)
     model = MTPModel(ModelConfig.from_preset("debug", vocab_size=257, n_heads=2))
     save_model(entry.dir, model, extra={"dataset": "stories", "size": "debug", "n": 2, "data_dir": str(tmp_path)})
-    result = IE.evaluate_model(cfg, entry)
+    result = evaluate(cfg, entry, "induction")
     saved = read_json(f"{entry.dir}/eval_induction.json")
     assert saved == result and saved["context"] == 64 and saved["size"] == "debug"
     _, targets = IE.encode_tests(TOK, I.test_set(3, cfg["seed"]))
@@ -169,7 +170,7 @@ def test_evaluate_model_scores_a_model_of_known_accuracy(tmp_path, monkeypatch, 
     import mtp.checkpoint
     from mtp.checkpoint import save_model
     from mtp.io import read_json
-    from mtp.model import ModelConfig, MTPModel
+    from mtp.nn.model import ModelConfig, MTPModel
     cfg, entry = _stories_study(tmp_path, 4)
     save_model(entry.dir, MTPModel(ModelConfig.from_preset("debug", vocab_size=257, n_heads=2)),
                extra={"dataset": "stories", "size": "debug", "n": 2, "data_dir": str(tmp_path)})
@@ -181,7 +182,7 @@ def test_evaluate_model_scores_a_model_of_known_accuracy(tmp_path, monkeypatch, 
         model.cfg = loaded.cfg  # evaluate_model reads the context length from it
         return model, payload
     monkeypatch.setattr(mtp.checkpoint, "load_model", load_model)
-    result = IE.evaluate_model(cfg, entry)
+    result = evaluate(cfg, entry, "induction")
     assert read_json(f"{entry.dir}/eval_induction.json") == result
     sequences, targets = IE.encode_tests(TOK, I.test_set(4, cfg["seed"]))
     assert max(map(len, sequences)) > 64  # stories longer than the context: scored in several windows

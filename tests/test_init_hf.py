@@ -19,7 +19,7 @@ from mtp.decoding.engine import decode
 from mtp.formats.export import export, hf_name
 from mtp.io import read_json
 from mtp.tokenizer import Tokenizer, from_model_dir, train_bpe
-from mtp.train import train
+from mtp.stages.train import train
 from mtp.training import init_from
 
 transformers = pytest.importorskip("transformers")

@@ -111,24 +111,28 @@ def test_dependencies_run_one_way():
     graph = {name: imports(name, path, mods) for name, path in mods.items()}
     assert not {m for m in _reach(graph, "mtp.data") if m.startswith("mtp.evals")}
     assert not {m for m in _reach(graph, "mtp.tasks") if m.startswith("mtp.evals")}
-    assert "mtp.model" not in _reach(graph, "mtp.config")
+    assert "mtp.nn.model" not in _reach(graph, "mtp.config")
     assert not _reach(graph, "mtp.decoding.engine") & {"mtp.measure", "mtp.decoding.timing", "mtp.io"}
     # head types' behaviour is reached through the model (model.behaviour), never imported by what uses it
-    users = {"mtp.model", "mtp.decoding.engine", "mtp.decoding.kvcache", "mtp.training.step", "mtp.training.loop", "mtp.formats.export"}
-    assert not {m for u in users for m in _reach(graph, u) if m.startswith("mtp.heads")}
+    users = {"mtp.nn.model", "mtp.decoding.engine", "mtp.decoding.kvcache", "mtp.training.step", "mtp.training.loop", "mtp.formats.export"}
+    assert not {m for u in users for m in _reach(graph, u) if m.startswith("mtp.nn.heads")}
 
 
-CORE = ("mtp.model", "mtp.heads", "mtp.decoding.engine", "mtp.decoding.kvcache", "mtp.decoding.sampling")
+CORE = ("mtp.nn", "mtp.decoding.engine", "mtp.decoding.kvcache", "mtp.decoding.sampling")
+STAGES = ("mtp.stages", "mtp.cli")  # the top layer: only the CLI and the stages reach a stage
 # folder -> the folders it never reaches (directly or through others): the layers of docs/ARCHITECTURE.md
 NEVER = {
     "core": ("mtp.training", "mtp.formats", "mtp.serving", "mtp.evals", "mtp.report", "mtp.tracking", "mtp.io",
-             "mtp.decoding.timing", "mtp.decoding.stage", "mtp.stage", "mtp.config"),
-    "mtp.formats": ("mtp.serving", "mtp.evals", "mtp.report", "mtp.decoding", "mtp.training.loop"),
-    "mtp.serving.plugin": ("mtp.report", "mtp.evals", "mtp.training", "mtp.tracking", "mtp.stage"),
-    "mtp.training": ("mtp.serving", "mtp.evals", "mtp.report", "mtp.decoding.timing", "mtp.decoding.stage"),
-    "mtp.evals": ("mtp.serving", "mtp.report", "mtp.training"),
-    "mtp.report": ("mtp.training", "mtp.decoding", "mtp.serving.timing", "mtp.serving.plugin", "mtp.model",
-                   "mtp.heads"),
+             "mtp.decoding.timing", "mtp.config", *STAGES),
+    "mtp.formats": ("mtp.serving", "mtp.evals", "mtp.report", "mtp.decoding", "mtp.training.loop", *STAGES),
+    "mtp.serving": ("mtp.report", "mtp.evals", "mtp.training", *STAGES),
+    "mtp.serving.plugin": ("mtp.tracking",),
+    "mtp.training": ("mtp.serving", "mtp.evals", "mtp.report", "mtp.decoding.timing", *STAGES),
+    "mtp.decoding": ("mtp.serving", "mtp.report", "mtp.training", *STAGES),  # timing reads code prompts (evals)
+    "mtp.evals": ("mtp.serving", "mtp.report", "mtp.training", "mtp.tracking", *STAGES),
+    "mtp.report": ("mtp.training", "mtp.decoding", "mtp.serving.timing", "mtp.serving.plugin", "mtp.nn", *STAGES),
+    "mtp.tasks": ("mtp.evals", "mtp.nn", *STAGES),
+    "mtp.result_types": ("mtp.nn", "mtp.report", *STAGES),
 }
 
 
@@ -150,18 +154,18 @@ def test_folders_are_layers():
 
 
 def test_no_head_type_special_case_outside_its_module():
-    """No module outside mtp/heads/ and the registry compares anything with a head type's name (`x == "medusa"`):
-    what a head type does is its behaviour's (mtp.heads.base.HeadBehaviour), so adding one touches no stage."""
+    """No module outside mtp/nn/heads/ and the registry compares anything with a head type's name (`x == "medusa"`):
+    what a head type does is its behaviour's (mtp.nn.heads.base.HeadBehaviour), so adding one touches no stage."""
     from mtp.head_types import HEAD_TYPES
     found = []
     for name, path in modules().items():
-        if name.startswith("mtp.heads") or name == "mtp.head_types":
+        if name.startswith("mtp.nn.heads") or name == "mtp.head_types":
             continue
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.Compare):
                 consts = [c.value for c in [node.left, *node.comparators] if isinstance(c, ast.Constant)]
                 found += [f"{path.relative_to(ROOT)}:{node.lineno}" for c in consts if c in HEAD_TYPES]
-    assert not found, "head type names compared outside mtp/heads/: " + ", ".join(found)
+    assert not found, "head type names compared outside mtp/nn/heads/: " + ", ".join(found)
 
 
 MAX_MODULE_LINES, MAX_FUNCTION_LINES = 400, 60  # DESIGN.md's style: small modules, short functions
@@ -200,3 +204,15 @@ def test_result_file_names_live_in_the_result_kinds_table():
         found += [f"{path.relative_to(ROOT)}:{i}" for i, line in enumerate(path.read_text().splitlines(), 1)
                   if not line.lstrip().startswith("#") and any(f in line for f in names)]
     assert not found, "result file names outside mtp/results.py: " + ", ".join(found)
+
+
+def test_one_module_per_stage():
+    """mtp/stages/ holds one module per `mtp <stage>` (each with add_arguments and run) and their shared harness,
+    nothing else; every stage of the CLI lives there."""
+    from mtp.cli import STAGES as CLI_STAGES
+    modules_ = {p.stem for p in (PACKAGE / "stages").glob("*.py")} - {"__init__", "harness"}
+    assert {m.rpartition(".")[2] for m, _ in CLI_STAGES.values()} == modules_
+    assert all(m.startswith("mtp.stages.") for m, _ in CLI_STAGES.values())
+    for name in modules_:
+        text = (PACKAGE / "stages" / f"{name}.py").read_text()
+        assert "\ndef add_arguments(p" in text and "\ndef run(args" in text, name

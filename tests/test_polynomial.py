@@ -1,4 +1,4 @@
-"""Polynomial arithmetic in F7[X]/(X^5): ring, text format, generators, scoring, evaluate_model."""
+"""Polynomial arithmetic in F7[X]/(X^5): ring, text format, generators, scoring, the eval stage (mtp.stages.eval.evaluate)."""
 import random
 
 import pytest
@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 from mtp.evals import polynomial as PE
 from mtp.tasks import polynomial as P
 from mtp.tokenizer import Tokenizer, byte_tokenizer
+from mtp.stages.eval import evaluate
 
 X = sympy.symbols("x")
 polys = st.tuples(*[st.integers(0, 6)] * 5)
@@ -201,7 +202,7 @@ def _study(tmp_path, dataset, kind):
 
     from mtp import config
     from mtp.checkpoint import save_model
-    from mtp.model import ModelConfig, MTPModel
+    from mtp.nn.model import ModelConfig, MTPModel
     data = tmp_path / "data"
     data.mkdir()
     Tokenizer(byte_tokenizer()).save(data / "tokenizer.json")
@@ -224,7 +225,7 @@ def test_evaluate_model_end_to_end(tmp_path):
     from mtp import tracking
     from mtp.io import read_json
     cfg, entry = _study(tmp_path, "poly", "polynomial")
-    result = PE.evaluate_model(cfg, entry)
+    result = evaluate(cfg, entry, "polynomial")
     saved = read_json(f"{entry.dir}/eval_polynomial.json")
     assert saved == result and saved["dataset"] == "poly" and saved["n"] == 2
     metrics = saved["metrics"]
@@ -253,7 +254,7 @@ def test_evaluate_model_scores_a_model_of_known_accuracy(tmp_path, monkeypatch, 
         seen.extend(prompts)
         return answer(prompts, max_new_tokens, eod_id, 4)
     monkeypatch.setattr(mtp.decoding.engine, "generate", generate)
-    result = PE.evaluate_model(cfg, entry)
+    result = evaluate(cfg, entry, "polynomial")
     assert read_json(f"{entry.dir}/eval_polynomial.json") == result
     assert len(seen) == 7 * 3  # every m = 1..7, three tests each
     expect = {str(m): 0.0 if m in wrong_for else 1.0 for m in range(1, 8)}

@@ -9,7 +9,7 @@ import yaml
 from mtp import checkpoint, cli, code_benchmarks, config, head_types, tasks
 from mtp.data import tokenize
 from mtp.io import read_json
-from mtp.model import Block, RMSNorm
+from mtp.nn.model import Block, RMSNorm
 
 
 class ResidualMLPHead(nn.Module):
@@ -64,7 +64,7 @@ def test_a_registered_head_type_decodes_losslessly(registered, name):
     """Greedy and self-speculative decoding agree for head types that run one by one (model.SeparateHeads),
     with and without a KV-cache layer per head; a wrong cache would change the speculative output."""
     from mtp.decoding.engine import decode
-    from mtp.model import ModelConfig, MTPModel
+    from mtp.nn.model import ModelConfig, MTPModel
     torch.manual_seed(0)
     model = MTPModel(ModelConfig(vocab_size=50, dim=32, n_layers=5, n_attn_heads=2, n_heads=3, head_type=name)).eval()
     with torch.no_grad():  # larger weights: peaked logits that differ by head and position
@@ -110,7 +110,7 @@ def test_a_registered_head_type_runs_train_decode_export_report(registered, tiny
 
 def test_a_registered_head_type_has_the_naive_gradients(registered):
     """The memory-efficient backward of a registered head type equals the naive summed-loss backward."""
-    from mtp.model import ModelConfig, MTPModel
+    from mtp.nn.model import ModelConfig, MTPModel
     from mtp.training.step import head_targets, mtp_backward
     grads = []
     for mode in ("memory_efficient", "naive"):
@@ -167,16 +167,15 @@ def _toy_documents(seed, num_documents=50):
     return ["\n".join(f"{c}={c}" for c in rng.choices("abcdef", k=40)) for _ in range(num_documents)]
 
 
-def _toy_evaluate(cfg, entry):
-    """Greedy answer to "x=" for each letter -> eval_toy-echo.json with the fraction right."""
+def _toy_evaluate(cfg, entry, run, device):
+    """Greedy answer to "x=" for each letter -> the fraction right (the stage writes eval_toy-echo.json)."""
     from mtp.decoding.engine import generate
-    from mtp.io import write_json
     from mtp.tokenizer import Tokenizer
-    model, payload = checkpoint.load_model(entry.dir)
+    model, payload = checkpoint.load_model(entry.dir, device=device)
     tok = Tokenizer.load(f"{payload['data_dir']}/tokenizer.json")
     outs = generate(model, [tok.encode(f"a=a\n{c}=") for c in "abcdef"], 1, tok.eod_id)
     right = sum(tok.decode(o) == c for o, c in zip(outs, "abcdef")) / 6
-    write_json(f"{entry.dir}/eval_toy-echo.json", {"metrics": {"echo_acc": right}})
+    return {"metrics": {"echo_acc": right}}
 
 
 TOY_TASK = tasks.Task("toy-echo", _toy_documents, _toy_evaluate, "echo_acc",

@@ -3,7 +3,7 @@
 Result files are fake but in the real writers' formats: decode.json comes from mtp.decoding.engine.bench on
 tiny random models (numbers then set), polynomial metrics from mtp.evals.polynomial.summary, pass@k
 from mtp.evals.passk; metrics.json, eval_code.json and eval_induction.json mirror train.py, code.py
-and induction.py key for key; vllm.json from mtp.serving.stage.summarize and flat_metrics.
+and induction.py key for key; vllm.json from mtp.stages.vllm.summarize and flat_metrics.
 """
 import copy
 import functools
@@ -186,7 +186,7 @@ def study_cfg(tmp_path, extra_sweeps=(), **enabled):
 
 
 def fake_metrics(m, bpb, mem_mb, step_s):
-    """metrics.json as mtp/train.py writes it."""
+    """metrics.json as mtp/stages/train.py writes it."""
     n, dim, steps = m["n"], m["dim"], 30
     non_emb = m["params"]
     hist = {"step": [10, 20, 30], "loss": [n * 6.0, n * 4.5, n * 4.0], "lr": [3e-3, 2e-3, 3e-4],
@@ -208,7 +208,7 @@ def _real_decode(n):
         from mtp.decoding.timing import bench
     except ImportError:
         from mtp.decoding.engine import bench
-    from mtp.model import ModelConfig, MTPModel
+    from mtp.nn.model import ModelConfig, MTPModel
     torch.manual_seed(3)  # a seed whose greedy continuations do not loop at any n (untrained models mostly loop)
     model = MTPModel(ModelConfig(vocab_size=VOCAB, dim=32, n_layers=n + 1, n_attn_heads=2, n_heads=n)).eval()
     threads = torch.get_num_threads()
@@ -258,12 +258,12 @@ def fake_decode(m, tpf, speedup, lossless=True, degenerate=False, unstable=False
 def _vllm_rows(bs, specs, outs):
     """{name: per-batch row} of one batch size from the vLLM stage's own summarizer. specs: {name: (seconds per
     round, counters)}. mtp.serving.timing.summarize_batch (interleaved rounds: speedup and speedup_spread per
-    round) where it exists; else the older mtp.serving.stage.summarize, one row per configuration, with the
+    round) where it exists; else the older mtp.stages.vllm.summarize, one row per configuration, with the
     speed-up against nospec and a spread added as measure() did (the stage is being reworked beside this test)."""
     try:
         from mtp.serving.timing import summarize_batch
     except ImportError:
-        from mtp.serving.stage import summarize
+        from mtp.stages.vllm import summarize
         rows = {name: summarize(bs, secs, outs, counts) for name, (secs, counts) in specs.items()}
         ref = rows["nospec"]["tokens_per_s"]
         for name, row in rows.items():
@@ -275,8 +275,8 @@ def _vllm_rows(bs, specs, outs):
 
 
 def fake_vllm(m, tpf_per_draft, ngram=1.3, draft=1.5):
-    """vllm.json as mtp/serving/stage.py writes it, its per-batch rows from the stage's summarizer (_vllm_rows)."""
-    from mtp.serving.stage import flat_metrics
+    """vllm.json as mtp/stages/vllm.py writes it, its per-batch rows from the stage's summarizer (_vllm_rows)."""
+    from mtp.stages.vllm import flat_metrics
     drafts, outs = 100, [[0] * 8, [0] * 8]  # 16 new tokens per timed run: nospec runs at 100 tokens/s
 
     def counters(k, tpf):
@@ -472,6 +472,20 @@ def test_rule_declares_exactly_the_outputs_with_captions():
         assert how or name == "index.html", name
         if how:
             assert (ROOT / "workflow" / "rules" / how["caption"]).resolve().exists(), how["caption"]
+
+
+def test_every_claim_belongs_to_one_section_in_rank_order():
+    """The claims table is the sections' Claims (mtp.report.outputs) in rank order, each named once: its rows are
+    exactly the claims the sections declare, and no claim function is imported by the claims module itself."""
+    from mtp.registry import resolve
+    from mtp.report.outputs import SECTIONS
+    declared = [(c.rank, c.make) for s in SECTIONS for c in s.claims]
+    assert sorted(r for r, _ in declared) == list(range(1, len(declared) + 1))
+    assert len({m for _, m in declared}) == len(declared)
+    rows = report.claims([], None)
+    made = [resolve(m)(*(([],) + ((None,) if "cost" in m else ()))) for _, m in sorted(declared)]
+    assert [r["claim"] for r in rows] == [c["claim"] for c in made]
+    assert "import claim_" not in (ROOT / "mtp" / "report" / "claims.py").read_text()
 
 
 def test_importing_the_report_needs_neither_torch_nor_mlflow():

@@ -31,7 +31,7 @@ import torch
 
 from mtp.decoding import engine as D
 from mtp.head_types import HEAD_TYPES, n_trunk
-from mtp.model import ModelConfig, MTPModel
+from mtp.nn.model import ModelConfig, MTPModel
 from mtp.decoding.sampling import Sampler
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # conftest: tiny matmuls on one thread

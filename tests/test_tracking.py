@@ -213,7 +213,7 @@ def test_a_trained_model_is_a_logged_model_and_its_export_loads_with_the_transfo
     from mtp import checkpoint, config
     from mtp.cli import main
     from mtp.data import tokenize
-    from mtp.train import train
+    from mtp.stages.train import train
     cfg = {**tiny_cfg, "train": {**tiny_cfg["train"], "max_steps": 4, "eval_every": 2, "checkpoint_every": 2}}
     cfg_path = tmp_path / "cfg.yaml"
     cfg_path.write_text(__import__("yaml").safe_dump(cfg))

@@ -11,8 +11,8 @@ import torch.nn.functional as F
 
 from mtp import UserError, checkpoint, config
 from mtp.data import tokenize
-from mtp.model import Block, ModelConfig, MTPModel
-from mtp.train import train
+from mtp.nn.model import Block, ModelConfig, MTPModel
+from mtp.stages.train import train
 from mtp.training.step import head_targets, mtp_backward
 
 
@@ -183,11 +183,11 @@ MEM_SHAPE = dict(dim=64, n_layers=9, n_attn_heads=2, vocab=32768, seq=128, batch
 
 
 def _peak_step_memory(n, mode):
-    """mtp.bench._peak_step_memory(n, mode, MEM_SHAPE) in a fresh process, as `mtp bench train` runs each
+    """mtp.training.bench._peak_step_memory(n, mode, MEM_SHAPE) in a fresh process, as `mtp bench train` runs each
     configuration. Started through sh, which forks it: Linux carries a process's peak RSS (ru_maxrss) over
     execve, so a child exec'd straight from this pytest process would start with pytest's peak, above
     anything one small step adds, and measure that instead."""
-    code = f"import json, mtp.bench as b; print(json.dumps(b._peak_step_memory({n!r}, {mode!r}, {MEM_SHAPE!r})))"
+    code = f"import json, mtp.training.bench as b; print(json.dumps(b._peak_step_memory({n!r}, {mode!r}, {MEM_SHAPE!r})))"
     out = subprocess.run(["sh", "-c", '"$0" -c "$1"; exit $?', sys.executable, code], capture_output=True, text=True,
                          timeout=300)
     assert out.returncode == 0, out.stderr[-3000:]
@@ -195,7 +195,7 @@ def _peak_step_memory(n, mode):
 
 
 def test_memory_efficient_step_memory_stays_flat_in_n_while_naive_grows():
-    """Peak memory a forward+backward step adds on CPU (mtp.bench's measurement, each configuration in its own
+    """Peak memory a forward+backward step adds on CPU (mtp.training.bench's measurement, each configuration in its own
     process), n=1 against n=4. The memory-efficient step keeps one head's logits alive at a time: n=4 adds
     less than half a head's logits tensor (and under 20%) to n=1. The naive step keeps every head's logits
     (their log-softmax, for backward) alive at once: the 3 extra heads add more than 2 logits tensors."""

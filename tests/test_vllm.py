@@ -27,7 +27,7 @@ from mtp import UserError, config, measure
 from mtp.decoding import engine as D
 from mtp.decoding import timing as DT
 from mtp.serving import bench as VB
-from mtp.serving import stage as S
+from mtp.stages import vllm as S
 from mtp.data import TokenData
 from mtp.io import sha256_file
 
@@ -115,7 +115,7 @@ def test_draft_tokens_say_every_k_or_a_list(tmp_path):
 
 
 def test_param_count_from_presets_matches_the_model():
-    from mtp.model import ModelConfig, MTPModel
+    from mtp.nn.model import ModelConfig, MTPModel
     for head_type, n in (("transformer", 1), ("transformer", 3), ("linear", 2), ("medusa", 1), ("medusa", 4)):
         c = ModelConfig(vocab_size=257, dim=64, n_layers=5, n_attn_heads=2, n_heads=n, head_type=head_type)
         assert c.num_params == sum(p.numel() for p in MTPModel(c).parameters()), (head_type, n)
@@ -223,7 +223,7 @@ def test_bench_picks_the_byte_level_model_with_most_heads(tmp_path):
 def train(n, data, steps=150, seed=0, shape=None, head_type="transformer"):
     """A few optimizer steps of the summed multi-token loss: enough for mixed acceptance. Tied embeddings (as
     SmolLM2's and Llama 3.2's)."""
-    from mtp.model import ModelConfig, MTPModel, head_losses
+    from mtp.nn.model import ModelConfig, MTPModel, head_losses
     torch.manual_seed(seed)
     shape = shape or {"dim": 64, "n_layers": 5, "n_attn_heads": 2}
     model = MTPModel(ModelConfig(vocab_size=300, n_heads=n, head_type=head_type, tie_embeddings=True, **shape))

@@ -1,6 +1,6 @@
 """Greedy and self-speculative decoding for MTPModel (gpt-fast style): the KV cache and the decoding
 algorithm, no I/O, no timing. Its timing (bench) is mtp/decoding/timing.py; the `mtp decode` stage around
-both is mtp/decoding/stage.py.
+both is mtp/stages/decode.py.
 
 Self-speculative decoding (Stern et al. 2018 blockwise parallel decoding; Gloeckle et al.
 2024 Section 3.2). Row state: the cache holds positions 0..c-1, token x (position c) is
@@ -42,7 +42,7 @@ import torch
 
 from mtp import UserError
 from mtp.decoding.kvcache import KVCache
-from mtp.model import rope_tables
+from mtp.nn.model import rope_tables
 from mtp.decoding.sampling import Sampler
 
 # A finished row stays in the batch, masked, until at most this fraction of the rows is unfinished;
@@ -111,7 +111,7 @@ def start(model, cache, prompts, k, temperature=0.0, generator=None, sampler=Non
     """Prefill -> (x (B,) first new token, drafts (B, k))."""
     (h, hd), last = prefill(model, cache, prompts)
     x = choose(unembed(model, at(h, last)), temperature, generator)
-    return x, cache.proposer.propose(cache, hd, last, x, sampler)  # mtp.heads.proposer
+    return x, cache.proposer.propose(cache, hd, last, x, sampler)  # mtp.nn.heads.proposer
 
 
 def ar_step(model, cache, x, temperature=0.0, generator=None, longest=None):

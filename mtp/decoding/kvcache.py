@@ -42,7 +42,7 @@ class KVCache:
         self.keys = torch.arange(self.capacity, device=p.device)  # (S,): sliced, never rebuilt per step
         self.rows = torch.arange(batch, device=p.device)[:, None]  # (B, 1)
         self.trunk = [LayerCache(self, cfg.n_kv_heads, cfg.head_dim) for _ in model.trunk]
-        # heads 1..k+1 for decoding (the head type's mtp.heads.proposer.Proposer; pass one to reuse it across
+        # heads 1..k+1 for decoding (the head type's mtp.nn.heads.proposer.Proposer; pass one to reuse it across
         # batches) and their cache layers (a list; None for a head without attention)
         self.proposer = model.behaviour.proposer(model, k) if proposer is None else proposer
         self.heads = self.proposer.cache_layers(self, LayerCache)

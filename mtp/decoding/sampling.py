@@ -7,7 +7,7 @@ row's last verified position. The next forward gives p_1..p_{k+1}, head 1's dist
 positions. Draft j is accepted with probability min(1, p_j(d_j) / q_j(d_j)), in order, stopping at the first
 rejection; a rejected position draws from the residual norm(max(0, p_j - q_j)); when all k are accepted, the
 bonus token is drawn from p_{k+1}. What the rule needs is that d_j was drawn from q_j given the prefix and
-d_1..d_{j-1}: parallel heads' q_j see the verified prefix only, sequential heads' (mtp.heads.sequential.ChainProposer) also
+d_1..d_{j-1}: parallel heads' q_j see the verified prefix only, sequential heads' (mtp.nn.heads.sequential.ChainProposer) also
 the earlier drafts, as a draft model's would.
 """
 import torch
@@ -33,7 +33,7 @@ class Sampler:
         return self.draw(self.q)
 
     def propose_next(self, logits, first):
-        """One more draft (sequential heads draft in turn: mtp.heads.sequential.ChainProposer): logits (B, V) -> (B,) drawn from q,
+        """One more draft (sequential heads draft in turn: mtp.nn.heads.sequential.ChainProposer): logits (B, V) -> (B,) drawn from q,
         whose q joins the step's earlier ones (first: the step's first draft)."""
         q = self.probs(logits)[:, None]  # (B, 1, V)
         self.q = q if first else torch.cat([self.q, q], dim=1)

@@ -269,43 +269,39 @@ def generate_completions(model, tok, benchmark, problems, code_cfg, seed):
     return {p["task_id"]: (t * n if runs == 1 else t) for p, t in zip(problems, texts)}, check
 
 
-def evaluate_model(cfg, model_entry):
-    """Generate and score every configured benchmark for one model; write <model dir>/eval_code.json, log to MLflow."""
+def evaluate_model(cfg, model_entry, run, dev):
+    """Generate and score every configured benchmark for one model on device `dev` (the stage `mtp eval code`
+    checks the sandbox first and writes the result, eval_code.json; run: its MLflow child run, which gets the
+    parameters)."""
     import torch
 
     from mtp.checkpoint import load_model
-    from mtp.evals.sandbox import check_available
-    from mtp.stage import device, model_run, save_result
     from mtp.tokenizer import Tokenizer
 
     code_cfg = cfg["eval"]["code"]
-    check_available(code_cfg["unsafe_no_sandbox"])  # before minutes of generation
     ks = sorted(set(code_cfg["k"]))
-    keys = model_entry.run_keys()
-    with model_run(cfg, model_entry, "eval_code") as run:
-        run.params({"eval.code": code_cfg})
-        model, payload = load_model(model_entry.dir, device=device())
-        tok = Tokenizer.load(Path(payload["data_dir"]) / "tokenizer.json")
-        out, metrics = {"model": keys, "config": code_cfg, "benchmarks": {}}, {}
-        for bench in code_cfg["benchmarks"]:
-            problems = benchmark_problems(bench, code_cfg.get(f"{bench}_path"))[:code_cfg["max_problems"]]
-            with torch.no_grad():
-                completions, check = generate_completions(model, tok, bench, problems, code_cfg, cfg["seed"])
-            res = score_completions(bench, problems, completions, ks, limits=limits_from_config(code_cfg),
-                                    workers=code_cfg["workers"], unsafe_no_sandbox=code_cfg["unsafe_no_sandbox"])
-            if check is not None:
-                res["lossless"] = check
-                metrics[f"{bench}_speculative_identical"] = float(check["identical"])
-                if not check["identical"]:
-                    print(f"mtp eval code: {bench}: speculative greedy differs from greedy on "
-                          f"{len(check['mismatched'])} problems ({', '.join(map(str, check['mismatched'][:5]))})",
-                          file=sys.stderr)
-            out["benchmarks"][bench] = res
-            for key, value in res["pass_at_k"].items():
-                metrics[f"{bench}_{key.replace('@', '_at_')}"] = value
-            print(f"{bench}: {res['num_problems']} problems, "
-                  + ", ".join(f"{k} {v:.4f}" for k, v in res["pass_at_k"].items())
-                  + (f", speculative == greedy: {check['identical']}" if check else ""))
-        out["metrics"] = metrics
-        save_result(run, model_entry, "code", out)
+    run.params({"eval.code": code_cfg})
+    model, payload = load_model(model_entry.dir, device=dev)
+    tok = Tokenizer.load(Path(payload["data_dir"]) / "tokenizer.json")
+    out, metrics = {"model": model_entry.run_keys(), "config": code_cfg, "benchmarks": {}}, {}
+    for bench in code_cfg["benchmarks"]:
+        problems = benchmark_problems(bench, code_cfg.get(f"{bench}_path"))[:code_cfg["max_problems"]]
+        with torch.no_grad():
+            completions, check = generate_completions(model, tok, bench, problems, code_cfg, cfg["seed"])
+        res = score_completions(bench, problems, completions, ks, limits=limits_from_config(code_cfg),
+                                workers=code_cfg["workers"], unsafe_no_sandbox=code_cfg["unsafe_no_sandbox"])
+        if check is not None:
+            res["lossless"] = check
+            metrics[f"{bench}_speculative_identical"] = float(check["identical"])
+            if not check["identical"]:
+                print(f"mtp eval code: {bench}: speculative greedy differs from greedy on "
+                      f"{len(check['mismatched'])} problems ({', '.join(map(str, check['mismatched'][:5]))})",
+                      file=sys.stderr)
+        out["benchmarks"][bench] = res
+        for key, value in res["pass_at_k"].items():
+            metrics[f"{bench}_{key.replace('@', '_at_')}"] = value
+        print(f"{bench}: {res['num_problems']} problems, "
+              + ", ".join(f"{k} {v:.4f}" for k, v in res["pass_at_k"].items())
+              + (f", speculative == greedy: {check['identical']}" if check else ""))
+    out["metrics"] = metrics
     return out

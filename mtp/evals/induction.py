@@ -87,8 +87,9 @@ def encode_tests(tokenizer, tests):
     return sequences, targets
 
 
-def evaluate_model(cfg, model_entry):
-    """Score one trained model; write <model dir>/eval_induction.json and log it to MLflow.
+def evaluate_model(cfg, model_entry, run, dev):
+    """Score one trained model on device `dev` (the stage `mtp eval induction` writes the result, eval_induction.json;
+    run: its MLflow child run, which gets the parameters).
 
     The context is the model's training seq_len: longer stories are scored in strided windows.
     Besides the accuracy, the file holds correct_by_story: per test story (the i-th of test_set(num_tests,
@@ -97,25 +98,19 @@ def evaluate_model(cfg, model_entry):
     from pathlib import Path
 
     from mtp.checkpoint import load_model
-    from mtp.stage import device, model_run, save_result
     from mtp.tokenizer import Tokenizer
 
     syn = cfg["eval"]["synthetic"]
-    dev = device()
-    keys = model_entry.run_keys()
-    with model_run(cfg, model_entry, "eval_induction") as run:
-        model, payload = load_model(model_entry.dir, device=dev)
-        tok = Tokenizer.load(Path(payload["data_dir"]) / "tokenizer.json")
-        ctx = min(model_entry.train["seq_len"], model.cfg.max_seq_len)
-        sequences, targets = encode_tests(tok, test_set(syn["num_tests"], cfg["seed"]))
-        preds = predict(model, sequences, targets, ctx, syn["batch_size"], tok.eod_id, dev)
-        items = correct_by_story(preds, sequences, targets)
-        metrics = {"induction_acc": score(preds, sequences, targets),
-                   "induction_scored_tokens": sum(len(t) for t in targets)}
-        # correct_by_story: story i is the i-th of test_set(num_tests, seed): the report pairs models by it
-        result = {**keys, "task": "induction", "num_tests": syn["num_tests"], "test_seed": cfg["seed"],
-                  "context": ctx, "metrics": metrics, "correct_by_story": items}
-        run.params({"num_tests": syn["num_tests"], "test_seed": cfg["seed"], "context": ctx,
-                    "batch_size": syn["batch_size"]})
-        save_result(run, model_entry, "induction", result)
-    return result
+    model, payload = load_model(model_entry.dir, device=dev)
+    tok = Tokenizer.load(Path(payload["data_dir"]) / "tokenizer.json")
+    ctx = min(model_entry.train["seq_len"], model.cfg.max_seq_len)
+    sequences, targets = encode_tests(tok, test_set(syn["num_tests"], cfg["seed"]))
+    preds = predict(model, sequences, targets, ctx, syn["batch_size"], tok.eod_id, dev)
+    items = correct_by_story(preds, sequences, targets)
+    metrics = {"induction_acc": score(preds, sequences, targets),
+               "induction_scored_tokens": sum(len(t) for t in targets)}
+    run.params({"num_tests": syn["num_tests"], "test_seed": cfg["seed"], "context": ctx,
+                "batch_size": syn["batch_size"]})
+    # correct_by_story: story i is the i-th of test_set(num_tests, seed): the report pairs models by it
+    return {**model_entry.run_keys(), "task": "induction", "num_tests": syn["num_tests"], "test_seed": cfg["seed"],
+            "context": ctx, "metrics": metrics, "correct_by_story": items}

@@ -50,8 +50,9 @@ def summary(acc, max_ops_train):
     return metrics
 
 
-def evaluate_model(cfg, model_entry):
-    """Score one trained model; write <model dir>/eval_polynomial.json and log it to MLflow.
+def evaluate_model(cfg, model_entry, run, dev):
+    """Score one trained model on device `dev` (the stage `mtp eval polynomial` writes the result,
+    eval_polynomial.json; run: its MLflow child run, which gets the parameters).
 
     The file holds accuracy_by_m and, per test item, correct_by_m {m: [0/1, ...]} (item i = the i-th of
     test_set(m, num_tests, seed)), which the report's paired bootstrap needs.
@@ -65,29 +66,23 @@ def evaluate_model(cfg, model_entry):
 
     from mtp.checkpoint import load_model
     from mtp.decoding.engine import generate
-    from mtp.stage import device, model_run, save_result
     from mtp.tokenizer import Tokenizer
 
     syn = cfg["eval"]["synthetic"]
     max_ops_train = cfg["datasets"][model_entry.dataset]["source"].get("max_ops", 5)
     ms = range(1, syn["max_ops"] + 1)
-    keys = model_entry.run_keys()
-    with model_run(cfg, model_entry, "eval_polynomial") as run:
-        model, payload = load_model(model_entry.dir, device=device())
-        tok = Tokenizer.load(Path(payload["data_dir"]) / "tokenizer.json")
+    model, payload = load_model(model_entry.dir, device=dev)
+    tok = Tokenizer.load(Path(payload["data_dir"]) / "tokenizer.json")
 
-        def generate_fn(prompts, max_new_tokens, eod_id, batch_size):
-            return generate(model, prompts, max_new_tokens, eod_id, temperature=0.0, batch_size=batch_size)
+    def generate_fn(prompts, max_new_tokens, eod_id, batch_size):
+        return generate(model, prompts, max_new_tokens, eod_id, temperature=0.0, batch_size=batch_size)
 
-        with torch.no_grad():
-            items = correct_by_m(generate_fn, tok, ms, syn["num_tests"], cfg["seed"], syn["batch_size"])
-        acc = {m: sum(v) / len(v) if v else 0.0 for m, v in items.items()}
-        metrics = summary(acc, max_ops_train)
-        # correct_by_m: item i of m is the i-th of test_set(m, num_tests, seed): the report pairs models by it
-        result = {**keys, "task": "polynomial", "num_tests": syn["num_tests"], "test_seed": cfg["seed"],
-                  "max_ops_train": max_ops_train, "accuracy_by_m": {str(m): a for m, a in acc.items()},
-                  "correct_by_m": {str(m): v for m, v in items.items()}, "metrics": metrics}
-        run.params({"num_tests": syn["num_tests"], "test_seed": cfg["seed"], "max_ops_train": max_ops_train,
-                    "max_ops_eval": max(ms), "batch_size": syn["batch_size"]})
-        save_result(run, model_entry, "polynomial", result)
-    return result
+    with torch.no_grad():
+        items = correct_by_m(generate_fn, tok, ms, syn["num_tests"], cfg["seed"], syn["batch_size"])
+    acc = {m: sum(v) / len(v) if v else 0.0 for m, v in items.items()}
+    run.params({"num_tests": syn["num_tests"], "test_seed": cfg["seed"], "max_ops_train": max_ops_train,
+                "max_ops_eval": max(ms), "batch_size": syn["batch_size"]})
+    # correct_by_m: item i of m is the i-th of test_set(m, num_tests, seed): the report pairs models by it
+    return {**model_entry.run_keys(), "task": "polynomial", "num_tests": syn["num_tests"], "test_seed": cfg["seed"],
+            "max_ops_train": max_ops_train, "accuracy_by_m": {str(m): a for m, a in acc.items()},
+            "correct_by_m": {str(m): v for m, v in items.items()}, "metrics": summary(acc, max_ops_train)}

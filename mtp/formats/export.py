@@ -1,4 +1,4 @@
-"""`mtp export`: a trained model as a Hugging Face / vLLM directory (rule export_model).
+"""A trained model as a Hugging Face / vLLM directory (the `mtp export` stage: mtp/stages/export.py).
 
 <model dir>/hf/ is a plain Llama checkpoint for trunk + head 1, so `transformers` loads it
 as `LlamaForCausalLM` and reproduces head 1's logits exactly:
@@ -13,7 +13,7 @@ as `LlamaForCausalLM` and reproduces head 1's logits exactly:
                     mlp_norm -> post_attention_layernorm, mlp.w1/w3/w2 -> mlp.gate/up/down_proj
 
 config.json is a LlamaConfig with num_hidden_layers = L-n+1 (trunk + head 1), the extra field
-`n_future_tokens` = n and `architectures` = ["MTPLlamaForCausalLM"] (mtp/vllm_plugin) for n > 1,
+`n_future_tokens` = n and `architectures` = ["MTPLlamaForCausalLM"] (mtp/serving/plugin) for n > 1,
 ["LlamaForCausalLM"] for n = 1. transformers ignores `extra_heads` (unexpected keys).
 The tokenizer is our tokenizer.json as a PreTrainedTokenizerFast with eos = <|eod|>.
 
@@ -21,7 +21,7 @@ The tokenizer is our tokenizer.json as a PreTrainedTokenizerFast with eos = <|eo
 `MTPDrafter`) plus a copy of lm_head: it reads heads 2..n's normed hidden states from the
 target's output and applies the shared unembedding.
 
-Medusa heads (head type "medusa", mtp/heads/medusa.py) export in vLLM's own Medusa format instead, served
+Medusa heads (head type "medusa", mtp/nn/heads/medusa.py) export in vLLM's own Medusa format instead, served
 with `method: "medusa"` and no class of ours: hf/ is the plain Llama of trunk + head 1 (n_future_tokens 1,
 LlamaForCausalLM), and hf-drafter/ is a MedusaModel checkpoint (`blocks.{j}.layers.0.weight` = heads.{j+1}.proj,
 one shared `lm_head` with `original_lm_head: true`), reading the target's final-normed last hidden state as
@@ -33,9 +33,7 @@ import tempfile
 from pathlib import Path
 
 from mtp import UserError, head_types
-from mtp.io import read_json
-from mtp import results
-from mtp.model import BLOCK_NAMES
+from mtp.nn.model import BLOCK_NAMES
 
 TARGET_ARCH = "MTPLlamaForCausalLM"
 
@@ -171,22 +169,3 @@ class _atomic_dir:
         shutil.rmtree(old, ignore_errors=True)
         return False
 
-
-def add_arguments(p):
-    from mtp.args import add_config_arg, add_model_args
-    add_config_arg(p)
-    add_model_args(p)
-
-
-def run(args):
-    from mtp import config
-    from mtp.args import model_spec
-    cfg = config.load(args.config)
-    m = model_spec(cfg, args)
-    out = export(m.dir)
-    metrics = results.path(m, "metrics")
-    model_id = results.read("metrics", read_json(metrics)).logged_model_id if metrics.exists() else None
-    if model_id:  # trained by `mtp train` (not a hand-made checkpoint): its logged model gets the HF export
-        from mtp import tracking
-        tracking.log_hf_model(cfg, model_id, out["hf"])
-    print(f"{m.name}: exported to {out['hf']}" + (f" and {out['drafter']}" if out["drafter"] else ""))

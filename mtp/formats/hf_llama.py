@@ -57,7 +57,7 @@ def _rope(conf):
 def read_config(src):
     """-> (our n=1 ModelConfig, tie_word_embeddings) of the HF Llama at `src`; UserError for what we cannot
     represent."""
-    from mtp.model import ModelConfig
+    from mtp.nn.model import ModelConfig
     path = Path(src) / "config.json"
     conf = _json(path)
     if conf.get("model_type") != "llama":
@@ -108,7 +108,7 @@ def convert(cfg, weights, tied, src):
     import torch
 
     from mtp.formats.export import hf_name
-    from mtp.model import MTPModel
+    from mtp.nn.model import MTPModel
     with torch.device("meta"):
         shapes = {k: v.shape for k, v in MTPModel(cfg).state_dict().items()}
     names = {hf_name(k, cfg.n_trunk): k for k in shapes}  # HF name -> ours

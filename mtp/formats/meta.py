@@ -1,5 +1,5 @@
-"""`mtp import meta <dir>`: Meta's released multi-token checkpoints (facebook/multi-token-prediction) as an mtp
-model directory (model.pt + data/tokenizer.json) that native decoding, `mtp export` and vLLM take.
+"""Meta's released multi-token checkpoints (facebook/multi-token-prediction) as an mtp
+model directory (model.pt + data/tokenizer.json; the stage `mtp import meta <dir>`: mtp/stages/import_checkpoint.py) that native decoding, `mtp export` and vLLM take.
 
 The layout read (Llama-2 reference names; what the release's model code builds, as far as it could be checked
 here: the release itself is not readable offline, so this follows re-implementations of its model.py that
@@ -81,7 +81,7 @@ def permute_rotary(w, n_heads):
 
 def convert(params, weights):
     """-> (ModelConfig, our state dict)."""
-    from mtp.model import ModelConfig
+    from mtp.nn.model import ModelConfig
     L, n, nh = params["n_layers"], params.get("n_future_tokens", 1), params["n_heads"]
     nkv = params.get("n_kv_heads") or nh
 
@@ -125,7 +125,7 @@ def import_meta(src, out):
     import torch
 
     from mtp.checkpoint import save_model
-    from mtp.model import MTPModel
+    from mtp.nn.model import MTPModel
     src, out = Path(src), Path(out)
     params, tokenizer = read_params(src), find_tokenizer(src)  # both before the (large) weights load
     cfg, state = convert(params, read_weights(src))
@@ -137,17 +137,3 @@ def import_meta(src, out):
                                   "data_dir": str((out / "data").resolve()), "source": str(src.resolve())})
     return cfg
 
-
-def add_arguments(p):
-    sub = p.add_subparsers(dest="format", metavar="<format>", required=True)
-    meta = sub.add_parser("meta", help="Meta's multi-token release (facebook/multi-token-prediction)",
-                          description=__doc__, formatter_class=__import__("argparse").RawDescriptionHelpFormatter)
-    meta.add_argument("src", help="directory with params.json and consolidated.pth (or consolidated.00.pth), "
-                                      "e.g. 7B_1T_4/; tokenizer.model in it or its parent")
-    meta.add_argument("--out", required=True, help="mtp model directory to write (model.pt, data/tokenizer.json)")
-
-
-def run(args):
-    cfg = import_meta(args.src, args.out)
-    print(f"imported {args.src}: n={cfg.n_heads} heads, {cfg.n_trunk} trunk layers, dim {cfg.dim}, "
-          f"vocab {cfg.vocab_size} -> {args.out} (decode, export and vLLM take it: docs in mtp/formats/meta.py)")

@@ -1,4 +1,4 @@
-"""`mtp report`: tables, plots and the claims check of the whole study (rule build_report).
+"""The report: tables, plots and the claims check of the whole study (the `mtp report` stage: mtp/stages/report.py).
 
 Reads every per-model result under <results>/models/<dataset>/<size>-n<n>/ (metrics.json, decode.json,
 vllm.json, eval_code.json, eval_polynomial.json, eval_induction.json) and the optional train benchmark
@@ -49,7 +49,7 @@ __all__ = ["OUTPUTS", "TABLES", "FIGURES", "SECTIONS", "result_files", "BENCH_TR
            "verdict_byte_level_gain_largest", "verdict_lossless", "verdict_paired", "verdict_every_m",
            "shape_of", "expected", "head_rows", "load_study", "load_bench", "missing_notes", "status_rows", "val_loss_rows",
            "cost_rows", "bench_rows", "speculative_rows", "code_rows", "pretrained_rows", "polynomial_rows", "induction_rows",
-           "claims", "build", "add_arguments", "run"]
+           "claims", "build"]
 
 
 def build(cfg):
@@ -71,19 +71,3 @@ def build(cfg):
     write_text(out / "index.html", index_html(cfg, table_rows, notes, bench))
     return out, table_rows["claims"]
 
-
-def add_arguments(p):
-    from mtp.args import add_config_arg
-    add_config_arg(p)
-    p.add_argument("--no-tracking", action="store_true", help="do not log the report to the study's MLflow parent run")
-
-
-def run(args):
-    from mtp import config, tracking
-    cfg = config.load(args.config)
-    out, rows = build(cfg)
-    if not args.no_tracking:
-        tracking.log_parent_artifacts(cfg, out, "report")
-    for r in rows:
-        print(f"{r['verdict']:>18}  {r['claim']}")
-    print(f"report: {out / 'index.html'}")

@@ -1,4 +1,5 @@
-"""The claims table: every claim of the paper the study checks, in order, each judged by its section's rule.
+"""The claims table: every claim of the paper the study checks, in order, each judged by its section's rule
+(the sections name their claims in mtp.report.outputs.SECTIONS).
 
 Claims are judged by the verdict_* functions of the sections: pure, one explicit rule each (its docstring),
 applied to numbers extracted from the results; no verdict is written by hand. Not a claim: validation loss
@@ -7,11 +8,9 @@ applied to numbers extracted from the results; no verdict is written by hand. No
 import html
 
 from mtp.head_types import PAPER
+from mtp.registry import resolve
+from mtp.report.outputs import SECTIONS
 from mtp.report.study import result_files
-from mtp.report.code import claim_small_pass
-from mtp.report.cost import claim_memory, claim_overhead
-from mtp.report.speculative import claim_bytes, claim_lossless, claim_tpf
-from mtp.report.synthetic import claim_induction, claim_polynomial
 from mtp.report.verdicts import kind_of_verdict
 
 CLAIMS_NOTE = ("Paired comparisons (n>1 vs the n=1 model of the same size and training seed) carry a 95% interval "
@@ -26,11 +25,12 @@ CLAIMS_NOTE = ("Paired comparisons (n>1 vs the n=1 model of the same size and tr
 
 
 def claims(records, bench):
-    """The claims table: claim, the paper's number, ours, the verdict of its rule and the rule itself."""
+    """The claims table: claim, the paper's number, ours, the verdict of its rule and the rule itself; one row per
+    Claim of the sections, in the order of their ranks."""
     paper = [r for r in records if r.head_type == PAPER]  # the paper's heads
-    made = [claim_memory(paper, bench), claim_overhead(paper, bench)]
-    made += [f(paper) for f in (claim_tpf, claim_bytes, claim_small_pass, claim_induction, claim_polynomial)]
-    made.append(claim_lossless(records))  # every head type's decoding
+    every = sorted((c for s in SECTIONS for c in s.claims), key=lambda c: c.rank)
+    made = [resolve(c.make)(*((paper if c.paper_heads else records,) + ((bench,) if c.bench else ())))
+            for c in every]
     return [{"claim": c["claim"], "paper": c["paper"], "ours": c["ours"], "training_runs": c["runs"],
              "verdict": c["verdict"] or c["rule"](*c["args"]),
              "rule": f"{c['rule'].__name__}: {' '.join(c['rule'].__doc__.split())}"} for c in made]

@@ -1,6 +1,6 @@
 """Cost of training (Fig. 2 / Table S5 analogue): process peak memory and step time by n from metrics.json (shown,
 never judged), and the train benchmark <results>/bench/train.json (rule bench_training: `mtp bench train --dataset
-... --out`, mtp/bench.py) that the memory and overhead claims read.
+... --out`, mtp/training/bench.py) that the memory and overhead claims read.
 
 The claims are judged from the benchmark alone, at each of its shapes: the study's largest model (its own
 vocabulary) and the same trunk at vocab 32768; each verdict names the vocabulary it holds for. Not used:
@@ -139,7 +139,7 @@ def predicted_flop_ratio(r, m):
 
 
 def bench_shapes(bench):
-    """The train benchmark's per-shape records (mtp.bench.shape_record) that name their vocabulary; [] without."""
+    """The train benchmark's per-shape records (mtp.training.bench.shape_record) that name their vocabulary; [] without."""
     shapes = bench.shapes if bench is not None else []
     return [x for x in shapes if x.shape is not None and num(x.shape.vocab) is not None]
 

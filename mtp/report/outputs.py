@@ -24,12 +24,23 @@ class Figure:
 
 
 @dataclass(frozen=True)
+class Claim:
+    """A claim of the paper that a section checks (a row of the claims table): make (records; or records, bench
+    where bench=True) -> the claim's dict (claim, paper, ours, runs, rule, args, verdict); rank: its row in the
+    claims table; paper_heads: judged on the models with the paper's heads only (else on every model)."""
+    make: str
+    rank: int
+    bench: bool = False
+    paper_heads: bool = True
+
+
+@dataclass(frozen=True)
 class Section:
     """One section of the report, in the order of index.html. rows (records; or records, bench) -> the rows of
     its table <table>.md / .csv; figures: its Figures; reads: the result keys (mtp.results) whose absent files it
     notes, or EVERY_KIND / EVERY_TASK; category, subcategory, table_label: where `snakemake --report` shows the
     table (the caption of each file is workflow/report/<stem>.rst); bench: rows also takes the train benchmark
-    (mtp.result_types.BenchTrain or None)."""
+    (mtp.result_types.BenchTrain or None); claims: the Claims of the paper it checks."""
     id: str
     title: str
     table: str
@@ -40,6 +51,7 @@ class Section:
     reads: tuple = ()
     subcategory: Optional[str] = None
     bench: bool = False
+    claims: tuple = ()
 
 
 SECTIONS = (
@@ -55,18 +67,21 @@ SECTIONS = (
     Section("cost", "Cost: peak memory and step time by n (Fig. 2 / Table S5 analogue)", "cost",
             "mtp.report.cost:cost_rows", "4 Cost", "memory and step time",
             (Figure("cost", "mtp.report.cost:plot_cost", "peak memory and step time by n", bench=True),),
-            ("metrics",)),
+            ("metrics",), claims=(Claim("mtp.report.cost:claim_memory", 1, bench=True),
+                                  Claim("mtp.report.cost:claim_overhead", 2, bench=True))),
     Section("speculative", "Speculative decoding, native and vLLM (Tables S2/S3 analogue)", "speculative",
             "mtp.report.speculative:speculative_rows", "5 Speculative decoding", "native and vLLM runs",
             (Figure("speculative", "mtp.report.speculative:plot_speculative",
-                    "tokens per forward and speed-up by heads used"),), ("decode", "vllm")),
+                    "tokens per forward and speed-up by heads used"),), ("decode", "vllm"),
+            claims=(Claim("mtp.report.speculative:claim_tpf", 3), Claim("mtp.report.speculative:claim_bytes", 4),
+                    Claim("mtp.report.speculative:claim_lossless", 8, paper_heads=False))),
     Section("heads", "Head types: quality and speed by head type x n (Table S4 analogue, with speed)", "heads",
             "mtp.report.heads:head_rows", "5 Speculative decoding", "head type x n: quality and speed",
             (Figure("heads", "mtp.report.heads:plot_heads", "acceptance per draft position by head type",
                     "Head types"),), ("metrics", "decode", "vllm"), "Head types"),
     Section("code", "Code benchmarks: pass@k by size x n (Table S7 analogue)", "code", "mtp.report.code:code_rows",
             "6 Code benchmarks", "pass@k", (Figure("code", "mtp.report.code:plot_code", "pass@k by size x n"),),
-            ("code",)),
+            ("code",), claims=(Claim("mtp.report.code:claim_small_pass", 5),)),
     Section("pretrained", "Heads on a pretrained model: agreement against training minutes, acceptance, speed, "
             "pass@1", "pretrained", "mtp.report.pretrained:pretrained_rows", "6 Code benchmarks",
             "what the heads bought: acceptance, speed-up, pass@1, lossless",
@@ -76,11 +91,12 @@ SECTIONS = (
     Section("polynomial", "Polynomial arithmetic by number of operations (Fig. 8 analogue)", "polynomial",
             "mtp.report.synthetic:polynomial_rows", "7 Synthetic tasks", "accuracy by m",
             (Figure("polynomial", "mtp.report.synthetic:plot_polynomial", "accuracy by operations m",
-                    "Polynomial arithmetic"),), ("polynomial",), "Polynomial arithmetic"),
+                    "Polynomial arithmetic"),), ("polynomial",), "Polynomial arithmetic",
+            claims=(Claim("mtp.report.synthetic:claim_polynomial", 7),)),
     Section("induction", "Induction by size x n (Fig. 7 analogue)", "induction", "mtp.report.synthetic:induction_rows",
             "7 Synthetic tasks", "accuracy", (Figure("induction", "mtp.report.synthetic:plot_induction",
                                                      "accuracy by size x n", "Induction"),), ("induction",),
-            "Induction"),
+            "Induction", claims=(Claim("mtp.report.synthetic:claim_induction", 6),)),
     Section("tasks", "Synthetic tasks: the headline metric of every task", "tasks", "mtp.report.tasks:task_rows",
             "7 Synthetic tasks", "headline metric per model", reads=EVERY_TASK, subcategory="Every task"),
 )

@@ -1,4 +1,4 @@
-"""vLLM runs: vllm.json (mtp/serving/stage.py) read through its "configs": nospec, heads_k<k> (our heads drafting
+"""vLLM runs: vllm.json (mtp/stages/vllm.py) read through its "configs": nospec, heads_k<k> (our heads drafting
 k tokens) and the baselines of mtp/serving/baselines.py (ngram, draft, ...), each with "per_batch" rows (tokens_per_s,
 speedup vs nospec, mean_acceptance_length = tokens per forward, acceptance_rate_per_pos) and "per_prompt"
 counters (each kept prompt alone), and its "crosscheck" against the native engine; read as mtp.result_types.Vllm. Every figure is of the kept

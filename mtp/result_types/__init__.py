@@ -2,7 +2,7 @@
 for its parts: metrics.json Metrics, decode.json Decode, vllm.json Vllm, eval_code.json EvalCode, eval_<task>.json
 the task's class (TaskEval or a subclass; mtp.tasks), bench/train.json BenchTrain. mtp.results names each kind's.
 
-Writing (mtp.stage.save_result): the stage's dict is checked against the class -- a key the class does not name,
+Writing (mtp.stages.harness.save_result): the stage's dict is checked against the class -- a key the class does not name,
 at any depth, is a bug that stops the stage (name it here) -- and stamped with the class's SCHEMA_VERSION.
 Reading (mtp.report.study): the file becomes an instance; a key an older file lacks reads as its default (None,
 or [] for a list), a key the class does not name is dropped, a part of the wrong JSON type reads as its default;

@@ -132,7 +132,7 @@ class Decode(ResultFile):
     metrics: Optional[dict] = None
 
 
-# ---- vllm.json (mtp vllm: mtp.serving.stage)
+# ---- vllm.json (mtp vllm: mtp.stages.vllm)
 
 @dataclass
 class VllmCounts(Typed):

@@ -47,7 +47,7 @@ class Metrics(ResultFile):
     keyed: dict = field(default_factory=dict)
 
 
-# ---- bench/train.json (mtp bench train --dataset ... --out: mtp.bench.bench_study_train)
+# ---- bench/train.json (mtp bench train --dataset ... --out: mtp.training.bench.bench_study_train)
 
 @dataclass
 class PeakStepMemory(Typed):

@@ -7,7 +7,7 @@ torch- and vLLM-free (the report reads it). Each entry:
   `vllm` section, draft_hf: the exported draft model or None), or None when it cannot run for this model;
 - `switch`: the `vllm` config key that turns it on (None: always on once registered);
 - `marker`: its matplotlib marker in the report's speculative figure.
-The reference (no speculation, "nospec") and our heads ("heads_k<k>") are not baselines: mtp/serving/stage.py.
+The reference (no speculation, "nospec") and our heads ("heads_k<k>") are not baselines: mtp/stages/vllm.py.
 """
 from dataclasses import dataclass
 from typing import Callable, Optional, Union

@@ -16,8 +16,9 @@ Ref = Union[str, Callable]
 @dataclass(frozen=True)
 class Task:
     """name: the `source.kind` that generates it and `mtp eval <name>`; documents(seed, **options) -> training
-    texts; evaluate(cfg, model entry) scores one model and writes <model dir>/eval_<name>.json, a dict whose
-    "metrics" holds `metric`; options: the JSON-schema properties of its `source` options; result: the class of
+    texts; evaluate(cfg, model entry, run, device) scores one model and returns its result, a dict whose
+    "metrics" holds `metric` (the stage `mtp eval <name>` opens the MLflow child run `run`, whose parameters it
+    may log, and writes the result to <model dir>/eval_<name>.json); options: the JSON-schema properties of its `source` options; result: the class of
     mtp.result_types its eval_<name>.json is written through and read into (TaskEval or a subclass)."""
     name: str
     documents: Ref
@@ -29,8 +30,8 @@ class Task:
     def make_documents(self, seed, options):
         return resolve(self.documents)(seed=seed, **options)
 
-    def run_evaluation(self, cfg, entry):
-        return resolve(self.evaluate)(cfg, entry)
+    def run_evaluation(self, cfg, entry, run, device):
+        return resolve(self.evaluate)(cfg, entry, run, device)
 
 
 TASKS = Registry("task", "mtp/tasks/__init__.py")

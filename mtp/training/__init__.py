@@ -1,5 +1,5 @@
 """The training library: the multi-head step and its loss, where it runs (device, torchrun), the memory
-estimate, and the loop. It never imports MLflow: the train stage (mtp/train.py) hands the loop a run to log to.
+estimate, and the loop. It never imports MLflow: the train stage (mtp/stages/train.py) hands the loop a run to log to.
 
 step    head targets, the backward of the summed head losses (naive or memory-efficient), lr schedule,
         optimizer, validation loss

@@ -51,7 +51,7 @@ def read(entry, results=None):
 def config_from(entry, payload, vocab_size, presets=None):
     """The new model's ModelConfig: the source's shape, its trunk depth kept, n heads of the entry's type."""
     from mtp.checkpoint import model_config
-    from mtp.model import ModelConfig
+    from mtp.nn.model import ModelConfig
     kind, src = source(entry.init_from)
     mc = model_config(payload)
     if mc["n_heads"] != 1 or mc.get("head_type", head_types.PAPER) != head_types.PAPER:

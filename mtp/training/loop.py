@@ -18,7 +18,7 @@ from mtp import UserError, checkpoint, head_types, require_compiler
 from mtp.config import data_dir
 from mtp.data import TokenData
 from mtp.io import write_json
-from mtp.model import ModelConfig, MTPModel
+from mtp.nn.model import ModelConfig, MTPModel
 from mtp.spec import ModelSpec
 from mtp.training.device import autocast_for, pick_device, pick_dtype
 from mtp.training.dist import Dist, global_starts, total_steps

@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 
 from mtp import head_types
-from mtp.model import ModelConfig, MTPModel
+from mtp.nn.model import ModelConfig, MTPModel
 from mtp.presets import PRESETS
 
 

@@ -1,5 +1,5 @@
 # The train benchmark (bench.train): peak step memory by n and step time n=4 vs n=1 at the study's shape and at
-# vocab 32768, the evidence of the report's memory and overhead claims (mtp/bench.py, mtp/report/cost.py).
+# vocab 32768, the evidence of the report's memory and overhead claims (mtp/training/bench.py, mtp/report/cost.py).
 import mtp.head_types
 import mtp.presets
 

@@ -2,10 +2,10 @@
 per method): a Proposer computes the heads' states in a decode forward, owns their KV-cache layers (always a list:
 one entry per layer it writes, None for a head without attention) and proposes the next drafts. This base runs the
 heads one after another through the head type's own states() and drafts from heads 2..k+1's states; subclasses:
-mtp.heads.parallel.FusedProposer (heads fused into one block), mtp.heads.sequential.ChainProposer (drafts in turn)."""
+mtp.nn.heads.parallel.FusedProposer (heads fused into one block), mtp.nn.heads.sequential.ChainProposer (drafts in turn)."""
 import torch
 
-from mtp.model import Attention
+from mtp.nn.model import Attention
 
 
 class Proposer:

@@ -120,7 +120,7 @@ def bench_study(cfg, device="cpu"):
 
 
 def run(args):
-    from mtp.stage import model_from_args, model_run, save_result
+    from mtp.stages.harness import model_from_args, model_run, save_result
     cfg, entry = model_from_args(args)
     with model_run(cfg, entry, "decode") as run:
         result, payload = bench_model(cfg, entry, args.device)

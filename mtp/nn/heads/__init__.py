@@ -1,6 +1,6 @@
 """What each head type does, one module per type, each owning its head modules and its behaviour
-(mtp.heads.base.HeadBehaviour): the states its heads compute, its part of the memory-efficient backward, its
-proposer for decoding (mtp.heads.proposer), how new heads start when added to a model, what `mtp export` writes.
+(mtp.nn.heads.base.HeadBehaviour): the states its heads compute, its part of the memory-efficient backward, its
+proposer for decoding (mtp.nn.heads.proposer), how new heads start when added to a model, what `mtp export` writes.
 
 mtp/head_types.py registers every type (torch-free: names, parameter counts, export refusals) and names its
 behaviour class here; nothing outside these modules tests which head type a model has.

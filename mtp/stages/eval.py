@@ -10,6 +10,7 @@ from pathlib import Path
 
 from mtp import UserError
 from mtp.args import add_config_arg, add_model_args, model_spec
+from mtp.stages.harness import device, model_run, save_result
 from mtp.tasks import TASKS
 
 DEFAULT_K = (1, 10, 100)
@@ -49,12 +50,22 @@ def run(args):
         raise UserError("name a model of the study (--model PATH, or --dataset, --size and --n-heads), "
                         "or give --benchmark and --samples to score a samples file")
     cfg = config.load(args.config)
-    entry = model_spec(cfg, args)
-    if args.task == "code":
+    evaluate(cfg, model_spec(cfg, args), args.task)
+
+
+def evaluate(cfg, entry, task):
+    """Score model `entry` on `task` ("code" or a registered synthetic task) in its MLflow child run eval_<task>;
+    write the result where the result-kinds table says (<model dir>/eval_<task>.json) -> the result."""
+    if task == "code":
         from mtp.evals.code import evaluate_model
-        evaluate_model(cfg, entry)
+        from mtp.evals.sandbox import check_available
+        check_available(cfg["eval"]["code"]["unsafe_no_sandbox"])  # before minutes of generation
     else:
-        TASKS[args.task].run_evaluation(cfg, entry)
+        evaluate_model = TASKS[task].run_evaluation
+    with model_run(cfg, entry, f"eval_{task}") as run:
+        result = evaluate_model(cfg, entry, run, device())
+        save_result(run, entry, task, result)
+    return result
 
 
 def _parse_k(text):

@@ -1,15 +1,15 @@
-"""Parallel heads that decode fused: the paper's transformer heads (one Block each, mtp.model.Block) and its
+"""Parallel heads that decode fused: the paper's transformer heads (one Block each, mtp.nn.model.Block) and its
 Table S4 alternative, linear heads (LinearHead), registered as head types "transformer" and "linear"
-(mtp/head_types.py). Both read the trunk's z and draft from heads 2..k+1 of one forward (mtp.heads.proposer);
+(mtp/head_types.py). Both read the trunk's z and draft from heads 2..k+1 of one forward (mtp.nn.heads.proposer);
 for decoding their heads 1..k+1 run as one block (FusedHeads, FusedProposer)."""
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from mtp.heads.base import HeadBehaviour
-from mtp.heads.proposer import Proposer
-from mtp import model as model_lib
-from mtp.model import _rms, apply_rope, attend
+from mtp.nn.heads.base import HeadBehaviour
+from mtp.nn.heads.proposer import Proposer
+from mtp.nn import model as model_lib
+from mtp.nn.model import _rms, apply_rope, attend
 
 
 class LinearHead(nn.Module):

@@ -333,7 +333,7 @@ def draft_ks(draft_tokens, n):
 
 
 def run(args):
-    from mtp.stage import model_from_args, model_run, save_result
+    from mtp.stages.harness import model_from_args, model_run, save_result
     cfg, entry = model_from_args(args)
     vc = cfg["vllm"]
     with model_run(cfg, entry, "vllm") as run_:

@@ -25,9 +25,9 @@ import torch
 import torch.nn as nn
 
 from mtp import UserError, require_compiler
-from mtp.heads.base import OnHead1
-from mtp.heads.proposer import Proposer
-from mtp.model import Block, RMSNorm, rope_tables
+from mtp.nn.heads.base import OnHead1
+from mtp.nn.heads.proposer import Proposer
+from mtp.nn.model import Block, RMSNorm, rope_tables
 
 
 class SequentialHead(nn.Module):

@@ -1,8 +1,8 @@
-"""The behaviour of a head type (mtp/head_types.py names each type's class; mtp.model.MTPModel holds an instance as
+"""The behaviour of a head type (mtp/head_types.py names each type's class; mtp.nn.model.MTPModel holds an instance as
 `model.behaviour`). HeadBehaviour is the paper's layout: n parallel heads, each reading the trunk's z, their states
 through the shared final norm and unembedding; OnHead1 is the layout where heads 2..n read head 1's normed state.
 A head type overrides only what differs (docs/ARCHITECTURE.md: adding a head type)."""
-from mtp.heads.proposer import Proposer
+from mtp.nn.heads.proposer import Proposer
 
 
 def drafter_config(cfg):
@@ -62,7 +62,7 @@ class HeadBehaviour:
         return losses
 
     def proposer(self, model, k):
-        """Heads 1..k+1 for decoding (mtp.heads.proposer)."""
+        """Heads 1..k+1 for decoding (mtp.nn.heads.proposer)."""
         return Proposer(model, k)
 
     def check_targets(self, targets):

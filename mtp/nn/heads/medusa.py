@@ -14,7 +14,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from mtp.heads.base import OnHead1
+from mtp.nn.heads.base import OnHead1
 
 
 class MedusaHead(nn.Module):

@@ -1,4 +1,4 @@
-"""Recursive heads: one MTP module (DeepSeek-V3's layout, mtp.heads.sequential.SequentialHead) applied at every
+"""Recursive heads: one MTP module (DeepSeek-V3's layout, mtp.nn.heads.sequential.SequentialHead) applied at every
 depth, as vLLM's method "mtp" drafts with it (eagle-style; vLLM 0.32 runs its first MTP layer for every draft
 position: benchmarks/results/vllm-mimo-mtp-probe-2026-11-30/FINDINGS.md). Registered as head type "recursive"
 (mtp/head_types.py); heads 2..n are that one module (its parameters once).
@@ -26,9 +26,9 @@ from dataclasses import replace
 
 import torch
 
-from mtp.heads.proposer import Proposer
-from mtp.heads.sequential import Sequential, draft_token
-from mtp.model import BLOCK_NAMES, rope_tables
+from mtp.nn.heads.proposer import Proposer
+from mtp.nn.heads.sequential import Sequential, draft_token
+from mtp.nn.model import BLOCK_NAMES, rope_tables
 
 
 class DepthKeys:

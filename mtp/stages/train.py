@@ -9,7 +9,7 @@ from functools import partial
 from mtp import UserError, config, tracking
 from mtp.args import add_config_arg, add_model_args, model_spec
 from mtp.io import read_json
-from mtp.model import ModelConfig
+from mtp.nn.model import ModelConfig
 from mtp.training import loop
 from mtp.training.device import pick_device, pick_dtype
 from mtp.training.memory import is_out_of_memory, memory_advice

@@ -1,6 +1,6 @@
-"""`mtp bench train|decode|vllm`: speed and memory targets measured side by side, one JSON line each.
+"""The training benchmark (`mtp bench train`, mtp/stages/bench.py): speed and memory measured side by side.
 
-train measures, per shape (dim, n_layers, n_attn_heads, vocab, seq, batch):
+It measures, per shape (dim, n_layers, n_attn_heads, vocab, seq, batch):
 - peak memory one forward+backward step adds, for n in MEM_NS (1, 2, 4, 8; the study's shapes: 1, 2, 4; those
   below the layer count), with the memory-efficient and the naive backward, each configuration in a process of
   its own (the report judges the largest n against n = 1);
@@ -30,7 +30,6 @@ import traceback
 
 import torch
 
-from mtp.args import add_config_arg
 from mtp.presets import train_flops_per_step
 from mtp.training.step import BACKWARDS
 
@@ -44,7 +43,7 @@ MMAP_THRESHOLD = 64 * 1024  # bytes: peak_step_memory's malloc setting
 
 
 def _model(n, s):
-    from mtp.model import ModelConfig, MTPModel
+    from mtp.nn.model import ModelConfig, MTPModel
     torch.manual_seed(0)
     return MTPModel(ModelConfig(vocab_size=s["vocab"], dim=s["dim"], n_layers=s["n_layers"],
                                 n_attn_heads=s["n_attn_heads"], n_kv_heads=s.get("n_kv_heads"), n_heads=n))
@@ -125,7 +124,7 @@ def peak_step_memory(shapes, dtype, ns=MEM_NS):
     keys = [[(k, mode) for mode in BACKWARDS for k in ns if k < s["n_layers"]] for s in shapes]
     name = str(dtype).replace("torch.", "")
     configs = [(k, mode, s, name) for s, ks in zip(shapes, keys) for k, mode in ks]
-    code = f"import json, mtp.bench as b; print(json.dumps(b._forked({configs!r})))"
+    code = f"import json, mtp.training.bench as b; print(json.dumps(b._forked({configs!r})))"
     out = subprocess.run([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True, check=True,
                          env={**os.environ, "MALLOC_MMAP_THRESHOLD_": str(MMAP_THRESHOLD)})
     values = iter(json.loads(out.stdout.strip().splitlines()[-1]))
@@ -151,7 +150,7 @@ def _ours_step(n, s, dtype, compile_blocks=False):
 
 def _hf_step(s, dtype):
     from transformers import LlamaConfig, LlamaForCausalLM
-    from mtp.model import ModelConfig
+    from mtp.nn.model import ModelConfig
     c = ModelConfig(vocab_size=s["vocab"], dim=s["dim"], n_layers=s["n_layers"], n_attn_heads=s["n_attn_heads"])
     dev = _device()
     hf = LlamaForCausalLM(LlamaConfig(vocab_size=c.vocab_size, hidden_size=c.dim, intermediate_size=c.hidden_dim,
@@ -256,39 +255,3 @@ def bench_study_train(cfg, entry):
                for (label, s), mem in zip(shapes, mems)]
     return {"shapes": records, "model": entry.name, **_about(dtype, repeats)}
 
-
-def add_arguments(p):
-    p.add_argument("what", choices=["train", "decode", "vllm"], help="which benchmark")
-    add_config_arg(p)
-    p.add_argument("--steps", type=int, default=5, help="timed steps per configuration (train)")
-    p.add_argument("--shape", type=json.loads, default=None,
-                   help='override the train shape, JSON, e.g. \'{"dim": 1024, "n_layers": 18}\'')
-    p.add_argument("--dataset", help="train: measure the study's shapes of this model of the sweeps (with --size, "
-                   "--n-heads): its own and its trunk at vocab 32768 (rule bench_training)")
-    p.add_argument("--size", help="train: that model's size (its slot, e.g. deep)")
-    p.add_argument("--n-heads", dest="n_heads", type=int, help="train: that model's number of heads")
-    p.add_argument("--out", help="also write the JSON to this file (rule bench_training: <results>/bench/train.json)")
-
-
-def run(args):
-    from mtp import UserError, config
-    from mtp.io import write_json
-    if args.what == "train" and args.dataset:
-        if args.size is None or args.n_heads is None:
-            raise UserError("bench train: --dataset needs --size and --n-heads (the model whose shape to measure)")
-        cfg = config.load(args.config)
-        out = bench_study_train(cfg, config.find_model(cfg, args.dataset, args.size, args.n_heads))
-        if args.out:  # the report's train benchmark: written through its class
-            from mtp.result_types import BenchTrain
-            out = BenchTrain.check(out)
-    elif args.what == "train":
-        out = bench_train(args.shape, args.steps)
-    elif args.what == "decode":
-        from mtp.decoding.stage import bench_study
-        out = bench_study(config.load(args.config))
-    else:
-        from mtp.serving.bench import bench_study
-        out = bench_study(config.load(args.config))
-    if args.out:
-        write_json(args.out, out)
-    print(json.dumps(out))

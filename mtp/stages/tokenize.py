@@ -1,4 +1,4 @@
-"""`mtp tokenize`: the command-line side of the data module."""
+"""`mtp tokenize` (rule tokenize_corpus): a dataset of the config into <results>/data/<dataset>/ (mtp.data)."""
 from mtp import config, data
 from mtp.args import add_config_arg
 

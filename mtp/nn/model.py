@@ -208,7 +208,7 @@ class MTPModel(nn.Module):
         self.cfg = cfg
         self.tok_emb = nn.Embedding(cfg.vocab_size, cfg.dim)
         self.trunk = nn.ModuleList([Block(cfg) for _ in range(cfg.n_trunk)])
-        self.behaviour = head_types.get(cfg.head_type).behaviour()  # what the head type does (mtp.heads.base)
+        self.behaviour = head_types.get(cfg.head_type).behaviour()  # what the head type does (mtp.nn.heads.base)
         self.heads = nn.ModuleList(self.behaviour.modules(cfg))
         self.norm = RMSNorm(cfg.dim, cfg.norm_eps)
         self.lm_head = Linear(cfg.dim, cfg.vocab_size)

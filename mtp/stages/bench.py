@@ -1,10 +1,55 @@
-"""`mtp bench vllm`: the study's model with most heads served by vLLM with no speculation, our heads (k = n-1)
-and every baseline of mtp/serving/baselines.py (ngram, the draft model), timed in interleaved rounds by the vLLM stage's own measurement (mtp/serving/stage.py)."""
+"""`mtp bench train|decode|vllm`: speed and memory targets measured side by side, one JSON line each.
+
+train: mtp.training.bench (peak step memory by n and backward, step time n vs 1 in interleaved rounds; with
+--dataset/--size/--n-heads/--out the study's shapes, rule bench_training); decode: mtp.stages.decode's bench_study
+(the study's models, greedy vs self-speculative); vllm (below): the study's model with most heads served by vLLM
+with no speculation, our heads (k = n-1) and every baseline of mtp/serving/baselines.py (ngram, the draft model),
+timed in interleaved rounds by the vLLM stage's own measurement (mtp/stages/vllm.py).
+"""
+import json
 from pathlib import Path
 
-from mtp import UserError
-from mtp.serving import stage as vllm_stage
+from mtp import UserError, config
+from mtp.args import add_config_arg
+from mtp.io import write_json
 from mtp.serving.baselines import VLLM_BASELINES
+from mtp.stages import vllm as vllm_stage
+
+
+def add_arguments(p):
+    p.add_argument("what", choices=["train", "decode", "vllm"], help="which benchmark")
+    add_config_arg(p)
+    p.add_argument("--steps", type=int, default=5, help="timed steps per configuration (train)")
+    p.add_argument("--shape", type=json.loads, default=None,
+                   help='override the train shape, JSON, e.g. \'{"dim": 1024, "n_layers": 18}\'')
+    p.add_argument("--dataset", help="train: measure the study's shapes of this model of the sweeps (with --size, "
+                   "--n-heads): its own and its trunk at vocab 32768 (rule bench_training)")
+    p.add_argument("--size", help="train: that model's size (its slot, e.g. deep)")
+    p.add_argument("--n-heads", dest="n_heads", type=int, help="train: that model's number of heads")
+    p.add_argument("--out", help="also write the JSON to this file (rule bench_training: <results>/bench/train.json)")
+
+
+def run(args):
+    if args.what == "train":
+        from mtp.training import bench as train_bench
+        if args.dataset:
+            if args.size is None or args.n_heads is None:
+                raise UserError("bench train: --dataset needs --size and --n-heads (the model whose shape to measure)")
+            cfg = config.load(args.config)
+            out = train_bench.bench_study_train(cfg, config.find_model(cfg, args.dataset, args.size, args.n_heads))
+            if args.out:  # the report's train benchmark: written through its class
+                from mtp.result_types import BenchTrain
+                out = BenchTrain.check(out)
+        else:
+            out = train_bench.bench_train(args.shape, args.steps)
+    elif args.what == "decode":
+        from mtp.stages.decode import bench_study
+        out = bench_study(config.load(args.config))
+    else:
+        out = vllm_study(config.load(args.config))
+    if args.out:
+        write_json(args.out, out)
+    print(json.dumps(out))
 
 
 def bench(cfg, dataset, size, n, batch_sizes=(1, 8)):
@@ -18,7 +63,6 @@ def bench(cfg, dataset, size, n, batch_sizes=(1, 8)):
     native greedy continuation is degenerate, left out of every figure: mtp.measure)}; a value is None where its
     configuration did not run.
     """
-    from mtp import config
     entry = config.find_model(cfg, dataset, size, n)
     if int(n) < 2:
         raise UserError(f"bench vllm needs a model with n > 1 heads, got {entry.name}")
@@ -56,7 +100,6 @@ def summary(result, model, k, batch_sizes):
 def bench_model(cfg, candidates):
     """The model `mtp bench vllm` times: the one with most heads on a byte-level dataset (tokenizer kind
     byte), else the one with most heads; equal heads: code before synthetic tasks, then the first in the sweep."""
-    from mtp import config
 
     def key(m):
         ds = cfg["datasets"][m.dataset]
@@ -64,9 +107,8 @@ def bench_model(cfg, candidates):
     return max(candidates, key=key)
 
 
-def bench_study(cfg):
+def vllm_study(cfg):
     """`mtp bench vllm`: bench() on the study's trained model chosen by bench_model."""
-    from mtp import config
     from mtp.checkpoint import MODEL_FILE
     trained = [m for m in config.models(cfg) if m.n_heads > 1 and (Path(m.dir) / MODEL_FILE).exists()]
     if not trained:

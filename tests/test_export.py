@@ -151,7 +151,7 @@ def test_reexport_replaces_the_folder(tmp_path):
 
 def test_cli_stage(tmp_path):
     from mtp import config
-    from mtp.formats import export as E
+    from mtp.stages import export as E
     cfg_path = tmp_path / "config.yaml"
     cfg_path.write_text(yaml.safe_dump({
         "results": str(tmp_path / "results"), "train": {},

@@ -26,7 +26,7 @@ import yaml
 from mtp import UserError, config, measure
 from mtp.decoding import engine as D
 from mtp.decoding import timing as DT
-from mtp.serving import bench as VB
+from mtp.stages import bench as VB
 from mtp.stages import vllm as S
 from mtp.data import TokenData
 from mtp.io import sha256_file

@@ -52,10 +52,15 @@ def trunk_states(model, windows):
 
 
 def head_loss(model, z, windows, n, cand):
-    """Mean cross-entropy of heads 2..n (their targets: the window's tokens 2..n ahead) over the candidate tokens."""
+    """Mean cross-entropy of heads 2..n (their targets: the window's tokens 2..n ahead) over the candidate tokens.
+    Heads that read the tokens ahead (sequential) run in their chain from head 1 and read the window's tokens."""
     T = windows.shape[1] - n
     cos, sin = model.rope(T)
-    states = model.head_states(z[:, :T], cos, sin, heads=list(range(1, n)))
+    if model.cfg.head_type == "sequential":
+        ahead = [windows[:, j + 1:j + 1 + T] for j in range(n)]
+        states = model.head_states(z[:, :T], cos, sin, ahead=ahead)[1:]
+    else:
+        states = model.head_states(z[:, :T], cos, sin, heads=list(range(1, n)))
     index = torch.full((model.cfg.vocab_size,), -1, dtype=torch.long)
     index[cand] = torch.arange(len(cand))
     loss = 0.0
@@ -63,6 +68,19 @@ def head_loss(model, z, windows, n, cand):
         target = index[windows[:, j + 1:j + 1 + T]]  # head j+1 (0-based j) predicts the token j+1 ahead
         loss = loss + F.cross_entropy(model.logits(j, h, cand).flatten(0, 1), target.flatten())
     return loss / (n - 1)
+
+
+def with_head_type(model, head_type):
+    """The same trunk, head 1, embedding and unembedding; heads 2..n new, of `head_type` (initialised as the model
+    initialises them)."""
+    from dataclasses import replace
+
+    from mtp.nn.model import MTPModel
+    new = MTPModel(replace(model.cfg, head_type=head_type))
+    kept = {k: v for k, v in model.state_dict().items() if not k.startswith("heads.") or k.startswith("heads.0.")}
+    missing, unexpected = new.load_state_dict(kept, strict=False)
+    assert not unexpected and all(k.startswith("heads.") and not k.startswith("heads.0.") for k in missing), missing
+    return new
 
 
 def acceptance(model, prompts, max_new, k):
@@ -88,12 +106,16 @@ def main():
     ap.add_argument("--vocab", type=int, default=4096, help="most frequent stream tokens in every step's softmax")
     ap.add_argument("--threads", type=int, default=1, help="torch threads (untimed: 1 shares the machine best)")
     ap.add_argument("--stream", help="a .pt file of the generated token stream: read if it exists, else written")
+    ap.add_argument("--head-type", help="replace heads 2..n by freshly initialised heads of this type (e.g. "
+                    "sequential: DeepSeek-V3's modules, reading the tokens ahead); trunk and head 1 kept")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     torch.manual_seed(0)
     cfg = config.load(a.config)
     entry = config.find_model(cfg, a.dataset, a.slot, int(a.n))
     model, payload = checkpoint.load_model(entry.dir)
+    if a.head_type and a.head_type != model.cfg.head_type:
+        model = with_head_type(model, a.head_type)
     model.eval()
     n = model.cfg.n_heads
     tok = Tokenizer.load(f"{payload['data_dir']}/tokenizer.json")

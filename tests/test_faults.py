@@ -659,7 +659,7 @@ def test_disk_full_in_mlflow_and_libraries_is_one_line(monkeypatch, capsys):
     import errno
 
     from mtp import UserError, tracking
-    import mtp.report
+    import mtp.stages.report
 
     def full():
         raise OSError(errno.ENOSPC, "No space left on device", "/store/mlruns/1/artifacts/model.pt")
@@ -673,7 +673,7 @@ def test_disk_full_in_mlflow_and_libraries_is_one_line(monkeypatch, capsys):
 
     def cache_full(args):
         raise OSError(errno.EFBIG, "File too large", "/home/u/.cache/mtp/datasets/x.arrow")
-    monkeypatch.setattr(mtp.report, "run", cache_full)
+    monkeypatch.setattr(mtp.stages.report, "run", cache_full)
     capsys.readouterr()
     rc = cli.main(["report", "--config", "whatever.yaml"])
     line = one_line_error(rc, capsys.readouterr().err, "x.arrow", "File too large")

@@ -129,18 +129,20 @@ def smollm2_b():
     return {**k, **probe_keys("smollm2b.probe", load(folder / "self_distill_probe.jsonl"))}
 
 
-def probe_keys(prefix, rows):
+def probe_keys(prefix, rows, steps_on="the base model's answers"):
     """The lines of benchmarks/self_distill_probe.py: its table (step, minutes, acceptance, tokens per forward, loss),
-    the answers it trained on, and its last and best tokens per forward."""
+    the stream it trained on, and its last and best tokens per forward."""
     steps = [r for r in rows if "step" in r]
     body = [[r["step"], fmt(r["minutes"], 1), per_pos(r["accept_rate_per_pos"]), fmt(r["tokens_per_forward"]),
              fmt(r["loss"]) if "loss" in r else "-"] for r in steps]
     gen = next(r for r in rows if "generated_tokens" in r)
     best = max(steps, key=lambda r: r["tokens_per_forward"])
-    return {f"{prefix}_table": table("| heads' steps on the base model's answers | minutes | acceptance per draft "
+    return {f"{prefix}_table": table(f"| heads' steps on {steps_on} | minutes | acceptance per draft "
                                      "position | tokens per forward | training loss |", body),
-            f"{prefix}.tokens": f"{gen['generated_tokens'] / 1000:.0f}k", f"{prefix}.problems": str(gen["problems"]),
+            f"{prefix}.tokens": f"{gen['generated_tokens'] / 1000:.0f}k",
+            f"{prefix}.problems": str(gen.get("problems", gen.get("source"))),
             f"{prefix}.windows": str(gen["windows"]), f"{prefix}.tpf_last": fmt(steps[-1]["tokens_per_forward"]),
+            f"{prefix}.tpf_first": fmt(steps[0]["tokens_per_forward"]),
             f"{prefix}.tpf_best": fmt(best["tokens_per_forward"]), f"{prefix}.best_step": str(best["step"]),
             f"{prefix}.best_accept": per_pos(best["accept_rate_per_pos"]),
             f"{prefix}.gen_minutes": fmt(gen["minutes_to_generate_and_cache"], 1)}
@@ -150,6 +152,15 @@ def self_distill():
     """self-distill-2026-12-07/probe.jsonl: benchmarks/self_distill_probe.py on every MBPP train-split problem, 400
     steps, on the model of smollm2-2026-12-07 (its study's heads)."""
     return probe_keys("sd", load(RAW / "self-distill-2026-12-07" / "probe.jsonl"))
+
+
+def sequential_smollm2():
+    """sequential-smollm2-2026-12-07/: benchmarks/self_distill_probe.py --head-type sequential on the model of
+    smollm2-2026-12-07 (trunk and head 1 kept, three fresh DeepSeek-V3 modules): probe.jsonl on the base model's
+    answers to every MBPP train-split problem, probe_stdlib.jsonl on the study's first 400k training tokens."""
+    folder = RAW / "sequential-smollm2-2026-12-07"
+    return {**probe_keys("seqsd", load(folder / "probe.jsonl")),
+            **probe_keys("seqdata", load(folder / "probe_stdlib.jsonl"), "the study's training data")}
 
 
 def add_heads():
@@ -398,4 +409,4 @@ def seeds_b():
 
 FOLDERS = (seeds_a, seeds_b, gpu_h100, cpu_bench, head_types, smollm2, add_heads, run5, run4, run3, run2, run1, calibration,
            synthetic_curve, compile_ab, fused_ab, mimo_probe, sequential_ab, recursive_vllm, few_rows_ab,
-           smollm2_b, self_distill)
+           smollm2_b, self_distill, sequential_smollm2)

@@ -16,9 +16,11 @@ the code benchmark's MBPP template:
      (decode.prompts of the config: HumanEval in the chat template), batch 1, k = n - 1, with mtp's engine.
 
     python benchmarks/self_distill_probe.py <results>/config.yaml <dataset> <slot> <n> --out FILE.jsonl [--stream S.pt]
+        [--head-type sequential] [--data-tokens N]
 Prints and writes one JSON line per measurement (step, minutes since the start, train_minutes of the heads' steps
 alone, acceptance, tokens per forward); the model folder is only read. --stream keeps the generated answers for a
-later run.
+later run. --head-type sequential replaces heads 2..n by fresh DeepSeek-V3 modules (trunk and head 1 kept), which read
+the stream's tokens ahead; --data-tokens N trains on the study's own training data instead of generated answers.
 """
 import argparse
 import json
@@ -106,6 +108,8 @@ def main():
     ap.add_argument("--vocab", type=int, default=4096, help="most frequent stream tokens in every step's softmax")
     ap.add_argument("--threads", type=int, default=1, help="torch threads (untimed: 1 shares the machine best)")
     ap.add_argument("--stream", help="a .pt file of the generated token stream: read if it exists, else written")
+    ap.add_argument("--data-tokens", type=int, help="train on the first N tokens of the study's own training data "
+                    "(<data_dir>/train.bin: the heads' targets are the data's tokens) instead of generated answers")
     ap.add_argument("--head-type", help="replace heads 2..n by freshly initialised heads of this type (e.g. "
                     "sequential: DeepSeek-V3's modules, reading the tokens ahead); trunk and head 1 kept")
     a = ap.parse_args()
@@ -133,7 +137,11 @@ def main():
     record(0, phase="the study's heads")
     mbpp = load_mbpp()
     problems = [mbpp[i] for i in sorted(mbpp) if 601 <= i <= 974][:a.problems]
-    if a.stream and os.path.exists(a.stream):
+    if a.data_tokens:
+        from mtp.data import TokenData
+        tokens = TokenData(payload["data_dir"], "train").tokens
+        stream = torch.from_numpy(tokens[:a.data_tokens].astype("int64"))
+    elif a.stream and os.path.exists(a.stream):
         stream = torch.load(a.stream)
     else:
         stream = torch.tensor([t for s in answers(model, tok, cfg, problems, a.max_new, 16) for t in s])
@@ -143,7 +151,8 @@ def main():
     windows = stream[:W * (a.seq_len + n)].view(W, a.seq_len + n)
     z = trunk_states(model, windows)
     cand_base = torch.bincount(stream, minlength=model.cfg.vocab_size).topk(a.vocab).indices
-    out.write(json.dumps({"generated_tokens": len(stream), "windows": W, "problems": len(problems),
+    source = f"train.bin[:{a.data_tokens}]" if a.data_tokens else f"{len(problems)} MBPP answers"
+    out.write(json.dumps({"generated_tokens": len(stream), "windows": W, "source": source,
                           "minutes_to_generate_and_cache": (time.perf_counter() - t0) / 60}) + "\n")
     params = [p for h in model.heads[1:] for p in h.parameters()]
     for p in model.parameters():
@@ -166,7 +175,7 @@ def main():
         train_s += time.perf_counter() - t_step
         if step % a.every == 0:
             record(step, loss=float(loss), train_minutes=train_s / 60,
-                   phase="heads trained on the base model's own answers")
+                   phase="heads trained on the stream (--data-tokens: the study's data; else the base model's answers)")
 
 
 if __name__ == "__main__":

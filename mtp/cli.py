@@ -8,7 +8,6 @@ import importlib
 import sys
 
 from mtp import UserError, __version__
-from mtp.args import add_config_arg, add_model_args  # noqa: F401 - also read from here (stages: mtp.args)
 
 # name -> (its module under mtp/stages/, one-line help)
 STAGES = {

@@ -28,7 +28,7 @@ from mtp.report.code import code_rows
 from mtp.report.cost import (bench_markdown, bench_missing_note, bench_rows, cost_rows, verdict_memory_flat,
                              verdict_training_overhead)
 from mtp.report.heads import head_rows
-from mtp.report.outputs import FIGURES, OUTPUTS, SECTIONS, TABLES
+from mtp.report.outputs import FIGURES, OUTPUTS, SECTIONS, TABLES, inputs
 from mtp.report.page import index_html, reads
 from mtp.report.pretrained import pretrained_rows
 from mtp.report.speculative import (speculative_rows, verdict_byte_level_gain_largest, verdict_lossless,
@@ -58,8 +58,7 @@ def build(cfg):
     out.mkdir(parents=True, exist_ok=True)
     records = load_study(cfg)
     bench, bench_status = load_bench(cfg)
-    given = lambda x: (records, bench) if x.bench else (records,)  # noqa: E731 (a section's or figure's inputs)
-    table_rows = {s.table: resolve(s.rows)(*given(s)) for s in SECTIONS}
+    table_rows = {s.table: resolve(s.rows)(*inputs(s, records, bench)) for s in SECTIONS}
     notes = {s.id: missing_notes(records, reads(s)) for s in SECTIONS if s.id != "status"}
     if bench is None:
         notes["cost"].append(bench_missing_note(cfg, bench_status))
@@ -67,7 +66,7 @@ def build(cfg):
     for s in SECTIONS:
         write_table(out, s.table, s.title, table_rows[s.table], notes.get(s.id, ()), extra.get(s.id, ""))
         for f in s.figures:
-            resolve(f.plot)(*given(f), out / f"{f.stem}.png")
+            resolve(f.plot)(*inputs(f, records, bench), out / f"{f.stem}.png")
     write_text(out / "index.html", index_html(cfg, table_rows, notes, bench))
     return out, table_rows["claims"]
 

@@ -9,7 +9,7 @@ import html
 
 from mtp.head_types import PAPER
 from mtp.registry import resolve
-from mtp.report.outputs import SECTIONS
+from mtp.report.outputs import SECTIONS, inputs
 from mtp.report.study import result_files
 from mtp.report.verdicts import kind_of_verdict
 
@@ -29,8 +29,7 @@ def claims(records, bench):
     Claim of the sections, in the order of their ranks."""
     paper = [r for r in records if r.head_type == PAPER]  # the paper's heads
     every = sorted((c for s in SECTIONS for c in s.claims), key=lambda c: c.rank)
-    made = [resolve(c.make)(*((paper if c.paper_heads else records,) + ((bench,) if c.bench else ())))
-            for c in every]
+    made = [resolve(c.make)(*inputs(c, paper if c.paper_heads else records, bench)) for c in every]
     return [{"claim": c["claim"], "paper": c["paper"], "ours": c["ours"], "training_runs": c["runs"],
              "verdict": c["verdict"] or c["rule"](*c["args"]),
              "rule": f"{c['rule'].__name__}: {' '.join(c['rule'].__doc__.split())}"} for c in made]

@@ -101,6 +101,12 @@ SECTIONS = (
             "7 Synthetic tasks", "headline metric per model", reads=EVERY_TASK, subcategory="Every task"),
 )
 
+def inputs(item, records, bench):
+    """The arguments of a Section's rows, a Figure's plot or a Claim's make: (records,), or (records, bench) where
+    the item takes the train benchmark (its `bench`)."""
+    return (records, bench) if item.bench else (records,)
+
+
 TABLES = tuple(s.table for s in SECTIONS)
 FIGURES = tuple(f.stem for s in SECTIONS for f in s.figures)
 OUTPUTS = ("index.html", *[f"{f}.png" for f in FIGURES], *[f"{t}.{ext}" for t in TABLES for ext in ("md", "csv")])

@@ -6,6 +6,7 @@ import re
 from raw_readers import (RAW, ROOT, bench_keys, decode_keys, elapsed_minutes, fmt, heads_keys, induction_keys, load,
                          metrics_keys, number, per_pos, rows, signed, span, speed_cell, study_keys, study_time,
                          study_time_keys, table, table_keys, tps, vllm_keys, vllm_table)
+from raw_studies import deep_b8, seeds_a, seeds_b, seeds_c, seeds_d
 
 
 def gpu_h100():
@@ -261,6 +262,18 @@ def synthetic_curve():
     return k
 
 
+def synthetic_curve_tiny():
+    """synthetic_curve_tiny_2026-12-07.jsonl: induction at size tiny, n = 1 and n = 2, checkpoints every 100 steps."""
+    points = [r for r in load(RAW / "synthetic_curve_tiny_2026-12-07.jsonl") if "step" in r]
+    k, steps, body = {}, range(500, 1600, 100), []
+    for n in (1, 2):
+        c = {r["step"]: r["induction_acc"] for r in points if r["model"] == f"induction/tiny-n{n}"}
+        k.update({f"synth_tiny.n{n}.{s}": fmt(acc) for s, acc in c.items()})
+        body.append([f"induction n = {n}"] + [fmt(c[s]) for s in steps])
+    k["synth_tiny.table"] = table("| step | " + " | ".join(map(str, steps)) + " |", body)
+    return k
+
+
 def compile_ab():
     """compile_ab_2026-11-30.jsonl: 100 training steps of deep n = 1 and n = 4, eager vs compiled blocks."""
     runs = [r for r in load(RAW / "compile_ab_2026-11-30.jsonl") if "note" not in r]
@@ -362,51 +375,6 @@ def mimo_probe():
             "probe.drafts": str(m["vllm:spec_decode_num_drafts"])}
 
 
-def seeds_study(run, folder):
-    """A default-study folder of benchmarks/study_seeds.sh: every model's result files (models/, gzipped), the
-    report's tables, the train benchmark and the study time. Induction: each model's accuracy, each seed's
-    n = 2 - n = 1 difference and the interval over seeds and stories, recomputed from the per-story results
-    with mtp.paired.seed_bootstrap (the report's rule)."""
-    from mtp.paired import seed_bootstrap
-    models = folder / "models"
-    k = study_time_keys(run, folder / "study_time.txt")
-    ind = {f.parent.name: load(f) for f in sorted(models.glob("induction/*/eval_induction.json.gz"))}
-    for slot, e in ind.items():
-        k[f"{run}.induction/{slot}.induction"] = fmt(e["metrics"]["induction_acc"], 3)
-    twos = sorted(s for s in ind if s.endswith("-n2"))
-    ci = seed_bootstrap([tuple([(sum(x), len(x)) for x in ind[s]["correct_by_story"]] for s in (two, two[:-1] + "1"))
-                         for two in twos])
-    for two, diff in zip(twos, ci["per_seed"]):  # each seed's n = 2 - n = 1, as the report computes it
-        k[f"{run}.induction/{two[:-3]}.diff"] = signed(diff)
-    k[f"{run}.induction.diff"] = signed(ci["diff"])
-    k[f"{run}.induction.ci"] = f"[{signed(ci['lo'])}, {signed(ci['hi'])}]"
-    k[f"{run}.induction.seeds"] = str(ci["seeds"])
-    deep = models / "code-bytes" / "deep-n4"
-    d = load(deep / "decode.json.gz")
-    k.update(decode_keys(f"{run}.code-bytes/deep-n4", d))
-    k[f"{run}.code-bytes/deep-n4.kept"] = str(len(d["quality"]["kept"]))
-    k[f"{run}.pass1_max"] = fmt(max(float(r["pass_at_k"]) for r in rows(folder / "code.md")), 1)
-    for x in d["tokens_per_forward_by_k"]:
-        k[f"{run}.code-bytes/deep-n4.tpf_k{x['k']}"] = fmt(x["tokens_per_forward"])
-    v = load(deep / "vllm.json.gz")
-    k.update(vllm_keys(f"{run}.code-bytes/deep-n4", v))
-    k[f"{run}.vllm_table"] = vllm_table(v)
-    k[f"{run}.claims"] = table("| claim | training runs | verdict |",
-                               [[r["claim"], r["training_runs"], r["verdict"]] for r in rows(folder / "claims.md")])
-    return k
-
-
-def seeds_a():
-    """default-seeds-2026-12-06-A/: the committed config.yaml (induction at seeds 0-2), benchmarks/study_seeds.sh."""
-    return seeds_study("seedsA", RAW / "default-seeds-2026-12-06-A")
-
-
-def seeds_b():
-    """default-seeds-2026-12-07-B/: the same config with seed 1 and induction seeds 3-5 (benchmarks/study_seeds.sh's
-    second half), run from a clone at commit 73b3440."""
-    return seeds_study("seedsB", RAW / "default-seeds-2026-12-07-B")
-
-
-FOLDERS = (seeds_a, seeds_b, gpu_h100, cpu_bench, head_types, smollm2, add_heads, run5, run4, run3, run2, run1, calibration,
-           synthetic_curve, compile_ab, fused_ab, mimo_probe, sequential_ab, recursive_vllm, few_rows_ab,
+FOLDERS = (seeds_a, seeds_b, seeds_c, seeds_d, deep_b8, gpu_h100, cpu_bench, head_types, smollm2, add_heads, run5, run4, run3, run2, run1, calibration,
+           synthetic_curve, synthetic_curve_tiny, compile_ab, fused_ab, mimo_probe, sequential_ab, recursive_vllm, few_rows_ab,
            smollm2_b, self_distill, sequential_smollm2)

@@ -5,7 +5,8 @@
 # benchmarks/results/<name>/: Snakemake's log, the per-rule table, every report table (md, csv), and every
 # model's result files (metrics, decode, vllm, eval_*.json, gzipped): the per-story induction results let the
 # intervals be recomputed (benchmarks/raw_numbers.py).
-#   bash benchmarks/study_seeds.sh NAME_A NAME_B
+#   bash benchmarks/study_seeds.sh NAME_A NAME_B      (a NAME of "-" skips that run;
+#   bash benchmarks/study_seeds.sh --keep DIR NAME     or keeps an existing run's results folder DIR)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 keep() {  # results folder -> benchmarks/results/$2/
@@ -17,14 +18,17 @@ keep() {  # results folder -> benchmarks/results/$2/
      mkdir -p "$OLDPWD/$dst/models/$(dirname "$f")" && gzip -c "$f" >"$OLDPWD/$dst/models/$f.gz"; done)
   cp "$src/bench/train.json" "$dst/bench_train.json" 2>/dev/null || true
 }
-STUDY_RESULTS=results-seedsA bash benchmarks/study_time.sh 2
-keep results-seedsA "$1"
-cat >/tmp/study-seed1.yaml <<'YAML'
-seed: 1
-sweeps:
-  - {dataset: code-bytes, sizes: [deep], n_heads: [4]}
-  - {dataset: code-bytes, sizes: [tiny], n_heads: [1], train: {max_steps: 400}}
-  - {dataset: induction, sizes: [1M], n_heads: [1, 2], seeds: [3, 4, 5], train: {max_steps: 1000}}
-YAML
+if [ "$1" = --keep ]; then keep "$2" "$3"; exit; fi
+if [ "$1" != - ]; then STUDY_RESULTS=results-seedsA bash benchmarks/study_time.sh 2; keep results-seedsA "$1"; fi
+[ "$2" != - ] || exit 0
+# Run B: config.yaml's sweeps with every seeds list moved past run A's (seeds: [0, 1, 2] -> [3, 4, 5]), seed 1.
+python - <<'PY'
+import yaml
+sweeps = yaml.safe_load(open("config.yaml"))["sweeps"]
+for s in sweeps:
+    if "seeds" in s:
+        s["seeds"] = [x + len(s["seeds"]) for x in s["seeds"]]
+yaml.safe_dump({"seed": 1, "sweeps": sweeps}, open("/tmp/study-seed1.yaml", "w"), default_flow_style=None)
+PY
 STUDY_RESULTS=results-seedsB bash benchmarks/study_time.sh 2 --configfile /tmp/study-seed1.yaml
 keep results-seedsB "$2"

@@ -1,0 +1,86 @@
+"""The default study's raw folders (benchmarks/study_seeds.sh): one function each for benchmarks/raw_numbers.py
+(listed in raw_folders.FOLDERS)."""
+from raw_readers import RAW, decode_keys, fmt, load, rows, signed, study_time_keys, table, vllm_keys, vllm_table
+
+
+def induction_keys_over_seeds(run, models):
+    """Each induction model's accuracy, each seed's n = 2 - n = 1 difference and the interval over seeds and
+    stories, recomputed from the per-story results with mtp.paired.seed_bootstrap (the report's rule)."""
+    from mtp.paired import seed_bootstrap
+    k = {}
+    ind = {f.parent.name: load(f) for f in sorted(models.glob("induction/*/eval_induction.json.gz"))}
+    for slot, e in ind.items():
+        k[f"{run}.induction/{slot}.induction"] = fmt(e["metrics"]["induction_acc"], 3)
+    twos = sorted(s for s in ind if s.endswith("-n2"))
+    ci = seed_bootstrap([tuple([(sum(x), len(x)) for x in ind[s]["correct_by_story"]] for s in (two, two[:-1] + "1"))
+                         for two in twos])
+    for two, diff in zip(twos, ci["per_seed"]):  # each seed's n = 2 - n = 1, as the report computes it
+        k[f"{run}.induction/{two[:-3]}.diff"] = signed(diff)
+    k[f"{run}.induction.diff"] = signed(ci["diff"])
+    k[f"{run}.induction.ci"] = f"[{signed(ci['lo'])}, {signed(ci['hi'])}]"
+    k[f"{run}.induction.seeds"] = str(ci["seeds"])
+    return k
+
+
+def claims_table(run, folder):
+    return {f"{run}.claims": table("| claim | training runs | verdict |",
+                                   [[r["claim"], r["training_runs"], r["verdict"]] for r in rows(folder / "claims.md")])}
+
+
+def seeds_study(run, folder):
+    """A default-study folder of benchmarks/study_seeds.sh: every model's result files (models/, gzipped), the
+    report's tables, the train benchmark and the study time."""
+    models = folder / "models"
+    k = study_time_keys(run, folder / "study_time.txt")
+    k.update(induction_keys_over_seeds(run, models))
+    deep = models / "code-bytes" / "deep-n4"
+    d = load(deep / "decode.json.gz")
+    k.update(decode_keys(f"{run}.code-bytes/deep-n4", d))
+    k[f"{run}.code-bytes/deep-n4.kept"] = str(len(d["quality"]["kept"]))
+    k[f"{run}.code-bytes/deep-n4.bpb"] = fmt(float(next(r for r in rows(folder / "val_loss.md")
+                                                         if r["size"] == "deep")["val_bits_per_byte"]), 2)
+    k[f"{run}.pass1_max"] = fmt(max(float(r["pass_at_k"]) for r in rows(folder / "code.md")), 1)
+    for x in d["tokens_per_forward_by_k"]:
+        k[f"{run}.code-bytes/deep-n4.tpf_k{x['k']}"] = fmt(x["tokens_per_forward"])
+    v = load(deep / "vllm.json.gz")
+    k.update(vllm_keys(f"{run}.code-bytes/deep-n4", v))
+    k[f"{run}.vllm_table"] = vllm_table(v)
+    k.update(claims_table(run, folder))
+    return k
+
+
+def seeds_a():
+    """default-seeds-2026-12-06-A/: the committed config.yaml (induction at seeds 0-2), benchmarks/study_seeds.sh."""
+    return seeds_study("seedsA", RAW / "default-seeds-2026-12-06-A")
+
+
+def seeds_b():
+    """default-seeds-2026-12-07-B/: the same config with seed 1 and induction seeds 3-5 (benchmarks/study_seeds.sh's
+    second half), run from a clone at commit 73b3440."""
+    return seeds_study("seedsB", RAW / "default-seeds-2026-12-07-B")
+
+
+
+
+def seeds_c():
+    """default-seeds-2026-12-07-C/: config.yaml with induction at size tiny, 1500 steps (seeds 0-2)."""
+    return seeds_study("seedsC", RAW / "default-seeds-2026-12-07-C")
+
+
+def seeds_d():
+    """default-seeds-2026-12-07-D/: the same with seed 1 and induction seeds 3-5."""
+    return seeds_study("seedsD", RAW / "default-seeds-2026-12-07-D")
+
+
+def deep_b8():
+    """default-deep-b8-2026-12-07/: a rebalancing tried and dropped -- the deep code model at 8 x 256 bytes a step,
+    induction at tiny for 1000 steps. The study time, the deep model's loss and degenerate prompts, induction."""
+    folder = RAW / "default-deep-b8-2026-12-07"
+    k = study_time_keys("deep_b8", folder / "study_time.txt")
+    k.update(induction_keys_over_seeds("deep_b8", folder / "models"))
+    deep = next(r for r in rows(folder / "val_loss.md") if r["size"] == "deep")
+    k["deep_b8.bpb"] = fmt(float(deep["val_bits_per_byte"]), 2)
+    d = load(folder / "models" / "code-bytes" / "deep-n4" / "decode.json.gz")
+    k["deep_b8.degenerate"] = str(16 - len(d["quality"]["kept"]))
+    k.update(claims_table("deep_b8", folder))
+    return k

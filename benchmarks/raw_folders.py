@@ -6,7 +6,7 @@ import re
 from raw_readers import (RAW, ROOT, bench_keys, decode_keys, elapsed_minutes, fmt, heads_keys, induction_keys, load,
                          metrics_keys, number, per_pos, rows, signed, span, speed_cell, study_keys, study_time,
                          study_time_keys, table, table_keys, tps, vllm_keys, vllm_table)
-from raw_studies import deep_b8, seeds_a, seeds_b, seeds_c, seeds_d
+from raw_studies import deep_b8, seeds_a, seeds_b, seeds_c, seeds_d, train_minutes
 
 
 def gpu_h100():
@@ -213,7 +213,8 @@ def run4():
 def run3():
     """default-study-induction1000/: Run 3 (commit 5a92085), with `mtp bench decode` / `mtp bench vllm` after it."""
     folder = RAW / "default-study-induction1000"
-    return {**study_keys("run3", folder), **bench_keys("run3", folder)}
+    return {**study_keys("run3", folder), **bench_keys("run3", folder),
+            **train_minutes("run3", folder / "study_time.log.gz")}
 
 
 def run2():

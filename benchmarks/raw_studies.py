@@ -1,6 +1,18 @@
 """The default study's raw folders (benchmarks/study_seeds.sh): one function each for benchmarks/raw_numbers.py
 (listed in raw_folders.FOLDERS)."""
-from raw_readers import RAW, decode_keys, fmt, load, rows, signed, study_time_keys, table, vllm_keys, vllm_table
+import gzip
+import re
+
+from raw_readers import RAW, decode_keys, fmt, load, rows, signed, span, study_time_keys, table, vllm_keys, vllm_table
+
+
+def train_minutes(run, log):
+    """Training minutes per model from a study's Snakemake log (each job's last line: '<dataset>/<size>-n<n>: val
+    loss ... tokens in <s> s'): '{run}.train_min.<dataset>/<size>' the span over that size's jobs (seeds and n; the seed left out of size)."""
+    by = {}
+    for name, secs in re.findall(r"^(\S+)-n\d+: val loss head 1 .* tokens in (\d+) s$", gzip.open(log, "rt").read(), re.M):
+        by.setdefault(re.sub(r"-s\d+$", "", name), []).append(int(secs) / 60)
+    return {f"{run}.train_min.{name}": span(min(m), max(m), 1) if len(m) > 1 else fmt(m[0], 1) for name, m in by.items()}
 
 
 def induction_keys_over_seeds(run, models):
@@ -32,6 +44,7 @@ def seeds_study(run, folder):
     report's tables, the train benchmark and the study time."""
     models = folder / "models"
     k = study_time_keys(run, folder / "study_time.txt")
+    k.update(train_minutes(run, folder / "study_time.log.gz"))
     k.update(induction_keys_over_seeds(run, models))
     deep = models / "code-bytes" / "deep-n4"
     d = load(deep / "decode.json.gz")
@@ -77,6 +90,7 @@ def deep_b8():
     induction at tiny for 1000 steps. The study time, the deep model's loss and degenerate prompts, induction."""
     folder = RAW / "default-deep-b8-2026-12-07"
     k = study_time_keys("deep_b8", folder / "study_time.txt")
+    k.update(train_minutes("deep_b8", folder / "study_time.log.gz"))
     k.update(induction_keys_over_seeds("deep_b8", folder / "models"))
     deep = next(r for r in rows(folder / "val_loss.md") if r["size"] == "deep")
     k["deep_b8.bpb"] = fmt(float(deep["val_bits_per_byte"]), 2)

@@ -627,6 +627,30 @@ def test_unstable_speedup_gives_no_verdict(tmp_path):
     assert all(isinstance(x["speedup"], float) for x in rows)  # the number stays, marked
 
 
+def test_figure_draws_unstable_speedups_hollow_with_their_rounds(tmp_path):
+    from mtp.report.speculative_plot import _panel, _panel_rows
+    from mtp.report.figures import plt
+    cfg = study_cfg(tmp_path, vllm=False)
+    write_study(cfg, good=True)
+
+    def unstable(d):
+        for row in d["per_batch"]:
+            if row["spec"]:
+                row["speedup_spread"] = spread(row["speedup"], unstable=True)
+    _rewrite(cfg, "code-bytes", "deep", 8, "decode", unstable)
+    xs = [x for x in _panel_rows(report.speculative_rows(report.load_study(cfg)), "native", "speedup")
+          if x["batch_size"] == 1]
+    fig, ax = plt().subplots()
+    _panel(ax, xs, "native", "speedup", "speed-up", "t")
+    faces = {(ln.get_xdata()[0], round(float(ln.get_ydata()[0]), 6)): ln.get_markerfacecolor() for ln in ax.lines
+             if len(ln.get_xdata()) == 1 and ln.get_marker() == "o"}
+    hollow = {k for k, f in faces.items() if f == "none"}
+    want = {(x["heads_used"], round(x["speedup"], 6)) for x in xs if x["heads_used"] and x["timing"]
+            and x["timing"].startswith("unstable")}
+    assert want and hollow == want  # the unstable ones, and only they
+    assert ax.collections  # min-max bars of the timed rounds
+
+
 def test_memory_claim_has_no_data_without_the_train_benchmark(tmp_path):
     cfg = study_cfg(tmp_path)
     write_study(cfg, good=False)  # metrics.json: process peak memory grows n-fold; it must not be judged

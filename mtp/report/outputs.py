@@ -71,7 +71,7 @@ SECTIONS = (
                                   Claim("mtp.report.cost:claim_overhead", 2, bench=True))),
     Section("speculative", "Speculative decoding, native and vLLM (Tables S2/S3 analogue)", "speculative",
             "mtp.report.speculative:speculative_rows", "5 Speculative decoding", "native and vLLM runs",
-            (Figure("speculative", "mtp.report.speculative:plot_speculative",
+            (Figure("speculative", "mtp.report.speculative_plot:plot_speculative",
                     "tokens per forward and speed-up by heads used"),), ("decode", "vllm"),
             claims=(Claim("mtp.report.speculative:claim_tpf", 3), Claim("mtp.report.speculative:claim_bytes", 4),
                     Claim("mtp.report.speculative:claim_lossless", 8, paper_heads=False))),

@@ -1,5 +1,5 @@
 """Speculative decoding, native and inside vLLM (Tables S2/S3 analogue): one table of runs (decode.json and
-vllm.json, with vLLM's ngram and draft-model baselines), its figure, and the claims on tokens per forward, the
+vllm.json, with vLLM's ngram and draft-model baselines) and the claims on tokens per forward, the
 byte-level gain and losslessness.
 
 Prompts whose greedy continuation is degenerate (mtp.measure: a loop, few distinct tokens) were dropped by the
@@ -11,13 +11,11 @@ heads: judged per model over k = 1..n-1 drafted tokens, on per-prompt counts (de
 "tokens_per_forward_by_k", vllm.json our heads' "per_prompt"), by paired bootstrap over prompts (mtp.paired).
 """
 from mtp.paired import paired_bootstrap, sign
-from mtp.report.figures import by, figure_no_data, legend, no_data, plt, save
 from mtp.report.study import num, order, output_check, result_files, speedup_spread
 from mtp.report.tables import fmt
 from mtp.report.verdicts import (CONTRADICTED, DEGENERATE, INCONCLUSIVE, NO_DATA, NO_VERDICT, NOT_AT_SCALE,
                                  REPRODUCED, claim, runs_text, unstable_verdict)
 from mtp.report.vllm import crosschecks, heads_per_prompt, vllm_runs
-from mtp.serving.baselines import VLLM_BASELINES
 
 # Paper, Table S2: tokens per forward rise with heads used (7B code: 1 -> 3.50 at 4 heads). Each step from k to
 # k+1 drafted tokens is judged by its 95% paired-bootstrap interval over prompts (mtp.paired), no fixed margin.
@@ -191,13 +189,13 @@ def smallest_batch(rows):
     return min(sizes) if sizes else None
 
 
-def _model(x):
+def model_label(x):
     return f"{x['dataset']}/{x['size']}-n{x['n']}"
 
 
 def _excluded(rows):
     """{model: why} for the rows whose speed figures are not scored (output_check not "ok")."""
-    return {f"{x['engine']} {_model(x)}": x["output"] for x in rows if x["output"] not in (None, "ok")}
+    return {f"{x['engine']} {model_label(x)}": x["output"] for x in rows if x["output"] not in (None, "ok")}
 
 
 def _excluded_text(excluded):
@@ -262,7 +260,7 @@ def _speed_text(x):
     """'<model> 2.10x, spread 1.9-2.3 (12%), 2.40 tokens/forward' of a self-speculative row."""
     timing = (f", spread {x['speedup_min']:.2f}-{x['speedup_max']:.2f} ({x['spread']:.0%})"
               + (" UNSTABLE" if x["timing"].startswith("unstable") else "")) if x["timing"] else ", no spread"
-    return f"{_model(x)} {x['speedup']:.2f}x{timing}, {fmt(x['tokens_per_forward'], 2)} tokens/forward"
+    return f"{model_label(x)} {x['speedup']:.2f}x{timing}, {fmt(x['tokens_per_forward'], 2)} tokens/forward"
 
 
 def claim_bytes(records):
@@ -287,12 +285,12 @@ def claim_bytes(records):
                for x in (b, o) if x]
     return claim("Byte-level n=8 gives the largest speculative gain", PAPER_BYTES, ours,
                  verdict_byte_level_gain_largest, (b and b["speedup"], o and o["speedup"], spreads), verdict,
-                 runs=runs_text([r for r in records for x in (b, o) if x and _model(x) == r.name]))
+                 runs=runs_text([r for r in records for x in (b, o) if x and model_label(x) == r.name]))
 
 
 def claim_lossless(records):
     rows = [x for x in speculative_rows(records) if x["method"] == "self-speculative" and x["lossless"] is not None]
-    bad = [f"{_model(x)} batch {x['batch_size']}" for x in rows if not x["lossless"]]
+    bad = [f"{model_label(x)} batch {x['batch_size']}" for x in rows if not x["lossless"]]
     checks = crosschecks(records)
     ours = []
     if rows:
@@ -303,93 +301,3 @@ def claim_lossless(records):
     return claim("Self-speculative decoding is lossless", PAPER_LOSSLESS, "; ".join(ours) or "-", verdict_lossless,
                  ([x["lossless"] for x in rows] + checks,),
                  runs=runs_text([r for r in records if r.n_heads > 1 and (r.results["decode"] or r.results["vllm"])]))
-
-
-# ---- figure
-
-def plot_speculative(records, path):
-    rows = speculative_rows(records)
-    if not rows:
-        return figure_no_data(path, "Speculative decoding", f"no {result_files()['decode']} or {result_files()['vllm']}")
-    fig, axes = plt().subplots(2, 2, figsize=(11, 8), squeeze=False)
-    for row, engine in enumerate(("native", "vllm")):
-        name = "native engine" if engine == "native" else "vLLM"
-        for col, (metric, label) in enumerate((("tokens_per_forward", "tokens per forward"),
-                                               ("speedup", "speed-up vs no speculation (x)"))):
-            xs = _panel_rows(rows, engine, metric)
-            bs = smallest_batch(xs)
-            xs = [x for x in xs if x["batch_size"] == bs]
-            title = f"{name}: {label.split(' (')[0]} (batch {bs})"
-            _panel(axes[row][col], xs, engine, metric, label, title)
-    fig.tight_layout()
-    save(fig, path)
-
-
-def _panel_rows(rows, engine, metric):
-    """The rows of one panel: native tokens per forward from the runs at every k (per model, with its
-    autoregressive 1.0), native speed-ups from the timed runs (per size, across n); vLLM's rows as they are."""
-    xs = [x for x in rows if x["engine"] == engine]
-    if engine == "vllm":
-        return xs
-    methods = ("autoregressive", COUNTED) if metric == "tokens_per_forward" else ("autoregressive", "self-speculative")
-    return [x for x in xs if x["method"] in methods]
-
-
-def _panel(ax, xs, engine, metric, label, title):
-    """One engine's `metric` by heads used, at one batch size: a line per model (per size for the native speed-up,
-    across n), the vLLM baselines as markers, and the models left out (degenerate output) named."""
-    if not xs:
-        no_data(ax, title, f"no {result_files()['decode' if engine == 'native' else 'vllm']}")
-        return
-    colors = _own_heads(ax, xs, engine, metric)
-    if engine == "vllm":
-        _baselines(ax, xs, metric, colors)
-    note = _left_out(xs)
-    if not ax.lines:  # every model left out: say why instead of an empty frame
-        no_data(ax, title, note or "fewer than two points per model")
-        return
-    if note:
-        ax.text(0.02, 0.02, note, transform=ax.transAxes, fontsize=6, va="bottom", wrap=True)
-    ax.axhline(1.0, color="gray", lw=0.8, ls=":")
-    ax.set_title(title)
-    ax.set_xlabel("heads used (drafted tokens + 1)")
-    ax.set_ylabel(label)
-    ax.grid(alpha=0.3)
-    legend(ax, fontsize=7)
-
-
-def _own_heads(ax, xs, engine, metric):
-    """Lines of our heads (at least two points each); {model: its line's color}."""
-    if engine == "native" and metric == "speedup":
-        lines = by([x for x in xs if x["heads_used"]], lambda x: f"{x['dataset']}/{x['size']}")
-    else:
-        lines = by([x for x in xs if x["heads_used"]], _model)
-    colors = {}
-    for g, ps in sorted(lines.items()):
-        pts = sorted({x["heads_used"]: x[metric] for x in ps if num(x[metric]) is not None}.items())
-        if len(pts) >= 2:
-            ln, = ax.plot(*zip(*pts), "o-", label=f"{g} own heads" if engine == "vllm" else g)
-            colors[g] = ln.get_color()
-    return colors
-
-
-def _baselines(ax, xs, metric, colors):
-    """vLLM's baseline runs (ngram, draft model, ...) as markers at drafts + 1, in the color of their model's line."""
-    for method, marker in {b.method: b.marker for b in VLLM_BASELINES.values()}.items():
-        ps = [x for x in xs if x["method"] == method and num(x[metric]) is not None
-              and isinstance(x["draft_tokens"], int)]
-        for x in ps:
-            g = f"{x['dataset']}/{x['size']}-n{x['n']}"
-            ax.plot(x["draft_tokens"] + 1, x[metric], marker, color=colors.get(g, "black"), ms=8)
-        if ps:
-            ax.plot([], [], marker, color="gray", label=f"{method} baseline (x = drafts + 1)")
-
-
-def _left_out(xs):
-    """The note naming the models not plotted, per reason (degenerate output, unchecked)."""
-    left_out = {}
-    for x in xs:
-        if x["output"] not in (None, "ok"):
-            why = x["output"].split(" (")[0].removeprefix("no data: ")
-            left_out.setdefault(why, set()).add(f"{x['dataset']}/{x['size']}-n{x['n']}")
-    return "\n".join(f"left out, {why}: " + ", ".join(sorted(ms)) for why, ms in sorted(left_out.items()))

@@ -31,7 +31,28 @@ def induction_keys_over_seeds(run, models):
     k[f"{run}.induction.diff"] = signed(ci["diff"])
     k[f"{run}.induction.ci"] = f"[{signed(ci['lo'])}, {signed(ci['hi'])}]"
     k[f"{run}.induction.seeds"] = str(ci["seeds"])
+    k[f"{run}.induction.t_ci"] = t_interval(ci["per_seed"])
     return k
+
+
+def t_interval(diffs, level=0.95):
+    """Student's t interval of the mean over seeds of the per-seed differences (df = seeds - 1): not the report's
+    rule, shown beside it -- a percentile bootstrap over 3 seeds cannot reach beyond the seeds' own range."""
+    from scipy import stats
+    import numpy as np
+    d = np.asarray(diffs, dtype=float)
+    half = stats.t.ppf((1 + level) / 2, len(d) - 1) * d.std(ddof=1) / np.sqrt(len(d))
+    return f"[{signed(d.mean() - half)}, {signed(d.mean() + half)}]"
+
+
+def pooled_seeds():
+    """Runs C and D together: six seeds' n = 2 - n = 1 differences of induction at size tiny, 1500 steps."""
+    diffs = []
+    for run, name in (("seedsC", "default-seeds-2026-12-07-C"), ("seedsD", "default-seeds-2026-12-07-D")):
+        k = induction_keys_over_seeds(run, RAW / name / "models")
+        diffs += [float(v.replace("−", "-")) for key, v in sorted(k.items()) if re.search(r"-s\d+\.diff$", key)]
+    return {"seedsCD.induction.diff": signed(sum(diffs) / len(diffs)), "seedsCD.induction.t_ci": t_interval(diffs),
+            "seedsCD.induction.positive": f"{sum(x > 0 for x in diffs)} of {len(diffs)}"}
 
 
 def claims_table(run, folder):

@@ -15,44 +15,43 @@ def train_minutes(run, log):
     return {f"{run}.train_min.{name}": span(min(m), max(m), 1) if len(m) > 1 else fmt(m[0], 1) for name, m in by.items()}
 
 
-def induction_keys_over_seeds(run, models):
-    """Each induction model's accuracy, each seed's n = 2 - n = 1 difference and the interval over seeds and
-    stories, recomputed from the per-story results with mtp.paired.seed_bootstrap (the report's rule)."""
-    from mtp.paired import seed_bootstrap
-    k = {}
+def induction_pairs(models):
+    """({slot: eval_induction.json}, {n = 2 slot: (per-story (hits, count) of n = 2, of n = 1)}), one pair per seed."""
     ind = {f.parent.name: load(f) for f in sorted(models.glob("induction/*/eval_induction.json.gz"))}
-    for slot, e in ind.items():
-        k[f"{run}.induction/{slot}.induction"] = fmt(e["metrics"]["induction_acc"], 3)
-    twos = sorted(s for s in ind if s.endswith("-n2"))
-    ci = seed_bootstrap([tuple([(sum(x), len(x)) for x in ind[s]["correct_by_story"]] for s in (two, two[:-1] + "1"))
-                         for two in twos])
-    for two, diff in zip(twos, ci["per_seed"]):  # each seed's n = 2 - n = 1, as the report computes it
+    return ind, {two: tuple([(sum(x), len(x)) for x in ind[s]["correct_by_story"]] for s in (two, two[:-1] + "1"))
+                 for two in sorted(s for s in ind if s.endswith("-n2"))}
+
+
+def induction_keys_over_seeds(run, models, folder=None):
+    """Each induction model's accuracy, each seed's n = 2 - n = 1 difference and the interval over seeds and
+    stories, recomputed from the per-story results with mtp.paired.seed_interval (the report's rule); with the
+    study's folder, also the interval and verdict its report printed when it ran ('.ci_at_run', that day's rule)."""
+    from mtp.paired import seed_interval
+    ind, pairs = induction_pairs(models)
+    k = {f"{run}.induction/{slot}.induction": fmt(e["metrics"]["induction_acc"], 3) for slot, e in ind.items()}
+    ci = seed_interval(list(pairs.values()))
+    for two, diff in zip(pairs, ci["per_seed"]):  # each seed's n = 2 - n = 1, as the report computes it
         k[f"{run}.induction/{two[:-3]}.diff"] = signed(diff)
     k[f"{run}.induction.diff"] = signed(ci["diff"])
     k[f"{run}.induction.ci"] = f"[{signed(ci['lo'])}, {signed(ci['hi'])}]"
     k[f"{run}.induction.seeds"] = str(ci["seeds"])
-    k[f"{run}.induction.t_ci"] = t_interval(ci["per_seed"])
+    if folder is not None:
+        claim = next(r for r in rows(folder / "claims.md") if r["claim"].startswith("n > 1 helps induction"))
+        lo, hi = re.search(r"95% CI \[([-+.\d]+), ([-+.\d]+)\]", claim["ours"]).groups()
+        k[f"{run}.induction.ci_at_run"] = f"[{signed(float(lo))}, {signed(float(hi))}]"
+        k[f"{run}.induction.verdict_at_run"] = claim["verdict"].split(" (")[0]
     return k
 
 
-def t_interval(diffs, level=0.95):
-    """Student's t interval of the mean over seeds of the per-seed differences (df = seeds - 1): not the report's
-    rule, shown beside it -- a percentile bootstrap over 3 seeds cannot reach beyond the seeds' own range."""
-    from scipy import stats
-    import numpy as np
-    d = np.asarray(diffs, dtype=float)
-    half = stats.t.ppf((1 + level) / 2, len(d) - 1) * d.std(ddof=1) / np.sqrt(len(d))
-    return f"[{signed(d.mean() - half)}, {signed(d.mean() + half)}]"
-
-
 def pooled_seeds():
-    """Runs C and D together: six seeds' n = 2 - n = 1 differences of induction at size tiny, 1500 steps."""
-    diffs = []
-    for run, name in (("seedsC", "default-seeds-2026-12-07-C"), ("seedsD", "default-seeds-2026-12-07-D")):
-        k = induction_keys_over_seeds(run, RAW / name / "models")
-        diffs += [float(v.replace("−", "-")) for key, v in sorted(k.items()) if re.search(r"-s\d+\.diff$", key)]
-    return {"seedsCD.induction.diff": signed(sum(diffs) / len(diffs)), "seedsCD.induction.t_ci": t_interval(diffs),
-            "seedsCD.induction.positive": f"{sum(x > 0 for x in diffs)} of {len(diffs)}"}
+    """Runs C and D together: six seeds of induction at size tiny, 1500 steps, judged by the report's rule."""
+    from mtp.paired import seed_interval
+    pairs = [p for name in ("default-seeds-2026-12-07-C", "default-seeds-2026-12-07-D")
+             for p in induction_pairs(RAW / name / "models")[1].values()]
+    ci = seed_interval(pairs)
+    return {"seedsCD.induction.diff": signed(ci["diff"]),
+            "seedsCD.induction.ci": f"[{signed(ci['lo'])}, {signed(ci['hi'])}]",
+            "seedsCD.induction.positive": f"{sum(x > 0 for x in ci['per_seed'])} of {len(ci['per_seed'])}"}
 
 
 def claims_table(run, folder):
@@ -66,7 +65,7 @@ def seeds_study(run, folder):
     models = folder / "models"
     k = study_time_keys(run, folder / "study_time.txt")
     k.update(train_minutes(run, folder / "study_time.log.gz"))
-    k.update(induction_keys_over_seeds(run, models))
+    k.update(induction_keys_over_seeds(run, models, folder))
     deep = models / "code-bytes" / "deep-n4"
     d = load(deep / "decode.json.gz")
     k.update(decode_keys(f"{run}.code-bytes/deep-n4", d))
@@ -112,7 +111,7 @@ def deep_b8():
     folder = RAW / "default-deep-b8-2026-12-07"
     k = study_time_keys("deep_b8", folder / "study_time.txt")
     k.update(train_minutes("deep_b8", folder / "study_time.log.gz"))
-    k.update(induction_keys_over_seeds("deep_b8", folder / "models"))
+    k.update(induction_keys_over_seeds("deep_b8", folder / "models", folder))
     deep = next(r for r in rows(folder / "val_loss.md") if r["size"] == "deep")
     k["deep_b8.bpb"] = fmt(float(deep["val_bits_per_byte"]), 2)
     d = load(folder / "models" / "code-bytes" / "deep-n4" / "decode.json.gz")

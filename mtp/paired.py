@@ -7,12 +7,15 @@ An item's score is a number (0/1 exact match, a problem's pass@k) or a (hits, co
 items holding several scored positions (an induction story): the statistic is then the pooled
 rate sum(hits) / sum(count), and resampling whole items keeps the positions of one story together.
 
-Over training seeds (seed_bootstrap): when each model was trained with several seeds, the n>1 model of seed s is
-paired with the n=1 model of seed s, and the interval is a hierarchical bootstrap: each resample draws the seeds
-with replacement, then, within each drawn seed, its items with replacement; the statistic is the mean over the
-drawn seeds of stat(A) - stat(B). So the interval holds both the training-run and the test-item noise: with 3
-seeds, a resample draws one seed three times 11% of the time, and an interval excludes 0 only when every seed's
-difference lies on the same side. With one seed it is the paired bootstrap above.
+Over training seeds (seed_interval): when each model was trained with several seeds, the n>1 model of seed s is
+paired with the n=1 model of seed s; each seed's difference d_s comes with its paired-bootstrap interval over
+items. The interval is Student's t over seeds, mean(d) +- t(0.975, S-1) * sd(d) / sqrt(S), but never narrower
+than the items allow: +- 1.96 * sqrt(v), v the seeds' mean item variance (each seed's bootstrap interval read as
++-1.96 standard errors). Every seed is scored on the same test items, so their sampling noise is shared and does
+not average out over seeds: seeds that happen to agree cannot shrink the interval below one seed's.
+Why not a bootstrap over seeds: with 3 seeds a percentile bootstrap cannot reach beyond the seeds' own range,
+so it excludes 0 whenever the three agree in sign -- one time in four when each seed's sign is a coin flip
+(issue #24, benchmarks/RESULTS.md: run D). With one seed it is the paired bootstrap above.
 
 Pure (numpy only): the report's claims and the tests share it.
 """
@@ -55,28 +58,35 @@ def paired_bootstrap(a, b, resamples=RESAMPLES, seed=SEED, level=LEVEL):
     return {"diff": diff, "lo": float(lo), "hi": float(hi), "items": n, "resamples": resamples, "level": level}
 
 
-def seed_bootstrap(per_seed, resamples=RESAMPLES, seed=SEED, level=LEVEL):
+# Student's t quantile at 0.975 by degrees of freedom (a 95% two-sided interval); a df between two rows takes the
+# lower row's (wider) value, beyond the table the normal 1.96.
+T975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262, 10: 2.228,
+        15: 2.131, 20: 2.086, 30: 2.042, 60: 2.000}
+
+
+def t975(df):
+    return 1.96 if df > max(T975) else T975[max(k for k in T975 if k <= df)]
+
+
+def seed_interval(per_seed, resamples=RESAMPLES, seed=SEED, level=LEVEL):
     """per_seed: [(scores of A, scores of B)], one pair per training seed, each over the same items in the same
-    order -> paired_bootstrap's dict over all seeds (see the module docstring), with "seeds" (their number),
-    "per_seed" (each seed's difference) and "items" (the fewest items of a seed); None without a seed."""
+    order -> {"diff": the mean over seeds of stat(A) - stat(B), "lo", "hi", "items" (the fewest of a seed),
+    "resamples", "level", "seeds", "per_seed" (each seed's difference)}; None without a seed. Student's t over
+    seeds with the items' variance as a floor (see the module docstring); one seed: paired_bootstrap."""
+    if level != LEVEL:
+        raise ValueError(f"seed_interval has t quantiles for a {LEVEL:.0%} interval only, got {level}")
     per_seed = [(a, b) for a, b in per_seed if a]
     if not per_seed:
         return None
     single = [paired_bootstrap(a, b, resamples, seed, level) for a, b in per_seed]
-    if len(per_seed) == 1:
-        return {**single[0], "seeds": 1, "per_seed": [single[0]["diff"]]}
-    rng = np.random.default_rng(seed)
-    s = len(per_seed)
-    diffs = np.empty((s, resamples, s))  # diffs[j]: item resamples of seed j, one per (resample, draw slot)
-    for j, (a, b) in enumerate(per_seed):
-        idx = rng.integers(0, len(a), size=(resamples * s, len(a)))
-        diffs[j] = (_stat(a, idx) - _stat(b, idx)).reshape(resamples, s)
-    drawn = rng.integers(0, s, size=(resamples, s))
-    d = diffs[drawn, np.arange(resamples)[:, None], np.arange(s)[None, :]].mean(axis=1)
-    tail = (1 - level) / 2 * 100
-    lo, hi = np.percentile(d, [tail, 100 - tail])
     per = [x["diff"] for x in single]
-    return {"diff": float(np.mean(per)), "lo": float(lo), "hi": float(hi), "items": min(x["items"] for x in single),
+    s = len(per)
+    if s == 1:
+        return {**single[0], "seeds": 1, "per_seed": per}
+    item_var = float(np.mean([((x["hi"] - x["lo"]) / (2 * 1.96)) ** 2 for x in single]))
+    half = max(t975(s - 1) * np.std(per, ddof=1) / np.sqrt(s), 1.96 * np.sqrt(item_var))
+    mean = float(np.mean(per))
+    return {"diff": mean, "lo": mean - half, "hi": mean + half, "items": min(x["items"] for x in single),
             "resamples": resamples, "level": level, "seeds": s, "per_seed": per}
 
 

@@ -90,21 +90,30 @@ def test_paired_rule():
     assert report.verdict_every_m({1: [ci(0.1, 0.3, seeds=1)]}).startswith("one seed: exploratory")
 
 
-def test_seed_bootstrap_holds_training_run_noise():
-    """Over seeds, an interval excludes 0 only when every seed's difference lies on the same side: two seeds
-    with a large gain and one with a loss give an interval that includes 0, although each seed's items are
-    decisive; three gains exclude it; one seed is the paired bootstrap over items."""
+def test_seed_interval_holds_training_run_noise():
+    """Over seeds, the interval is Student's t over the seeds' differences: two seeds with a large gain and one
+    with a loss include 0, although each seed's items are decisive; three equal gains exclude it (the items'
+    variance keeps the interval from collapsing); three gains of unequal size, one near 0 (run D of the default
+    study), include it -- a bootstrap over the three seeds excluded 0 there; one seed is the paired bootstrap."""
     gain, loss = ([1] * 80 + [0] * 20, [1] * 20 + [0] * 80), ([1] * 20 + [0] * 80, [1] * 60 + [0] * 40)
-    mixed = paired.seed_bootstrap([gain, gain, loss])
+    mixed = paired.seed_interval([gain, gain, loss])
     assert mixed["seeds"] == 3 and mixed["per_seed"] == pytest.approx([0.6, 0.6, -0.4])
     assert mixed["lo"] < 0 < mixed["hi"] and mixed["diff"] == pytest.approx(0.8 / 3)
     assert all(paired.sign(paired.paired_bootstrap(*g)) != 0 for g in (gain, loss))  # each seed alone: decisive
     assert report.verdict_paired([mixed]).startswith("inconclusive")
-    assert report.verdict_paired([paired.seed_bootstrap([gain] * 3)]) == R
-    assert report.verdict_paired([paired.seed_bootstrap([loss] * 3)]) == C
-    single = paired.seed_bootstrap([gain])
+    same = paired.seed_interval([gain] * 3)
+    assert report.verdict_paired([same]) == R and same["lo"] < 0.6 < same["hi"]
+    assert report.verdict_paired([paired.seed_interval([loss] * 3)]) == C
+
+    def seed(a_hits, b_hits, items=200):
+        return [1] * a_hits + [0] * (items - a_hits), [1] * b_hits + [0] * (items - b_hits)
+    agree = paired.seed_interval([seed(108, 104), seed(177, 100), seed(106, 36)])  # +0.02, +0.385, +0.35
+    assert all(d > 0 for d in agree["per_seed"]) and report.verdict_paired([agree]).startswith("inconclusive")
+    single = paired.seed_interval([gain])
     assert {k: single[k] for k in ("diff", "lo", "hi")} == {k: paired.paired_bootstrap(*gain)[k] for k in ("diff", "lo", "hi")}
     assert report.verdict_paired([single]).startswith("one seed: exploratory")
+    with pytest.raises(ValueError, match="95%"):
+        paired.seed_interval([gain] * 3, level=0.9)
 
 
 def test_every_m_rule():
@@ -609,7 +618,8 @@ def test_decode_without_quality_check_is_not_scored(tmp_path):
     assert _claims(cfg)[BYTES]["verdict"].startswith("no data: decode.json has no output-quality check")
 
 
-def test_unstable_speedup_gives_no_verdict(tmp_path):
+def _unstable_study(tmp_path):
+    """A good study whose deep n = 8 model's speed-ups all have rounds that disagree (spread 60%)."""
     cfg = study_cfg(tmp_path, vllm=False)
     write_study(cfg, good=True)
 
@@ -618,6 +628,11 @@ def test_unstable_speedup_gives_no_verdict(tmp_path):
             if row["spec"]:
                 row["speedup_spread"] = spread(row["speedup"], unstable=True)
     _rewrite(cfg, "code-bytes", "deep", 8, "decode", unstable)
+    return cfg
+
+
+def test_unstable_speedup_gives_no_verdict(tmp_path):
+    cfg = _unstable_study(tmp_path)
     claim = _claims(cfg)[BYTES]
     assert claim["verdict"] == "no verdict: unstable timing (spread 60%)"
     assert "UNSTABLE" in claim["ours"]
@@ -630,14 +645,7 @@ def test_unstable_speedup_gives_no_verdict(tmp_path):
 def test_figure_draws_unstable_speedups_hollow_with_their_rounds(tmp_path):
     from mtp.report.speculative_plot import _panel, _panel_rows
     from mtp.report.figures import plt
-    cfg = study_cfg(tmp_path, vllm=False)
-    write_study(cfg, good=True)
-
-    def unstable(d):
-        for row in d["per_batch"]:
-            if row["spec"]:
-                row["speedup_spread"] = spread(row["speedup"], unstable=True)
-    _rewrite(cfg, "code-bytes", "deep", 8, "decode", unstable)
+    cfg = _unstable_study(tmp_path)
     xs = [x for x in _panel_rows(report.speculative_rows(report.load_study(cfg)), "native", "speedup")
           if x["batch_size"] == 1]
     fig, ax = plt().subplots()

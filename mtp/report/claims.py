@@ -14,8 +14,9 @@ from mtp.report.study import result_files
 from mtp.report.verdicts import kind_of_verdict
 
 CLAIMS_NOTE = ("Paired comparisons (n>1 vs the n=1 model of the same size and training seed) carry a 95% interval "
-               "over training seeds and test items (hierarchical bootstrap: seeds, then items within each seed; "
-               "2000 resamples, seed 0); reproduced and contradicted need it to exclude 0 with at least 3 training "
+               "over training seeds and test items (Student's t over the seeds' differences, never narrower than the "
+               "items' own noise; items: paired bootstrap, 2000 resamples, seed 0); reproduced and contradicted need "
+               "it to exclude 0 with at least 3 training "
                "seeds per model, fewer seeds give 'exploratory'. 'training runs' counts the models behind each "
                "verdict. Speed "
                "figures of a model whose output is degenerate (mtp.measure) are not scored; a speed-up whose timing "

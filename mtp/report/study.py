@@ -188,7 +188,7 @@ def pairs(records):
 
 def seed_groups(model_pairs):
     """{'<dataset>/<family>-n<n>': [(r, baseline), one per training seed]} of pairs(...): the comparisons that
-    differ only by their training seed, judged together (mtp.paired.seed_bootstrap)."""
+    differ only by their training seed, judged together (mtp.paired.seed_interval)."""
     out = {}
     for r, b in model_pairs:
         out.setdefault(f"{r.dataset}/{r.family}-n{r.n_heads}", []).append((r, b))

@@ -3,12 +3,13 @@
 Sections build claims with `claim(...)`: the evidence (`ours`), the pure rule that judges it (a verdict_*
 function whose docstring states the rule) and its arguments; mtp.report.claims applies the rule. Paired
 comparisons (pass@k, induction, polynomial per m: an n>1 model vs the n=1 model of its size and training seed)
-carry a 95% interval over training seeds and test items (mtp.paired.seed_bootstrap, hierarchical, 2000
-resamples, seed 0); "reproduced" and "contradicted" need it to exclude 0 with at least MIN_SEEDS (3) training
-seeds per model; with fewer the verdict is "one seed: exploratory" (or "2 seeds: ..."), whatever the interval.
+carry a 95% interval over training seeds and test items (mtp.paired.seed_interval: Student's t over the seeds'
+differences, never narrower than the items' noise); "reproduced" and "contradicted" need it to exclude 0 with
+at least MIN_SEEDS (3) training seeds per model; with fewer the verdict is "one seed: exploratory" (or "2 seeds:
+..."), whatever the interval.
 The paper gives points without intervals: the noise we allow is our own, over training runs and test items.
 """
-from mtp.paired import align, fmt as fmt_ci, paired_bootstrap, seed_bootstrap, sign
+from mtp.paired import align, fmt as fmt_ci, paired_bootstrap, seed_interval, sign
 
 REPRODUCED, NOT_AT_SCALE, CONTRADICTED, NO_DATA = "reproduced", "not at this scale", "contradicted", "no data"
 INCONCLUSIVE = "inconclusive"  # a paired comparison whose 95% interval includes 0
@@ -65,7 +66,7 @@ def _exploratory(cis, seeds):
 
 def verdict_paired(intervals, min_seeds=MIN_SEEDS):
     """intervals: one 95% interval per comparison (an n>1 model vs the n=1 model of its size, over its training
-    seeds: mtp.paired.seed_bootstrap, oriented so that positive goes the paper's way; None without per-item
+    seeds: mtp.paired.seed_interval, oriented so that positive goes the paper's way; None without per-item
     data). With fewer than `min_seeds` (3) seeds in any comparison: "<k> seed(s): exploratory", never
     reproduced or contradicted. Reproduced when more than half of the intervals lie above 0 and none below; contradicted when more than half lie below 0 and none above; inconclusive otherwise ("95% CI
     [a, b] includes 0"); no data without an interval."""
@@ -104,10 +105,10 @@ def paired_ci(a, b):
 
 
 def seeds_ci(item_pairs):
-    """95% interval over training seeds and items (mtp.paired.seed_bootstrap) of [({item: score} of the n>1
+    """95% interval over training seeds and items (mtp.paired.seed_interval) of [({item: score} of the n>1
     model, {item: score} of its n=1 model)], one pair per seed; None when no pair has per-item data."""
     per_seed = [align(a, b)[:2] for a, b in item_pairs if a and b]
-    return seed_bootstrap(per_seed)
+    return seed_interval(per_seed)
 
 
 def ci_cols(ci):

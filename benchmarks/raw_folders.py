@@ -376,6 +376,7 @@ def mimo_probe():
             "probe.drafts": str(m["vllm:spec_decode_num_drafts"])}
 
 
-FOLDERS = (seeds_a, seeds_b, seeds_c, seeds_d, pooled_seeds, deep_b8, gpu_h100, cpu_bench, head_types, smollm2, add_heads, run5, run4, run3, run2, run1, calibration,
-           synthetic_curve, synthetic_curve_tiny, compile_ab, fused_ab, mimo_probe, sequential_ab, recursive_vllm, few_rows_ab,
-           smollm2_b, self_distill, sequential_smollm2)
+FOLDERS = (seeds_a, seeds_b, seeds_c, seeds_d, pooled_seeds, deep_b8, gpu_h100, cpu_bench, head_types, smollm2,
+           add_heads, run5, run4, run3, run2, run1, calibration, synthetic_curve, synthetic_curve_tiny, compile_ab,
+           fused_ab, mimo_probe, sequential_ab, recursive_vllm, few_rows_ab, smollm2_b, self_distill,
+           sequential_smollm2)

@@ -3,16 +3,20 @@
 import gzip
 import re
 
-from raw_readers import RAW, decode_keys, fmt, load, rows, signed, span, study_time_keys, table, vllm_keys, vllm_table
+from raw_readers import (RAW, decode_keys, fmt, load, rows, signed, span, study_time_keys, table, vllm_keys,
+                         vllm_table)
 
 
 def train_minutes(run, log):
     """Training minutes per model from a study's Snakemake log (each job's last line: '<dataset>/<size>-n<n>: val
-    loss ... tokens in <s> s'): '{run}.train_min.<dataset>/<size>' the span over that size's jobs (seeds and n; the seed left out of size)."""
+    loss ... tokens in <s> s'): '{run}.train_min.<dataset>/<size>' the span over that size's jobs (seeds and n;
+    the seed left out of size)."""
     by = {}
-    for name, secs in re.findall(r"^(\S+)-n\d+: val loss head 1 .* tokens in (\d+) s$", gzip.open(log, "rt").read(), re.M):
+    text = gzip.open(log, "rt").read()
+    for name, secs in re.findall(r"^(\S+)-n\d+: val loss head 1 .* tokens in (\d+) s$", text, re.M):
         by.setdefault(re.sub(r"-s\d+$", "", name), []).append(int(secs) / 60)
-    return {f"{run}.train_min.{name}": span(min(m), max(m), 1) if len(m) > 1 else fmt(m[0], 1) for name, m in by.items()}
+    return {f"{run}.train_min.{name}": span(min(m), max(m), 1) if len(m) > 1 else fmt(m[0], 1)
+            for name, m in by.items()}
 
 
 def induction_pairs(models):
@@ -54,9 +58,14 @@ def pooled_seeds():
             "seedsCD.induction.positive": f"{sum(x > 0 for x in ci['per_seed'])} of {len(ci['per_seed'])}"}
 
 
+def deep_bpb(folder):
+    """The deep code model's validation bits per byte in a study folder's val_loss table."""
+    return fmt(float(next(r for r in rows(folder / "val_loss.md") if r["size"] == "deep")["val_bits_per_byte"]), 2)
+
+
 def claims_table(run, folder):
-    return {f"{run}.claims": table("| claim | training runs | verdict |",
-                                   [[r["claim"], r["training_runs"], r["verdict"]] for r in rows(folder / "claims.md")])}
+    body = [[r["claim"], r["training_runs"], r["verdict"]] for r in rows(folder / "claims.md")]
+    return {f"{run}.claims": table("| claim | training runs | verdict |", body)}
 
 
 def seeds_study(run, folder):
@@ -70,8 +79,7 @@ def seeds_study(run, folder):
     d = load(deep / "decode.json.gz")
     k.update(decode_keys(f"{run}.code-bytes/deep-n4", d))
     k[f"{run}.code-bytes/deep-n4.kept"] = str(len(d["quality"]["kept"]))
-    k[f"{run}.code-bytes/deep-n4.bpb"] = fmt(float(next(r for r in rows(folder / "val_loss.md")
-                                                         if r["size"] == "deep")["val_bits_per_byte"]), 2)
+    k[f"{run}.code-bytes/deep-n4.bpb"] = deep_bpb(folder)
     k[f"{run}.pass1_max"] = fmt(max(float(r["pass_at_k"]) for r in rows(folder / "code.md")), 1)
     for x in d["tokens_per_forward_by_k"]:
         k[f"{run}.code-bytes/deep-n4.tpf_k{x['k']}"] = fmt(x["tokens_per_forward"])
@@ -93,8 +101,6 @@ def seeds_b():
     return seeds_study("seedsB", RAW / "default-seeds-2026-12-07-B")
 
 
-
-
 def seeds_c():
     """default-seeds-2026-12-07-C/: config.yaml with induction at size tiny, 1500 steps (seeds 0-2)."""
     return seeds_study("seedsC", RAW / "default-seeds-2026-12-07-C")
@@ -112,9 +118,8 @@ def deep_b8():
     k = study_time_keys("deep_b8", folder / "study_time.txt")
     k.update(train_minutes("deep_b8", folder / "study_time.log.gz"))
     k.update(induction_keys_over_seeds("deep_b8", folder / "models", folder))
-    deep = next(r for r in rows(folder / "val_loss.md") if r["size"] == "deep")
-    k["deep_b8.bpb"] = fmt(float(deep["val_bits_per_byte"]), 2)
+    k["deep_b8.bpb"] = deep_bpb(folder)
     d = load(folder / "models" / "code-bytes" / "deep-n4" / "decode.json.gz")
-    k["deep_b8.degenerate"] = str(16 - len(d["quality"]["kept"]))
+    k["deep_b8.degenerate"] = str(d["quality"]["degenerate_prompts"])
     k.update(claims_table("deep_b8", folder))
     return k

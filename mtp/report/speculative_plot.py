@@ -9,7 +9,8 @@ from mtp.serving.baselines import VLLM_BASELINES
 def plot_speculative(records, path):
     rows = speculative_rows(records)
     if not rows:
-        return figure_no_data(path, "Speculative decoding", f"no {result_files()['decode']} or {result_files()['vllm']}")
+        files = result_files()
+        return figure_no_data(path, "Speculative decoding", f"no {files['decode']} or {files['vllm']}")
     fig, axes = plt().subplots(2, 2, figsize=(11, 8), squeeze=False)
     for row, engine in enumerate(("native", "vllm")):
         name = "native engine" if engine == "native" else "vLLM"
@@ -91,8 +92,7 @@ def _baselines(ax, xs, metric, colors):
         ps = [x for x in xs if x["method"] == method and num(x[metric]) is not None
               and isinstance(x["draft_tokens"], int)]
         for x in ps:
-            g = f"{x['dataset']}/{x['size']}-n{x['n']}"
-            _point(ax, x["draft_tokens"] + 1, x, metric, colors.get(g, "black"), marker, ms=8)
+            _point(ax, x["draft_tokens"] + 1, x, metric, colors.get(model_label(x), "black"), marker, ms=8)
         if ps:
             ax.plot([], [], marker, color="gray", label=f"{method} baseline (x = drafts + 1)")
 
@@ -103,5 +103,5 @@ def _left_out(xs):
     for x in xs:
         if x["output"] not in (None, "ok"):
             why = x["output"].split(" (")[0].removeprefix("no data: ")
-            left_out.setdefault(why, set()).add(f"{x['dataset']}/{x['size']}-n{x['n']}")
+            left_out.setdefault(why, set()).add(model_label(x))
     return "\n".join(f"left out, {why}: " + ", ".join(sorted(ms)) for why, ms in sorted(left_out.items()))

@@ -36,6 +36,7 @@ from mtp.decoding.engine import COUNTERS  # vLLM's counter names, kept by the na
 BLAS_THREAD_VARS = ("MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "GOTO_NUM_THREADS", "VECLIB_MAXIMUM_THREADS",
                     "NUMEXPR_NUM_THREADS")
 SPIN_TAIL_S = 1.1  # > the 1 s an idle vLLM worker keeps busy-polling after its last step
+SHUTDOWN_S = 15.0  # an engine core exits ~5 s after SIGTERM; vLLM's default grace (5 s) kills it just before
 
 
 def clear_blas_threads(environ=os.environ):
@@ -115,27 +116,45 @@ class Engine:
 
 
 @contextlib.contextmanager
-def started(vllm, name, **kwargs):
-    """An Engine whose vLLM processes are shut down on exit, whatever happens."""
+def alive():
+    """A dict {name: Engine} to fill with start(); on exit (errors and SIGTERM too) every engine in it is shut
+    down, all at once: an engine core takes ~5 s to exit on SIGTERM (its worker ~2 s, then its teardown),
+    so shutting six down one after another cost half a minute."""
+    engines = {}
+    try:
+        yield engines
+    finally:
+        shutdown(list(engines.values()))
+
+
+def start(vllm, name, **kwargs):
+    """-> an Engine: `vllm.LLM(**kwargs)` with its start-up time, a SpecTap among its stat loggers and its
+    processes. Put it into an alive() dict at once, so that it is shut down."""
     import psutil
     me = psutil.Process()
     before = {p.pid for p in me.children(recursive=True)}
     t0 = time.perf_counter()
     llm = vllm.LLM(**kwargs)
-    try:
-        startup = time.perf_counter() - t0
-        manager = getattr(llm.llm_engine, "logger_manager", None)
-        if manager is None or not isinstance(getattr(manager, "stat_loggers", None), list):
-            raise UserError(f"vLLM {vllm.__version__}: no per-engine stat loggers to read speculative counters "
-                            f"from (mtp/serving/timing.py SpecTap supports vLLM 0.32)")
-        tap = SpecTap()
-        manager.stat_loggers.append(tap)
-        procs = [p for p in me.children(recursive=True) if p.pid not in before]
-        yield Engine(name, llm, tap, startup, procs)
-    finally:
-        llm.llm_engine.engine_core.shutdown()
-        del llm
-        gc.collect()
+    engine = Engine(name, llm, SpecTap(), time.perf_counter() - t0,
+                    [p for p in me.children(recursive=True) if p.pid not in before])
+    manager = getattr(llm.llm_engine, "logger_manager", None)
+    if manager is None or not isinstance(getattr(manager, "stat_loggers", None), list):
+        shutdown([engine])
+        raise UserError(f"vLLM {vllm.__version__}: no per-engine stat loggers to read speculative counters "
+                        f"from (mtp/serving/timing.py SpecTap supports vLLM 0.32)")
+    manager.stat_loggers.append(engine.tap)
+    return engine
+
+
+def shutdown(engines):
+    """Shut the engines' processes down side by side (SHUTDOWN_S each, then vLLM kills what is left)."""
+    from concurrent.futures import ThreadPoolExecutor
+    if engines:
+        with ThreadPoolExecutor(len(engines)) as pool:
+            list(pool.map(lambda e: e.llm.llm_engine.engine_core.shutdown(timeout=SHUTDOWN_S), engines))
+    for e in engines:
+        e.llm = None
+    gc.collect()
 
 
 def generator(vllm, max_new_tokens):
@@ -149,7 +168,8 @@ def generator(vllm, max_new_tokens):
 
 
 def decode_alone(engine, gen, prompts):
-    """Each prompt alone (untimed) -> [{"tokens", counters...}] per prompt."""
+    """Each prompt alone (untimed) -> [{"tokens", counters...}] per prompt (for a study without batch size 1;
+    with it, time_batch_size's first round gives the same)."""
     out = []
     for p in prompts:
         before = engine.tap.snapshot()
@@ -160,16 +180,24 @@ def decode_alone(engine, gen, prompts):
 
 def time_batch_size(engines, gen, prompts, bs, rounds):
     """Every engine once per round at batch size bs (all prompts, in consecutive batches of bs).
-    -> {name: row} (summarize_batch); counters are summed over the rounds."""
+    -> {name: row} (summarize_batch); counters are summed over the rounds. At bs = 1 each row also carries
+    "per_prompt": each prompt's tokens and counters in the first round (what decode_alone gives; every
+    batch's counters are read in every round, so the engines are timed alike)."""
     for e in engines.values():
         gen(e.llm, prompts[:bs])  # warm-up at this batch shape
     outs, cpu = {}, {name: {"own": 0.0, "others": 0.0} for name in engines}
-    state = {}
+    state, alone = {}, {}
 
     def call(e):
         def fn():
             state["name"] = e.name
-            outs[e.name] = [o for lo in range(0, len(prompts), bs) for o in gen(e.llm, prompts[lo:lo + bs])]
+            batches = []
+            for lo in range(0, len(prompts), bs):
+                before = e.tap.snapshot()
+                toks = gen(e.llm, prompts[lo:lo + bs])
+                batches.append((toks, minus(e.tap.snapshot(), before)))
+            outs[e.name] = [o for toks, _ in batches for o in toks]
+            alone.setdefault(e.name, [{"tokens": toks[0], **counts} for toks, counts in batches])
         return fn
 
     def before():
@@ -185,7 +213,11 @@ def time_batch_size(engines, gen, prompts, bs, rounds):
     times = M.interleaved({name: call(e) for name, e in engines.items()}, rounds, warmup=0,
                           before=before, after=after)
     counts = {name: minus(e.tap.snapshot(), start[name]) for name, e in engines.items()}
-    return summarize_batch(bs, times, outs, counts, cpu)
+    rows = summarize_batch(bs, times, outs, counts, cpu)
+    if bs == 1:
+        for name, row in rows.items():
+            row["per_prompt"] = alone[name]
+    return rows
 
 
 def summarize_batch(bs, times, outs, counts, cpu=None, reference="nospec"):

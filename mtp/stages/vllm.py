@@ -53,7 +53,6 @@ when the stage is SIGKILLed (mtp.serving.plugin.register sets PR_SET_PDEATHSIG i
 process outlives the stage. The `mtp` console script guards `main()` with
 `if __name__ == "__main__"`, as vLLM's spawn start method needs (vLLM 0.32 forces spawn on CPU).
 """
-import contextlib
 import os
 from pathlib import Path
 
@@ -219,24 +218,26 @@ def prepare(cfg, entry, ks, max_batch):
 
 
 def run_engines(vllm, name, confs, base, prompts, max_new, batch_sizes, repeats):
-    """Start every configuration's engine (in turn, each start-up timed alone), keep them all alive,
-    decode each prompt alone on each (untimed: per-prompt outputs and counters), then time every batch
-    size in interleaved rounds. -> [{name, k, method, speculative_config, startup_s, per_prompt, per_batch}]."""
+    """Start every configuration's engine (in turn, each start-up timed alone), keep them all alive, then time
+    every batch size in interleaved rounds; each prompt decoded alone (per-prompt outputs and counters) is the
+    first round at batch size 1 (an untimed pass where the study has no batch size 1).
+    -> [{name, k, method, speculative_config, startup_s, per_prompt, per_batch}]."""
     gen = T.generator(vllm, max_new)
-    with contextlib.ExitStack() as stack:
-        engines = {}
+    with T.alive() as engines:
         for cname, k, overrides, spec in confs:
             print(f"vllm {name}: starting {cname} ...", flush=True)
-            engines[cname] = stack.enter_context(T.started(vllm, cname, **base, hf_overrides=overrides,
-                                                           speculative_config=spec))
+            engines[cname] = T.start(vllm, cname, **base, hf_overrides=overrides, speculative_config=spec)
         runs = [{"name": cname, "k": k, "method": spec["method"] if spec else None, "speculative_config": spec,
-                 "startup_s": engines[cname].startup_s, "per_prompt": T.decode_alone(engines[cname], gen, prompts),
+                 "startup_s": engines[cname].startup_s,
+                 "per_prompt": None if 1 in batch_sizes else T.decode_alone(engines[cname], gen, prompts),
                  "per_batch": []} for cname, k, _, spec in confs]
         for bs in batch_sizes:
             print(f"vllm {name}: timing batch size {bs}, {repeats} interleaved rounds ...", flush=True)
             rows = T.time_batch_size(engines, gen, prompts, bs, repeats)
             for r in runs:
-                r["per_batch"].append(rows[r["name"]])
+                row = rows[r["name"]]
+                r["per_prompt"] = row.pop("per_prompt", r["per_prompt"])
+                r["per_batch"].append(row)
     return runs
 
 
@@ -272,7 +273,7 @@ def crosscheck(native, native_counts, runs):
             problems.append(f"{where}: {len(got)} outputs for {len(native)} prompts")
 
     for r in runs:
-        tokens(f"{r['name']} batch 1 (alone)", [p["tokens"] for p in r["per_prompt"]])
+        tokens(f"{r['name']} each prompt alone", [p["tokens"] for p in r["per_prompt"]])
         for row in r["per_batch"]:
             tokens(f"{r['name']} batch {row['batch_size']}", row["outputs"])
         if r["name"].startswith("heads_k"):

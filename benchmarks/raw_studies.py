@@ -123,3 +123,44 @@ def deep_b8():
     k["deep_b8.degenerate"] = str(d["quality"]["degenerate_prompts"])
     k.update(claims_table("deep_b8", folder))
     return k
+
+
+def vllm_stage_time():
+    """vllm-stage-time-2026-12-08/: `mtp vllm` on one model, the stage before and after its two savings, one run
+    each, one after another (/usr/bin/time's last line in each log)."""
+    folder, k = RAW / "vllm-stage-time-2026-12-08", {}
+    for name in ("before", "rounds_kill1s", "after"):
+        text = gzip.open(folder / f"{name}.log.gz", "rt").read()
+        k[f"vllm_stage.{name}_s"] = fmt(float(re.findall(r"^([\d.]+) s$", text, re.M)[-1]), 0)
+    return k
+
+
+def medusa_vs_recursive():
+    """medusa-vs-recursive-2026-12-08/: benchmarks/medusa_vs_recursive.yaml (code-bytes deep n = 4, medusa and
+    recursive heads, one study): each model's native decoding, its vLLM table and its validation loss."""
+    folder = RAW / "medusa-vs-recursive-2026-12-08"
+    k = study_time_keys("mvr", folder / "study_time.txt")
+    k.update(train_minutes("mvr", folder / "study_time.log.gz"))
+    for t in ("medusa", "recursive"):
+        model, p = folder / "models" / "code-bytes" / f"deep-{t}-n4", f"mvr.{t}"
+        d, v = load(model / "decode.json.gz"), load(model / "vllm.json.gz")
+        k.update(decode_keys(p, d))
+        for x in d["tokens_per_forward_by_k"]:
+            k[f"{p}.tpf_k{x['k']}"] = fmt(x["tokens_per_forward"])
+        k.update(vllm_keys(p, v))
+        k[f"{p}.vllm_table"] = vllm_table(v)
+        k[f"{p}.crosscheck"] = "equal" if v["crosscheck"]["ok"] else "different"
+        m = load(model / "metrics.json.gz")
+        k[f"{p}.bpb"] = fmt(m["val_bits_per_byte"], 2)
+    return k
+
+
+def seeds_e():
+    """default-seeds-2026-12-08-E/: run C's config again from a fresh clone, after the vLLM stage's savings."""
+    folder = RAW / "default-seeds-2026-12-08-E"
+    k = seeds_study("seedsE", folder)
+    same = [f for f in sorted((folder / "models").rglob("eval_induction.json.gz"))
+            if load(f)["correct_by_story"] == load(RAW / "default-seeds-2026-12-07-C" / f.relative_to(folder))
+            ["correct_by_story"]]
+    k["seedsE.induction.same_as_C"] = str(len(same))
+    return k

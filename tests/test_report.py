@@ -659,6 +659,23 @@ def test_figure_draws_unstable_speedups_hollow_with_their_rounds(tmp_path):
     assert ax.collections  # min-max bars of the timed rounds
 
 
+def test_val_loss_figure_draws_a_line_per_head_type_with_seeds_as_points(tmp_path, monkeypatch):
+    """Models of one n with other head types get a line of their own (not one line jumping between them at one
+    size), and a size's training seeds are points beside one line through their mean."""
+    from mtp.report import training
+    cfg = study_cfg(tmp_path, vllm=False, extra_sweeps=[{"dataset": "ind", "sizes": ["micro"], "n_heads": [2],
+                                                         "head_types": ["sequential"]}])
+    write_study(cfg, good=True)
+    figs = []
+    monkeypatch.setattr(training, "save", lambda fig, path: figs.append(fig))
+    training.plot_val_loss(report.load_study(cfg), tmp_path / "val_loss.png")
+    ax = next(a for a in figs[0].axes if a.get_title() == "ind: head-1 validation loss")
+    lines = {ln.get_label(): ln for ln in ax.lines if not ln.get_label().startswith("_")}
+    assert set(lines) == {"n=1", "n=2", "n=2 sequential"}
+    assert all(len(ln.get_xdata()) == 1 for ln in lines.values())  # one size: one point per line
+    assert len([ln for ln in ax.lines if ln.get_label().startswith("_")]) == 2  # the seeds of n = 1 and n = 2
+
+
 def test_memory_claim_has_no_data_without_the_train_benchmark(tmp_path):
     cfg = study_cfg(tmp_path)
     write_study(cfg, good=False)  # metrics.json: process peak memory grows n-fold; it must not be judged

@@ -3,6 +3,7 @@
 Not a claim: the paper gives no loss number for n>1 vs n=1 (Fig. 3 plots benchmark scores), and metrics.json
 holds no per-item losses for an interval; the val_loss table shows the numbers.
 """
+from mtp import head_types
 from mtp.report.figures import by, figure_no_data, grid, legend, save
 from mtp.report.study import num, order, result_files
 
@@ -56,10 +57,15 @@ def plot_val_loss(records, path):
     groups = by(rows, lambda r: r.dataset)
     fig, axes = grid(len(groups), ncols=3, w=5.0)
     for ax, (ds, rs) in zip(axes, sorted(groups.items())):
-        for n, line in sorted(by(rs, lambda r: r.n_heads).items()):
-            line = sorted(line, key=lambda r: r.params)
-            ax.plot([r.params for r in line], [r.results["metrics"].val_bits_per_byte for r in line],
-                    "o-", label=f"n={n}")
+        for (n, kind), line in sorted(by(rs, lambda r: (r.n_heads, variant(r))).items()):
+            # one line per n and head type (and heads added to a model): a size's seeds are its points, the line
+            # goes through their mean
+            xs = sorted({r.params for r in line})
+            ys = {x: [r.results["metrics"].val_bits_per_byte for r in line if r.params == x] for x in xs}
+            drawn = ax.plot(xs, [sum(ys[x]) / len(ys[x]) for x in xs], "o-", label=f"n={n}{kind}")
+            seeds = [(x, y) for x in xs for y in ys[x] if len(ys[x]) > 1]
+            if seeds:
+                ax.plot(*zip(*seeds), ".", color=drawn[0].get_color(), alpha=0.6)
         ax.set_xscale("log")
         ax.set_title(f"{ds}: head-1 validation loss")
         ax.set_xlabel("model size (non-embedding parameters)")
@@ -68,3 +74,9 @@ def plot_val_loss(records, path):
         legend(ax, title="heads")
     fig.tight_layout()
     save(fig, path)
+
+
+def variant(r):
+    """What tells apart models of one size and n in a legend: ' <head type>' (none for the paper's heads), ' added'
+    when the heads were added to an existing model (init_from)."""
+    return ("" if r.head_type == head_types.PAPER else f" {r.head_type}") + (" added" if r.init_from else "")

@@ -167,15 +167,26 @@ def generator(vllm, max_new_tokens):
     return gen
 
 
-def decode_alone(engine, gen, prompts):
-    """Each prompt alone (untimed) -> [{"tokens", counters...}] per prompt (for a study without batch size 1;
-    with it, time_batch_size's first round gives the same)."""
+def decode_batches(engine, gen, prompts, bs):
+    """All prompts in consecutive batches of bs -> [(token ids of each of the batch's prompts, the batch's
+    counters)], in order."""
     out = []
-    for p in prompts:
+    for lo in range(0, len(prompts), bs):
         before = engine.tap.snapshot()
-        toks, = gen(engine.llm, [p])
-        out.append({"tokens": toks, **minus(engine.tap.snapshot(), before)})
+        toks = gen(engine.llm, prompts[lo:lo + bs])
+        out.append((toks, minus(engine.tap.snapshot(), before)))
     return out
+
+
+def per_prompt(batches):
+    """decode_batches at batch size 1 -> [{"tokens", counters...}] per prompt."""
+    return [{"tokens": toks[0], **counts} for toks, counts in batches]
+
+
+def decode_alone(engine, gen, prompts):
+    """Each prompt alone (untimed) -> per_prompt (for a study without batch size 1; with it, time_batch_size's
+    first round gives the same)."""
+    return per_prompt(decode_batches(engine, gen, prompts, 1))
 
 
 def time_batch_size(engines, gen, prompts, bs, rounds):
@@ -191,13 +202,9 @@ def time_batch_size(engines, gen, prompts, bs, rounds):
     def call(e):
         def fn():
             state["name"] = e.name
-            batches = []
-            for lo in range(0, len(prompts), bs):
-                before = e.tap.snapshot()
-                toks = gen(e.llm, prompts[lo:lo + bs])
-                batches.append((toks, minus(e.tap.snapshot(), before)))
+            batches = decode_batches(e, gen, prompts, bs)
             outs[e.name] = [o for toks, _ in batches for o in toks]
-            alone.setdefault(e.name, [{"tokens": toks[0], **counts} for toks, counts in batches])
+            alone.setdefault(e.name, batches)  # the first round's
         return fn
 
     def before():
@@ -216,7 +223,7 @@ def time_batch_size(engines, gen, prompts, bs, rounds):
     rows = summarize_batch(bs, times, outs, counts, cpu)
     if bs == 1:
         for name, row in rows.items():
-            row["per_prompt"] = alone[name]
+            row["per_prompt"] = per_prompt(alone[name])
     return rows
 
 

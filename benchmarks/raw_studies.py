@@ -164,3 +164,36 @@ def seeds_e():
             ["correct_by_story"]]
     k["seedsE.induction.same_as_C"] = str(len(same))
     return k
+
+
+def draft_baseline():
+    """vLLM's draft_model baseline (the tiny n = 1 draft model, k = 3) in default-study runs A-E: the range of its
+    speed-ups over no speculation at batch 1 and 8 (why the default study dropped it)."""
+    runs = ("default-seeds-2026-12-06-A", "default-seeds-2026-12-07-B", "default-seeds-2026-12-07-C",
+            "default-seeds-2026-12-07-D", "default-seeds-2026-12-08-E")
+    speed = {1: [], 8: []}
+    for run in runs:
+        v = load(RAW / run / "models" / "code-bytes" / "deep-n4" / "vllm.json.gz")
+        for row in next(c for c in v["configs"] if c["name"] == "draft")["per_batch"]:
+            speed[row["batch_size"]].append(row["speedup"])
+    k = {"draft_baseline.runs": str(len(runs))}
+    for b, xs in speed.items():
+        k[f"draft_baseline.b{b}.range"] = span(min(xs), max(xs))
+    return k
+
+
+def attention_training():
+    """attention-training-2026-12-08/: training steps with CPU flash attention (math=0) and the scores path (math=1),
+    runs alternating: the ratio of the medians of step_time_s (scores / flash) and the number of runs of each."""
+    import statistics
+    k = {}
+    for model in ("tiny", "deep"):
+        by = {}
+        for line in (RAW / "attention-training-2026-12-08" / f"{model}.txt").read_text().splitlines():
+            flag, step = line.split()[:2]
+            by.setdefault(flag, []).append(float(step))
+        k[f"attn_train.{model}.ratio"] = fmt(statistics.median(by["math=1"]) / statistics.median(by["math=0"]), 3)
+        k[f"attn_train.{model}.runs"] = str(len(by["math=1"]))
+        k[f"attn_train.{model}.flash.range"] = span(min(by["math=0"]), max(by["math=0"]), 3)
+        k[f"attn_train.{model}.scores.range"] = span(min(by["math=1"]), max(by["math=1"]), 3)
+    return k

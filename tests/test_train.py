@@ -393,3 +393,19 @@ def test_candidate_softmax_is_the_cross_entropy_over_the_candidates():
     col = torch.searchsorted(cand, y)
     torch.testing.assert_close(_ce(sub, y, cand), F.cross_entropy(sub.flatten(0, 1), col.flatten()))
     assert torch.equal(cand[col], y)
+
+
+def test_training_attention_on_a_cpu_equals_flash_attention():
+    """attend's training path on a CPU (the scores as matrix products) gives SDPA's causal attention and its
+    gradients; without autograd (decoding, evaluation) attend is SDPA itself."""
+    from mtp.nn import model as M
+    torch.manual_seed(0)
+    q, k, v = (torch.randn(2, 3, 17, 8, dtype=torch.float64, requires_grad=True) for _ in range(3))
+    ref = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+    out = M.attend(q, k, v, None, False)
+    assert out.grad_fn is not None and "Sdpa" not in type(out.grad_fn).__name__  # the scores path ran
+    torch.testing.assert_close(out, ref)
+    g = torch.randn_like(ref)
+    torch.testing.assert_close(torch.autograd.grad(out, (q, k, v), g), torch.autograd.grad(ref, (q, k, v), g))
+    with torch.no_grad():
+        torch.testing.assert_close(M.attend(q, k, v, None, False), ref)

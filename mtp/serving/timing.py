@@ -1,7 +1,7 @@
 """vLLM engines side by side, timed in interleaved rounds (the measuring half of `mtp vllm`).
 
-Every configuration gets its own `LLM()` (its own engine-core and worker processes); all of them are
-started one after another (each start-up timed alone) and stay alive together, so that every
+Every configuration gets its own `LLM()` (its own engine-core and worker processes); they are started
+STARTING_TOGETHER at a time (start_all) and stay alive together, so that every
 configuration can be timed once per round (mtp.measure.interleaved) and a change in machine load
 hits them all alike. At each batch size: one untimed warm-up batch per engine, then `rounds` rounds.
 
@@ -117,33 +117,71 @@ class Engine:
 
 @contextlib.contextmanager
 def alive():
-    """A dict {name: Engine} to fill with start(); on exit (errors and SIGTERM too) every engine in it is shut
+    """An Engines dict {name: Engine} to fill with start_all(); on exit (errors and SIGTERM too) every engine in it is shut
     down, all at once: an engine core takes ~5 s to exit on SIGTERM (its worker ~2 s, then its teardown),
     so shutting six down one after another cost half a minute."""
-    engines = {}
+    from concurrent.futures import ThreadPoolExecutor
+    engines = Engines()
+    engines.starters = ThreadPoolExecutor(STARTING_TOGETHER)
     try:
         yield engines
     finally:
         shutdown(list(engines.values()))
+        engines.starters.shutdown()
+
+
+class Engines(dict):
+    """{name: Engine}, with the threads that start them (start_all). The threads live until the engines are shut
+    down: vLLM's processes die with the thread that started them (PR_SET_PDEATHSIG, mtp.serving.plugin)."""
+    starters = None
 
 
 def start(vllm, name, **kwargs):
     """-> an Engine: `vllm.LLM(**kwargs)` with its start-up time, a SpecTap among its stat loggers and its
     processes. Put it into an alive() dict at once, so that it is shut down."""
-    import psutil
-    me = psutil.Process()
-    before = {p.pid for p in me.children(recursive=True)}
     t0 = time.perf_counter()
     llm = vllm.LLM(**kwargs)
-    engine = Engine(name, llm, SpecTap(), time.perf_counter() - t0,
-                    [p for p in me.children(recursive=True) if p.pid not in before])
+    engine = Engine(name, llm, SpecTap(), time.perf_counter() - t0)
     manager = getattr(llm.llm_engine, "logger_manager", None)
+    try:
+        engine.procs = engine_processes(llm)
+    except AttributeError:
+        manager = None
     if manager is None or not isinstance(getattr(manager, "stat_loggers", None), list):
         shutdown([engine])
-        raise UserError(f"vLLM {vllm.__version__}: no per-engine stat loggers to read speculative counters "
-                        f"from (mtp/serving/timing.py SpecTap supports vLLM 0.32)")
+        raise UserError(f"vLLM {vllm.__version__}: no per-engine stat loggers or engine processes to read "
+                        f"speculative counters and CPU time from (mtp/serving/timing.py supports vLLM 0.32)")
     manager.stat_loggers.append(engine.tap)
     return engine
+
+
+def engine_processes(llm):
+    """The engine-core process(es) of an LLM and their workers (psutil), from vLLM 0.32's process manager."""
+    import psutil
+    cores = [psutil.Process(p.pid) for p in llm.llm_engine.engine_core.resources.engine_manager.processes]
+    return cores + [c for p in cores for c in p.children(recursive=True)]
+
+
+STARTING_TOGETHER = 2  # each start-up spawns two processes that import torch and vLLM, one after the other: two
+# start-ups side by side took 58 s for four engines where one at a time took 79 s (2 cores, AMD EPYC)
+
+
+def start_all(vllm, engines, confs, log=print):  # log: one call per line (two threads print)
+    """Start every (name, LLM kwargs) of confs, STARTING_TOGETHER at a time (on the alive() dict's starter threads),
+    into the alive() dict `engines` as each comes up (so that all are shut down, even when another fails); the first
+    failure is raised once none is starting. Our vLLM plugin is registered before (mtp.stages.vllm.import_vllm), so
+    no start-up races to load it."""
+    def one(conf):
+        name, kwargs = conf
+        log(f"starting {name} ...")
+        engines[name] = start(vllm, name, **kwargs)
+
+    futures = [engines.starters.submit(one, c) for c in confs]
+    for f in futures:
+        f.exception()  # waits
+    engines.update({name: engines.pop(name) for name, _ in confs if name in engines})  # confs' order: the rounds'
+    for f in futures:
+        f.result()
 
 
 def shutdown(engines):

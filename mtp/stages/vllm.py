@@ -1,6 +1,6 @@
 """`mtp vllm` (rule time_vllm): the exported model served by vLLM, with and without speculation.
 
-One `LLM()` per configuration, all alive side by side (mtp/serving/timing.py: start-up timed apart,
+One `LLM()` per configuration, all alive side by side (mtp/serving/timing.py: started two at a time,
 generation timed in interleaved rounds):
   nospec     trunk + head 1 only (`mtp_serve_heads: 1`: the plain Llama model), no speculation
   heads_k{k} our heads: target serves heads 1..k+1, drafter (medusa slot) drafts k tokens, for each k of
@@ -54,6 +54,7 @@ process outlives the stage. The `mtp` console script guards `main()` with
 `if __name__ == "__main__"`, as vLLM's spawn start method needs (vLLM 0.32 forces spawn on CPU).
 """
 import os
+import sys
 from pathlib import Path
 
 from mtp import UserError
@@ -218,15 +219,16 @@ def prepare(cfg, entry, ks, max_batch):
 
 
 def run_engines(vllm, name, confs, base, prompts, max_new, batch_sizes, repeats):
-    """Start every configuration's engine (in turn, each start-up timed alone), keep them all alive, then time
-    every batch size in interleaved rounds; each prompt decoded alone (per-prompt outputs and counters) is the
-    first round at batch size 1 (an untimed pass where the study has no batch size 1).
+    """Start every configuration's engine (T.start_all: two at a time, startup_s each one's own start-up while
+    another starts beside it), keep them all alive, then time every batch size in interleaved rounds; each prompt
+    decoded alone (per-prompt outputs and counters) is the first round at batch size 1 (an untimed pass where the
+    study has no batch size 1).
     -> [{name, k, method, speculative_config, startup_s, per_prompt, per_batch}]."""
     gen = T.generator(vllm, max_new)
     with T.alive() as engines:
-        for cname, k, overrides, spec in confs:
-            print(f"vllm {name}: starting {cname} ...", flush=True)
-            engines[cname] = T.start(vllm, cname, **base, hf_overrides=overrides, speculative_config=spec)
+        T.start_all(vllm, engines, [(cname, dict(base, hf_overrides=overrides, speculative_config=spec))
+                                    for cname, k, overrides, spec in confs],
+                    log=lambda line: sys.stdout.write(f"vllm {name}: {line}\n") and sys.stdout.flush())
         runs = [{"name": cname, "k": k, "method": spec["method"] if spec else None, "speculative_config": spec,
                  "startup_s": engines[cname].startup_s,
                  "per_prompt": None if 1 in batch_sizes else T.decode_alone(engines[cname], gen, prompts),

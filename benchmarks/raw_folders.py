@@ -6,7 +6,7 @@ import re
 from raw_readers import (RAW, ROOT, bench_keys, decode_keys, elapsed_minutes, fmt, heads_keys, induction_keys, load,
                          metrics_keys, number, per_pos, rows, signed, span, speed_cell, study_keys, study_time,
                          study_time_keys, table, table_keys, tps, vllm_keys, vllm_table)
-from raw_studies import (attention_training, deep_b8, draft_baseline, medusa_vs_recursive, pooled_seeds, seeds_a, seeds_b, seeds_c, seeds_d, seeds_e,
+from raw_studies import (at_run_e_speed, attention_training, deep_b8, draft_baseline, medusa_vs_recursive, seeds_g, seeds_h, pooled_seeds, seeds_a, seeds_b, seeds_c, seeds_d, seeds_e,
                          train_minutes, vllm_stage_time)
 
 
@@ -378,7 +378,7 @@ def mimo_probe():
 
 
 FOLDERS = (seeds_a, seeds_b, seeds_c, seeds_d, seeds_e, pooled_seeds, deep_b8, vllm_stage_time, medusa_vs_recursive,
-           draft_baseline, attention_training,
+           draft_baseline, attention_training, seeds_g, seeds_h, at_run_e_speed,
            gpu_h100, cpu_bench, head_types, smollm2, add_heads, run5, run4, run3, run2, run1, calibration,
            synthetic_curve, synthetic_curve_tiny, compile_ab, fused_ab, mimo_probe, sequential_ab, recursive_vllm,
            few_rows_ab, smollm2_b, self_distill, sequential_smollm2)

@@ -197,3 +197,23 @@ def attention_training():
         k[f"attn_train.{model}.flash.range"] = span(min(by["math=0"]), max(by["math=0"]), 3)
         k[f"attn_train.{model}.scores.range"] = span(min(by["math=1"]), max(by["math=1"]), 3)
     return k
+
+
+def seeds_g():
+    """default-seeds-2026-12-08-G/: config.yaml after the savings of commit 657517b (CPU training attention, vLLM
+    engines started two at a time, no draft-model baseline), seed 0, induction seeds 0-2, from a fresh clone."""
+    return seeds_study("seedsG", RAW / "default-seeds-2026-12-08-G")
+
+
+def seeds_h():
+    """default-seeds-2026-12-08-H/: the same with seed 1 and induction seeds 3-5, right after run G."""
+    return seeds_study("seedsH", RAW / "default-seeds-2026-12-08-H")
+
+
+def at_run_e_speed():
+    """An estimate, not a measurement: run E's training job-minutes less its draft model's job, times the mean of the
+    two attention ratios of attention_training (what run G's savings would have left of run E's training)."""
+    e, a = seeds_e(), attention_training()
+    tiny = float(e["seedsE.train_min.code-bytes/tiny"])
+    ratio = (float(a["attn_train.tiny.ratio"]) + float(a["attn_train.deep.ratio"])) / 2
+    return {"at_run_e_speed.train_job_minutes": fmt((float(e["seedsE.train.job_minutes"]) - tiny) * ratio, 1)}

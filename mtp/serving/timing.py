@@ -21,6 +21,7 @@ import contextlib
 import gc
 import os
 import statistics
+import threading
 import time
 from dataclasses import dataclass, field
 
@@ -162,6 +163,26 @@ def engine_processes(llm):
     return cores + [c for p in cores for c in p.children(recursive=True)]
 
 
+_LOGGERS_LOCK = threading.Lock()
+
+
+def one_stat_logger_manager_at_a_time():
+    """vLLM 0.32 makes an engine's stat loggers once its engine core is up, and its Prometheus logger first
+    unregisters every vllm: metric of the process-global registry, then registers its own: two engines doing so at
+    once can unregister a metric twice (KeyError) or register one twice (ValueError). Wrap StatLoggerManager's
+    __init__ in a lock (once per process)."""
+    from vllm.v1.metrics.loggers import StatLoggerManager
+    init = StatLoggerManager.__init__
+    if getattr(init, "mtp_locked", False):
+        return
+
+    def locked(self, *args, **kwargs):
+        with _LOGGERS_LOCK:
+            init(self, *args, **kwargs)
+    locked.mtp_locked = True
+    StatLoggerManager.__init__ = locked
+
+
 STARTING_TOGETHER = 2  # each start-up spawns two processes that import torch and vLLM, one after the other: two
 # start-ups side by side took 58 s for four engines where one at a time took 79 s (2 cores, AMD EPYC)
 
@@ -169,8 +190,11 @@ STARTING_TOGETHER = 2  # each start-up spawns two processes that import torch an
 def start_all(vllm, engines, confs, log=print):  # log: one call per line (two threads print)
     """Start every (name, LLM kwargs) of confs, STARTING_TOGETHER at a time (on the alive() dict's starter threads),
     into the alive() dict `engines` as each comes up (so that all are shut down, even when another fails); the first
-    failure is raised once none is starting. Our vLLM plugin is registered before (mtp.stages.vllm.import_vllm), so
-    no start-up races to load it."""
+    failure is raised once none is starting. What vLLM 0.32 keeps process-wide is not touched by two start-ups at
+    once: our plugin is registered before (mtp.stages.vllm.import_vllm), and its stat loggers are made one at a time
+    (one_stat_logger_manager_at_a_time)."""
+    one_stat_logger_manager_at_a_time()
+
     def one(conf):
         name, kwargs = conf
         log(f"starting {name} ...")

@@ -2,6 +2,7 @@
 (listed in raw_folders.FOLDERS)."""
 import gzip
 import re
+import statistics
 
 from raw_readers import (RAW, decode_keys, fmt, load, rows, signed, span, study_time_keys, table, vllm_keys,
                          vllm_table)
@@ -185,7 +186,6 @@ def draft_baseline():
 def attention_training():
     """attention-training-2026-12-08/: training steps with CPU flash attention (math=0) and the scores path (math=1),
     runs alternating: the ratio of the medians of step_time_s (scores / flash) and the number of runs of each."""
-    import statistics
     k = {}
     for model in ("tiny", "deep"):
         by = {}
@@ -213,7 +213,8 @@ def seeds_h():
 def at_run_e_speed():
     """An estimate, not a measurement: run E's training job-minutes less its draft model's job, times the mean of the
     two attention ratios of attention_training (what run G's savings would have left of run E's training)."""
-    e, a = seeds_e(), attention_training()
+    folder, a = RAW / "default-seeds-2026-12-08-E", attention_training()
+    e = {**study_time_keys("seedsE", folder / "study_time.txt"), **train_minutes("seedsE", folder / "study_time.log.gz")}
     tiny = float(e["seedsE.train_min.code-bytes/tiny"])
     ratio = (float(a["attn_train.tiny.ratio"]) + float(a["attn_train.deep.ratio"])) / 2
     return {"at_run_e_speed.train_job_minutes": fmt((float(e["seedsE.train.job_minutes"]) - tiny) * ratio, 1)}

@@ -118,12 +118,10 @@ class Engine:
 
 @contextlib.contextmanager
 def alive():
-    """An Engines dict {name: Engine} to fill with start_all(); on exit (errors and SIGTERM too) every engine in it is shut
-    down, all at once: an engine core takes ~5 s to exit on SIGTERM (its worker ~2 s, then its teardown),
+    """An Engines dict {name: Engine} to fill with start_all(); on exit (errors and SIGTERM too) every engine in it
+    is shut down, all at once: an engine core takes ~5 s to exit on SIGTERM (its worker ~2 s, then its teardown),
     so shutting six down one after another cost half a minute."""
-    from concurrent.futures import ThreadPoolExecutor
     engines = Engines()
-    engines.starters = ThreadPoolExecutor(STARTING_TOGETHER)
     try:
         yield engines
     finally:
@@ -134,7 +132,11 @@ def alive():
 class Engines(dict):
     """{name: Engine}, with the threads that start them (start_all). The threads live until the engines are shut
     down: vLLM's processes die with the thread that started them (PR_SET_PDEATHSIG, mtp.serving.plugin)."""
-    starters = None
+
+    def __init__(self):
+        from concurrent.futures import ThreadPoolExecutor
+        super().__init__()
+        self.starters = ThreadPoolExecutor(STARTING_TOGETHER)
 
 
 def start(vllm, name, **kwargs):
@@ -187,7 +189,7 @@ STARTING_TOGETHER = 2  # each start-up spawns two processes that import torch an
 # start-ups side by side took 58 s for four engines where one at a time took 79 s (2 cores, AMD EPYC)
 
 
-def start_all(vllm, engines, confs, log=print):  # log: one call per line (two threads print)
+def start_all(vllm, engines, confs, log=print):
     """Start every (name, LLM kwargs) of confs, STARTING_TOGETHER at a time (on the alive() dict's starter threads),
     into the alive() dict `engines` as each comes up (so that all are shut down, even when another fails); the first
     failure is raised once none is starting. What vLLM 0.32 keeps process-wide is not touched by two start-ups at

@@ -54,7 +54,6 @@ process outlives the stage. The `mtp` console script guards `main()` with
 `if __name__ == "__main__"`, as vLLM's spawn start method needs (vLLM 0.32 forces spawn on CPU).
 """
 import os
-import sys
 from pathlib import Path
 
 from mtp import UserError
@@ -228,7 +227,7 @@ def run_engines(vllm, name, confs, base, prompts, max_new, batch_sizes, repeats)
     with T.alive() as engines:
         T.start_all(vllm, engines, [(cname, dict(base, hf_overrides=overrides, speculative_config=spec))
                                     for cname, k, overrides, spec in confs],
-                    log=lambda line: sys.stdout.write(f"vllm {name}: {line}\n") and sys.stdout.flush())
+                    log=lambda line: print(f"vllm {name}: {line}\n", end="", flush=True))  # one write a line
         runs = [{"name": cname, "k": k, "method": spec["method"] if spec else None, "speculative_config": spec,
                  "startup_s": engines[cname].startup_s,
                  "per_prompt": None if 1 in batch_sizes else T.decode_alone(engines[cname], gen, prompts),
